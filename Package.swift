@@ -1,0 +1,39 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Tessera",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "tessera", targets: ["tessera"]),
+        .library(name: "Checkpoints", targets: ["Checkpoints"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        // System libraries: module maps only.
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // C macros Swift cannot import (HDF5 property classes, mmap flags).
+        .target(name: "CShims", dependencies: ["CHDF5"]),
+        // The thin layer over C: mapped files, digests, typed errors, atomic outputs.
+        .target(name: "Platform", dependencies: ["CCrypto", "CShims"]),
+        // torch.save zip archives and the safe unpickler.
+        .target(name: "TorchFormat", dependencies: ["Platform"]),
+        // Readers, the catalogue of global tensors, partition rules, model config.
+        .target(name: "Checkpoints", dependencies: ["Platform", "TorchFormat", .product(name: "Yams", package: "Yams")]),
+        .executableTarget(name: "tessera", dependencies: [
+            "Checkpoints", "Platform",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
+        .testTarget(name: "TorchFormatTests", dependencies: ["TorchFormat", "Platform"]),
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "TorchFormat", "Platform"],
+                    resources: []),
+    ],
+    swiftLanguageModes: [.v6]
+)

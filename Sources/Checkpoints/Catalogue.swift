@@ -1,0 +1,159 @@
+import Platform
+
+/// Where a checkpoint's weights came from.
+public enum CheckpointFormat: String, Sendable, Codable {
+    case nemoLegacy = "nemo-legacy"
+    case distZarr = "dist-zarr"
+    case distTorch = "dist-torch"
+    case hdf5 = "hdf5"
+}
+
+/// A rectangular slice of a global tensor stored somewhere on disk as a strided view.
+public struct Piece: Sendable, Equatable {
+    /// The storage the view indexes into (element 0 at `storage.offset`).
+    public var storage: FileSlice
+    public var dtype: DType
+    /// First element of the view, in elements from the storage start.
+    public var storageOffset: Int
+    /// Strides of the view in elements.
+    public var strides: [Int]
+    /// Shape of the slice.
+    public var shape: [Int]
+    /// Where the slice starts in the global tensor.
+    public var globalOffset: [Int]
+    /// The file and key it was read from, for messages.
+    public var origin: String
+
+    /// Elements in the slice.
+    public var elementCount: Int { shape.reduce(1, *) }
+
+    /// The same storage seen as the sub-box `[from, from + shape)` of this piece, placed at `global`.
+    func sub(from local: [Int], shape: [Int], global: [Int]) -> Piece {
+        var p = self
+        p.storageOffset += zip(local, strides).map(*).reduce(0, +)
+        p.shape = shape
+        p.globalOffset = global
+        return p
+    }
+}
+
+/// One tensor of the TP=1/PP=1 model and the pieces on disk that cover it.
+public struct GlobalTensor: Sendable {
+    public var name: String
+    public var dtype: DType
+    public var shape: [Int]
+    /// Disjoint pieces that together cover the tensor exactly.
+    public var pieces: [Piece]
+    /// Further copies of replicated tensors (from other TP ranks), each a full cover.
+    public var replicas: [[Piece]]
+
+    public var elementCount: Int { shape.reduce(1, *) }
+    public var byteCount: Int { elementCount * dtype.size }
+}
+
+/// A non-tensor entry carried through conversions (TransformerEngine `_extra_state`).
+public struct ObjectEntry: Sendable {
+    /// Canonical name, e.g. `decoder.layers.3.self_attention.linear_qkv._extra_state`.
+    public var name: String
+    /// How the source held it: `none`, `bytesio`, `tensor`, `sharded-object`.
+    public var kind: String
+    /// The bytes behind it, when it has any (the BytesIO contents, the uint8 tensor, the object file).
+    public var bytes: [UInt8]?
+}
+
+/// Every checkpoint, whatever its format and layout, as a set of global tensors.
+public struct Catalogue: Sendable {
+    public var format: CheckpointFormat
+    public var tp: Int
+    public var pp: Int
+    public var config: ModelConfig?
+    /// Tensors in canonical order.
+    public var tensors: [GlobalTensor]
+    public var objects: [ObjectEntry]
+    /// Layer-norm spelling of the source, when it tells.
+    public var spelling: CanonicalName.Spelling?
+    /// The checkpoint's files.
+    public var container: any Container
+    /// Folder inside the container that holds the weights ("" or "model_weights").
+    public var weightsPath: String
+
+    /// The tensor called `name`.
+    public func tensor(_ name: String) -> GlobalTensor? { tensors.first { $0.name == name } }
+
+    /// Total bytes of all tensors.
+    public var byteCount: Int { tensors.reduce(0) { $0 + $1.byteCount } }
+}
+
+/// Collects pieces per global name and checks they cover each tensor exactly.
+struct CatalogueBuilder {
+    private var entries: [String: GlobalTensor] = [:]
+
+    mutating func add(name: String, dtype: DType, globalShape: [Int], piece: Piece, replica: Int = 0) throws(TesseraError) {
+        if var t = entries[name] {
+            guard t.shape == globalShape else {
+                throw TesseraError(.inconsistent,
+                    "ranks disagree on the shape: \(t.pieces.first?.origin ?? "?") implies \(t.shape), \(piece.origin) implies \(globalShape)",
+                    tensor: name)
+            }
+            guard t.dtype == dtype else {
+                throw TesseraError(.inconsistent,
+                    "ranks disagree on the dtype: \(t.dtype.rawValue) vs \(dtype.rawValue) in \(piece.origin)", tensor: name)
+            }
+            if replica == 0 {
+                t.pieces.append(piece)
+            } else {
+                while t.replicas.count < replica { t.replicas.append([]) }
+                t.replicas[replica - 1].append(piece)
+            }
+            entries[name] = t
+        } else {
+            var t = GlobalTensor(name: name, dtype: dtype, shape: globalShape, pieces: [], replicas: [])
+            if replica == 0 { t.pieces = [piece] } else {
+                t.replicas = Array(repeating: [], count: replica)
+                t.replicas[replica - 1] = [piece]
+            }
+            entries[name] = t
+        }
+    }
+
+    /// The tensors in canonical order, each checked for exact coverage.
+    func finish() throws(TesseraError) -> [GlobalTensor] {
+        var out = Array(entries.values)
+        out.sort { CanonicalName.order($0.name) < CanonicalName.order($1.name) }
+        for t in out {
+            try Self.checkCover(t.pieces, tensor: t)
+            for r in t.replicas { try Self.checkCover(r, tensor: t) }
+        }
+        return out
+    }
+
+    static func checkCover(_ pieces: [Piece], tensor t: GlobalTensor) throws(TesseraError) {
+        var total = 0
+        for p in pieces {
+            guard p.shape.count == t.shape.count else {
+                throw TesseraError(.inconsistent, "piece from \(p.origin) has rank \(p.shape.count), tensor has \(t.shape.count)", tensor: t.name)
+            }
+            for d in t.shape.indices where p.globalOffset[d] < 0 || p.globalOffset[d] + p.shape[d] > t.shape[d] {
+                throw TesseraError(.outOfBounds,
+                    "piece from \(p.origin) (offset \(p.globalOffset), shape \(p.shape)) lies outside the global shape \(t.shape)",
+                    tensor: t.name)
+            }
+            total += p.elementCount
+        }
+        for i in pieces.indices {
+            for j in pieces.indices where j > i {
+                let a = pieces[i], b = pieces[j]
+                let overlap = t.shape.indices.allSatisfy { d in
+                    a.globalOffset[d] < b.globalOffset[d] + b.shape[d] && b.globalOffset[d] < a.globalOffset[d] + a.shape[d]
+                }
+                if overlap {
+                    throw TesseraError(.inconsistent, "pieces from \(a.origin) and \(b.origin) overlap", tensor: t.name)
+                }
+            }
+        }
+        guard total == t.elementCount else {
+            throw TesseraError(.missing,
+                "pieces cover \(total) of \(t.elementCount) elements of shape \(t.shape); a shard is missing", tensor: t.name)
+        }
+    }
+}

@@ -1,0 +1,183 @@
+import Foundation
+import Platform
+
+/// The files of a checkpoint, wherever they live: a folder on disk or the members of a
+/// `.nemo` tar read in place. Paths are relative, `/`-separated, without a leading `./`.
+public protocol Container: Sendable {
+    /// What to call the container in messages.
+    var displayPath: String { get }
+    /// True when `path` is a regular file.
+    func isFile(_ path: String) -> Bool
+    /// True when `path` is a folder (the root is "").
+    func isDirectory(_ path: String) -> Bool
+    /// Names directly inside the folder `path`, sorted.
+    func children(_ path: String) -> [String]
+    /// Where the bytes of the file `path` lie.
+    func slice(_ path: String) throws(TesseraError) -> FileSlice
+}
+
+extension Container {
+    /// Reads a small file whole.
+    public func read(_ path: String, cache: MappingCache) throws(TesseraError) -> [UInt8] {
+        let s = try slice(path)
+        return Array(try cache.file(s.path).bytes(offset: s.offset, count: s.count))
+    }
+
+    /// `a/b` joined, with "" as the root.
+    public func join(_ a: String, _ b: String) -> String { a.isEmpty ? b : a + "/" + b }
+
+    /// A human path for `path` inside this container.
+    public func describe(_ path: String) -> String {
+        path.isEmpty ? displayPath : displayPath + "/" + path
+    }
+}
+
+/// A checkpoint folder on disk.
+public struct DirectoryContainer: Container {
+    public let root: String
+    public var displayPath: String { root }
+
+    public init(root: String) {
+        var r = root
+        while r.count > 1, r.hasSuffix("/") { r.removeLast() }
+        self.root = r
+    }
+
+    private func full(_ path: String) -> String { path.isEmpty ? root : root + "/" + path }
+
+    public func isFile(_ path: String) -> Bool {
+        var dir: ObjCBool = false
+        return FileManager.default.fileExists(atPath: full(path), isDirectory: &dir) && !dir.boolValue
+    }
+
+    public func isDirectory(_ path: String) -> Bool {
+        var dir: ObjCBool = false
+        return FileManager.default.fileExists(atPath: full(path), isDirectory: &dir) && dir.boolValue
+    }
+
+    public func children(_ path: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: full(path))) ?? []).sorted()
+    }
+
+    public func slice(_ path: String) throws(TesseraError) -> FileSlice {
+        let p = full(path)
+        guard let attrs = try? FileManager.default.attributesOfItem(atPath: p),
+              let size = (attrs[.size] as? NSNumber)?.intValue else {
+            throw TesseraError(.missing, "file not found", file: p)
+        }
+        return FileSlice(path: p, offset: 0, count: size)
+    }
+}
+
+/// The members of an uncompressed tar (a `.nemo` archive), located without extracting.
+public struct TarContainer: Container {
+    public let path: String
+    private let files: [String: FileSlice]
+    private let directories: [String: [String]]
+    public var displayPath: String { path }
+
+    /// Indexes the tar at `path` (ustar, GNU long names and pax path records).
+    public init(path: String, cache: MappingCache) throws(TesseraError) {
+        self.path = path
+        let file = try cache.file(path)
+        let b = file.bytes
+        if b.count >= 2, b[0] == 0x1F, b[1] == 0x8B {
+            throw TesseraError(.unsupported,
+                "gzip-compressed .nemo archives (NeMo < 1.7) cannot be read in place; unpack it with 'tar xzf' and pass the folder",
+                file: path)
+        }
+        var files: [String: FileSlice] = [:]
+        var dirs: [String: Set<String>] = ["": []]
+        var pos = 0
+        var longName: String?
+        func field(_ at: Int, _ len: Int) -> String {
+            var end = at
+            while end < at + len, b[end] != 0 { end += 1 }
+            return String(decoding: UnsafeRawBufferPointer(rebasing: b[at..<end]), as: UTF8.self)
+        }
+        func octal(_ at: Int, _ len: Int) -> Int? {
+            if b[at] & 0x80 != 0 {   // base-256
+                var v = 0
+                for i in (at + 1)..<(at + len) { v = (v << 8) | Int(b[i]) }
+                return v
+            }
+            let s = field(at, len).trimmingCharacters(in: .whitespaces)
+            return s.isEmpty ? 0 : Int(s, radix: 8)
+        }
+        func normalize(_ name: String) -> String {
+            var n = name
+            while n.hasPrefix("./") { n.removeFirst(2) }
+            while n.hasSuffix("/") { n.removeLast() }
+            return n == "." ? "" : n
+        }
+        func register(_ name: String, isDir: Bool) {
+            let parts = name.split(separator: "/").map(String.init)
+            var parent = ""
+            for (i, part) in parts.enumerated() {
+                dirs[parent, default: []].insert(part)
+                let here = parent.isEmpty ? part : parent + "/" + part
+                if i < parts.count - 1 || isDir { dirs[here, default: []] = dirs[here] ?? [] }
+                parent = here
+            }
+        }
+        while pos + 512 <= b.count {
+            if (0..<512).allSatisfy({ b[pos + $0] == 0 }) { break }   // end-of-archive block
+            guard let size = octal(pos + 124, 12) else {
+                throw TesseraError(.corrupt, "bad tar header at byte \(pos)", file: path)
+            }
+            // Checksum over the header with the checksum field as spaces.
+            var sum = 0
+            for i in 0..<512 { sum += (148..<156).contains(i) ? 32 : Int(b[pos + i]) }
+            guard let stored = octal(pos + 148, 8), stored == sum else {
+                throw TesseraError(.corrupt, "tar header checksum mismatch at byte \(pos); the archive is damaged", file: path)
+            }
+            let type = b[pos + 156]
+            var name = field(pos, 100)
+            if field(pos + 257, 6).hasPrefix("ustar") {
+                let prefix = field(pos + 345, 155)
+                if !prefix.isEmpty { name = prefix + "/" + name }
+            }
+            let dataStart = pos + 512
+            guard size <= b.count - dataStart else {
+                throw TesseraError(.corrupt,
+                    "tar member '\(name)' needs \(size) bytes but the archive ends after \(b.count - dataStart); it is truncated",
+                    file: path)
+            }
+            let data = UnsafeRawBufferPointer(rebasing: b[dataStart..<(dataStart + size)])
+            switch type {
+            case UInt8(ascii: "L"):
+                longName = String(decoding: data.prefix(while: { $0 != 0 }), as: UTF8.self)
+            case UInt8(ascii: "x"):
+                let text = String(decoding: data, as: UTF8.self)
+                for rec in text.split(separator: "\n") {
+                    if let r = rec.range(of: " path=") { longName = String(rec[r.upperBound...]) }
+                }
+            case UInt8(ascii: "g"):
+                break
+            case 0, UInt8(ascii: "0"), UInt8(ascii: "7"):
+                let n = normalize(longName ?? name)
+                longName = nil
+                if n.split(separator: "/").contains(where: { $0 == ".." }) || n.hasPrefix("/") { break }
+                files[n] = FileSlice(path: path, offset: dataStart, count: size)
+                register(n, isDir: false)
+            case UInt8(ascii: "5"):
+                let n = normalize(longName ?? name)
+                longName = nil
+                if !n.isEmpty { register(n, isDir: true) }
+            default:
+                longName = nil   // links and devices are skipped, as NeMo's safe extraction does
+            }
+            pos = dataStart + (size + 511) / 512 * 512
+        }
+        self.files = files
+        self.directories = dirs.mapValues { $0.sorted() }
+    }
+
+    public func isFile(_ p: String) -> Bool { files[p] != nil }
+    public func isDirectory(_ p: String) -> Bool { directories[p] != nil }
+    public func children(_ p: String) -> [String] { directories[p] ?? [] }
+    public func slice(_ p: String) throws(TesseraError) -> FileSlice {
+        guard let s = files[p] else { throw TesseraError(.missing, "member '\(p)' not found in the archive", file: path) }
+        return s
+    }
+}

@@ -1,0 +1,132 @@
+import Foundation
+import Platform
+import Yams
+
+/// The architecture and parallel layout of a NeMo GPT model, from `model_config.yaml`
+/// (with or without a top-level `model:` key).
+public struct ModelConfig: Sendable, Equatable, Codable {
+    public var numLayers: Int
+    public var hiddenSize: Int
+    public var ffnHiddenSize: Int
+    public var numAttentionHeads: Int
+    public var numQueryGroups: Int
+    public var kvChannels: Int
+    /// Set from the embedding's row count when the weights are read.
+    public var paddedVocabSize: Int?
+    public var makeVocabSizeDivisibleBy: Int
+    public var seqLength: Int?
+    public var activation: String
+    public var normalization: String
+    public var layernormZeroCenteredGamma: Bool
+    public var layernormEpsilon: Double
+    public var bias: Bool
+    public var positionEmbeddingType: String
+    public var rotaryPercentage: Double
+    public var rotaryBase: Double
+    public var shareEmbeddingsAndOutputWeights: Bool
+    public var tensorModelParallelSize: Int
+    public var pipelineModelParallelSize: Int
+    public var precision: String?
+    /// Outputs of a regression reward head (`regression.num_attributes`), when the model has one.
+    public var rewardOutputs: Int?
+    /// The tokenizer file inside the checkpoint, with the `nemo:` prefix removed.
+    public var tokenizerModel: String?
+    public var distCkptFormat: String?
+
+    /// True when fc1 holds a gate and an up projection (`*glu` activations).
+    public var gatedLinearUnit: Bool { activation.hasSuffix("glu") }
+
+    enum CodingKeys: String, CodingKey {
+        case numLayers = "num_layers", hiddenSize = "hidden_size", ffnHiddenSize = "ffn_hidden_size"
+        case numAttentionHeads = "num_attention_heads", numQueryGroups = "num_query_groups"
+        case kvChannels = "kv_channels", paddedVocabSize = "padded_vocab_size"
+        case makeVocabSizeDivisibleBy = "make_vocab_size_divisible_by", seqLength = "encoder_seq_length"
+        case activation, normalization, layernormZeroCenteredGamma = "layernorm_zero_centered_gamma"
+        case layernormEpsilon = "layernorm_epsilon", bias, positionEmbeddingType = "position_embedding_type"
+        case rotaryPercentage = "rotary_percentage", rotaryBase = "rotary_base"
+        case shareEmbeddingsAndOutputWeights = "share_embeddings_and_output_weights"
+        case tensorModelParallelSize = "tensor_model_parallel_size"
+        case pipelineModelParallelSize = "pipeline_model_parallel_size"
+        case precision, rewardOutputs = "reward_outputs", tokenizerModel = "tokenizer_model"
+        case distCkptFormat = "dist_ckpt_format"
+    }
+
+    /// Parses `model_config.yaml` text; `file` names it in errors.
+    public init(yaml text: String, file: String) throws(TesseraError) {
+        let loaded: Any?
+        do { loaded = try Yams.load(yaml: text) } catch {
+            throw TesseraError(.corrupt, "not valid YAML: \(error)", file: file)
+        }
+        guard var root = loaded as? [String: Any] else {
+            throw TesseraError(.corrupt, "expected a mapping at the top level", file: file)
+        }
+        if let inner = root["model"] as? [String: Any] { root = inner }
+        func int(_ k: String) -> Int? {
+            switch root[k] {
+            case let i as Int: i
+            case let s as String: Int(s)
+            case let d as Double where d == d.rounded(): Int(d)
+            default: nil
+            }
+        }
+        func double(_ k: String) -> Double? {
+            switch root[k] {
+            case let d as Double: d
+            case let i as Int: Double(i)
+            case let s as String: Double(s)
+            default: nil
+            }
+        }
+        func bool(_ k: String) -> Bool? {
+            switch root[k] {
+            case let b as Bool: b
+            case let s as String: ["true", "True", "1"].contains(s)
+            default: nil
+            }
+        }
+        func string(_ k: String) -> String? { root[k].flatMap { $0 as? String } }
+        func require(_ k: String) throws(TesseraError) -> Int {
+            guard let v = int(k) else { throw TesseraError(.missing, "model config has no integer '\(k)'", file: file) }
+            return v
+        }
+        numLayers = try require("num_layers")
+        hiddenSize = try require("hidden_size")
+        numAttentionHeads = try require("num_attention_heads")
+        ffnHiddenSize = int("ffn_hidden_size") ?? 4 * hiddenSize
+        numQueryGroups = int("num_query_groups") ?? numAttentionHeads
+        kvChannels = int("kv_channels") ?? hiddenSize / max(numAttentionHeads, 1)
+        paddedVocabSize = nil
+        makeVocabSizeDivisibleBy = int("make_vocab_size_divisible_by") ?? 128
+        seqLength = int("encoder_seq_length") ?? int("seq_length") ?? int("max_position_embeddings")
+        activation = string("activation") ?? "gelu"
+        normalization = string("normalization") ?? "layernorm"
+        layernormZeroCenteredGamma = bool("layernorm_zero_centered_gamma") ?? (normalization == "layernorm1p")
+        layernormEpsilon = double("layernorm_epsilon") ?? 1e-5
+        bias = bool("bias") ?? true
+        positionEmbeddingType = string("position_embedding_type") ?? "learned_absolute"
+        rotaryPercentage = double("rotary_percentage") ?? 1.0
+        rotaryBase = double("rotary_base") ?? 10000
+        shareEmbeddingsAndOutputWeights = bool("share_embeddings_and_output_weights") ?? true
+        tensorModelParallelSize = int("tensor_model_parallel_size") ?? 1
+        pipelineModelParallelSize = int("pipeline_model_parallel_size") ?? 1
+        precision = root["precision"].map { "\($0)" }
+        if let reg = root["regression"] as? [String: Any], let n = reg["num_attributes"] as? Int {
+            rewardOutputs = n
+        } else {
+            rewardOutputs = nil
+        }
+        if let tok = root["tokenizer"] as? [String: Any] {
+            let ref = (tok["model"] as? String) ?? (tok["tokenizer_model"] as? String)
+            tokenizerModel = ref.map { $0.hasPrefix("nemo:") ? String($0.dropFirst(5)) : $0 }
+        } else {
+            tokenizerModel = nil
+        }
+        distCkptFormat = string("dist_ckpt_format")
+    }
+
+    /// The padded vocabulary NeMo builds for `vocab` tokens at tensor-parallel size `tp`.
+    public func paddedVocab(trueVocab vocab: Int, tp: Int) -> Int {
+        let multiple = makeVocabSizeDivisibleBy * tp
+        return (vocab + multiple - 1) / multiple * multiple
+    }
+}

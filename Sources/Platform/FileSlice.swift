@@ -1,0 +1,28 @@
+/// A byte range inside a file on disk: the unit every reader points into.
+public struct FileSlice: Sendable, Hashable, Codable {
+    public var path: String
+    public var offset: Int
+    public var count: Int
+
+    public init(path: String, offset: Int, count: Int) {
+        self.path = path
+        self.offset = offset
+        self.count = count
+    }
+
+    /// The sub-range `[from, from + count)` of this slice, bounds-checked.
+    public func subslice(from: Int, count n: Int) throws(TesseraError) -> FileSlice {
+        guard from >= 0, n >= 0, from <= count, n <= count - from else {
+            throw TesseraError(.outOfBounds,
+                "range \(from)..<\(from + n) lies outside an entry of \(count) bytes at offset \(offset)", file: path)
+        }
+        return FileSlice(path: path, offset: offset + from, count: n)
+    }
+}
+
+/// Little-endian reads from unaligned raw memory.
+extension UnsafeRawBufferPointer {
+    @inlinable public func le<T: FixedWidthInteger>(_ type: T.Type, at offset: Int) -> T {
+        T(littleEndian: loadUnaligned(fromByteOffset: offset, as: T.self))
+    }
+}

@@ -1,0 +1,103 @@
+import Glibc
+import Synchronization
+
+/// Owner of a read-only memory mapping; unmapped when the owner goes away.
+public struct MappedRegion: ~Copyable, @unchecked Sendable {
+    /// Start of the mapping; nil for an empty file.
+    public let base: UnsafeRawPointer?
+    /// Length of the mapping in bytes.
+    public let count: Int
+
+    /// Maps the whole file at `path` read-only.
+    public init(path: String) throws(TesseraError) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw TesseraError(.io, "cannot open: \(String(cString: strerror(errno)))", file: path)
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            throw TesseraError(.io, "cannot stat: \(String(cString: strerror(errno)))", file: path)
+        }
+        let size = Int(st.st_size)
+        if size == 0 {
+            base = nil
+            count = 0
+            return
+        }
+        let p = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0)
+        guard let p, p != MAP_FAILED else {
+            throw TesseraError(.io, "cannot map: \(String(cString: strerror(errno)))", file: path)
+        }
+        base = UnsafeRawPointer(p)
+        count = size
+    }
+
+    /// The mapped bytes.
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+
+    /// Tells the kernel the pages in `range` may be dropped from this process (they stay in the page cache).
+    public func release(_ range: Range<Int>) {
+        guard let base, !range.isEmpty else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (range.lowerBound / page) * page
+        let end = min(count, range.upperBound)
+        guard end > start else { return }
+        madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+    }
+
+    deinit {
+        if let base { munmap(UnsafeMutableRawPointer(mutating: base), count) }
+    }
+}
+
+/// A mapped file shared by readers; the mapping lives as long as this object.
+public final class MappedFile: Sendable {
+    /// The path the file was opened at.
+    public let path: String
+    private let region: MappedRegion
+
+    /// Maps `path` read-only.
+    public init(path: String) throws(TesseraError) {
+        self.path = path
+        self.region = try MappedRegion(path: path)
+    }
+
+    /// The whole file.
+    public var bytes: UnsafeRawBufferPointer { region.bytes }
+    /// File size in bytes.
+    public var count: Int { region.count }
+
+    /// The bytes of `slice`, checked against the file's size.
+    public func bytes(offset: Int, count length: Int) throws(TesseraError) -> UnsafeRawBufferPointer {
+        guard offset >= 0, length >= 0, offset <= count, length <= count - offset else {
+            throw TesseraError(.outOfBounds,
+                "byte range \(offset)..<\(offset + length) lies outside the file (\(count) bytes)", file: path)
+        }
+        return UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + length)])
+    }
+
+    /// Drops the pages of `range` from this process's resident set.
+    public func release(_ range: Range<Int>) { region.release(range) }
+}
+
+/// Opens each file once and hands out shared mappings; safe to use from several threads.
+public final class MappingCache: Sendable {
+    private let files = Mutex<[String: MappedFile]>([:])
+
+    public init() {}
+
+    /// The mapping of `path`, opening it on first use.
+    public func file(_ path: String) throws(TesseraError) -> MappedFile {
+        if let f = files.withLock({ $0[path] }) { return f }
+        let f = try MappedFile(path: path)
+        return files.withLock { table in
+            if let existing = table[path] { return existing }
+            table[path] = f
+            return f
+        }
+    }
+
+    /// Forgets every mapping; each is unmapped when its last user lets go.
+    public func removeAll() { files.withLock { $0.removeAll() } }
+}
