@@ -24,6 +24,17 @@ public struct Piece: Sendable, Equatable {
     /// The file and key it was read from, for messages.
     public var origin: String
 
+    public init(storage: FileSlice, dtype: DType, storageOffset: Int, strides: [Int], shape: [Int],
+                globalOffset: [Int], origin: String) {
+        self.storage = storage
+        self.dtype = dtype
+        self.storageOffset = storageOffset
+        self.strides = strides
+        self.shape = shape
+        self.globalOffset = globalOffset
+        self.origin = origin
+    }
+
     /// Elements in the slice.
     public var elementCount: Int { shape.reduce(1, *) }
 
@@ -46,6 +57,14 @@ public struct GlobalTensor: Sendable {
     public var pieces: [Piece]
     /// Further copies of replicated tensors (from other TP ranks), each a full cover.
     public var replicas: [[Piece]]
+
+    public init(name: String, dtype: DType, shape: [Int], pieces: [Piece], replicas: [[Piece]] = []) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.pieces = pieces
+        self.replicas = replicas
+    }
 
     public var elementCount: Int { shape.reduce(1, *) }
     public var byteCount: Int { elementCount * dtype.size }

@@ -49,6 +49,11 @@ enum LegacyReader {
     static func read(_ c: any Container, base: String, files: [[String]], config: ModelConfig?,
                      cache: MappingCache) throws(TesseraError) -> Catalogue {
         let pp = files.count, tp = files[0].count
+        if let config, config.tensorModelParallelSize * config.pipelineModelParallelSize != tp * pp {
+            throw TesseraError(.missing,
+                "model_config.yaml says TP=\(config.tensorModelParallelSize) PP=\(config.pipelineModelParallelSize) but rank files for TP=\(tp) PP=\(pp) were found; rank folders are missing or extra",
+                file: c.describe(base))
+        }
         var archives: [[TorchArchive]] = []
         for row in files {
             var r: [TorchArchive] = []

@@ -29,6 +29,12 @@ public struct ShardPart: Sendable, Equatable {
     /// Start of the part in the global tensor.
     public var globalOffset: [Int]
     public var shape: [Int]
+
+    public init(localOffset: [Int], globalOffset: [Int], shape: [Int]) {
+        self.localOffset = localOffset
+        self.globalOffset = globalOffset
+        self.shape = shape
+    }
 }
 
 /// The partition rule of every NeMo GPT tensor: one table, read by the readers to
@@ -36,6 +42,11 @@ public struct ShardPart: Sendable, Equatable {
 public struct PartitionRule: Sendable, Equatable {
     public var role: TensorRole
     public var placement: StagePlacement
+
+    public init(role: TensorRole, placement: StagePlacement) {
+        self.role = role
+        self.placement = placement
+    }
 
     /// The rule for a canonical tensor name, or nil for a name the table does not know.
     public static func rule(for name: String, gated: Bool) -> PartitionRule? {

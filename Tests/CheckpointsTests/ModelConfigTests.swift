@@ -1,0 +1,61 @@
+import Checkpoints
+import Platform
+import Testing
+
+private let body = """
+num_layers: 96
+hidden_size: 18432
+ffn_hidden_size: 73728
+num_attention_heads: 96
+num_query_groups: 8
+kv_channels: null
+activation: squared-relu
+normalization: layernorm1p
+bias: false
+rotary_percentage: 0.5
+share_embeddings_and_output_weights: false
+tensor_model_parallel_size: 8
+pipeline_model_parallel_size: 2
+regression:
+  num_attributes: 9
+tokenizer:
+  library: sentencepiece
+  model: nemo:29e0db5f7dd14bcf9f32727ff482502b_nemotron_2_256k.model
+"""
+
+@Test func readsNemotronFieldsAndDefaults() throws {
+    let c = try ModelConfig(yaml: body, file: "model_config.yaml")
+    #expect(c.numLayers == 96)
+    #expect(c.kvChannels == 192)          // null -> hidden / heads
+    #expect(c.numQueryGroups == 8)
+    #expect(c.layernormZeroCenteredGamma)
+    #expect(!c.gatedLinearUnit)
+    #expect(c.rewardOutputs == 9)
+    #expect(c.tokenizerModel == "29e0db5f7dd14bcf9f32727ff482502b_nemotron_2_256k.model")
+    #expect(c.tensorModelParallelSize == 8)
+    #expect(c.paddedVocab(trueVocab: 256000, tp: 8) == 256000)
+    #expect(c.paddedVocab(trueVocab: 256000, tp: 3) == 256128)
+}
+
+@Test func acceptsATopLevelModelKey() throws {
+    let nested = "model:\n" + body.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n")
+    let c = try ModelConfig(yaml: nested, file: "model_config.yaml")
+    #expect(c.hiddenSize == 18432)
+    #expect(c.pipelineModelParallelSize == 2)
+}
+
+@Test func missingRequiredFieldNamesIt() {
+    do {
+        _ = try ModelConfig(yaml: "hidden_size: 64\nnum_attention_heads: 8\n", file: "x/model_config.yaml")
+        Issue.record("expected an error")
+    } catch {
+        #expect(error.code == .missing)
+        #expect(error.message.contains("num_layers"))
+        #expect(error.file == "x/model_config.yaml")
+    }
+}
+
+@Test func gatedActivationsAreRecognised() throws {
+    let c = try ModelConfig(yaml: "num_layers: 2\nhidden_size: 8\nnum_attention_heads: 2\nactivation: fast-swiglu\n", file: "m")
+    #expect(c.gatedLinearUnit)
+}

@@ -1,0 +1,18 @@
+import Platform
+import Testing
+
+@Test func emptyInputHasTheKnownDigest() {
+    let h = SHA256Hasher()
+    #expect(h.finalizeHex() == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+}
+
+@Test func incrementalUpdatesEqualOneUpdate() {
+    let text = Array("abc".utf8)
+    var a = SHA256Hasher()
+    text.withUnsafeBytes { a.update($0) }
+    var b = SHA256Hasher()
+    for byte in text { [byte].withUnsafeBytes { b.update($0) } }
+    let da = a.finalizeHex(), db = b.finalizeHex()
+    #expect(da == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    #expect(da == db)
+}

@@ -1,0 +1,76 @@
+import Platform
+import Testing
+@testable import TorchFormat
+
+private func unpickle(_ bytes: [UInt8]) throws(TesseraError) -> PickleValue {
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 8)
+    defer { buffer.deallocate() }
+    buffer.copyBytes(from: bytes)
+    return try Unpickler.load(UnsafeRawBufferPointer(buffer))
+}
+
+private func global(_ module: String, _ name: String) -> [UInt8] {
+    [0x63] + Array("\(module)\n\(name)\n".utf8)
+}
+
+@Test func refusesGlobalsOutsideTheAllowList() {
+    // GLOBAL 'posix system', then a call: must fail at the GLOBAL, naming it.
+    let evil = [0x80, 0x02] + global("posix", "system") + [0x58, 2, 0, 0, 0] + Array("ls".utf8) + [0x85, 0x52, 0x2E]
+    do {
+        _ = try unpickle(evil)
+        Issue.record("expected a forbidden-global error")
+    } catch {
+        #expect(error.code == .forbiddenGlobal)
+        #expect(error.message.contains("posix.system"))
+    }
+}
+
+@Test func buildsOrderedDictsWithMetadataAttributes() throws {
+    // OrderedDict() ; SETITEMS {'a': 1, 'b': 'x'} ; BUILD {'_metadata': {}}
+    var p: [UInt8] = [0x80, 0x02] + global("collections", "OrderedDict") + [0x29, 0x52, 0x71, 0]
+    p += [0x28, 0x58, 1, 0, 0, 0, 0x61, 0x4B, 1, 0x58, 1, 0, 0, 0, 0x62, 0x58, 1, 0, 0, 0, 0x78, 0x75]
+    p += [0x7D, 0x58, 9, 0, 0, 0] + Array("_metadata".utf8) + [0x7D, 0x73, 0x62, 0x2E]
+    let v = try unpickle(p)
+    let d = try #require(v.dict)
+    #expect(d.ordered)
+    #expect(d["a"]?.int == 1)
+    #expect(d["b"]?.string == "x")
+    #expect(d.attributes.first?.key.string == "_metadata")
+}
+
+@Test func protocolTwoBytesComeFromCodecsEncode() throws {
+    // _codecs.encode('\u{ff}A', 'latin1') -> bytes [255, 65]
+    var p: [UInt8] = [0x80, 0x02] + global("_codecs", "encode")
+    p += [0x58, 3, 0, 0, 0, 0xC3, 0xBF, 0x41, 0x58, 6, 0, 0, 0] + Array("latin1".utf8) + [0x86, 0x52, 0x2E]
+    guard case .bytes(let b) = try unpickle(p) else { Issue.record("not bytes"); return }
+    #expect(b == [255, 65])
+}
+
+@Test func memoSharesMutableContainers() throws {
+    // EMPTY_LIST, BINPUT 0, APPEND 7, then a tuple of (memo[0], memo[0]): both see the append.
+    let p: [UInt8] = [0x80, 0x02, 0x5D, 0x71, 0, 0x4B, 7, 0x61, 0x68, 0, 0x86, 0x2E]
+    let v = try unpickle(p)
+    let parts = try #require(v.elements)
+    #expect(parts.count == 2)
+    #expect(parts[0].ints == [7])
+    #expect(parts[1].ints == [7])
+}
+
+@Test func truncatedPicklesAreCorrupt() {
+    #expect(throws: TesseraError.self) { _ = try unpickle([0x80, 0x02, 0x58, 10, 0, 0, 0, 0x41]) }
+}
+
+@Test func unusedOpcodesAreRefused() {
+    // INST (protocol 0 class instantiation) is never emitted by checkpoints.
+    do {
+        _ = try unpickle([0x69] + Array("os\nsystem\n".utf8) + [0x2E])
+        Issue.record("expected an error")
+    } catch {
+        #expect(error.code == .corrupt)
+    }
+}
+
+@Test func largeLongsDecodeAsTwosComplement() throws {
+    #expect(try unpickle([0x80, 0x02, 0x8A, 2, 0xFF, 0x7F, 0x2E]).int == 32767)
+    #expect(try unpickle([0x80, 0x02, 0x8A, 1, 0xFF, 0x2E]).int == -1)
+}
