@@ -12,11 +12,14 @@ public struct TensorStreamer: Sendable {
 
     public init(cache: MappingCache) { self.cache = cache }
 
-    /// Calls `body` with consecutive byte runs that together are the tensor's bytes
-    /// in C order (for `pieces`, a cover of the tensor).
-    public func forEachRun(of t: GlobalTensor, pieces: [Piece]? = nil,
+    /// Calls `body` with consecutive byte runs that together are the bytes, in C order,
+    /// of the box `region` (default: the whole tensor) of tensor `t`, read from `pieces`
+    /// (default: its main cover). Elements of the box beyond the tensor's shape read as
+    /// zeros (vocabulary padding grown for a new layout).
+    public func forEachRun(of t: GlobalTensor, pieces: [Piece]? = nil, region: Box? = nil,
                            _ body: (UnsafeRawBufferPointer) throws(TesseraError) -> Void) throws(TesseraError) {
         let pieces = pieces ?? t.pieces
+        let region = region ?? Box(offset: [Int](repeating: 0, count: t.shape.count), shape: t.shape)
         let esize = t.dtype.size
         let files = try pieces.map { (p: Piece) throws(TesseraError) -> MappedFile in try cache.file(p.storage.path) }
         var views: [UnsafeRawBufferPointer] = []
@@ -29,6 +32,7 @@ public struct TensorStreamer: Sendable {
         var sinceRelease = 0
         var pending: UnsafeRawBufferPointer?
         var scratch: [UInt8] = []
+        var zeros: [UInt8] = []
         func flush() throws(TesseraError) {
             if let p = pending, p.count > 0 { try body(p) }
             pending = nil
@@ -42,59 +46,72 @@ public struct TensorStreamer: Sendable {
             }
             if pending!.count >= (8 << 20) { try flush() }
         }
+        func emitZeros(_ count: Int) throws(TesseraError) {
+            guard count > 0 else { return }
+            try flush()
+            if zeros.count < count { zeros = [UInt8](repeating: 0, count: count) }
+            try withBytes(zeros) { (z) throws(TesseraError) in try body(UnsafeRawBufferPointer(rebasing: z[0..<count])) }
+        }
         let n = t.shape.count
+        guard region.shape.allSatisfy({ $0 > 0 }) else { return }
         if n == 0 {
             guard let p = pieces.first else { return }
             try body(UnsafeRawBufferPointer(rebasing: views[0][(p.storageOffset * esize)..<((p.storageOffset + 1) * esize)]))
             return
         }
         let last = n - 1
-        let rowLen = t.shape[last]
-        let outerShape = Array(t.shape[..<last])
-        let rows = outerShape.reduce(1, *)
-        var outer = [Int](repeating: 0, count: last)
+        let colStart = region.offset[last], colEnd = colStart + region.shape[last]
+        let rows = region.shape[..<last].reduce(1, *)
+        var outer = Array(region.offset[..<last])
         // Pieces sorted by their offset in the last dimension, so a row's segments come in order.
         let order = pieces.indices.sorted { pieces[$0].globalOffset[last] < pieces[$1].globalOffset[last] }
         for _ in 0..<rows {
-            var col = 0
-            for i in order {
-                let p = pieces[i]
-                var inside = true
-                for d in 0..<last where outer[d] < p.globalOffset[d] || outer[d] >= p.globalOffset[d] + p.shape[d] {
-                    inside = false
-                    break
-                }
-                guard inside else { continue }
-                guard p.globalOffset[last] == col else {
-                    throw TesseraError(.missing, "no piece covers row \(outer) from column \(col)", tensor: t.name)
-                }
-                var elem = p.storageOffset
-                for d in 0..<last { elem += (outer[d] - p.globalOffset[d]) * p.strides[d] }
-                let width = p.shape[last]
-                let stride = p.strides[last]
-                if stride == 1 || width == 1 {
-                    let start = elem * esize
-                    try emit(UnsafeRawBufferPointer(rebasing: views[i][start..<(start + width * esize)]))
-                    watermark[i] = max(watermark[i], start + width * esize)
-                } else {
-                    try flush()
-                    scratch.removeAll(keepingCapacity: true)
-                    for j in 0..<width {
-                        let s = (elem + j * stride) * esize
-                        scratch.append(contentsOf: views[i][s..<(s + esize)])
-                        watermark[i] = max(watermark[i], s + esize)
+            let rowInside = (0..<last).allSatisfy { outer[$0] < t.shape[$0] }
+            var col = colStart
+            if rowInside {
+                for i in order {
+                    let p = pieces[i]
+                    let pStart = p.globalOffset[last], pEnd = pStart + p.shape[last]
+                    guard pEnd > col, pStart < min(colEnd, t.shape[last]) else { continue }
+                    var inside = true
+                    for d in 0..<last where outer[d] < p.globalOffset[d] || outer[d] >= p.globalOffset[d] + p.shape[d] {
+                        inside = false
+                        break
                     }
-                    let failure = scratch.withUnsafeBytes { b -> TesseraError? in
-                        do throws(TesseraError) { try body(b); return nil } catch { return error }
+                    guard inside else { continue }
+                    guard pStart <= col else {
+                        throw TesseraError(.missing, "no piece covers row \(outer) from column \(col)", tensor: t.name)
                     }
-                    if let failure { throw failure }
+                    let segEnd = min(pEnd, colEnd)
+                    var elem = p.storageOffset + (col - pStart) * p.strides[last]
+                    for d in 0..<last { elem += (outer[d] - p.globalOffset[d]) * p.strides[d] }
+                    let width = segEnd - col
+                    let stride = p.strides[last]
+                    if stride == 1 || width == 1 {
+                        let start = elem * esize
+                        try emit(UnsafeRawBufferPointer(rebasing: views[i][start..<(start + width * esize)]))
+                        watermark[i] = max(watermark[i], start + width * esize)
+                    } else {
+                        try flush()
+                        scratch.removeAll(keepingCapacity: true)
+                        for j in 0..<width {
+                            let s = (elem + j * stride) * esize
+                            scratch.append(contentsOf: views[i][s..<(s + esize)])
+                            watermark[i] = max(watermark[i], s + esize)
+                        }
+                        try withBytes(scratch, body)
+                    }
+                    col = segEnd
+                    sinceRelease += width * esize
+                    if col >= colEnd { break }
                 }
-                col += width
-                sinceRelease += width * esize
+                let inTensor = min(colEnd, t.shape[last])
+                guard col >= inTensor else {
+                    throw TesseraError(.missing, "pieces cover columns \(colStart)..<\(col) of \(colStart)..<\(inTensor) in row \(outer)",
+                                       tensor: t.name)
+                }
             }
-            guard col == rowLen else {
-                throw TesseraError(.missing, "pieces cover \(col) of \(rowLen) columns of row \(outer)", tensor: t.name)
-            }
+            try emitZeros((colEnd - col) * esize)
             if sinceRelease >= releaseEvery {
                 try flush()
                 for i in pieces.indices { files[i].release(pieces[i].storage.offset..<(pieces[i].storage.offset + watermark[i])) }
@@ -103,8 +120,8 @@ public struct TensorStreamer: Sendable {
             var d = last - 1
             while d >= 0 {
                 outer[d] += 1
-                if outer[d] < outerShape[d] { break }
-                outer[d] = 0
+                if outer[d] < region.offset[d] + region.shape[d] { break }
+                outer[d] = region.offset[d]
                 d -= 1
             }
         }
@@ -158,4 +175,15 @@ public struct TensorStreamer: Sendable {
             return out
         }
     }
+}
+
+/// A rectangular region of a tensor: where it starts and its extent in each dimension.
+public struct Box: Sendable, Equatable {
+    public var offset: [Int]
+    public var shape: [Int]
+    public init(offset: [Int], shape: [Int]) {
+        self.offset = offset
+        self.shape = shape
+    }
+    public var elementCount: Int { shape.reduce(1, *) }
 }

@@ -26,3 +26,11 @@ extension UnsafeRawBufferPointer {
         T(littleEndian: loadUnaligned(fromByteOffset: offset, as: T.self))
     }
 }
+
+/// `bytes.withUnsafeBytes` for a body that throws `TesseraError`, keeping the error typed.
+public func withBytes<R>(_ bytes: [UInt8], _ body: (UnsafeRawBufferPointer) throws(TesseraError) -> R) throws(TesseraError) -> R {
+    let result: Result<R, TesseraError> = bytes.withUnsafeBytes { b in
+        do throws(TesseraError) { return .success(try body(b)) } catch { return .failure(error) }
+    }
+    return try result.get()
+}

@@ -61,3 +61,16 @@ private func collect(_ t: GlobalTensor) throws -> [Int16] {
     h.update(file.bytes)
     #expect(try TensorStreamer(cache: MappingCache()).sha256(t) == h.finalizeHex())
 }
+
+@Test func regionsReadSubBoxesAndZeroFillBeyondTheTensor() throws {
+    let left = try storage([0, 1, 4, 5]), right = try storage([2, 3, 6, 7])
+    let t = GlobalTensor(name: "w", dtype: .int16, shape: [2, 4], pieces: [
+        Piece(storage: left, dtype: .int16, storageOffset: 0, strides: [2, 1], shape: [2, 2], globalOffset: [0, 0], origin: "l"),
+        Piece(storage: right, dtype: .int16, storageOffset: 0, strides: [2, 1], shape: [2, 2], globalOffset: [0, 2], origin: "r"),
+    ])
+    var out: [UInt8] = []
+    // Columns 1..<3 of rows 0..<3: row 2 lies beyond the tensor and reads as zeros.
+    try TensorStreamer(cache: MappingCache()).forEachRun(of: t, region: Box(offset: [0, 1], shape: [3, 2])) { out += $0 }
+    let values = stride(from: 0, to: out.count, by: 2).map { Int16(out[$0]) | Int16(out[$0 + 1]) << 8 }
+    #expect(values == [1, 2, 5, 6, 0, 0])
+}
