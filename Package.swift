@@ -27,12 +27,15 @@ let package = Package(
         .target(name: "TorchFormat", dependencies: ["Platform"]),
         // Readers, the catalogue of global tensors, partition rules, model config.
         .target(name: "Checkpoints", dependencies: ["Platform", "TorchFormat", .product(name: "Yams", package: "Yams")]),
+        // Target layouts, the conversion plan and the streaming writers.
+        .target(name: "Sharding", dependencies: ["Checkpoints", "TorchFormat", "Platform"]),
         .executableTarget(name: "tessera", dependencies: [
-            "Checkpoints", "Platform",
+            "Checkpoints", "Sharding", "Platform",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
         .testTarget(name: "TorchFormatTests", dependencies: ["TorchFormat", "Platform"]),
+        .testTarget(name: "ShardingTests", dependencies: ["Sharding", "Checkpoints", "Platform"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "TorchFormat", "Platform"],
                     resources: []),
     ],

@@ -78,6 +78,15 @@ public struct ObjectEntry: Sendable {
     public var kind: String
     /// The bytes behind it, when it has any (the BytesIO contents, the uint8 tensor, the object file).
     public var bytes: [UInt8]?
+
+    public init(name: String, kind: String, bytes: [UInt8]?) {
+        self.name = name
+        self.kind = kind
+        self.bytes = bytes
+    }
+
+    /// The module the state belongs to (`decoder.layers.3.self_attention.linear_qkv`).
+    public var module: String { name.hasSuffix("._extra_state") ? String(name.dropLast("._extra_state".count)) : name }
 }
 
 /// Every checkpoint, whatever its format and layout, as a set of global tensors.

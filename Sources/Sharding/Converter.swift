@@ -1,0 +1,114 @@
+import Checkpoints
+import Foundation
+import Platform
+
+/// What a conversion did.
+public struct ConversionReport: Sendable {
+    public var destination: String
+    public var bytesWritten: Int
+    public var notes: [String]
+}
+
+/// Reader -> plan -> writer: writes a checkpoint in another layout and format, streaming
+/// each byte once, under a temporary name renamed into place only when complete.
+public enum Converter {
+    public static func convert(_ source: Catalogue, to destination: String, layout: TargetLayout, force: Bool,
+                               cache: MappingCache, progress: @escaping @Sendable (Int) -> Void = { _ in })
+        throws(TesseraError) -> ConversionReport {
+        let plan = try ConversionPlan(source, layout: layout, cache: cache)
+        let dest = try AtomicDestination(destination, force: force)
+        let asTar = destination.hasSuffix(".nemo")
+        let folder = asTar ? dest.temporaryPath + ".d" : dest.temporaryPath
+        do throws(TesseraError) {
+            try? FileManager.default.removeItem(atPath: folder)
+            do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
+                throw TesseraError(.io, "cannot create the output folder: \(error)", file: folder)
+            }
+            let streamer = TensorStreamer(cache: cache)
+            switch layout.format {
+            case .nemo:
+                try LegacyWriter(plan: plan, streamer: streamer, progress: progress).write(into: folder)
+            case .distZarr, .distTorch:
+                throw TesseraError(.unsupported, "writing \(layout.format.rawValue) is not implemented yet")
+            }
+            try writeConfigAndArtifacts(plan, into: folder, cache: cache)
+            if asTar {
+                try TarWriter.pack(folder: folder, to: dest.temporaryPath)
+                try? FileManager.default.removeItem(atPath: folder)
+            }
+            try dest.commit()
+        } catch {
+            try? FileManager.default.removeItem(atPath: folder)
+            dest.abandon()
+            throw error
+        }
+        return ConversionReport(destination: dest.path, bytesWritten: plan.byteCount, notes: plan.notes)
+    }
+
+    /// Copies the checkpoint's other files (tokenizer and other artifacts) and writes the
+    /// config with the new parallel sizes, everything else kept as it was.
+    static func writeConfigAndArtifacts(_ plan: ConversionPlan, into folder: String, cache: MappingCache) throws(TesseraError) {
+        let c = plan.source.container
+        let skip: (String) -> Bool = { name in
+            name == "model_weights.ckpt" || name == "model_weights" || name.hasPrefix("mp_rank_")
+                || name.hasPrefix("tp_rank_") || name.hasPrefix(".")
+        }
+        // A bare model_weights/ or .ckpt source has no NeMo folder around it to copy from.
+        let root = plan.source.weightsPath.isEmpty && !(c.isFile("model_config.yaml")) ? nil : ""
+        if let root {
+            for name in c.children(root) where !skip(name) {
+                try copyTree(c, c.join(root, name), to: folder + "/" + name, cache: cache)
+            }
+        }
+        var text = ""
+        if c.isFile("model_config.yaml") {
+            text = String(decoding: try c.read("model_config.yaml", cache: cache), as: UTF8.self)
+        }
+        text = ConfigText.set("tensor_model_parallel_size", to: String(plan.layout.tp), in: text)
+        text = ConfigText.set("pipeline_model_parallel_size", to: String(plan.layout.pp), in: text)
+        switch plan.layout.format {
+        case .nemo: break
+        case .distZarr: text = ConfigText.set("dist_ckpt_format", to: "zarr", in: text)
+        case .distTorch: text = ConfigText.set("dist_ckpt_format", to: "torch_dist", in: text)
+        }
+        do { try text.write(toFile: folder + "/model_config.yaml", atomically: false, encoding: .utf8) } catch {
+            throw TesseraError(.io, "cannot write: \(error)", file: folder + "/model_config.yaml")
+        }
+    }
+
+    static func copyTree(_ c: any Container, _ path: String, to dst: String, cache: MappingCache) throws(TesseraError) {
+        if c.isDirectory(path) {
+            do { try FileManager.default.createDirectory(atPath: dst, withIntermediateDirectories: true) } catch {
+                throw TesseraError(.io, "cannot create folder: \(error)", file: dst)
+            }
+            for child in c.children(path) { try copyTree(c, c.join(path, child), to: dst + "/" + child, cache: cache) }
+            return
+        }
+        guard path != "model_config.yaml" else { return }
+        let s = try c.slice(path)
+        var out = try OutputFile(creating: dst)
+        try out.write(try cache.file(s.path).bytes(offset: s.offset, count: s.count))
+    }
+}
+
+/// Edits of `model_config.yaml` that keep every other line as it was.
+public enum ConfigText {
+    /// Sets `key: value` at the model level (under `model:` when the file has one).
+    public static func set(_ key: String, to value: String, in text: String) -> String {
+        var lines = text.components(separatedBy: "\n")
+        let nested = lines.contains { $0.hasPrefix("model:") }
+        let indent = nested ? "  " : ""
+        for (i, line) in lines.enumerated() where line.hasPrefix(indent + key + ":") {
+            lines[i] = indent + key + ": " + value
+            return lines.joined(separator: "\n")
+        }
+        if nested, let at = lines.firstIndex(where: { $0.hasPrefix("model:") }) {
+            lines.insert(indent + key + ": " + value, at: at + 1)
+        } else {
+            if lines.last == "" { lines.removeLast() }
+            lines.append(key + ": " + value)
+            lines.append("")
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,56 @@
+import Checkpoints
+import Platform
+
+/// The on-disk form a conversion writes.
+public enum OutputFormat: String, Sendable, CaseIterable {
+    /// Legacy per-rank `torch.save` files in NeMo's folder names.
+    case nemo
+    case distZarr = "dist-zarr"
+    case distTorch = "dist-torch"
+}
+
+/// A tensor/pipeline-parallel layout to write, checked against the model.
+public struct TargetLayout: Sendable, Equatable {
+    public var tp: Int
+    public var pp: Int
+    public var format: OutputFormat
+    /// Layer-norm key spelling of legacy files (dist checkpoints always use the TE names).
+    public var spelling: CanonicalName.Spelling
+    /// Layers of each pipeline stage; even split when nil.
+    public var stageLayers: [Int]?
+
+    public init(tp: Int, pp: Int, format: OutputFormat, spelling: CanonicalName.Spelling = .transformerEngine,
+                stageLayers: [Int]? = nil) {
+        self.tp = tp
+        self.pp = pp
+        self.format = format
+        self.spelling = spelling
+        self.stageLayers = stageLayers
+    }
+
+    /// Layers per stage for a model of `layers` layers, validated.
+    public func stages(layers: Int) throws(TesseraError) -> [Int] {
+        if let s = stageLayers {
+            guard s.count == pp, s.allSatisfy({ $0 > 0 }), s.reduce(0, +) == layers else {
+                throw TesseraError(.invalidArgument, "stage sizes \(s) do not split \(layers) layers into \(pp) non-empty stages")
+            }
+            return s
+        }
+        guard pp >= 1, layers % pp == 0 else {
+            throw TesseraError(.invalidArgument,
+                "pipeline-parallel size \(pp) does not divide the \(layers) layers (give first/last stage sizes for an uneven split)")
+        }
+        return Array(repeating: layers / pp, count: pp)
+    }
+
+    /// Checks that the model can be cut this way; returns notes for the user.
+    public func validate(_ c: ModelConfig) throws(TesseraError) {
+        guard tp >= 1, pp >= 1 else { throw TesseraError(.invalidArgument, "TP and PP must be at least 1") }
+        let checks: [(String, Int)] = [("attention heads", c.numAttentionHeads), ("query groups", c.numQueryGroups),
+                                       ("ffn hidden size", c.ffnHiddenSize), ("hidden size", c.hiddenSize)]
+        for (what, n) in checks where n % tp != 0 {
+            throw TesseraError(.invalidArgument, "tensor-parallel size \(tp) does not divide the \(n) \(what)")
+        }
+        _ = try stages(layers: c.numLayers)
+    }
+}

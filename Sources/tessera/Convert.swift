@@ -1,0 +1,90 @@
+import ArgumentParser
+import Checkpoints
+import Foundation
+import Platform
+import Sharding
+
+extension OutputFormat: ExpressibleByArgument {}
+
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Reshard a checkpoint to another TP/PP layout and write it in any NeMo format.",
+        discussion: """
+        Streams every byte once, straight from the source's mapped files to the destination, in a
+        few buffers of memory whatever the checkpoint's size. The output is written under a
+        temporary name and renamed into place only when complete. A DST ending in .nemo is written
+        as a tar; otherwise a folder.
+
+        When the tensor-parallel size changes the padded vocabulary NeMo would build, zero rows are
+        added, or padding rows (beyond the tokenizer's vocabulary) dropped; the output says so.
+        """
+    )
+
+    @Argument(help: "The checkpoint to read (any form `inspect` reads).")
+    var source: String
+
+    @Argument(help: "Where to write: a folder, or a .nemo file.")
+    var destination: String
+
+    @Option(help: "Target tensor-parallel size.")
+    var tp: Int
+
+    @Option(help: "Target pipeline-parallel size.")
+    var pp: Int
+
+    @Option(help: "Output format: nemo (legacy per-rank torch.save files), dist-zarr or dist-torch.")
+    var format: OutputFormat = .nemo
+
+    @Option(help: "Layer-norm key spelling of legacy output: te, local or source (as the source had it).")
+    var spelling = "source"
+
+    @Option(help: "Comma-separated layers per pipeline stage for an uneven split (e.g. 3,5).")
+    var stageLayers: String?
+
+    @Flag(help: "Replace DST if it exists.")
+    var force = false
+
+    @Flag(help: "Print a JSON report on stdout.")
+    var json = false
+
+    func run() throws {
+        try runReportingErrors {
+            let cache = MappingCache()
+            let cat = try Checkpoint.open(source, cache: cache)
+            let spell: CanonicalName.Spelling
+            switch spelling {
+            case "te": spell = .transformerEngine
+            case "local": spell = .local
+            case "source": spell = cat.spelling ?? .transformerEngine
+            default: throw TesseraError(.invalidArgument, "--spelling must be te, local or source, not '\(spelling)'")
+            }
+            var stages: [Int]?
+            if let stageLayers {
+                let parsed = stageLayers.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+                guard parsed.allSatisfy({ $0 != nil }) else {
+                    throw TesseraError(.invalidArgument, "--stage-layers takes comma-separated integers, not '\(stageLayers)'")
+                }
+                stages = parsed.map { $0! }
+            }
+            let layout = TargetLayout(tp: tp, pp: pp, format: format, spelling: spell, stageLayers: stages)
+            let bar = Progress(total: cat.byteCount, label: "convert", enabled: !json)
+            let start = Date()
+            let report = try Converter.convert(cat, to: destination, layout: layout, force: force, cache: cache) {
+                bar.advance($0)
+            }
+            bar.finish()
+            let seconds = Date().timeIntervalSince(start)
+            if json {
+                let obj: [String: Any] = ["destination": report.destination, "bytes": report.bytesWritten,
+                                          "seconds": seconds, "notes": report.notes,
+                                          "tp": tp, "pp": pp, "format": format.rawValue]
+                let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
+                print(String(decoding: data, as: UTF8.self))
+            } else {
+                for n in report.notes { print("note: \(n)") }
+                print("wrote \(report.destination): TP=\(tp) PP=\(pp) \(format.rawValue), \(formatBytes(report.bytesWritten)) in "
+                      + String(format: "%.2f s", seconds))
+            }
+        }
+    }
+}
