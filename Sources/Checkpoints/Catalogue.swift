@@ -78,11 +78,14 @@ public struct ObjectEntry: Sendable {
     public var kind: String
     /// The bytes behind it, when it has any (the BytesIO contents, the uint8 tensor, the object file).
     public var bytes: [UInt8]?
+    /// For a dist-ckpt ShardedObject: the `torch.save` file (or item) holding it.
+    public var source: FileSlice?
 
-    public init(name: String, kind: String, bytes: [UInt8]?) {
+    public init(name: String, kind: String, bytes: [UInt8]?, source: FileSlice? = nil) {
         self.name = name
         self.kind = kind
         self.bytes = bytes
+        self.source = source
     }
 
     /// The module the state belongs to (`decoder.layers.3.self_attention.linear_qkv`).

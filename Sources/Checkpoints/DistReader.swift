@@ -90,8 +90,9 @@ enum DistReader {
             guard c.isFile(zarray) else {
                 // A ShardedObject folder: one torch.save file per shard.
                 for f in c.children(arrayDir) where f.hasSuffix(".pt") {
-                    let bytes = try c.read(c.join(arrayDir, f), cache: cache)
-                    objects.append(ObjectEntry(name: objectName(key, shardFile: f), kind: "sharded-object", bytes: bytes))
+                    let path = c.join(arrayDir, f)
+                    objects.append(ObjectEntry(name: objectName(key, shardFile: f), kind: "sharded-object",
+                                               bytes: try c.read(path, cache: cache), source: try c.slice(path)))
                 }
                 continue
             }
@@ -211,7 +212,7 @@ enum DistReader {
                 if fqn.hasPrefix("common_state") { continue }
                 let parts = fqn.split(separator: "/", maxSplits: 1).map(String.init)
                 let name = parts.count == 2 ? objectName(parts[0], shardFile: parts[1]) : CanonicalName.canonical(fqn).name
-                objects.append(ObjectEntry(name: name, kind: "sharded-object", bytes: bytes))
+                objects.append(ObjectEntry(name: name, kind: "sharded-object", bytes: bytes, source: slice))
                 continue
             }
             guard entry.name == "TensorStorageMetadata", let size = entry["size"]?.ints,

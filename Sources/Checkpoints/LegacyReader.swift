@@ -156,5 +156,20 @@ enum LegacyReader {
     }
 }
 
+extension ObjectEntry {
+    /// A ShardedObject decoded into the value TransformerEngine stored (None, BytesIO or a
+    /// uint8 tensor); other entries are returned unchanged.
+    public func resolved(cache: MappingCache) throws(TesseraError) -> ObjectEntry {
+        guard kind == "sharded-object", let source else { return self }
+        let archive = try TorchArchive(source, cache: cache)
+        var value = archive.root
+        // torch_dist stores the object inside a one-element list.
+        if case .list(let l) = value, l.items.count == 1 { value = l.items[0] }
+        var out = try LegacyReader.extraState(name, value, file: source.path, cache: cache)
+        out.source = source
+        return out
+    }
+}
+
 func twoDigits(_ i: Int) -> String { i < 10 ? "0\(i)" : "\(i)" }
 func threeDigits(_ i: Int) -> String { i < 10 ? "00\(i)" : (i < 100 ? "0\(i)" : "\(i)") }

@@ -28,7 +28,9 @@ public enum Converter {
             switch layout.format {
             case .nemo:
                 try LegacyWriter(plan: plan, streamer: streamer, progress: progress).write(into: folder)
-            case .distZarr, .distTorch:
+            case .distZarr:
+                try DistZarrWriter(plan: plan, streamer: streamer, progress: progress).write(into: folder)
+            case .distTorch:
                 throw TesseraError(.unsupported, "writing \(layout.format.rawValue) is not implemented yet")
             }
             try writeConfigAndArtifacts(plan, into: folder, cache: cache)

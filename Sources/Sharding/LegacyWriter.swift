@@ -40,7 +40,8 @@ struct LegacyWriter {
             storages.append(.tensor(lt))
         }
         // _extra_state objects of this stage, each after the last tensor of its module.
-        for o in plan.source.objects {
+        for object in plan.source.objects {
+            let o = try object.resolved(cache: streamer.cache)
             guard let placement = Self.placement(of: o.module), plan.stage(of: placement) == pp else { continue }
             let key = "model." + plan.legacyName(o.name, pp: pp)
             let value: StateValue
