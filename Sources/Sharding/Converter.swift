@@ -31,7 +31,7 @@ public enum Converter {
             case .distZarr:
                 try DistZarrWriter(plan: plan, streamer: streamer, progress: progress).write(into: folder)
             case .distTorch:
-                throw TesseraError(.unsupported, "writing \(layout.format.rawValue) is not implemented yet")
+                try DistTorchWriter(plan: plan, streamer: streamer, progress: progress).write(into: folder)
             }
             try writeConfigAndArtifacts(plan, into: folder, cache: cache)
             if asTar {

@@ -64,7 +64,7 @@ struct DistZarrWriter {
     }
 
     /// `common.pt`: the source's, when it was a distributed checkpoint; else an empty dict.
-    private func writeCommon(_ dir: String) throws(TesseraError) {
+    func writeCommon(_ dir: String) throws(TesseraError) {
         let c = plan.source.container
         let src = c.join(plan.source.weightsPath, "common.pt")
         if plan.source.format == .distZarr || plan.source.format == .distTorch, c.isFile(src) {

@@ -151,6 +151,16 @@ public struct PickleWriter {
         return w.bytes
     }
 
+    /// A one-element list `[v]` (how torch_dist stores a ShardedObject).
+    public static func list(_ v: StateValue) -> [UInt8] {
+        var w = PickleWriter()
+        w.op(0x5D)
+        w.value(v)
+        w.op(0x61)
+        w.op(0x2E)
+        return w.bytes
+    }
+
     /// A single object: `None`, or a tensor (for torch_dist chunk items and objects).
     public static func single(_ v: StateValue) -> [UInt8] {
         var w = PickleWriter()

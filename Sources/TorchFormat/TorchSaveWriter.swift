@@ -12,6 +12,8 @@ public struct TorchSaveWriter: ~Copyable {
     }
 
     private var out: OutputFile
+    /// Where the archive starts in `out` (zip offsets are relative to it).
+    private let base: Int
     private let prefix: String
     private var records: [Record] = []
     private var open: (index: Int, written: Int, crc: CRC32)?
@@ -19,11 +21,19 @@ public struct TorchSaveWriter: ~Copyable {
     /// Starts an archive at `path` whose records are named `<archiveName>/...`.
     public init(path: String, archiveName: String) throws(TesseraError) {
         out = try OutputFile(creating: path)
+        base = 0
         prefix = archiveName + "/"
     }
 
-    /// Bytes written so far.
-    public var position: Int { out.position }
+    /// Starts an archive at the end of `file` (an item of a torch_dist `.distcp` file).
+    public init(appendingTo file: consuming OutputFile, archiveName: String) {
+        base = file.position
+        out = file
+        prefix = archiveName + "/"
+    }
+
+    /// Bytes of the archive written so far.
+    public var position: Int { out.position - base }
 
     /// Writes the standard leading records: the pickle and the format markers.
     public mutating func writeHeader(pickle: [UInt8]) throws(TesseraError) {
@@ -44,7 +54,7 @@ public struct TorchSaveWriter: ~Copyable {
     public mutating func begin(_ name: String, size: Int) throws(TesseraError) {
         precondition(open == nil, "a record is already open")
         let full = Array((prefix + name).utf8)
-        let offset = out.position
+        let offset = out.position - base
         let zip64 = size >= 0xFFFF_FFFF || offset >= 0xFFFF_FFFF
         var start = offset + 30 + full.count + 4
         if zip64 {
@@ -87,14 +97,16 @@ public struct TorchSaveWriter: ~Copyable {
             throw TesseraError(.inconsistent, "record '\(r.name)' got \(o.written) bytes, declared \(r.size)", file: out.path)
         }
         records[o.index].crc = o.crc.value
-        try out.patch(le32(Int(o.crc.value)), at: r.headerOffset + 14)
+        try out.patch(le32(Int(o.crc.value)), at: base + r.headerOffset + 14)
         open = nil
     }
 
-    /// Writes the trailing `version` record and the central directory, and closes the file.
-    public consuming func finish() throws(TesseraError) {
+    /// Writes the trailing `version` record and the central directory; returns the file
+    /// (closed when the result is dropped).
+    @discardableResult
+    public consuming func finish() throws(TesseraError) -> OutputFile {
         try add("version", Array("3\n".utf8))
-        let cdStart = out.position
+        let cdStart = out.position - base
         for r in records {
             let name = Array(r.name.utf8)
             let bigSize = r.size >= 0xFFFF_FFFF, bigOffset = r.headerOffset >= 0xFFFF_FFFF
@@ -109,10 +121,10 @@ public struct TorchSaveWriter: ~Copyable {
             e += le32(bigOffset ? 0xFFFF_FFFF : r.headerOffset)
             try out.write(e + name + extra)
         }
-        let cdSize = out.position - cdStart
+        let cdSize = out.position - base - cdStart
         let needs64 = records.count >= 0xFFFF || cdStart >= 0xFFFF_FFFF || cdSize >= 0xFFFF_FFFF
         if needs64 {
-            let eocd64 = out.position
+            let eocd64 = out.position - base
             var z: [UInt8] = le32(0x0606_4b50) + le64(44) + le16(45) + le16(45) + le32(0) + le32(0)
             z += le64(records.count) + le64(records.count) + le64(cdSize) + le64(cdStart)
             z += le32(0x0706_4b50) + le32(0) + le64(eocd64) + le32(1)
@@ -122,6 +134,7 @@ public struct TorchSaveWriter: ~Copyable {
         end += le16(min(records.count, 0xFFFF)) + le16(min(records.count, 0xFFFF))
         end += le32(min(cdSize, 0xFFFF_FFFF)) + le32(min(cdStart, 0xFFFF_FFFF)) + le16(0)
         try out.write(end)
+        return out
     }
 }
 
