@@ -108,6 +108,19 @@ public struct Catalogue: Sendable {
     /// Folder inside the container that holds the weights ("" or "model_weights").
     public var weightsPath: String
 
+    public init(format: CheckpointFormat, tp: Int, pp: Int, config: ModelConfig?, tensors: [GlobalTensor],
+                objects: [ObjectEntry], spelling: CanonicalName.Spelling?, container: any Container, weightsPath: String) {
+        self.format = format
+        self.tp = tp
+        self.pp = pp
+        self.config = config
+        self.tensors = tensors
+        self.objects = objects
+        self.spelling = spelling
+        self.container = container
+        self.weightsPath = weightsPath
+    }
+
     /// The tensor called `name`.
     public func tensor(_ name: String) -> GlobalTensor? { tensors.first { $0.name == name } }
 

@@ -12,6 +12,7 @@ public struct ConversionReport: Sendable {
 /// Reader -> plan -> writer: writes a checkpoint in another layout and format, streaming
 /// each byte once, under a temporary name renamed into place only when complete.
 public enum Converter {
+    @discardableResult
     public static func convert(_ source: Catalogue, to destination: String, layout: TargetLayout, force: Bool,
                                cache: MappingCache, progress: @escaping @Sendable (Int) -> Void = { _ in })
         throws(TesseraError) -> ConversionReport {

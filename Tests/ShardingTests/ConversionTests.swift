@@ -1,0 +1,136 @@
+import Checkpoints
+import Foundation
+import Platform
+import Sharding
+import Testing
+
+private func digests(_ c: Catalogue, cache: MappingCache) throws -> [String: String] {
+    let d = try TensorStreamer(cache: cache).digests(c.tensors)
+    return Dictionary(uniqueKeysWithValues: zip(c.tensors.map(\.name), d))
+}
+
+private func scratch(_ name: String) -> String {
+    NSTemporaryDirectory() + "tessera-conv-\(UUID().uuidString)-" + name
+}
+
+/// Random valid layouts of synthetic models, in every format, read back bit-identical;
+/// converting back to TP1/PP1 gives the original again.
+@Test(arguments: [(UInt64(1), false), (UInt64(2), true), (UInt64(3), false), (UInt64(4), true)])
+func randomLayoutsRoundTrip(seed: UInt64, gated: Bool) throws {
+    var model = SyntheticModel()
+    model.seed = seed
+    model.gated = gated
+    model.layers = [4, 6, 8][Int(seed % 3)]
+    let (_, source) = try model.make()
+    let cache = MappingCache()
+    let original = try digests(source, cache: cache)
+    var rng = seed
+    for step in 0..<3 {
+        rng = rng &* 6364136223846793005 &+ 1442695040888963407
+        let tp = [1, 2][Int(rng >> 40) % 2]
+        let pps = (1...model.layers).filter { model.layers % $0 == 0 }
+        let pp = pps[Int(rng >> 20) % pps.count]
+        let format = OutputFormat.allCases[(Int(rng >> 50) + step) % 3]
+        let dst = scratch("\(tp)x\(pp)-\(format.rawValue)")
+        try Converter.convert(source, to: dst, layout: TargetLayout(tp: tp, pp: pp, format: format), force: false, cache: cache)
+        let written = try Checkpoint.open(dst, cache: cache)
+        if format == .nemo {
+            #expect(written.tp == tp && written.pp == pp)
+        }
+        #expect(try digests(written, cache: cache) == original, "\(tp)x\(pp) \(format.rawValue)")
+        let back = scratch("back")
+        try Converter.convert(written, to: back, layout: TargetLayout(tp: 1, pp: 1, format: .nemo), force: false, cache: cache)
+        #expect(try digests(try Checkpoint.open(back, cache: cache), cache: cache) == original)
+    }
+}
+
+@Test func unevenPipelineStagesAreWrittenAndReadBack() throws {
+    var model = SyntheticModel()
+    model.layers = 5
+    let (_, source) = try model.make()
+    let cache = MappingCache()
+    let dst = scratch("uneven")
+    try Converter.convert(source, to: dst, layout: TargetLayout(tp: 2, pp: 2, format: .nemo, stageLayers: [2, 3]),
+                          force: false, cache: cache)
+    let back = try Checkpoint.open(dst, cache: cache)
+    #expect(back.pp == 2)
+    #expect(try digests(back, cache: cache) == digests(source, cache: cache))
+}
+
+@Test func invalidLayoutsAreRefusedBeforeAnythingIsWritten() throws {
+    let (_, source) = try SyntheticModel().make()
+    let cache = MappingCache()
+    for (tp, pp) in [(3, 1), (8, 1), (1, 3), (0, 1)] {
+        let dst = scratch("bad")
+        #expect(throws: TesseraError.self) {
+            try Converter.convert(source, to: dst, layout: TargetLayout(tp: tp, pp: pp, format: .nemo), force: false, cache: cache)
+        }
+        #expect(!FileManager.default.fileExists(atPath: dst))
+    }
+}
+
+@Test func existingDestinationNeedsForce() throws {
+    let (dir, source) = try SyntheticModel().make()
+    let cache = MappingCache()
+    let layout = TargetLayout(tp: 1, pp: 1, format: .nemo)
+    do {
+        try Converter.convert(source, to: dir, layout: layout, force: false, cache: cache)
+        Issue.record("expected an error")
+    } catch {
+        #expect(error.code == .invalidArgument)
+        #expect(error.message.contains("--force"))
+    }
+    let dst = scratch("forced")
+    try FileManager.default.createDirectory(atPath: dst, withIntermediateDirectories: true)
+    try Converter.convert(source, to: dst, layout: layout, force: true, cache: cache)
+    #expect(FileManager.default.fileExists(atPath: dst + "/model_weights.ckpt"))
+}
+
+@Test func vocabularyIsRepaddedWithZeroRowsForANewTPSize() throws {
+    var model = SyntheticModel()
+    model.vocab = 80          // padded for TP=1 with divisor 16 ...
+    model.divisor = 16        // ... but TP=2 needs a multiple of 32: 96
+    let (_, source) = try model.make()
+    let cache = MappingCache()
+    let dst = scratch("repad")
+    let report = try Converter.convert(source, to: dst, layout: TargetLayout(tp: 2, pp: 1, format: .nemo), force: false, cache: cache)
+    #expect(report.notes.contains { $0.contains("80 -> 96") })
+    let written = try Checkpoint.open(dst, cache: cache)
+    let emb = try #require(written.tensor("embedding.word_embeddings.weight"))
+    #expect(emb.shape == [96, 32])
+    var bytes: [UInt8] = []
+    try TensorStreamer(cache: cache).forEachRun(of: emb, region: Box(offset: [80, 0], shape: [16, 32])) { bytes += $0 }
+    #expect(bytes.allSatisfy { $0 == 0 })
+    var head: [UInt8] = []
+    try TensorStreamer(cache: cache).forEachRun(of: emb, region: Box(offset: [0, 0], shape: [80, 32])) { head += $0 }
+    let src = try #require(source.tensor("embedding.word_embeddings.weight"))
+    var orig: [UInt8] = []
+    try TensorStreamer(cache: cache).forEachRun(of: src) { orig += $0 }
+    #expect(head == orig)
+}
+
+@Test func nemoTarOutputIsReadInPlace() throws {
+    let (_, source) = try SyntheticModel().make()
+    let cache = MappingCache()
+    let dst = scratch("model.nemo")
+    try Converter.convert(source, to: dst, layout: TargetLayout(tp: 2, pp: 2, format: .nemo), force: false, cache: cache)
+    let tar = try Checkpoint.open(dst, cache: cache)
+    #expect(tar.container is TarContainer)
+    #expect(try digests(tar, cache: cache) == digests(source, cache: cache))
+    let name = URL(fileURLWithPath: dst).lastPathComponent
+    let leftovers = try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())
+        .filter { $0.contains(name) && $0.contains("tessera-partial") }
+    #expect(leftovers.isEmpty)
+}
+
+@Test func unwritableDestinationLeavesNothing() throws {
+    let (_, source) = try SyntheticModel().make()
+    let dst = "/proc/tessera-cannot-write-here"
+    do {
+        try Converter.convert(source, to: dst, layout: TargetLayout(tp: 1, pp: 1, format: .nemo), force: false, cache: MappingCache())
+        Issue.record("expected an error")
+    } catch {
+        #expect(error.code == .io)
+    }
+    #expect(!FileManager.default.fileExists(atPath: dst))
+}
