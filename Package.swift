@@ -35,6 +35,7 @@ let package = Package(
         ]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
         .testTarget(name: "TorchFormatTests", dependencies: ["TorchFormat", "Platform"]),
+        .testTarget(name: "CLITests", dependencies: ["tessera"]),
         .testTarget(name: "ShardingTests", dependencies: ["Sharding", "Checkpoints", "Platform"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "TorchFormat", "Platform"],
                     resources: []),

@@ -1,6 +1,23 @@
 import CZlib
 import Foundation
 import Glibc
+import Synchronization
+
+/// Outputs being written right now, so an interrupted run can remove them.
+public enum PartialOutputs {
+    private static let paths = Mutex<Set<String>>([])
+
+    static func add(_ path: String) { _ = paths.withLock { $0.insert(path) } }
+    static func remove(_ path: String) { _ = paths.withLock { $0.remove(path) } }
+
+    /// Deletes every partial output (called when the process is interrupted).
+    public static func removeAll() {
+        for p in paths.withLock({ Array($0) }) {
+            try? FileManager.default.removeItem(atPath: p)
+            try? FileManager.default.removeItem(atPath: p + ".d")
+        }
+    }
+}
 
 /// A file being written, owned: closed when the owner goes away.
 public struct OutputFile: ~Copyable {
@@ -90,6 +107,7 @@ public struct AtomicDestination: Sendable {
         self.temporaryPath = url.deletingLastPathComponent().appendingPathComponent(
             ".\(url.lastPathComponent).tessera-partial-\(getpid())").path
         try? FileManager.default.removeItem(atPath: temporaryPath)
+        PartialOutputs.add(temporaryPath)
     }
 
     /// Moves the finished output into place (replacing an old one when forced).
@@ -102,8 +120,12 @@ public struct AtomicDestination: Sendable {
         guard rename(temporaryPath, path) == 0 else {
             throw TesseraError(.io, "cannot rename \(temporaryPath) into place: \(String(cString: strerror(errno)))", file: path)
         }
+        PartialOutputs.remove(temporaryPath)
     }
 
     /// Removes the partial output.
-    public func abandon() { try? FileManager.default.removeItem(atPath: temporaryPath) }
+    public func abandon() {
+        try? FileManager.default.removeItem(atPath: temporaryPath)
+        PartialOutputs.remove(temporaryPath)
+    }
 }

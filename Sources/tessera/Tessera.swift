@@ -19,8 +19,28 @@ struct Tessera: ParsableCommand {
     )
 }
 
+/// Signal sources kept alive for the life of the process.
+nonisolated(unsafe) private var signalSources: [DispatchSourceSignal] = []
+
+/// On SIGINT/SIGTERM, removes partial outputs before exiting, so an interrupted run
+/// leaves nothing behind.
+func removePartialOutputsOnInterrupt() {
+    for sig in [SIGINT, SIGTERM] {
+        signal(sig, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+        source.setEventHandler {
+            PartialOutputs.removeAll()
+            FileHandle.standardError.write(Data("\ntessera: interrupted; partial output removed\n".utf8))
+            exit(128 + sig)
+        }
+        source.resume()
+        signalSources.append(source)
+    }
+}
+
 /// Runs `body`, turning a TesseraError into a message on stderr and exit code 2.
 func runReportingErrors(_ body: () throws -> Void) throws {
+    removePartialOutputsOnInterrupt()
     do {
         try body()
     } catch let e as TesseraError {

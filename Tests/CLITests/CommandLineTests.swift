@@ -1,0 +1,112 @@
+import Foundation
+import Testing
+
+/// The `tessera` binary built beside the test bundle.
+private var tessera: String {
+    let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    var dir = bundle
+    while dir.path != "/" && !FileManager.default.fileExists(atPath: dir.appendingPathComponent("tessera").path) {
+        dir = dir.deletingLastPathComponent()
+    }
+    return dir.appendingPathComponent("tessera").path
+}
+
+private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures").path
+
+private struct Run { var status: Int32; var stdout: String; var stderr: String }
+
+private func run(_ args: [String], environment: [String: String] = [:]) throws -> Run {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: tessera)
+    p.arguments = args
+    p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+}
+
+/// A legacy fixture folder with a config (TP=1/PP=1, bf16).
+private var legacyFixture: String? {
+    let dir = (try? FileManager.default.contentsOfDirectory(atPath: fixtures + "/tiny")) ?? []
+    return dir.sorted().first { $0.hasPrefix("legacy") && $0.contains("tp1pp1") && $0.contains("bf16") }
+        .map { fixtures + "/tiny/" + $0 }
+}
+
+@Test func helpDescribesTheCommands() throws {
+    let r = try run(["--help"])
+    #expect(r.status == 0)
+    for word in ["inspect", "convert", "demo"] { #expect(r.stdout.contains(word)) }
+}
+
+@Test func badInputExitsWithTwoAndNamesTheFile() throws {
+    let r = try run(["inspect", "/nonexistent/checkpoint"])
+    #expect(r.status == 2)
+    #expect(r.stderr.contains("/nonexistent/checkpoint"))
+}
+
+@Test func inspectJSONFollowsTheContract() throws {
+    let path = try #require(legacyFixture)
+    let r = try run(["inspect", "--json", "--digests", path])
+    #expect(r.status == 0)
+    let obj = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+    #expect(obj["format"] as? String == "nemo-legacy")
+    #expect(obj["tp"] as? Int == 1)
+    let tensors = try #require(obj["tensors"] as? [[String: Any]])
+    #expect(tensors.first?["name"] as? String == "embedding.word_embeddings.weight")
+    #expect(tensors.allSatisfy { ($0["sha256"] as? String)?.count == 64 })
+    let config = try #require(obj["config"] as? [String: Any])
+    #expect(config["num_layers"] as? Int == 4)
+    #expect(config["padded_vocab_size"] as? Int == 512)
+}
+
+@Test func interruptedConversionLeavesNothingBehind() throws {
+    let path = try #require(legacyFixture)
+    let parent = NSTemporaryDirectory() + "tessera-cli-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+    let dst = parent + "/out"
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: tessera)
+    p.arguments = ["convert", path, dst, "--tp", "2", "--pp", "2"]
+    p.environment = ProcessInfo.processInfo.environment.merging(["TESSERA_TEST_STALL_AFTER_BYTES": "50000"]) { $1 }
+    try p.run()
+    // Wait until the partial output exists, then interrupt.
+    var waited = 0
+    while waited < 600, (try FileManager.default.contentsOfDirectory(atPath: parent)).isEmpty {
+        usleep(50_000); waited += 1
+    }
+    #expect(!(try FileManager.default.contentsOfDirectory(atPath: parent)).isEmpty, "the run started writing")
+    p.terminate()
+    p.waitUntilExit()
+    #expect(p.terminationStatus != 0)
+    #expect(try FileManager.default.contentsOfDirectory(atPath: parent).isEmpty, "partial output removed")
+    #expect(!FileManager.default.fileExists(atPath: dst))
+}
+
+@Test func killedConversionLeavesNothingThatLooksLikeACheckpoint() throws {
+    let path = try #require(legacyFixture)
+    let parent = NSTemporaryDirectory() + "tessera-cli-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+    let dst = parent + "/out.nemo"
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: tessera)
+    p.arguments = ["convert", path, dst, "--tp", "2", "--pp", "1"]
+    p.environment = ProcessInfo.processInfo.environment.merging(["TESSERA_TEST_STALL_AFTER_BYTES": "50000"]) { $1 }
+    try p.run()
+    var waited = 0
+    while waited < 600, (try FileManager.default.contentsOfDirectory(atPath: parent)).isEmpty {
+        usleep(50_000); waited += 1
+    }
+    kill(p.processIdentifier, SIGKILL)
+    p.waitUntilExit()
+    #expect(!FileManager.default.fileExists(atPath: dst))
+    // Whatever a SIGKILL leaves is hidden and named as partial.
+    for name in try FileManager.default.contentsOfDirectory(atPath: parent) {
+        #expect(name.hasPrefix(".") && name.contains("tessera-partial"))
+    }
+}
