@@ -133,31 +133,23 @@ struct CatalogueBuilder {
     private var entries: [String: GlobalTensor] = [:]
 
     mutating func add(name: String, dtype: DType, globalShape: [Int], piece: Piece, replica: Int = 0) throws(TesseraError) {
-        if var t = entries[name] {
-            guard t.shape == globalShape else {
-                throw TesseraError(.inconsistent,
-                    "ranks disagree on the shape: \(t.pieces.first?.origin ?? "?") implies \(t.shape), \(piece.origin) implies \(globalShape)",
-                    tensor: name)
-            }
-            guard t.dtype == dtype else {
-                throw TesseraError(.inconsistent,
-                    "ranks disagree on the dtype: \(t.dtype.rawValue) vs \(dtype.rawValue) in \(piece.origin)", tensor: name)
-            }
-            if replica == 0 {
-                t.pieces.append(piece)
-            } else {
-                while t.replicas.count < replica { t.replicas.append([]) }
-                t.replicas[replica - 1].append(piece)
-            }
-            entries[name] = t
-        } else {
-            var t = GlobalTensor(name: name, dtype: dtype, shape: globalShape, pieces: [], replicas: [])
-            if replica == 0 { t.pieces = [piece] } else {
-                t.replicas = Array(repeating: [], count: replica)
-                t.replicas[replica - 1] = [piece]
-            }
-            entries[name] = t
+        var t = entries[name] ?? GlobalTensor(name: name, dtype: dtype, shape: globalShape, pieces: [])
+        guard t.shape == globalShape else {
+            throw TesseraError(.inconsistent,
+                "ranks disagree on the shape: \(t.pieces.first?.origin ?? "?") implies \(t.shape), \(piece.origin) implies \(globalShape)",
+                tensor: name)
         }
+        guard t.dtype == dtype else {
+            throw TesseraError(.inconsistent,
+                "ranks disagree on the dtype: \(t.dtype.rawValue) vs \(dtype.rawValue) in \(piece.origin)", tensor: name)
+        }
+        if replica == 0 {
+            t.pieces.append(piece)
+        } else {
+            while t.replicas.count < replica { t.replicas.append([]) }
+            t.replicas[replica - 1].append(piece)
+        }
+        entries[name] = t
     }
 
     /// The tensors in canonical order, each checked for exact coverage.

@@ -65,22 +65,27 @@ private var legacyFixture: String? {
     #expect(config["padded_vocab_size"] as? Int == 512)
 }
 
-@Test func interruptedConversionLeavesNothingBehind() throws {
+/// Starts a conversion that stalls mid-way (test hook), once it has begun writing.
+private func startStalledConversion(to name: String, tp: Int, pp: Int) throws -> (Process, String, String) {
     let path = try #require(legacyFixture)
     let parent = NSTemporaryDirectory() + "tessera-cli-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
-    let dst = parent + "/out"
+    let dst = parent + "/" + name
     let p = Process()
     p.executableURL = URL(fileURLWithPath: tessera)
-    p.arguments = ["convert", path, dst, "--tp", "2", "--pp", "2"]
+    p.arguments = ["convert", path, dst, "--tp", String(tp), "--pp", String(pp)]
     p.environment = ProcessInfo.processInfo.environment.merging(["TESSERA_TEST_STALL_AFTER_BYTES": "50000"]) { $1 }
     try p.run()
-    // Wait until the partial output exists, then interrupt.
     var waited = 0
     while waited < 600, (try FileManager.default.contentsOfDirectory(atPath: parent)).isEmpty {
         usleep(50_000); waited += 1
     }
     #expect(!(try FileManager.default.contentsOfDirectory(atPath: parent)).isEmpty, "the run started writing")
+    return (p, parent, dst)
+}
+
+@Test func interruptedConversionLeavesNothingBehind() throws {
+    let (p, parent, dst) = try startStalledConversion(to: "out", tp: 2, pp: 2)
     p.terminate()
     p.waitUntilExit()
     #expect(p.terminationStatus != 0)
@@ -89,19 +94,7 @@ private var legacyFixture: String? {
 }
 
 @Test func killedConversionLeavesNothingThatLooksLikeACheckpoint() throws {
-    let path = try #require(legacyFixture)
-    let parent = NSTemporaryDirectory() + "tessera-cli-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
-    let dst = parent + "/out.nemo"
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: tessera)
-    p.arguments = ["convert", path, dst, "--tp", "2", "--pp", "1"]
-    p.environment = ProcessInfo.processInfo.environment.merging(["TESSERA_TEST_STALL_AFTER_BYTES": "50000"]) { $1 }
-    try p.run()
-    var waited = 0
-    while waited < 600, (try FileManager.default.contentsOfDirectory(atPath: parent)).isEmpty {
-        usleep(50_000); waited += 1
-    }
+    let (p, parent, dst) = try startStalledConversion(to: "out.nemo", tp: 2, pp: 1)
     kill(p.processIdentifier, SIGKILL)
     p.waitUntilExit()
     #expect(!FileManager.default.fileExists(atPath: dst))
