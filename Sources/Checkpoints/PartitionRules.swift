@@ -189,9 +189,10 @@ public enum CanonicalName {
                           "mlp.linear_fc2.weight", "mlp.linear_fc2.bias"].firstIndex(of: suffix) ?? 99
             return (1, layer, within, suffix)
         }
-        let top = ["embedding.word_embeddings.weight": 0, "embedding.position_embeddings.weight": 0,
-                   "decoder.final_layernorm.weight": 2, "decoder.final_layernorm.bias": 2,
-                   "output_layer.weight": 3, "output_layer.bias": 3, "rm_head.weight": 4, "rm_head.bias": 4]
-        return (top[name] ?? 5, 0, 0, name)
+        let top = ["embedding.word_embeddings.weight", "embedding.position_embeddings.weight",
+                   "decoder.final_layernorm.weight", "decoder.final_layernorm.bias",
+                   "output_layer.weight", "output_layer.bias", "rm_head.weight", "rm_head.bias"]
+        guard let i = top.firstIndex(of: name) else { return (3, 0, 0, name) }
+        return (i < 2 ? 0 : 2, 0, i, name)
     }
 }
