@@ -1027,7 +1027,7 @@ def assemble_zarr(folder):
             continue
         meta = json.loads((d / ".zarray").read_text())
         if meta["dtype"] == "bfloat16":
-            # read raw chunks ourselves (zarr's own dtype parser does not know 'bfloat16')
+            # read the raw chunks ourselves (as a Swift reader must), independent of zarr
             shape, chunks = meta["shape"], meta["chunks"]
             a = np.empty(shape, dtype=ml_dtypes.bfloat16)
             import itertools
@@ -1224,6 +1224,7 @@ def main():
     bad_entries = phase_bad(out)
 
     sys.path.insert(0, str(TOOLS_DIR))
+    sys.dont_write_bytecode = True  # no Tools/__pycache__ in the work tree
     from inspect_fixture import scan
 
     globals_seen = scan(out / "tiny")
