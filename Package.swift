@@ -20,13 +20,13 @@ let package = Package(
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // C macros Swift cannot import (HDF5 property classes, mmap flags).
-        .target(name: "CShims", dependencies: ["CHDF5"]),
+        .target(name: "CShims", dependencies: ["CHDF5", "CZstd"]),
         // The thin layer over C: mapped files, digests, typed errors, atomic outputs.
-        .target(name: "Platform", dependencies: ["CCrypto", "CZlib", "CShims"]),
+        .target(name: "Platform", dependencies: ["CCrypto", "CZlib", "CZstd", "CHDF5", "CShims"]),
         // torch.save zip archives and the safe unpickler.
         .target(name: "TorchFormat", dependencies: ["Platform"]),
         // Readers, the catalogue of global tensors, partition rules, model config.
-        .target(name: "Checkpoints", dependencies: ["Platform", "TorchFormat", .product(name: "Yams", package: "Yams")]),
+        .target(name: "Checkpoints", dependencies: ["Platform", "TorchFormat", "CHDF5", .product(name: "Yams", package: "Yams")]),
         // Target layouts, the conversion plan and the streaming writers.
         .target(name: "Sharding", dependencies: ["Checkpoints", "TorchFormat", "Platform"]),
         .executableTarget(name: "tessera", dependencies: [

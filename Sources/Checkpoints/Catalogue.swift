@@ -8,10 +8,23 @@ public enum CheckpointFormat: String, Sendable, Codable {
     case hdf5 = "hdf5"
 }
 
+/// How a piece's bytes are stored.
+public enum PieceEncoding: Sendable, Equatable {
+    /// The elements themselves.
+    case raw
+    /// An HDF5 chunk: optionally byte-shuffled, then one zstd frame, of `decodedBytes` bytes.
+    case zstd(shuffled: Bool, decodedBytes: Int)
+    /// An HDF5 chunk stored with only the shuffle filter.
+    case shuffled(decodedBytes: Int)
+}
+
 /// A rectangular slice of a global tensor stored somewhere on disk as a strided view.
 public struct Piece: Sendable, Equatable {
-    /// The storage the view indexes into (element 0 at `storage.offset`).
+    /// The storage the view indexes into (element 0 at `storage.offset`); for an encoded
+    /// piece, the encoded bytes, and the view indexes the decoded ones.
     public var storage: FileSlice
+    /// How `storage` holds the elements.
+    public var encoding: PieceEncoding = .raw
     public var dtype: DType
     /// First element of the view, in elements from the storage start.
     public var storageOffset: Int
@@ -57,6 +70,8 @@ public struct GlobalTensor: Sendable {
     public var pieces: [Piece]
     /// Further copies of replicated tensors (from other TP ranks), each a full cover.
     public var replicas: [[Piece]]
+    /// The SHA-256 the store recorded for this tensor, checked whenever it is digested.
+    public var recordedDigest: String?
 
     public init(name: String, dtype: DType, shape: [Int], pieces: [Piece], replicas: [[Piece]] = []) {
         self.name = name

@@ -20,7 +20,7 @@ public enum Checkpoint {
                 return try LegacyReader.read(dir, base: "", files: [[url.lastPathComponent]], config: config, cache: cache)
             }
             if head.count >= 8, head[0] == 0x89, head[1] == 0x48, head[2] == 0x44, head[3] == 0x46 {
-                throw TesseraError(.unsupported, "HDF5 stores are not readable yet", file: path)
+                return try HDF5Store.read(path, cache: cache)
             }
             let tar = try TarContainer(path: path, cache: cache)
             return try open(tar, cache: cache)

@@ -10,7 +10,18 @@ public struct TensorStreamer: Sendable {
     /// Pages of the mapped sources are released after this many bytes, bounding memory.
     public var releaseEvery = 64 << 20
 
+    /// Threads used to decode compressed chunks ahead of use.
+    public var decodeThreads = 2
+
     public init(cache: MappingCache) { self.cache = cache }
+
+    /// Frees decoded chunks the sweep has passed, flushing pending runs that may point into them.
+    private func flushIfDropping(_ d: ChunkDecoder, row: Int, _ flush: () throws(TesseraError) -> Void) throws(TesseraError) {
+        if d.hasFinished(before: row + 1) {
+            try flush()
+            d.drop(before: row + 1)
+        }
+    }
 
     /// Calls `body` with consecutive byte runs that together are the bytes, in C order,
     /// of the box `region` (default: the whole tensor) of tensor `t`, read from `pieces`
@@ -28,6 +39,8 @@ public struct TensorStreamer: Sendable {
                 throw error.forTensor(t.name)
             }
         }
+        let decoder = ChunkDecoder(pieces: pieces, encoded: views, threads: decodeThreads)
+        defer { decoder.releaseAll() }
         var watermark = [Int](repeating: 0, count: pieces.count)
         var sinceRelease = 0
         var pending: UnsafeRawBufferPointer?
@@ -56,7 +69,8 @@ public struct TensorStreamer: Sendable {
         guard region.shape.allSatisfy({ $0 > 0 }) else { return }
         if n == 0 {
             guard let p = pieces.first else { return }
-            try body(UnsafeRawBufferPointer(rebasing: views[0][(p.storageOffset * esize)..<((p.storageOffset + 1) * esize)]))
+            let v = try decoder.view(0, row: 0, tensor: t.name)
+            try body(UnsafeRawBufferPointer(rebasing: v[(p.storageOffset * esize)..<((p.storageOffset + 1) * esize)]))
             return
         }
         let last = n - 1
@@ -83,20 +97,21 @@ public struct TensorStreamer: Sendable {
                         throw TesseraError(.missing, "no piece covers row \(outer) from column \(col)", tensor: t.name)
                     }
                     let segEnd = min(pEnd, colEnd)
+                    let view = try decoder.view(i, row: outer.first ?? 0, tensor: t.name)
                     var elem = p.storageOffset + (col - pStart) * p.strides[last]
                     for d in 0..<last { elem += (outer[d] - p.globalOffset[d]) * p.strides[d] }
                     let width = segEnd - col
                     let stride = p.strides[last]
                     if stride == 1 || width == 1 {
                         let start = elem * esize
-                        try emit(UnsafeRawBufferPointer(rebasing: views[i][start..<(start + width * esize)]))
+                        try emit(UnsafeRawBufferPointer(rebasing: view[start..<(start + width * esize)]))
                         watermark[i] = max(watermark[i], start + width * esize)
                     } else {
                         try flush()
                         scratch.removeAll(keepingCapacity: true)
                         for j in 0..<width {
                             let s = (elem + j * stride) * esize
-                            scratch.append(contentsOf: views[i][s..<(s + esize)])
+                            scratch.append(contentsOf: view[s..<(s + esize)])
                             watermark[i] = max(watermark[i], s + esize)
                         }
                         try withBytes(scratch, body)
@@ -112,6 +127,7 @@ public struct TensorStreamer: Sendable {
                 }
             }
             try emitZeros((colEnd - col) * esize)
+            if let row = outer.first { try flushIfDropping(decoder, row: row, flush) }
             if sinceRelease >= releaseEvery {
                 try flush()
                 for i in pieces.indices { files[i].release(pieces[i].storage.offset..<(pieces[i].storage.offset + watermark[i])) }
@@ -129,11 +145,17 @@ public struct TensorStreamer: Sendable {
         for i in pieces.indices { files[i].release(pieces[i].storage.offset..<(pieces[i].storage.offset + watermark[i])) }
     }
 
-    /// SHA-256 of a tensor's bytes in C order (for `pieces`, defaulting to its main cover).
+    /// SHA-256 of a tensor's bytes in C order (for `pieces`, defaulting to its main cover),
+    /// checked against the digest the store recorded, if any.
     public func sha256(_ t: GlobalTensor, pieces: [Piece]? = nil) throws(TesseraError) -> String {
         var h = SHA256Hasher()
         try forEachRun(of: t, pieces: pieces) { (run) throws(TesseraError) in h.update(run) }
-        return h.finalizeHex()
+        let digest = h.finalizeHex()
+        if let recorded = t.recordedDigest, pieces == nil, recorded != digest {
+            throw TesseraError(.corrupt, "data does not match its recorded SHA-256 (recorded \(recorded), computed \(digest))",
+                               file: t.pieces.first?.storage.path, tensor: t.name)
+        }
+        return digest
     }
 
     /// Digests of every tensor, computed on `threads` threads; replicated copies are
@@ -186,4 +208,103 @@ public struct Box: Sendable, Equatable {
         self.shape = shape
     }
     public var elementCount: Int { shape.reduce(1, *) }
+}
+
+/// Decodes compressed pieces on demand, a few ahead in parallel, and frees them once the
+/// row sweep has passed them.
+final class ChunkDecoder: @unchecked Sendable {
+    private let pieces: [Piece]
+    private let encoded: [UnsafeRawBufferPointer]
+    private let threads: Int
+    private var decoded: [Int: UnsafeMutableRawBufferPointer] = [:]
+    /// Encoded pieces in the order a C-order sweep first needs them.
+    private let order: [Int]
+
+    init(pieces: [Piece], encoded: [UnsafeRawBufferPointer], threads: Int) {
+        self.pieces = pieces
+        self.encoded = encoded
+        self.threads = max(1, threads)
+        order = pieces.indices.filter { pieces[$0].encoding != .raw }
+            .sorted { (pieces[$0].globalOffset.first ?? 0, pieces[$0].globalOffset.last ?? 0)
+                    < (pieces[$1].globalOffset.first ?? 0, pieces[$1].globalOffset.last ?? 0) }
+    }
+
+    /// The bytes the view of piece `i` indexes (decoded when needed).
+    func view(_ i: Int, row: Int, tensor: String) throws(TesseraError) -> UnsafeRawBufferPointer {
+        if pieces[i].encoding == .raw { return encoded[i] }
+        if let d = decoded[i] { return UnsafeRawBufferPointer(d) }
+        // Decode this piece and the next few in sweep order together.
+        let start = order.firstIndex(of: i) ?? 0
+        let batch = Array(order[start...].filter { decoded[$0] == nil }.prefix(2 * threads))
+        var outputs: [UnsafeMutableRawBufferPointer] = []
+        for j in batch { outputs.append(.allocate(byteCount: Self.decodedBytes(pieces[j]), alignment: 64)) }
+        let errors = UnsafeMutableBufferPointer<TesseraError?>.allocate(capacity: batch.count)
+        errors.initialize(repeating: nil)
+        defer { errors.deallocate() }
+        let inputs = UncheckedSendable(batch.map { encoded[$0] }), encodings = batch.map { pieces[$0].encoding }
+        let elementSize = pieces[i].dtype.size
+        let outs = UncheckedSendable(outputs), errs = UncheckedSendable(errors)
+        DispatchQueue.concurrentPerform(iterations: batch.count) { k in
+            do throws(TesseraError) {
+                try Self.decode(inputs.value[k], encodings[k], into: outs.value[k], elementSize: elementSize)
+            } catch {
+                errs.value[k] = error
+            }
+        }
+        for (k, j) in batch.enumerated() {
+            if let e = errors[k] {
+                for o in outputs { o.deallocate() }
+                throw TesseraError(.corrupt, "chunk at \(pieces[j].globalOffset): \(e.message)",
+                                   file: pieces[j].storage.path, tensor: tensor)
+            }
+            decoded[j] = outputs[k]
+        }
+        return UnsafeRawBufferPointer(decoded[i]!)
+    }
+
+    static func decodedBytes(_ p: Piece) -> Int {
+        switch p.encoding {
+        case .raw: p.storage.count
+        case .zstd(_, let n), .shuffled(let n): n
+        }
+    }
+
+    static func decode(_ input: UnsafeRawBufferPointer, _ encoding: PieceEncoding, into out: UnsafeMutableRawBufferPointer,
+                       elementSize: Int) throws(TesseraError) {
+        switch encoding {
+        case .raw:
+            out.copyMemory(from: input)
+        case .shuffled:
+            guard input.count == out.count else { throw TesseraError(.corrupt, "chunk holds \(input.count) bytes, expected \(out.count)") }
+            byteUnshuffle(input, into: out, elementSize: elementSize)
+        case .zstd(let shuffled, _):
+            let z = ZstdDecompressor()
+            if shuffled {
+                let tmp = UnsafeMutableRawBufferPointer.allocate(byteCount: out.count, alignment: 64)
+                defer { tmp.deallocate() }
+                try z.decompress(input, into: tmp)
+                byteUnshuffle(UnsafeRawBufferPointer(tmp), into: out, elementSize: elementSize)
+            } else {
+                try z.decompress(input, into: out)
+            }
+        }
+    }
+
+    /// True when some decoded piece ends before `row` (in the first dimension).
+    func hasFinished(before row: Int) -> Bool {
+        decoded.keys.contains { pieces[$0].globalOffset[0] + pieces[$0].shape[0] <= row }
+    }
+
+    /// Frees decoded pieces that end before `row`.
+    func drop(before row: Int) {
+        for (j, buffer) in decoded where pieces[j].globalOffset[0] + pieces[j].shape[0] <= row {
+            buffer.deallocate()
+            decoded[j] = nil
+        }
+    }
+
+    func releaseAll() {
+        for (_, b) in decoded { b.deallocate() }
+        decoded.removeAll()
+    }
 }

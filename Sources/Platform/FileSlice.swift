@@ -34,3 +34,9 @@ public func withBytes<R>(_ bytes: [UInt8], _ body: (UnsafeRawBufferPointer) thro
     }
     return try result.get()
 }
+
+/// Hands raw buffers to worker threads that touch disjoint parts of them.
+public struct UncheckedSendable<T>: @unchecked Sendable {
+    public var value: T
+    public init(_ value: T) { self.value = value }
+}

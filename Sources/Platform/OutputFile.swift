@@ -36,6 +36,29 @@ public struct OutputFile: ~Copyable {
         self.fd = fd
     }
 
+    /// Opens an existing file for writing in place (nothing is truncated).
+    public init(updating path: String) throws(TesseraError) {
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw TesseraError(.io, "cannot open for writing: \(String(cString: strerror(errno)))", file: path)
+        }
+        self.path = path
+        self.fd = fd
+    }
+
+    /// Writes `bytes` at `offset` without moving the append position.
+    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(TesseraError) {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw TesseraError(.io, "write at \(offset + done) failed: \(String(cString: strerror(errno)))", file: path)
+            }
+            done += n
+        }
+    }
+
     /// Appends `bytes`.
     public mutating func write(_ bytes: UnsafeRawBufferPointer) throws(TesseraError) {
         var done = 0

@@ -18,6 +18,19 @@ public enum Converter {
         throws(TesseraError) -> ConversionReport {
         let plan = try ConversionPlan(source, layout: layout, cache: cache)
         let dest = try AtomicDestination(destination, force: force)
+        if layout.format == .hdf5 {
+            do throws(TesseraError) {
+                let writer = HDF5Writer(plan: plan, streamer: TensorStreamer(cache: cache), progress: progress,
+                                        level: layout.compressionLevel)
+                try writer.write(to: dest.temporaryPath, configText: try configText(plan, cache: cache),
+                                 artifacts: try artifacts(plan, cache: cache))
+                try dest.commit()
+            } catch {
+                dest.abandon()
+                throw error
+            }
+            return ConversionReport(destination: dest.path, bytesWritten: plan.byteCount, notes: plan.notes)
+        }
         let asTar = destination.hasSuffix(".nemo")
         let folder = asTar ? dest.temporaryPath + ".d" : dest.temporaryPath
         do throws(TesseraError) {
@@ -33,6 +46,8 @@ public enum Converter {
                 try DistZarrWriter(plan: plan, streamer: streamer, progress: progress).write(into: folder)
             case .distTorch:
                 try DistTorchWriter(plan: plan, streamer: streamer, progress: progress).write(into: folder)
+            case .hdf5:
+                break
             }
             try writeConfigAndArtifacts(plan, into: folder, cache: cache)
             if asTar {
@@ -48,21 +63,21 @@ public enum Converter {
         return ConversionReport(destination: dest.path, bytesWritten: plan.byteCount, notes: plan.notes)
     }
 
-    /// Copies the checkpoint's other files (tokenizer and other artifacts) and writes the
-    /// config with the new parallel sizes, everything else kept as it was.
-    static func writeConfigAndArtifacts(_ plan: ConversionPlan, into folder: String, cache: MappingCache) throws(TesseraError) {
+    /// Files other than weights at the top of a checkpoint (NeMo folders and HDF5 stores alike).
+    static func isWeights(_ name: String) -> Bool {
+        name == "model_weights.ckpt" || name == "model_weights" || name.hasPrefix("mp_rank_")
+            || name.hasPrefix("tp_rank_") || name.hasPrefix(".") || name == "model_config.yaml"
+    }
+
+    /// The source's top-level folder, when the weights sit in a NeMo folder (or store) with other files.
+    static func artifactRoot(_ plan: ConversionPlan) -> String? {
         let c = plan.source.container
-        let skip: (String) -> Bool = { name in
-            name == "model_weights.ckpt" || name == "model_weights" || name.hasPrefix("mp_rank_")
-                || name.hasPrefix("tp_rank_") || name.hasPrefix(".")
-        }
-        // A bare model_weights/ or .ckpt source has no NeMo folder around it to copy from.
-        let root = plan.source.weightsPath.isEmpty && !(c.isFile("model_config.yaml")) ? nil : ""
-        if let root {
-            for name in c.children(root) where !skip(name) {
-                try copyTree(c, c.join(root, name), to: folder + "/" + name, cache: cache)
-            }
-        }
+        return plan.source.weightsPath.isEmpty && !c.isFile("model_config.yaml") && plan.source.format != .hdf5 ? nil : ""
+    }
+
+    /// The config with the new parallel sizes, everything else kept as it was.
+    static func configText(_ plan: ConversionPlan, cache: MappingCache) throws(TesseraError) -> String {
+        let c = plan.source.container
         var text = ""
         if c.isFile("model_config.yaml") {
             text = String(decoding: try c.read("model_config.yaml", cache: cache), as: UTF8.self)
@@ -70,11 +85,36 @@ public enum Converter {
         text = ConfigText.set("tensor_model_parallel_size", to: String(plan.layout.tp), in: text)
         text = ConfigText.set("pipeline_model_parallel_size", to: String(plan.layout.pp), in: text)
         switch plan.layout.format {
-        case .nemo: break
+        case .nemo, .hdf5: break
         case .distZarr: text = ConfigText.set("dist_ckpt_format", to: "zarr", in: text)
         case .distTorch: text = ConfigText.set("dist_ckpt_format", to: "torch_dist", in: text)
         }
-        do { try text.write(toFile: folder + "/model_config.yaml", atomically: false, encoding: .utf8) } catch {
+        return text
+    }
+
+    /// The other top-level files (tokenizer, ...) with their bytes, plus the new config.
+    static func artifacts(_ plan: ConversionPlan, cache: MappingCache) throws(TesseraError) -> [(String, [UInt8])] {
+        let c = plan.source.container
+        var out: [(String, [UInt8])] = []
+        if let root = artifactRoot(plan) {
+            for name in c.children(root) where !isWeights(name) && c.isFile(c.join(root, name)) {
+                out.append((name, try c.read(c.join(root, name), cache: cache)))
+            }
+        }
+        out.append(("model_config.yaml", Array(try configText(plan, cache: cache).utf8)))
+        return out
+    }
+
+    /// Copies the checkpoint's other files (tokenizer and other artifacts) and writes the
+    /// config with the new parallel sizes.
+    static func writeConfigAndArtifacts(_ plan: ConversionPlan, into folder: String, cache: MappingCache) throws(TesseraError) {
+        let c = plan.source.container
+        if let root = artifactRoot(plan) {
+            for name in c.children(root) where !isWeights(name) {
+                try copyTree(c, c.join(root, name), to: folder + "/" + name, cache: cache)
+            }
+        }
+        do { try configText(plan, cache: cache).write(toFile: folder + "/model_config.yaml", atomically: false, encoding: .utf8) } catch {
             throw TesseraError(.io, "cannot write: \(error)", file: folder + "/model_config.yaml")
         }
     }

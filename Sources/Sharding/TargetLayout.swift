@@ -7,6 +7,8 @@ public enum OutputFormat: String, Sendable, CaseIterable {
     case nemo
     case distZarr = "dist-zarr"
     case distTorch = "dist-torch"
+    /// The Tessera HDF5 store (one file).
+    case hdf5
 }
 
 /// A tensor/pipeline-parallel layout to write, checked against the model.
@@ -18,6 +20,8 @@ public struct TargetLayout: Sendable, Equatable {
     public var spelling: CanonicalName.Spelling
     /// Layers of each pipeline stage; even split when nil.
     public var stageLayers: [Int]?
+    /// zstd level of the HDF5 store; nil for uncompressed contiguous datasets.
+    public var compressionLevel: Int32? = 1
 
     public init(tp: Int, pp: Int, format: OutputFormat, spelling: CanonicalName.Spelling = .transformerEngine,
                 stageLayers: [Int]? = nil) {

@@ -33,8 +33,11 @@ struct Convert: ParsableCommand {
     @Option(help: "Target pipeline-parallel size.")
     var pp: Int
 
-    @Option(help: "Output format: nemo (legacy per-rank torch.save files), dist-zarr or dist-torch.")
+    @Option(help: "Output format: nemo (legacy per-rank torch.save files), dist-zarr, dist-torch or hdf5.")
     var format: OutputFormat = .nemo
+
+    @Option(help: "HDF5 compression: zstd[:LEVEL] (byte shuffle + zstd, default level 1) or none (contiguous, mappable).")
+    var compression = "zstd:1"
 
     @Option(help: "Layer-norm key spelling of legacy output: te, local or source (as the source had it).")
     var spelling = "source"
@@ -47,6 +50,17 @@ struct Convert: ParsableCommand {
 
     @Flag(help: "Print a JSON report on stdout.")
     var json = false
+
+    /// The zstd level of `zstd[:LEVEL]`, nil for `none`.
+    static func level(_ text: String) throws(TesseraError) -> Int32? {
+        if text == "none" { return nil }
+        let parts = text.split(separator: ":")
+        guard parts.first == "zstd", parts.count <= 2, let level = parts.count == 2 ? Int32(parts[1]) : 1,
+              (-7...22).contains(level) else {
+            throw TesseraError(.invalidArgument, "--compression must be zstd[:LEVEL] (LEVEL -7...22) or none, not '\(text)'")
+        }
+        return level
+    }
 
     func run() throws {
         try runReportingErrors {
@@ -67,7 +81,8 @@ struct Convert: ParsableCommand {
                 }
                 stages = parsed.map { $0! }
             }
-            let layout = TargetLayout(tp: tp, pp: pp, format: format, spelling: spell, stageLayers: stages)
+            var layout = TargetLayout(tp: tp, pp: pp, format: format, spelling: spell, stageLayers: stages)
+            layout.compressionLevel = try Self.level(compression)
             let bar = Progress(total: cat.byteCount, label: "convert", enabled: !json)
             let start = Date()
             // Test hook: stall once this many bytes are written, so a test can interrupt a run mid-way.

@@ -1,6 +1,7 @@
 #pragma once
 #include <hdf5.h>
 #include <stdint.h>
+#include <stddef.h>
 
 /* HDF5 identifiers that are macros calling H5open(); Swift cannot import them. */
 static inline hid_t tessera_h5t_native_uint16(void) { return H5T_NATIVE_UINT16; }
@@ -8,11 +9,34 @@ static inline hid_t tessera_h5t_native_uint8(void) { return H5T_NATIVE_UINT8; }
 static inline hid_t tessera_h5t_native_float(void) { return H5T_NATIVE_FLOAT; }
 static inline hid_t tessera_h5t_native_double(void) { return H5T_NATIVE_DOUBLE; }
 static inline hid_t tessera_h5t_native_int64(void) { return H5T_NATIVE_INT64; }
+static inline hid_t tessera_h5t_native_int32(void) { return H5T_NATIVE_INT32; }
+static inline hid_t tessera_h5t_native_int16(void) { return H5T_NATIVE_INT16; }
+static inline hid_t tessera_h5t_native_int8(void) { return H5T_NATIVE_INT8; }
 static inline hid_t tessera_h5t_std_u16le(void) { return H5T_STD_U16LE; }
 static inline hid_t tessera_h5t_c_s1(void) { return H5T_C_S1; }
 static inline hid_t tessera_h5p_dataset_create(void) { return H5P_DATASET_CREATE; }
 static inline hid_t tessera_h5p_dataset_access(void) { return H5P_DATASET_ACCESS; }
+static inline hid_t tessera_h5p_dataset_xfer(void) { return H5P_DATASET_XFER; }
+static inline hid_t tessera_h5p_link_create(void) { return H5P_LINK_CREATE; }
 static inline hid_t tessera_h5p_file_access(void) { return H5P_FILE_ACCESS; }
 static inline unsigned tessera_h5f_acc_trunc(void) { return H5F_ACC_TRUNC; }
 static inline unsigned tessera_h5f_acc_rdonly(void) { return H5F_ACC_RDONLY; }
 static inline unsigned tessera_h5f_acc_rdwr(void) { return H5F_ACC_RDWR; }
+static inline haddr_t tessera_haddr_undef(void) { return HADDR_UNDEF; }
+
+/* Registers the Zstandard filter (id 32015, cd_values[0] = level) in this process,
+   compatible with hdf5plugin. Returns 0 on success. */
+int tessera_register_zstd(void);
+
+/* Newline-separated paths (relative to loc) of every dataset below loc; malloc'd, caller frees. */
+char *tessera_list_datasets(hid_t loc);
+
+/* A string attribute (variable- or fixed-length) as a malloc'd C string, or NULL. */
+char *tessera_read_string_attr(hid_t obj, const char *name);
+
+/* Writes a variable-length UTF-8 string attribute (replacing one of the same name). */
+int tessera_write_string_attr(hid_t obj, const char *name, const char *value);
+
+/* Writes / reads a 64-bit integer attribute. */
+int tessera_write_int_attr(hid_t obj, const char *name, int64_t value);
+int tessera_read_int_attr(hid_t obj, const char *name, int64_t *value);

@@ -1,0 +1,76 @@
+import CZstd
+
+/// A zstd compression context, freed with its owner.
+public struct ZstdCompressor: ~Copyable {
+    private let ctx: OpaquePointer
+    public let level: Int32
+
+    public init(level: Int32) {
+        ctx = ZSTD_createCCtx()
+        self.level = level
+    }
+
+    /// Compresses `input` as one zstd frame (with its content size) into `output`, returning the frame size.
+    public func compress(_ input: UnsafeRawBufferPointer, into output: inout [UInt8]) throws(TesseraError) -> Int {
+        let bound = ZSTD_compressBound(input.count)
+        if output.count < bound { output = [UInt8](repeating: 0, count: bound) }
+        let n = output.withUnsafeMutableBytes { out in
+            ZSTD_compressCCtx(ctx, out.baseAddress, bound, input.baseAddress, input.count, level)
+        }
+        guard ZSTD_isError(n) == 0 else {
+            throw TesseraError(.io, "zstd compression failed: \(String(cString: ZSTD_getErrorName(n)))")
+        }
+        return n
+    }
+
+    deinit { ZSTD_freeCCtx(ctx) }
+}
+
+/// A zstd decompression context, freed with its owner.
+public struct ZstdDecompressor: ~Copyable {
+    private let ctx: OpaquePointer
+
+    public init() { ctx = ZSTD_createDCtx() }
+
+    /// Decompresses one frame into exactly `output.count` bytes.
+    public func decompress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws(TesseraError) {
+        let size = ZSTD_getFrameContentSize(input.baseAddress, input.count)
+        guard size == UInt64(output.count) else {
+            throw TesseraError(.corrupt, size >= UInt64.max - 1
+                ? "not a zstd frame with a known size (damaged chunk)"
+                : "zstd frame holds \(size) bytes, expected \(output.count)")
+        }
+        let n = ZSTD_decompressDCtx(ctx, output.baseAddress, output.count, input.baseAddress, input.count)
+        guard ZSTD_isError(n) == 0, n == output.count else {
+            throw TesseraError(.corrupt, "zstd decompression failed: \(ZSTD_isError(n) != 0 ? String(cString: ZSTD_getErrorName(n)) : "short output")")
+        }
+    }
+
+    deinit { ZSTD_freeDCtx(ctx) }
+}
+
+/// HDF5's byte shuffle: all first bytes of the elements, then all second bytes, ...
+public func byteShuffle(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, elementSize: Int) {
+    let n = input.count / elementSize
+    if elementSize == 1 || n == 0 { output.copyMemory(from: input); return }
+    let src = input.bindMemory(to: UInt8.self), dst = output.bindMemory(to: UInt8.self)
+    for b in 0..<elementSize {
+        let base = b * n
+        for i in 0..<n { dst[base + i] = src[i * elementSize + b] }
+    }
+    let tail = input.count - n * elementSize   // HDF5 leaves trailing bytes in place
+    for i in 0..<tail { dst[n * elementSize + i] = src[n * elementSize + i] }
+}
+
+/// The inverse of ``byteShuffle(_:into:elementSize:)``.
+public func byteUnshuffle(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, elementSize: Int) {
+    let n = input.count / elementSize
+    if elementSize == 1 || n == 0 { output.copyMemory(from: input); return }
+    let src = input.bindMemory(to: UInt8.self), dst = output.bindMemory(to: UInt8.self)
+    for b in 0..<elementSize {
+        let base = b * n
+        for i in 0..<n { dst[i * elementSize + b] = src[base + i] }
+    }
+    let tail = input.count - n * elementSize
+    for i in 0..<tail { dst[n * elementSize + i] = src[n * elementSize + i] }
+}
