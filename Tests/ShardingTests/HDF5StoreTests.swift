@@ -1,0 +1,153 @@
+import Checkpoints
+import Foundation
+import Platform
+import Sharding
+import Testing
+
+private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures").path
+
+private func fixturePaths() -> [String] {
+    guard let data = FileManager.default.contents(atPath: fixtures + "/tiny/manifest.json"),
+          let m = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+          let list = m["fixtures"] as? [[String: Any]] else { return [] }
+    return list.compactMap { $0["path"] as? String }
+}
+
+private func digests(_ c: Catalogue, cache: MappingCache) throws -> [String: String] {
+    Dictionary(uniqueKeysWithValues: zip(c.tensors.map(\.name), try TensorStreamer(cache: cache).digests(c.tensors)))
+}
+
+private func scratch(_ name: String) -> String { NSTemporaryDirectory() + "tessera-h5-\(UUID().uuidString)-" + name }
+
+/// Every fixture -> HDF5 (compressed, another layout) -> NeMo legacy gives the same digests.
+@Test(arguments: fixturePaths())
+func fixturesRoundTripThroughHDF5(_ rel: String) throws {
+    let cache = MappingCache()
+    let source = try Checkpoint.open(fixtures + "/" + rel, cache: cache)
+    let expected = try digests(source, cache: cache)
+    let h5 = scratch("store.h5")
+    var layout = TargetLayout(tp: source.tp == 1 ? 2 : 1, pp: 1, format: .hdf5)
+    layout.compressionLevel = 1
+    try Converter.convert(source, to: h5, layout: layout, force: false, cache: cache)
+    let store = try Checkpoint.open(h5, cache: cache)
+    #expect(store.format == .hdf5)
+    #expect(store.tp == layout.tp)
+    #expect(try digests(store, cache: cache) == expected)
+    #expect(store.objects.count == source.objects.count)
+    let back = scratch("back")
+    try Converter.convert(store, to: back, layout: TargetLayout(tp: source.tp, pp: source.pp, format: .nemo), force: false, cache: cache)
+    let again = try Checkpoint.open(back, cache: cache)
+    #expect(try digests(again, cache: cache) == expected)
+    #expect(FileManager.default.fileExists(atPath: back + "/model_config.yaml"))
+    #expect(again.config?.tokenizerModel.map { FileManager.default.fileExists(atPath: back + "/" + $0) } ?? true)
+}
+
+@Test func uncompressedStoresAreContiguousAndMapped() throws {
+    let cache = MappingCache()
+    let source = try Checkpoint.open(fixtures + "/" + (fixturePaths().first ?? ""), cache: cache)
+    let h5 = scratch("plain.h5")
+    var layout = TargetLayout(tp: 1, pp: 1, format: .hdf5)
+    layout.compressionLevel = nil
+    try Converter.convert(source, to: h5, layout: layout, force: false, cache: cache)
+    let store = try Checkpoint.open(h5, cache: cache)
+    #expect(store.tensors.allSatisfy { $0.pieces.count == 1 && $0.pieces[0].encoding == .raw })
+    #expect(try digests(store, cache: cache) == digests(source, cache: cache))
+}
+
+/// A compressed TP=2 store of the first fixture, for the damage tests.
+private func compressedStore() throws -> (String, Catalogue) {
+    let cache = MappingCache()
+    let source = try Checkpoint.open(fixtures + "/" + (fixturePaths().first ?? ""), cache: cache)
+    let h5 = scratch("damaged.h5")
+    try Converter.convert(source, to: h5, layout: TargetLayout(tp: 2, pp: 1, format: .hdf5), force: false, cache: cache)
+    return (h5, try Checkpoint.open(h5, cache: MappingCache()))
+}
+
+private func flip(_ path: String, at offset: Int) throws {
+    var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+    bytes[offset] ^= 0x10
+    try Data(bytes).write(to: URL(fileURLWithPath: path))
+}
+
+@Test func aFlippedBitInACompressedChunkIsNamed() throws {
+    let (h5, store) = try compressedStore()
+    let t = try #require(store.tensor("decoder.layers.2.mlp.linear_fc1.weight"))
+    let chunk = try #require(t.pieces.last)
+    try flip(h5, at: chunk.storage.offset + chunk.storage.count / 2)
+    let cache = MappingCache()
+    let damaged = try Checkpoint.open(h5, cache: cache)
+    do {
+        _ = try TensorStreamer(cache: cache).digests(damaged.tensors)
+        Issue.record("a damaged chunk was read without error")
+    } catch {
+        #expect(error.tensor == "decoder.layers.2.mlp.linear_fc1.weight")
+        #expect(error.code == .corrupt)
+    }
+}
+
+@Test func dataThatDoesNotMatchItsRecordedDigestIsRefused() throws {
+    let cache = MappingCache()
+    let source = try Checkpoint.open(fixtures + "/" + (fixturePaths().first ?? ""), cache: cache)
+    let h5 = scratch("plain.h5")
+    var layout = TargetLayout(tp: 1, pp: 1, format: .hdf5)
+    layout.compressionLevel = nil
+    try Converter.convert(source, to: h5, layout: layout, force: false, cache: cache)
+    let store = try Checkpoint.open(h5, cache: MappingCache())
+    let piece = try #require(store.tensor("rm_head.weight")?.pieces.first)
+    try flip(h5, at: piece.storage.offset + 3)
+    let fresh = MappingCache()
+    let damaged = try Checkpoint.open(h5, cache: fresh)
+    do {
+        _ = try TensorStreamer(cache: fresh).digests(damaged.tensors)
+        Issue.record("a changed tensor was read without error")
+    } catch {
+        #expect(error.tensor == "rm_head.weight")
+        #expect(error.message.contains("SHA-256"))
+    }
+}
+
+@Test func truncatedStoreIsAClearError() throws {
+    let (h5, _) = try compressedStore()
+    let data = try Data(contentsOf: URL(fileURLWithPath: h5))
+    try data.prefix(data.count / 3).write(to: URL(fileURLWithPath: h5))
+    do {
+        let cache = MappingCache()
+        let c = try Checkpoint.open(h5, cache: cache)
+        _ = try TensorStreamer(cache: cache).digests(c.tensors)
+        Issue.record("a truncated store was read")
+    } catch {
+        #expect(error.file == h5)
+    }
+}
+
+@Test func hdf5FilesThatAreNotStoresAreRefused() throws {
+    let path = scratch("other.h5")
+    do {
+        let f = try HDF5File.create(path)
+        _ = try f.createDataset("/x", type: HDF5File.storedType(.float32), shape: [4], chunk: nil, zstdLevel: nil)
+    }
+    do {
+        _ = try Checkpoint.open(path)
+        Issue.record("expected an error")
+    } catch {
+        #expect(error.code == .unsupported)
+        #expect(error.message.contains("not a Tessera store"))
+    }
+}
+
+@Test func unwrittenChunksAreAMissingShardNotZeros() throws {
+    let path = scratch("holes.h5")
+    do {
+        let f = try HDF5File.create(path)
+        try f.setStringAttribute("format", HDF5Store.formatName)
+        _ = try f.createDataset("/weights/rm_head/bias", type: HDF5File.storedType(.float32), shape: [8], chunk: [4], zstdLevel: 1)
+    }
+    do {
+        _ = try Checkpoint.open(path)
+        Issue.record("a store with unwritten chunks was accepted")
+    } catch {
+        #expect(error.code == .missing)
+        #expect(error.tensor == "rm_head.bias")
+    }
+}
