@@ -34,6 +34,7 @@ struct Demo: ParsableCommand {
                 ("tp4pp1-local", TargetLayout(tp: 4, pp: 1, format: .nemo, spelling: .local)),
                 ("tp2pp1-zarr", TargetLayout(tp: 2, pp: 1, format: .distZarr)),
                 ("tp1pp4-torch_dist", TargetLayout(tp: 1, pp: 4, format: .distTorch)),
+                ("tp2pp1.h5", TargetLayout(tp: 2, pp: 1, format: .hdf5)),
             ]
             print("\n== reshard")
             for (name, layout) in steps {
