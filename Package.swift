@@ -18,11 +18,11 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
-        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CISAL", pkgConfig: "libisal", providers: [.apt(["libisal-dev"])]),
         // C macros Swift cannot import (HDF5 property classes, mmap flags).
         .target(name: "CShims", dependencies: ["CHDF5", "CZstd"]),
         // The thin layer over C: mapped files, digests, typed errors, atomic outputs.
-        .target(name: "Platform", dependencies: ["CCrypto", "CZlib", "CZstd", "CHDF5", "CShims"]),
+        .target(name: "Platform", dependencies: ["CCrypto", "CISAL", "CZstd", "CHDF5", "CShims"]),
         // torch.save zip archives and the safe unpickler.
         .target(name: "TorchFormat", dependencies: ["Platform"]),
         // Readers, the catalogue of global tensors, partition rules, model config.

@@ -6,12 +6,15 @@ public enum Checkpoint {
     /// Reads the checkpoint at `path`: a `.nemo` tar, an unpacked NeMo folder, a
     /// `model_weights/` folder, or a single `model_weights.ckpt` file.
     public static func open(_ path: String, cache: MappingCache = MappingCache()) throws(TesseraError) -> Catalogue {
+        // Reading metadata touches a page or a large folio per record; give them back.
+        defer { cache.releaseAll() }
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw TesseraError(.missing, "no such file or folder", file: path)
         }
         if !isDir.boolValue {
-            let head = Array(try cache.file(path).bytes.prefix(512))
+            let probe = try ReadOnlyFile(path: path)
+            let head = try probe.read(0, min(512, probe.size))
             if head.count >= 4, head[0] == 0x50, head[1] == 0x4B {
                 // A bare torch.save file: treat it as a TP1/PP1 legacy checkpoint.
                 let url = URL(fileURLWithPath: path)

@@ -20,7 +20,7 @@ extension Container {
     /// Reads a small file whole.
     public func read(_ path: String, cache: MappingCache) throws(TesseraError) -> [UInt8] {
         let s = try slice(path)
-        return Array(try cache.file(s.path).bytes(offset: s.offset, count: s.count))
+        return try ReadOnlyFile(path: s.path).read(s.offset, s.count)
     }
 
     /// `a/b` joined, with "" as the root.
@@ -76,32 +76,35 @@ public struct TarContainer: Container {
     private let directories: [String: [String]]
     public var displayPath: String { path }
 
-    /// Indexes the tar at `path` (ustar, GNU long names and pax path records).
+    /// Indexes the tar at `path` (ustar, GNU long names and pax path records), reading
+    /// only the member headers.
     public init(path: String, cache: MappingCache) throws(TesseraError) {
         self.path = path
-        let file = try cache.file(path)
-        let b = file.bytes
-        if b.count >= 2, b[0] == 0x1F, b[1] == 0x8B {
-            throw TesseraError(.unsupported,
-                "gzip-compressed .nemo archives (NeMo < 1.7) cannot be read in place; unpack it with 'tar xzf' and pass the folder",
-                file: path)
+        let file = try ReadOnlyFile(path: path)
+        if file.size >= 2 {
+            let magic = try file.read(0, 2)
+            if magic == [0x1F, 0x8B] {
+                throw TesseraError(.unsupported,
+                    "gzip-compressed .nemo archives (NeMo < 1.7) cannot be read in place; unpack it with 'tar xzf' and pass the folder",
+                    file: path)
+            }
         }
         var files: [String: FileSlice] = [:]
         var dirs: [String: Set<String>] = ["": []]
         var pos = 0
         var longName: String?
-        func field(_ at: Int, _ len: Int) -> String {
+        func field(_ h: [UInt8], _ at: Int, _ len: Int) -> String {
             var end = at
-            while end < at + len, b[end] != 0 { end += 1 }
-            return String(decoding: UnsafeRawBufferPointer(rebasing: b[at..<end]), as: UTF8.self)
+            while end < at + len, h[end] != 0 { end += 1 }
+            return String(decoding: h[at..<end], as: UTF8.self)
         }
-        func octal(_ at: Int, _ len: Int) -> Int? {
-            if b[at] & 0x80 != 0 {   // base-256
+        func octal(_ h: [UInt8], _ at: Int, _ len: Int) -> Int? {
+            if h[at] & 0x80 != 0 {   // base-256
                 var v = 0
-                for i in (at + 1)..<(at + len) { v = (v << 8) | Int(b[i]) }
+                for i in (at + 1)..<(at + len) { v = (v << 8) | Int(h[i]) }
                 return v
             }
-            let s = field(at, len).trimmingCharacters(in: .whitespaces)
+            let s = field(h, at, len).trimmingCharacters(in: .whitespaces)
             return s.isEmpty ? 0 : Int(s, radix: 8)
         }
         func normalize(_ name: String) -> String {
@@ -116,39 +119,39 @@ public struct TarContainer: Container {
             for (i, part) in parts.enumerated() {
                 dirs[parent, default: []].insert(part)
                 let here = parent.isEmpty ? part : parent + "/" + part
-                if i < parts.count - 1 || isDir { dirs[here, default: []] = dirs[here] ?? [] }
+                if i < parts.count - 1 || isDir { dirs[here] = dirs[here] ?? [] }
                 parent = here
             }
         }
-        while pos + 512 <= b.count {
-            if (0..<512).allSatisfy({ b[pos + $0] == 0 }) { break }   // end-of-archive block
-            guard let size = octal(pos + 124, 12) else {
+        while pos + 512 <= file.size {
+            let h = try file.read(pos, 512)
+            if h.allSatisfy({ $0 == 0 }) { break }   // end-of-archive block
+            guard let size = octal(h, 124, 12) else {
                 throw TesseraError(.corrupt, "bad tar header at byte \(pos)", file: path)
             }
             // Checksum over the header with the checksum field as spaces.
             var sum = 0
-            for i in 0..<512 { sum += (148..<156).contains(i) ? 32 : Int(b[pos + i]) }
-            guard let stored = octal(pos + 148, 8), stored == sum else {
+            for i in 0..<512 { sum += (148..<156).contains(i) ? 32 : Int(h[i]) }
+            guard let stored = octal(h, 148, 8), stored == sum else {
                 throw TesseraError(.corrupt, "tar header checksum mismatch at byte \(pos); the archive is damaged", file: path)
             }
-            let type = b[pos + 156]
-            var name = field(pos, 100)
-            if field(pos + 257, 6).hasPrefix("ustar") {
-                let prefix = field(pos + 345, 155)
+            let type = h[156]
+            var name = field(h, 0, 100)
+            if field(h, 257, 6).hasPrefix("ustar") {
+                let prefix = field(h, 345, 155)
                 if !prefix.isEmpty { name = prefix + "/" + name }
             }
             let dataStart = pos + 512
-            guard size <= b.count - dataStart else {
+            guard size <= file.size - dataStart else {
                 throw TesseraError(.corrupt,
-                    "tar member '\(name)' needs \(size) bytes but the archive ends after \(b.count - dataStart); it is truncated",
+                    "tar member '\(name)' needs \(size) bytes but the archive ends after \(file.size - dataStart); it is truncated",
                     file: path)
             }
-            let data = UnsafeRawBufferPointer(rebasing: b[dataStart..<(dataStart + size)])
             switch type {
             case UInt8(ascii: "L"):
-                longName = String(decoding: data.prefix(while: { $0 != 0 }), as: UTF8.self)
+                longName = String(decoding: try file.read(dataStart, size).prefix(while: { $0 != 0 }), as: UTF8.self)
             case UInt8(ascii: "x"):
-                let text = String(decoding: data, as: UTF8.self)
+                let text = String(decoding: try file.read(dataStart, size), as: UTF8.self)
                 for rec in text.split(separator: "\n") {
                     if let r = rec.range(of: " path=") { longName = String(rec[r.upperBound...]) }
                 }

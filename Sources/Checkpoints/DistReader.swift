@@ -173,10 +173,10 @@ enum DistReader {
         guard c.isFile(metaPath) else {
             throw TesseraError(.missing, "torch_dist checkpoint has no '.metadata' file", file: c.describe(dir))
         }
-        let metaSlice = try c.slice(metaPath)
+        let metaBytes = try c.read(metaPath, cache: cache)
         let root: PickleValue
         do {
-            root = try Unpickler.load(try cache.file(metaSlice.path).bytes(offset: metaSlice.offset, count: metaSlice.count))
+            root = try withBytes(metaBytes) { (b) throws(TesseraError) -> PickleValue in try Unpickler.load(b) }
         } catch { throw error.inFile(c.describe(metaPath)) }
         let bad = { (what: String) in TesseraError(.corrupt, "unexpected .metadata structure: \(what)", file: c.describe(metaPath)) }
         guard let md = root.object, let sdm = md["state_dict_metadata"]?.dict, let storage = md["storage_data"]?.dict else {
@@ -208,7 +208,7 @@ enum DistReader {
             guard let fqn = k.string, let entry = v.object else { throw bad("state_dict_metadata entry") }
             if entry.name == "BytesStorageMetadata" {
                 let slice = try location(fqn, [])
-                let bytes = Array(try cache.file(slice.path).bytes(offset: slice.offset, count: slice.count))
+                let bytes = try ReadOnlyFile(path: slice.path).read(slice.offset, slice.count)
                 if fqn.hasPrefix("common_state") { continue }
                 let parts = fqn.split(separator: "/", maxSplits: 1).map(String.init)
                 let name = parts.count == 2 ? objectName(parts[0], shardFile: parts[1]) : CanonicalName.canonical(fqn).name

@@ -8,7 +8,7 @@ import Synchronization
 public struct TensorStreamer: Sendable {
     public let cache: MappingCache
     /// Pages of the mapped sources are released after this many bytes, bounding memory.
-    public var releaseEvery = 64 << 20
+    public var releaseEvery = 16 << 20
 
     /// Threads used to decode compressed chunks ahead of use.
     public var decodeThreads = 2

@@ -98,6 +98,49 @@ public final class MappingCache: Sendable {
         }
     }
 
+    /// Drops every mapped page from this process's resident set (the mappings stay valid;
+    /// pages come back from the page cache when touched again).
+    public func releaseAll() {
+        for f in files.withLock({ Array($0.values) }) { f.release(0..<f.count) }
+    }
+
     /// Forgets every mapping; each is unmapped when its last user lets go.
     public func removeAll() { files.withLock { $0.removeAll() } }
+}
+
+/// A file opened for small positioned reads (metadata), closed with its owner. Reading
+/// metadata this way keeps it out of the process's mapped, resident pages.
+public struct ReadOnlyFile: ~Copyable {
+    public let path: String
+    private let fd: Int32
+    /// File size in bytes.
+    public let size: Int
+
+    public init(path: String) throws(TesseraError) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw TesseraError(.io, "cannot open: \(String(cString: strerror(errno)))", file: path) }
+        var st = stat()
+        fstat(fd, &st)
+        self.path = path
+        self.fd = fd
+        self.size = Int(st.st_size)
+    }
+
+    /// `count` bytes at `offset`, bounds-checked.
+    public func read(_ offset: Int, _ count: Int) throws(TesseraError) -> [UInt8] {
+        guard offset >= 0, count >= 0, offset <= size, count <= size - offset else {
+            throw TesseraError(.outOfBounds, "byte range \(offset)..<\(offset + count) lies outside the file (\(size) bytes)", file: path)
+        }
+        var out = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let n = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, count - done, off_t(offset + done)) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { throw TesseraError(.io, "read failed at \(offset + done): \(String(cString: strerror(errno)))", file: path) }
+            done += n
+        }
+        return out
+    }
+
+    deinit { close(fd) }
 }

@@ -1,4 +1,5 @@
-import CZlib
+import CISAL
+import CShims
 import Foundation
 import Glibc
 import Synchronization
@@ -19,12 +20,18 @@ public enum PartialOutputs {
     }
 }
 
-/// A file being written, owned: closed when the owner goes away.
+/// A file being written, owned: small writes are gathered into large ones; flushed and
+/// closed when the owner goes away (call ``close()`` to see errors).
 public struct OutputFile: ~Copyable {
     public let path: String
     private let fd: Int32
-    /// Bytes written so far (the append position).
+    /// Bytes written so far (the append position, buffered bytes included).
     public private(set) var position: Int = 0
+    private var buffer: UnsafeMutableRawBufferPointer?
+    private var buffered = 0
+    private var closed = false
+    /// Writes at least this large bypass the buffer.
+    static let bufferSize = 4 << 20
 
     /// Creates (truncating) the file at `path`.
     public init(creating path: String) throws(TesseraError) {
@@ -46,31 +53,39 @@ public struct OutputFile: ~Copyable {
         self.fd = fd
     }
 
-    /// Writes `bytes` at `offset` without moving the append position.
-    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(TesseraError) {
+    private func writeAll(_ base: UnsafeRawPointer, _ count: Int, at offset: Int?) throws(TesseraError) {
         var done = 0
-        while done < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+        while done < count {
+            let n = offset.map { pwrite(fd, base + done, count - done, off_t($0 + done)) } ?? Glibc.write(fd, base + done, count - done)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw TesseraError(.io, "write at \(offset + done) failed: \(String(cString: strerror(errno)))", file: path)
+                throw TesseraError(.io, "write failed: \(String(cString: strerror(errno)))", file: path)
             }
             done += n
         }
     }
 
+    /// Writes out the gathered bytes.
+    public mutating func flush() throws(TesseraError) {
+        guard buffered > 0, let b = buffer else { return }
+        let n = buffered
+        buffered = 0
+        try writeAll(b.baseAddress!, n, at: nil)
+    }
+
     /// Appends `bytes`.
     public mutating func write(_ bytes: UnsafeRawBufferPointer) throws(TesseraError) {
-        var done = 0
-        while done < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw TesseraError(.io, "write failed after \(position + done) bytes: \(String(cString: strerror(errno)))", file: path)
-            }
-            done += n
-        }
+        guard let src = bytes.baseAddress, bytes.count > 0 else { return }
         position += bytes.count
+        if bytes.count >= Self.bufferSize / 2 {
+            try flush()
+            try writeAll(src, bytes.count, at: nil)
+            return
+        }
+        if buffer == nil { buffer = .allocate(byteCount: Self.bufferSize, alignment: 4096) }
+        if buffered + bytes.count > Self.bufferSize { try flush() }
+        buffer!.baseAddress!.advanced(by: buffered).copyMemory(from: src, byteCount: bytes.count)
+        buffered += bytes.count
     }
 
     /// Appends `bytes`.
@@ -78,34 +93,50 @@ public struct OutputFile: ~Copyable {
         try withBytes(bytes) { (b) throws(TesseraError) in try write(b) }
     }
 
+    /// Writes `bytes` at `offset` without moving the append position.
+    public mutating func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(TesseraError) {
+        try flush()
+        guard let base = bytes.baseAddress else { return }
+        try writeAll(base, bytes.count, at: offset)
+    }
+
     /// Overwrites bytes at `offset` (already written) without moving the append position.
-    public func patch(_ bytes: [UInt8], at offset: Int) throws(TesseraError) {
-        let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(offset)) }
-        guard n == bytes.count else {
-            throw TesseraError(.io, "write at \(offset) failed: \(String(cString: strerror(errno)))", file: path)
-        }
+    public mutating func patch(_ bytes: [UInt8], at offset: Int) throws(TesseraError) {
+        try withBytes(bytes) { (b) throws(TesseraError) in try write(b, at: offset) }
     }
 
     /// Flushes the data to the disk.
-    public func sync() throws(TesseraError) {
+    public mutating func sync() throws(TesseraError) {
+        try flush()
         guard fsync(fd) == 0 else { throw TesseraError(.io, "fsync failed: \(String(cString: strerror(errno)))", file: path) }
     }
 
-    deinit { close(fd) }
+    /// Writes out what is gathered and closes the file, reporting any failure (a full disk).
+    public consuming func close() throws(TesseraError) {
+        defer { closed = true }
+        try flush()
+        guard Glibc.close(fd) == 0 else {
+            throw TesseraError(.io, "closing failed: \(String(cString: strerror(errno)))", file: path)
+        }
+    }
+
+    deinit {
+        if !closed {
+            if buffered > 0, let b = buffer { try? writeAll(b.baseAddress!, buffered, at: nil) }
+            Glibc.close(fd)
+        }
+        buffer?.deallocate()
+    }
 }
 
-/// Running CRC-32 (the zip checksum) over zlib.
+/// Running CRC-32 (the zip checksum, reflected IEEE polynomial) over ISA-L's
+/// carry-less-multiply kernels.
 public struct CRC32: Sendable {
     public private(set) var value: UInt32 = 0
     public init() {}
     public mutating func update(_ bytes: UnsafeRawBufferPointer) {
-        guard let base = bytes.baseAddress else { return }
-        var offset = 0
-        while offset < bytes.count {
-            let n = min(bytes.count - offset, Int(UInt32.max >> 1))
-            value = UInt32(crc32(uLong(value), base.assumingMemoryBound(to: Bytef.self) + offset, uInt(n)))
-            offset += n
-        }
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        value = crc32_gzip_refl(value, base.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count))
     }
 }
 
@@ -133,8 +164,15 @@ public struct AtomicDestination: Sendable {
         PartialOutputs.add(temporaryPath)
     }
 
-    /// Moves the finished output into place (replacing an old one when forced).
+    /// Moves the finished output into place (replacing an old one when forced), once its
+    /// data is on the disk: a crash never leaves a valid-looking but incomplete output.
     public func commit() throws(TesseraError) {
+        let fd = open(temporaryPath, O_RDONLY | O_CLOEXEC)
+        if fd >= 0 {
+            let rc = syncfs(fd)
+            close(fd)
+            guard rc == 0 else { throw TesseraError(.io, "syncing the output failed: \(String(cString: strerror(errno)))", file: path) }
+        }
         if FileManager.default.fileExists(atPath: path) {
             do { try FileManager.default.removeItem(atPath: path) } catch {
                 throw TesseraError(.io, "cannot replace the old destination: \(error)", file: path)

@@ -35,7 +35,7 @@ public enum TarWriter {
             if pad > 0 { try out.write([UInt8](repeating: 0, count: pad)) }
         }
         try out.write([UInt8](repeating: 0, count: 1024))
-        try out.sync()
+        try out.close()
     }
 
     static func header(name: String, size: Int, directory: Bool) throws(TesseraError) -> [UInt8] {

@@ -130,7 +130,8 @@ public enum Converter {
         guard path != "model_config.yaml" else { return }
         let s = try c.slice(path)
         var out = try OutputFile(creating: dst)
-        try out.write(try cache.file(s.path).bytes(offset: s.offset, count: s.count))
+        try out.write(try ReadOnlyFile(path: s.path).read(s.offset, s.count))
+        try out.close()
     }
 }
 

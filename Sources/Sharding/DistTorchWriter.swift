@@ -64,9 +64,10 @@ struct DistTorchWriter {
             out = try w.finish()
             byteItems.append((fqn, DCPItem(relativePath: fileName, offset: start, length: out.position - start)))
         }
-        try out.sync()
+        try out.close()
         let meta = DCPMetadataWriter.pickle(tensors: order.map { entries[$0]! }, bytes: byteItems)
         var m = try OutputFile(creating: dir + "/.metadata")
         try m.write(meta)
+        try m.close()
     }
 }

@@ -58,6 +58,7 @@ struct DistZarrWriter {
                     try out.write(run)
                     progress(run.count)
                 }
+                try out.close()
             }
         }
         try writeObjects(dir, layers: layers)
@@ -71,6 +72,7 @@ struct DistZarrWriter {
             var out = try OutputFile(creating: dir + "/common.pt")
             let s = try c.slice(src)
             try out.write(try streamer.cache.file(s.path).bytes(offset: s.offset, count: s.count))
+            try out.close()
             return
         }
         var w = try TorchSaveWriter(path: dir + "/common.pt", archiveName: "common")
@@ -91,6 +93,7 @@ struct DistZarrWriter {
             if o.kind == "sharded-object", let bytes = o.bytes, plan.source.format == .distZarr {
                 var out = try OutputFile(creating: file)
                 try out.write(bytes)
+                try out.close()
                 continue
             }
             var w = try TorchSaveWriter(path: file, archiveName: "archive")
@@ -147,4 +150,5 @@ func makeDir(_ path: String) throws(TesseraError) {
 func writeText(_ text: String, to path: String) throws(TesseraError) {
     var out = try OutputFile(creating: path)
     try out.write(Array(text.utf8))
+    try out.close()
 }

@@ -100,7 +100,7 @@ struct HDF5Writer {
         if !contiguous.isEmpty {
             // Uncompressed: fill the allocated contiguous datasets in place, then record their digests.
             var digests: [String: String] = [:]
-            let out = try OutputFile(updating: path)
+            var out = try OutputFile(updating: path)
             for (t, offset) in contiguous {
                 var h = SHA256Hasher()
                 var at = offset
@@ -112,7 +112,7 @@ struct HDF5Writer {
                 }
                 digests[t.name] = h.finalizeHex()
             }
-            try out.sync()
+            try out.close()
             let file = try HDF5File.openForUpdate(path)
             for (t, _) in contiguous {
                 try file.setStringAttribute("sha256", digests[t.name]!, at: HDF5Store.path(t.name, under: "/weights"))

@@ -75,7 +75,7 @@ struct LegacyWriter {
                 try w.add("data/\(k)", b)
             }
         }
-        try w.finish()
+        try w.finish().close()
     }
 
     /// Where an object's module lives.

@@ -23,12 +23,13 @@ public struct TorchArchive: Sendable {
         guard pkl.method == 0 else {
             throw TesseraError(.unsupported, "record '\(pkl.name)' is compressed (method \(pkl.method)); torch.save writes STORED records", file: slice.path)
         }
-        let file = try cache.file(slice.path)
-        let bytes = try file.bytes(offset: pkl.data.offset, count: pkl.data.count)
+        let pickle = try ReadOnlyFile(path: slice.path).read(pkl.data.offset, pkl.data.count)
         let root: PickleValue
         do {
-            root = try Unpickler.load(bytes) { (pid: PickleValue) throws(TesseraError) -> PickleValue in
-                try Self.storage(pid, zip: zip, prefix: prefix)
+            root = try withBytes(pickle) { (bytes) throws(TesseraError) -> PickleValue in
+                try Unpickler.load(bytes) { (pid: PickleValue) throws(TesseraError) -> PickleValue in
+                    try Self.storage(pid, zip: zip, prefix: prefix)
+                }
             }
         } catch {
             throw error.inFile(slice.path)

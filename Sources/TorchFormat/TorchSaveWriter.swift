@@ -134,6 +134,7 @@ public struct TorchSaveWriter: ~Copyable {
         end += le16(min(records.count, 0xFFFF)) + le16(min(records.count, 0xFFFF))
         end += le32(min(cdSize, 0xFFFF_FFFF)) + le32(min(cdStart, 0xFFFF_FFFF)) + le16(0)
         try out.write(end)
+        try out.flush()
         return out
     }
 }

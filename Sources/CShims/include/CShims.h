@@ -24,6 +24,9 @@ static inline unsigned tessera_h5f_acc_rdonly(void) { return H5F_ACC_RDONLY; }
 static inline unsigned tessera_h5f_acc_rdwr(void) { return H5F_ACC_RDWR; }
 static inline haddr_t tessera_haddr_undef(void) { return HADDR_UNDEF; }
 
+/* Flushes the filesystem holding fd (glibc exports it; the declaration needs _GNU_SOURCE). */
+extern int syncfs(int fd);
+
 /* Registers the Zstandard filter (id 32015, cd_values[0] = level) in this process,
    compatible with hdf5plugin. Returns 0 on success. */
 int tessera_register_zstd(void);

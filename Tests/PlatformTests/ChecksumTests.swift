@@ -16,3 +16,13 @@ import Testing
     #expect(da == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
     #expect(da == db)
 }
+
+@Test func crc32MatchesTheZipChecksum() {
+    var c = CRC32()
+    Array("123456789".utf8).withUnsafeBytes { c.update($0) }
+    #expect(c.value == 0xCBF4_3926)
+    var split = CRC32()
+    Array("1234".utf8).withUnsafeBytes { split.update($0) }
+    Array("56789".utf8).withUnsafeBytes { split.update($0) }
+    #expect(split.value == c.value)
+}
