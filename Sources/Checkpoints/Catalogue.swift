@@ -51,6 +51,13 @@ public struct Piece: Sendable, Equatable {
     /// Elements in the slice.
     public var elementCount: Int { shape.reduce(1, *) }
 
+    /// True when the piece overlaps the global box `b`.
+    public func intersects(_ b: Box) -> Bool {
+        globalOffset.indices.allSatisfy { d in
+            globalOffset[d] < b.offset[d] + b.shape[d] && b.offset[d] < globalOffset[d] + shape[d]
+        }
+    }
+
     /// The same storage seen as the sub-box `[from, from + shape)` of this piece, placed at `global`.
     func sub(from local: [Int], shape: [Int], global: [Int]) -> Piece {
         var p = self

@@ -10,6 +10,8 @@ public struct TensorStreamer: Sendable {
     /// Pages of the mapped sources are released after this many bytes, bounding memory.
     public var releaseEvery = 16 << 20
 
+    /// Bytes of each piece asked for ahead of use.
+    public var prefetchLimit = 256 << 20
     /// Threads used to decode compressed chunks ahead of use.
     public var decodeThreads = 2
 
@@ -38,6 +40,10 @@ public struct TensorStreamer: Sendable {
             do { views.append(try f.bytes(offset: p.storage.offset, count: p.storage.count)) } catch {
                 throw error.forTensor(t.name)
             }
+        }
+        // Start reading every piece the region touches, so disk reads overlap with the work.
+        for (p, f) in zip(pieces, files) where p.intersects(region) {
+            f.willNeed(p.storage.offset..<(p.storage.offset + min(p.storage.count, prefetchLimit)))
         }
         let decoder = ChunkDecoder(pieces: pieces, encoded: views, threads: decodeThreads)
         defer { decoder.releaseAll() }

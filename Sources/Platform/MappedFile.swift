@@ -46,6 +46,16 @@ public struct MappedRegion: ~Copyable, @unchecked Sendable {
         madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
     }
 
+    /// Asks the kernel to start reading the pages of `range` now (asynchronously).
+    public func willNeed(_ range: Range<Int>) {
+        guard let base, !range.isEmpty else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (range.lowerBound / page) * page
+        let end = min(count, range.upperBound)
+        guard end > start else { return }
+        madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_WILLNEED)
+    }
+
     deinit {
         if let base { munmap(UnsafeMutableRawPointer(mutating: base), count) }
     }
@@ -79,6 +89,9 @@ public final class MappedFile: Sendable {
 
     /// Drops the pages of `range` from this process's resident set.
     public func release(_ range: Range<Int>) { region.release(range) }
+
+    /// Starts reading the pages of `range` ahead of use.
+    public func willNeed(_ range: Range<Int>) { region.willNeed(range) }
 }
 
 /// Opens each file once and hands out shared mappings; safe to use from several threads.

@@ -20,17 +20,73 @@ public enum PartialOutputs {
     }
 }
 
-/// A file being written, owned: small writes are gathered into large ones; flushed and
-/// closed when the owner goes away (call ``close()`` to see errors).
+/// Writes full buffers on a background thread, so filling the next buffer (reading the
+/// source) overlaps with the kernel's copy into the page cache.
+final class BackgroundWriter: @unchecked Sendable {
+    let fd: Int32
+    let path: String
+    private let queue = DispatchQueue(label: "tessera.output")
+    private let slots: DispatchSemaphore
+    private let lock = NSLock()
+    /// Buffers shared by every output file, so none is allocated (and first touched) per file.
+    private static let pool = Mutex<[UncheckedSendable<UnsafeMutableRawBufferPointer>]>([])
+    private var failure: TesseraError?
+    static let depth = 3
+
+    init(fd: Int32, path: String) {
+        self.fd = fd
+        self.path = path
+        slots = DispatchSemaphore(value: Self.depth)
+    }
+
+    /// A buffer to fill (waits while `depth` buffers are being written).
+    func take() -> UnsafeMutableRawBufferPointer {
+        slots.wait()
+        return Self.pool.withLock { $0.popLast()?.value } ?? .allocate(byteCount: OutputFile.bufferSize, alignment: 4096)
+    }
+
+    /// Returns a buffer to the shared pool.
+    static func recycle(_ b: UnsafeMutableRawBufferPointer) {
+        pool.withLock { $0.append(UncheckedSendable(b)) }
+    }
+
+    /// Queues `count` bytes of `buffer` for writing at the end of the file.
+    func submit(_ buffer: UnsafeMutableRawBufferPointer, count: Int) {
+        let b = UncheckedSendable(buffer)
+        queue.async { [self] in
+            if self.error == nil {
+                do throws(TesseraError) { try OutputFile.writeAll(fd, path, UnsafeRawPointer(b.value.baseAddress!), count, at: nil) } catch {
+                    lock.lock(); failure = error; lock.unlock()
+                }
+            }
+            Self.recycle(b.value)
+            slots.signal()
+        }
+    }
+
+    var error: TesseraError? { lock.lock(); defer { lock.unlock() }; return failure }
+
+    /// Waits for every queued write; throws the first failure.
+    func drain() throws(TesseraError) {
+        queue.sync {}
+        if let e = error { throw e }
+    }
+
+    deinit { queue.sync {} }
+}
+
+/// A file being written, owned: bytes are gathered into large buffers written on a
+/// background thread; flushed and closed when the owner goes away (call ``close()`` to
+/// see errors).
 public struct OutputFile: ~Copyable {
     public let path: String
     private let fd: Int32
     /// Bytes written so far (the append position, buffered bytes included).
     public private(set) var position: Int = 0
+    private let writer: BackgroundWriter
     private var buffer: UnsafeMutableRawBufferPointer?
     private var buffered = 0
     private var closed = false
-    /// Writes at least this large bypass the buffer.
     static let bufferSize = 4 << 20
 
     /// Creates (truncating) the file at `path`.
@@ -41,6 +97,7 @@ public struct OutputFile: ~Copyable {
         }
         self.path = path
         self.fd = fd
+        writer = BackgroundWriter(fd: fd, path: path)
     }
 
     /// Opens an existing file for writing in place (nothing is truncated).
@@ -51,9 +108,10 @@ public struct OutputFile: ~Copyable {
         }
         self.path = path
         self.fd = fd
+        writer = BackgroundWriter(fd: fd, path: path)
     }
 
-    private func writeAll(_ base: UnsafeRawPointer, _ count: Int, at offset: Int?) throws(TesseraError) {
+    static func writeAll(_ fd: Int32, _ path: String, _ base: UnsafeRawPointer, _ count: Int, at offset: Int?) throws(TesseraError) {
         var done = 0
         while done < count {
             let n = offset.map { pwrite(fd, base + done, count - done, off_t($0 + done)) } ?? Glibc.write(fd, base + done, count - done)
@@ -65,27 +123,35 @@ public struct OutputFile: ~Copyable {
         }
     }
 
-    /// Writes out the gathered bytes.
-    public mutating func flush() throws(TesseraError) {
+    /// Hands the gathered bytes to the background writer.
+    private mutating func submit() throws(TesseraError) {
+        if let e = writer.error { throw e }
         guard buffered > 0, let b = buffer else { return }
-        let n = buffered
+        writer.submit(b, count: buffered)
+        buffer = nil
         buffered = 0
-        try writeAll(b.baseAddress!, n, at: nil)
+    }
+
+    /// Writes out everything gathered so far and waits for it.
+    public mutating func flush() throws(TesseraError) {
+        try submit()
+        try writer.drain()
     }
 
     /// Appends `bytes`.
     public mutating func write(_ bytes: UnsafeRawBufferPointer) throws(TesseraError) {
-        guard let src = bytes.baseAddress, bytes.count > 0 else { return }
+        guard var src = bytes.baseAddress, bytes.count > 0 else { return }
         position += bytes.count
-        if bytes.count >= Self.bufferSize / 2 {
-            try flush()
-            try writeAll(src, bytes.count, at: nil)
-            return
+        var left = bytes.count
+        while left > 0 {
+            if buffer == nil { buffer = writer.take() }
+            let n = min(left, Self.bufferSize - buffered)
+            buffer!.baseAddress!.advanced(by: buffered).copyMemory(from: src, byteCount: n)
+            buffered += n
+            left -= n
+            src += n
+            if buffered == Self.bufferSize { try submit() }
         }
-        if buffer == nil { buffer = .allocate(byteCount: Self.bufferSize, alignment: 4096) }
-        if buffered + bytes.count > Self.bufferSize { try flush() }
-        buffer!.baseAddress!.advanced(by: buffered).copyMemory(from: src, byteCount: bytes.count)
-        buffered += bytes.count
     }
 
     /// Appends `bytes`.
@@ -97,7 +163,7 @@ public struct OutputFile: ~Copyable {
     public mutating func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(TesseraError) {
         try flush()
         guard let base = bytes.baseAddress else { return }
-        try writeAll(base, bytes.count, at: offset)
+        try Self.writeAll(fd, path, base, bytes.count, at: offset)
     }
 
     /// Overwrites bytes at `offset` (already written) without moving the append position.
@@ -121,11 +187,11 @@ public struct OutputFile: ~Copyable {
     }
 
     deinit {
-        if !closed {
-            if buffered > 0, let b = buffer { try? writeAll(b.baseAddress!, buffered, at: nil) }
-            Glibc.close(fd)
+        if let b = buffer {
+            if !closed, buffered > 0 { writer.submit(b, count: buffered) } else { BackgroundWriter.recycle(b) }
         }
-        buffer?.deallocate()
+        try? writer.drain()
+        if !closed { Glibc.close(fd) }
     }
 }
 
