@@ -1,7 +1,8 @@
 import Platform
 
 /// Writes a `torch.save` zip archive as torch does: STORED records whose data starts on
-/// 64-byte boundaries, zip64 where sizes or offsets need it, record data streamed in.
+/// 64-byte boundaries, each followed by a data descriptor with its CRC, zip64 where sizes
+/// or offsets need it, record data streamed in (the file is written strictly in order).
 public struct TorchSaveWriter: ~Copyable {
     struct Record {
         var name: String
@@ -71,8 +72,10 @@ public struct TorchSaveWriter: ~Copyable {
             extra += le16(1) + le16(body.count) + body
         }
         extra += [0x46, 0x42] + le16(pad) + [UInt8](repeating: 0x5A, count: pad)
-        var h: [UInt8] = le32(0x0403_4b50) + le16(zip64 ? 45 : 20) + le16(0) + le16(0) + le16(0) + le16(0x21)
-        h += le32(0)                                              // crc, patched in end()
+        // As torch writes them: general-purpose flag 0x0808 (UTF-8 name; CRC in a data descriptor
+        // after the data), so the stream never goes back to patch a header.
+        var h: [UInt8] = le32(0x0403_4b50) + le16(zip64 ? 45 : 20) + le16(0x0808) + le16(0) + le16(0) + le16(0x21)
+        h += le32(0)
         let small = size >= 0xFFFF_FFFF ? 0xFFFF_FFFF : size
         h += le32(small) + le32(small) + le16(full.count) + le16(extra.count)
         try out.write(h + full + extra)
@@ -97,7 +100,10 @@ public struct TorchSaveWriter: ~Copyable {
             throw TesseraError(.inconsistent, "record '\(r.name)' got \(o.written) bytes, declared \(r.size)", file: out.path)
         }
         records[o.index].crc = o.crc.value
-        try out.patch(le32(Int(o.crc.value)), at: base + r.headerOffset + 14)
+        // Data descriptor: signature, CRC, sizes (8-byte sizes for zip64 records).
+        var d = le32(0x0807_4b50) + le32(Int(o.crc.value))
+        d += r.zip64Local ? le64(r.size) + le64(r.size) : le32(r.size) + le32(r.size)
+        try out.write(d)
         open = nil
     }
 
@@ -114,7 +120,7 @@ public struct TorchSaveWriter: ~Copyable {
             if bigSize { body += le64(r.size) + le64(r.size) }
             if bigOffset { body += le64(r.headerOffset) }
             let extra = body.isEmpty ? [] : le16(1) + le16(body.count) + body
-            var e: [UInt8] = le32(0x0201_4b50) + le16(45) + le16(body.isEmpty ? 20 : 45) + le16(0) + le16(0)
+            var e: [UInt8] = le32(0x0201_4b50) + le16(45) + le16(body.isEmpty ? 20 : 45) + le16(0x0808) + le16(0)
             e += le16(0) + le16(0x21) + le32(Int(r.crc))
             e += le32(bigSize ? 0xFFFF_FFFF : r.size) + le32(bigSize ? 0xFFFF_FFFF : r.size)
             e += le16(name.count) + le16(extra.count) + le16(0) + le16(0) + le16(0) + le32(0)
