@@ -124,3 +124,32 @@ int tessera_read_int_attr(hid_t obj, const char *name, int64_t *value) {
     H5Aclose(a);
     return rc;
 }
+
+/* HDF5 byte shuffle of n elements of size es: byte b of element i goes to b*n + i. */
+void tessera_shuffle(const uint8_t *restrict src, uint8_t *restrict dst, size_t n, size_t es) {
+    if (es == 2) {
+        for (size_t i = 0; i < n; i++) { dst[i] = src[2 * i]; dst[n + i] = src[2 * i + 1]; }
+    } else if (es == 4) {
+        for (size_t i = 0; i < n; i++) {
+            dst[i] = src[4 * i]; dst[n + i] = src[4 * i + 1];
+            dst[2 * n + i] = src[4 * i + 2]; dst[3 * n + i] = src[4 * i + 3];
+        }
+    } else {
+        for (size_t b = 0; b < es; b++)
+            for (size_t i = 0; i < n; i++) dst[b * n + i] = src[i * es + b];
+    }
+}
+
+void tessera_unshuffle(const uint8_t *restrict src, uint8_t *restrict dst, size_t n, size_t es) {
+    if (es == 2) {
+        for (size_t i = 0; i < n; i++) { dst[2 * i] = src[i]; dst[2 * i + 1] = src[n + i]; }
+    } else if (es == 4) {
+        for (size_t i = 0; i < n; i++) {
+            dst[4 * i] = src[i]; dst[4 * i + 1] = src[n + i];
+            dst[4 * i + 2] = src[2 * n + i]; dst[4 * i + 3] = src[3 * n + i];
+        }
+    } else {
+        for (size_t b = 0; b < es; b++)
+            for (size_t i = 0; i < n; i++) dst[i * es + b] = src[b * n + i];
+    }
+}

@@ -1,7 +1,9 @@
+import CShims
 import CZstd
 
-/// A zstd compression context, freed with its owner.
-public struct ZstdCompressor: ~Copyable {
+/// A zstd compression context, freed with its owner. Keep one per thread and reuse it:
+/// a fresh context pays for its tables on every first use.
+public final class ZstdCompressor: @unchecked Sendable {
     private let ctx: OpaquePointer
     public let level: Int32
 
@@ -9,6 +11,19 @@ public struct ZstdCompressor: ~Copyable {
         ctx = ZSTD_createCCtx()
         self.level = level
     }
+
+    /// Compresses `input` as one zstd frame (with its content size) into `output`, which must
+    /// hold `ZSTD_compressBound(input.count)` bytes; returns the frame size.
+    public func compress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws(TesseraError) -> Int {
+        let n = ZSTD_compressCCtx(ctx, output.baseAddress, output.count, input.baseAddress, input.count, level)
+        guard ZSTD_isError(n) == 0 else {
+            throw TesseraError(.io, "zstd compression failed: \(String(cString: ZSTD_getErrorName(n)))")
+        }
+        return n
+    }
+
+    /// The largest frame `count` input bytes can compress to.
+    public static func bound(_ count: Int) -> Int { ZSTD_compressBound(count) }
 
     /// Compresses `input` as one zstd frame (with its content size) into `output`, returning the frame size.
     public func compress(_ input: UnsafeRawBufferPointer, into output: inout [UInt8]) throws(TesseraError) -> Int {
@@ -27,7 +42,7 @@ public struct ZstdCompressor: ~Copyable {
 }
 
 /// A zstd decompression context, freed with its owner.
-public struct ZstdDecompressor: ~Copyable {
+public final class ZstdDecompressor: @unchecked Sendable {
     private let ctx: OpaquePointer
 
     public init() { ctx = ZSTD_createDCtx() }
@@ -53,24 +68,18 @@ public struct ZstdDecompressor: ~Copyable {
 public func byteShuffle(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, elementSize: Int) {
     let n = input.count / elementSize
     if elementSize == 1 || n == 0 { output.copyMemory(from: input); return }
-    let src = input.bindMemory(to: UInt8.self), dst = output.bindMemory(to: UInt8.self)
-    for b in 0..<elementSize {
-        let base = b * n
-        for i in 0..<n { dst[base + i] = src[i * elementSize + b] }
-    }
+    tessera_shuffle(input.baseAddress!.assumingMemoryBound(to: UInt8.self), output.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                    n, elementSize)
     let tail = input.count - n * elementSize   // HDF5 leaves trailing bytes in place
-    for i in 0..<tail { dst[n * elementSize + i] = src[n * elementSize + i] }
+    if tail > 0 { (output.baseAddress! + n * elementSize).copyMemory(from: input.baseAddress! + n * elementSize, byteCount: tail) }
 }
 
 /// The inverse of ``byteShuffle(_:into:elementSize:)``.
 public func byteUnshuffle(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, elementSize: Int) {
     let n = input.count / elementSize
     if elementSize == 1 || n == 0 { output.copyMemory(from: input); return }
-    let src = input.bindMemory(to: UInt8.self), dst = output.bindMemory(to: UInt8.self)
-    for b in 0..<elementSize {
-        let base = b * n
-        for i in 0..<n { dst[i * elementSize + b] = src[base + i] }
-    }
+    tessera_unshuffle(input.baseAddress!.assumingMemoryBound(to: UInt8.self), output.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                      n, elementSize)
     let tail = input.count - n * elementSize
-    for i in 0..<tail { dst[n * elementSize + i] = src[n * elementSize + i] }
+    if tail > 0 { (output.baseAddress! + n * elementSize).copyMemory(from: input.baseAddress! + n * elementSize, byteCount: tail) }
 }

@@ -54,8 +54,40 @@ struct HDF5Writer {
         return out
     }
 
+    /// Per-slot buffers (raw, shuffled, compressed), allocated once for the whole store.
+    final class Workspace: @unchecked Sendable {
+        let raw: [UnsafeMutableRawBufferPointer]
+        let shuffled: [UnsafeMutableRawBufferPointer]
+        let packed: [UnsafeMutableRawBufferPointer]
+        let sizes: UnsafeMutableBufferPointer<Int>
+        let failures: UnsafeMutableBufferPointer<TesseraError?>
+        /// One compression context per worker, reused for every chunk.
+        var contexts: [ZstdCompressor] = []
+        init(slots: Int, chunkBytes: Int) {
+            raw = (0..<slots).map { _ in .allocate(byteCount: chunkBytes, alignment: 64) }
+            shuffled = (0..<slots).map { _ in .allocate(byteCount: chunkBytes, alignment: 64) }
+            packed = (0..<slots).map { _ in .allocate(byteCount: ZstdCompressor.bound(chunkBytes), alignment: 64) }
+            sizes = .allocate(capacity: slots)
+            failures = .allocate(capacity: slots)
+            failures.initialize(repeating: nil)
+        }
+        deinit {
+            for b in raw + shuffled + packed { b.deallocate() }
+            sizes.deallocate()
+            failures.deallocate()
+        }
+    }
+
     func write(to path: String, configText: String, artifacts: [(String, [UInt8])]) throws(TesseraError) {
         var contiguous: [(TargetTensor, Int)] = []
+        var largest = 0
+        if level != nil {
+            for t in plan.tensors { largest = max(largest, try Self.chunkShape(t, tp: plan.layout.tp).reduce(1, *) * t.dtype.size) }
+        }
+        // Two workspaces: one is compressed into while the other is hashed and written.
+        let workspaces = (Workspace(slots: threads * 4, chunkBytes: max(largest, 1)),
+                          Workspace(slots: threads * 4, chunkBytes: max(largest, 1)))
+        for ws in [workspaces.0, workspaces.1] { ws.contexts = (0..<threads).map { _ in ZstdCompressor(level: level ?? 1) } }
         do {
             let file = try HDF5File.create(path)
             let layout: [String: Any] = ["tp": plan.layout.tp, "pp": plan.layout.pp, "key_spelling": plan.layout.spelling.rawValue,
@@ -76,7 +108,7 @@ struct HDF5Writer {
                 try ds.setStringAttribute("dtype", t.dtype.rawValue)
                 try ds.setStringAttribute("role", t.rule.role.rawValue)
                 if let chunk, let level {
-                    let digest = try writeCompressed(t, dataset: ds, file: file, chunk: chunk, level: level)
+                    let digest = try writeCompressed(t, dataset: ds, file: file, chunk: chunk, level: level, workspaces: workspaces)
                     try ds.setStringAttribute("sha256", digest)
                 } else if let offset = ds.datasetInfo().contiguousOffset {
                     contiguous.append((t, offset))
@@ -121,56 +153,72 @@ struct HDF5Writer {
     }
 
     /// Compresses a tensor's chunks on `threads` threads and lands them in order; returns its digest.
+    /// Each worker owns its buffers and zstd context for the whole tensor: nothing is
+    /// allocated (or first touched) per chunk.
     private func writeCompressed(_ t: TargetTensor, dataset: borrowing HDF5Object, file: borrowing HDF5File, chunk: [Int],
-                                 level: Int32) throws(TesseraError) -> String {
+                                 level: Int32, workspaces: (Workspace, Workspace)) throws(TesseraError) -> String {
         let boxes = Self.boxes(shape: t.shape, chunk: chunk)
         // Chunks spanning whole rows come in C order, so the digest can follow the writes.
         let wholeRows = Array(chunk.dropFirst()) == Array(t.shape.dropFirst())
         var hasher = SHA256Hasher()
         let esize = t.dtype.size
-        let batch = 4 * threads
-        for start in stride(from: 0, to: boxes.count, by: batch) {
-            let group = Array(boxes[start..<min(start + batch, boxes.count)])
-            let raw = UncheckedSendable(group.map { UnsafeMutableRawBufferPointer.allocate(byteCount: $0.elementCount * esize, alignment: 64) })
-            let sizes = UncheckedSendable(UnsafeMutableBufferPointer<Int>.allocate(capacity: group.count))
-            let failures = UncheckedSendable(UnsafeMutableBufferPointer<TesseraError?>.allocate(capacity: group.count))
-            failures.value.initialize(repeating: nil)
-            let compressedBox = UncheckedSendable(UnsafeMutablePointer<[UInt8]>.allocate(capacity: group.count))
-            compressedBox.value.initialize(repeating: [], count: group.count)
-            defer {
-                for r in raw.value { r.deallocate() }
-                sizes.value.deallocate()
-                failures.value.deallocate()
-                compressedBox.value.deinitialize(count: group.count)
-                compressedBox.value.deallocate()
-            }
-            let source = t.source, streamer = self.streamer
-            DispatchQueue.concurrentPerform(iterations: group.count) { k in
-                do throws(TesseraError) {
-                    var at = 0
-                    let dst = raw.value[k]
-                    try streamer.forEachRun(of: source, region: group[k]) { (run) throws(TesseraError) in
-                        dst.baseAddress!.advanced(by: at).copyMemory(from: run.baseAddress!, byteCount: run.count)
-                        at += run.count
+        let slots = workspaces.0.raw.count
+        let source = t.source, streamer = self.streamer, workers = threads
+        /// Starts compressing `group` into `ws` on the worker threads.
+        func compress(_ group: [Box], into ws: Workspace) -> DispatchGroup {
+            let done = DispatchGroup()
+            let w = UncheckedSendable(ws)
+            DispatchQueue.global().async(group: done) {
+                let ws = w.value
+                ws.failures.initialize(repeating: nil)
+                DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                    let z = ws.contexts[worker]
+                    for k in stride(from: worker, to: group.count, by: workers) {
+                        do throws(TesseraError) {
+                            var at = 0
+                            let dst = ws.raw[k]
+                            try streamer.forEachRun(of: source, region: group[k]) { (run) throws(TesseraError) in
+                                dst.baseAddress!.advanced(by: at).copyMemory(from: run.baseAddress!, byteCount: run.count)
+                                at += run.count
+                            }
+                            let n = group[k].elementCount * esize
+                            byteShuffle(UnsafeRawBufferPointer(rebasing: dst[0..<n]),
+                                        into: UnsafeMutableRawBufferPointer(rebasing: ws.shuffled[k][0..<n]), elementSize: esize)
+                            ws.sizes[k] = try z.compress(UnsafeRawBufferPointer(rebasing: ws.shuffled[k][0..<n]), into: ws.packed[k])
+                        } catch {
+                            ws.failures[k] = error
+                        }
                     }
-                    let shuffled = UnsafeMutableRawBufferPointer.allocate(byteCount: dst.count, alignment: 64)
-                    defer { shuffled.deallocate() }
-                    byteShuffle(UnsafeRawBufferPointer(dst), into: shuffled, elementSize: esize)
-                    let z = ZstdCompressor(level: level)
-                    sizes.value[k] = try z.compress(UnsafeRawBufferPointer(shuffled), into: &compressedBox.value[k])
-                } catch {
-                    failures.value[k] = error
                 }
             }
-            for k in group.indices {
-                if let e = failures.value[k] { throw e.forTensor(t.name) }
-                if wholeRows { hasher.update(UnsafeRawBufferPointer(raw.value[k])) }
-                let n = sizes.value[k]
-                try withBytes(compressedBox.value[k]) { (b) throws(TesseraError) in
-                    try file.writeChunk(dataset, offset: group[k].offset, bytes: UnsafeRawBufferPointer(rebasing: b[0..<n]))
-                }
-                progress(raw.value[k].count)
+            return done
+        }
+        var inflight: (DispatchGroup, [Box], Workspace)?
+        var batch = 0
+        for start in stride(from: 0, to: boxes.count + slots, by: slots) {
+            var next: (DispatchGroup, [Box], Workspace)?
+            if start < boxes.count {
+                let group = Array(boxes[start..<min(start + slots, boxes.count)])
+                let ws = batch % 2 == 0 ? workspaces.0 : workspaces.1
+                next = (compress(group, into: ws), group, ws)
+                batch += 1
             }
+            if let (done, group, ws) = inflight {
+                done.wait()
+                for k in group.indices {
+                    if let e = ws.failures[k] { next?.0.wait(); throw e.forTensor(t.name) }
+                    let n = group[k].elementCount * esize
+                    if wholeRows { hasher.update(UnsafeRawBufferPointer(rebasing: ws.raw[k][0..<n])) }
+                    do {
+                        try file.writeChunk(dataset, offset: group[k].offset, bytes: UnsafeRawBufferPointer(rebasing: ws.packed[k][0..<ws.sizes[k]]))
+                    } catch {
+                        next?.0.wait()
+                        throw error
+                    }
+                    progress(n)
+                }
+            }
+            inflight = next
         }
         if wholeRows { return hasher.finalizeHex() }
         var h = SHA256Hasher()

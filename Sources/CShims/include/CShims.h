@@ -43,3 +43,7 @@ int tessera_write_string_attr(hid_t obj, const char *name, const char *value);
 /* Writes / reads a 64-bit integer attribute. */
 int tessera_write_int_attr(hid_t obj, const char *name, int64_t value);
 int tessera_read_int_attr(hid_t obj, const char *name, int64_t *value);
+
+/* HDF5's byte shuffle filter and its inverse over n elements of es bytes (trailing bytes untouched). */
+void tessera_shuffle(const uint8_t *src, uint8_t *dst, size_t n, size_t es);
+void tessera_unshuffle(const uint8_t *src, uint8_t *dst, size_t n, size_t es);
