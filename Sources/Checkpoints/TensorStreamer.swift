@@ -45,7 +45,7 @@ public struct TensorStreamer: Sendable {
         for (p, f) in zip(pieces, files) where p.intersects(region) {
             f.willNeed(p.storage.offset..<(p.storage.offset + min(p.storage.count, prefetchLimit)))
         }
-        let decoder = ChunkDecoder(pieces: pieces, encoded: views, threads: decodeThreads)
+        let decoder = ChunkDecoder(pieces: pieces, encoded: views, threads: decodeThreads, region: region)
         defer { decoder.releaseAll() }
         var watermark = [Int](repeating: 0, count: pieces.count)
         var sinceRelease = 0
@@ -226,11 +226,11 @@ final class ChunkDecoder: @unchecked Sendable {
     /// Encoded pieces in the order a C-order sweep first needs them.
     private let order: [Int]
 
-    init(pieces: [Piece], encoded: [UnsafeRawBufferPointer], threads: Int) {
+    init(pieces: [Piece], encoded: [UnsafeRawBufferPointer], threads: Int, region: Box) {
         self.pieces = pieces
         self.encoded = encoded
         self.threads = max(1, threads)
-        order = pieces.indices.filter { pieces[$0].encoding != .raw }
+        order = pieces.indices.filter { pieces[$0].encoding != .raw && pieces[$0].intersects(region) }
             .sorted { (pieces[$0].globalOffset.first ?? 0, pieces[$0].globalOffset.last ?? 0)
                     < (pieces[$1].globalOffset.first ?? 0, pieces[$1].globalOffset.last ?? 0) }
     }
@@ -243,7 +243,7 @@ final class ChunkDecoder: @unchecked Sendable {
         let start = order.firstIndex(of: i) ?? 0
         let batch = Array(order[start...].filter { decoded[$0] == nil }.prefix(2 * threads))
         var outputs: [UnsafeMutableRawBufferPointer] = []
-        for j in batch { outputs.append(.allocate(byteCount: Self.decodedBytes(pieces[j]), alignment: 64)) }
+        for j in batch { outputs.append(BufferPool.take(Self.decodedBytes(pieces[j]))) }
         let errors = UnsafeMutableBufferPointer<TesseraError?>.allocate(capacity: batch.count)
         errors.initialize(repeating: nil)
         defer { errors.deallocate() }
@@ -259,7 +259,7 @@ final class ChunkDecoder: @unchecked Sendable {
         }
         for (k, j) in batch.enumerated() {
             if let e = errors[k] {
-                for o in outputs { o.deallocate() }
+                for o in outputs { BufferPool.give(o) }
                 throw TesseraError(.corrupt, "chunk at \(pieces[j].globalOffset): \(e.message)",
                                    file: pieces[j].storage.path, tensor: tensor)
             }
@@ -286,8 +286,8 @@ final class ChunkDecoder: @unchecked Sendable {
         case .zstd(let shuffled, _):
             let z = ZstdDecompressor()
             if shuffled {
-                let tmp = UnsafeMutableRawBufferPointer.allocate(byteCount: out.count, alignment: 64)
-                defer { tmp.deallocate() }
+                let tmp = BufferPool.take(out.count)
+                defer { BufferPool.give(tmp) }
                 try z.decompress(input, into: tmp)
                 byteUnshuffle(UnsafeRawBufferPointer(tmp), into: out, elementSize: elementSize)
             } else {
@@ -304,13 +304,13 @@ final class ChunkDecoder: @unchecked Sendable {
     /// Frees decoded pieces that end before `row`.
     func drop(before row: Int) {
         for (j, buffer) in decoded where pieces[j].globalOffset[0] + pieces[j].shape[0] <= row {
-            buffer.deallocate()
+            BufferPool.give(buffer)
             decoded[j] = nil
         }
     }
 
     func releaseAll() {
-        for (_, b) in decoded { b.deallocate() }
+        for (_, b) in decoded { BufferPool.give(b) }
         decoded.removeAll()
     }
 }

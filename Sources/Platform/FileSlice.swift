@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A byte range inside a file on disk: the unit every reader points into.
 public struct FileSlice: Sendable, Hashable, Codable {
     public var path: String
@@ -39,4 +41,25 @@ public func withBytes<R>(_ bytes: [UInt8], _ body: (UnsafeRawBufferPointer) thro
 public struct UncheckedSendable<T>: @unchecked Sendable {
     public var value: T
     public init(_ value: T) { self.value = value }
+}
+
+/// Reusable page-aligned buffers, so hot loops neither allocate nor first-touch memory
+/// per chunk (and glibc's heap does not grow behind our back).
+public enum BufferPool {
+    private static let free = Mutex<[Int: [UncheckedSendable<UnsafeMutableRawBufferPointer>]]>([:])
+
+    /// A buffer of exactly `count` bytes.
+    public static func take(_ count: Int) -> UnsafeMutableRawBufferPointer {
+        free.withLock { $0[count]?.popLast()?.value } ?? .allocate(byteCount: max(count, 1), alignment: 4096)
+    }
+
+    /// Returns a buffer obtained from ``take(_:)``; a few of each size are kept.
+    public static func give(_ b: UnsafeMutableRawBufferPointer) {
+        let keep = free.withLock { table -> Bool in
+            guard table[b.count, default: []].count < 16 else { return false }
+            table[b.count, default: []].append(UncheckedSendable(b))
+            return true
+        }
+        if !keep { b.deallocate() }
+    }
 }
