@@ -79,15 +79,26 @@ struct HDF5Writer {
     }
 
     func write(to path: String, configText: String, artifacts: [(String, [UInt8])]) throws(TesseraError) {
-        var contiguous: [(TargetTensor, Int)] = []
-        var largest = 0
-        if level != nil {
-            for t in plan.tensors { largest = max(largest, try Self.chunkShape(t, tp: plan.layout.tp).reduce(1, *) * t.dtype.size) }
+        // The digests are taken from the source on their own thread, in C order, while the
+        // chunks are compressed and written.
+        let digests = UncheckedSendable(UnsafeMutableBufferPointer<Result<String, TesseraError>?>.allocate(capacity: plan.tensors.count))
+        digests.value.initialize(repeating: nil)
+        defer { digests.value.deallocate() }
+        let hashing = DispatchGroup()
+        let tensors = plan.tensors, streamer = self.streamer
+        DispatchQueue.global().async(group: hashing) {
+            for (i, t) in tensors.enumerated() {
+                var h = SHA256Hasher()
+                do throws(TesseraError) {
+                    try streamer.forEachRun(of: t.source, region: Box(offset: t.shape.map { _ in 0 }, shape: t.shape)) { run in h.update(run) }
+                    digests.value[i] = .success(h.finalizeHex())
+                } catch {
+                    digests.value[i] = .failure(error)
+                }
+            }
         }
-        // Two workspaces: one is compressed into while the other is hashed and written.
-        let workspaces = (Workspace(slots: threads * 4, chunkBytes: max(largest, 1)),
-                          Workspace(slots: threads * 4, chunkBytes: max(largest, 1)))
-        for ws in [workspaces.0, workspaces.1] { ws.contexts = (0..<threads).map { _ in ZstdCompressor(level: level ?? 1) } }
+        defer { hashing.wait() }
+        var contiguous: [(Int, Int)] = []
         do {
             let file = try HDF5File.create(path)
             let layout: [String: Any] = ["tp": plan.layout.tp, "pp": plan.layout.pp, "key_spelling": plan.layout.spelling.rawValue,
@@ -101,19 +112,20 @@ struct HDF5Writer {
             try file.setStringAttribute("provenance", try json(provenance))
             try file.setStringAttribute("model_config_yaml", configText)
             try file.setStringAttribute("compression", level.map { "zstd:\($0)" } ?? "none")
-            for t in plan.tensors {
+            var jobs: [(tensor: Int, box: Box)] = []
+            for (i, t) in plan.tensors.enumerated() {
                 let dpath = HDF5Store.path(t.name, under: "/weights")
                 let chunk = level == nil ? nil : try Self.chunkShape(t, tp: plan.layout.tp)
                 let ds = try file.createDataset(dpath, type: HDF5File.storedType(t.dtype), shape: t.shape, chunk: chunk, zstdLevel: level)
                 try ds.setStringAttribute("dtype", t.dtype.rawValue)
                 try ds.setStringAttribute("role", t.rule.role.rawValue)
-                if let chunk, let level {
-                    let digest = try writeCompressed(t, dataset: ds, file: file, chunk: chunk, level: level, workspaces: workspaces)
-                    try ds.setStringAttribute("sha256", digest)
+                if let chunk {
+                    jobs += Self.boxes(shape: t.shape, chunk: chunk).map { (i, $0) }
                 } else if let offset = ds.datasetInfo().contiguousOffset {
-                    contiguous.append((t, offset))
+                    contiguous.append((i, offset))
                 }
             }
+            if let level { try writeChunks(jobs, file: file, level: level) }
             for object in plan.source.objects {
                 let o = try object.resolved(cache: streamer.cache)
                 let bytes = o.bytes ?? []
@@ -130,102 +142,99 @@ struct HDF5Writer {
             file.flush()
         }
         if !contiguous.isEmpty {
-            // Uncompressed: fill the allocated contiguous datasets in place, then record their digests.
-            var digests: [String: String] = [:]
+            // Uncompressed: fill the allocated contiguous datasets in place.
             var out = try OutputFile(updating: path)
-            for (t, offset) in contiguous {
-                var h = SHA256Hasher()
+            for (i, offset) in contiguous {
+                let t = plan.tensors[i]
                 var at = offset
                 try streamer.forEachRun(of: t.source, region: Box(offset: t.shape.map { _ in 0 }, shape: t.shape)) { (run) throws(TesseraError) in
                     try out.write(run, at: at)
-                    h.update(run)
                     at += run.count
                     progress(run.count)
                 }
-                digests[t.name] = h.finalizeHex()
             }
             try out.close()
-            let file = try HDF5File.openForUpdate(path)
-            for (t, _) in contiguous {
-                try file.setStringAttribute("sha256", digests[t.name]!, at: HDF5Store.path(t.name, under: "/weights"))
-            }
+        }
+        hashing.wait()
+        let file = try HDF5File.openForUpdate(path)
+        for (i, t) in plan.tensors.enumerated() {
+            guard let result = digests.value[i] else { continue }
+            try file.setStringAttribute("sha256", try result.get(), at: HDF5Store.path(t.name, under: "/weights"))
         }
     }
 
-    /// Compresses a tensor's chunks on `threads` threads and lands them in order; returns its digest.
-    /// Each worker owns its buffers and zstd context for the whole tensor: nothing is
-    /// allocated (or first touched) per chunk.
-    private func writeCompressed(_ t: TargetTensor, dataset: borrowing HDF5Object, file: borrowing HDF5File, chunk: [Int],
-                                 level: Int32, workspaces: (Workspace, Workspace)) throws(TesseraError) -> String {
-        let boxes = Self.boxes(shape: t.shape, chunk: chunk)
-        // Chunks spanning whole rows come in C order, so the digest can follow the writes.
-        let wholeRows = Array(chunk.dropFirst()) == Array(t.shape.dropFirst())
-        var hasher = SHA256Hasher()
-        let esize = t.dtype.size
+    /// Compresses every chunk on `threads` threads and lands them in order with
+    /// `H5Dwrite_chunk`: while one batch is written, the next is compressed. Each worker owns
+    /// its buffers and zstd context for the whole store: nothing is allocated per chunk.
+    private func writeChunks(_ jobs: [(tensor: Int, box: Box)], file: borrowing HDF5File, level: Int32) throws(TesseraError) {
+        var largest = 1
+        for j in jobs { largest = max(largest, j.box.elementCount * plan.tensors[j.tensor].dtype.size) }
+        let workspaces = (Workspace(slots: threads * 4, chunkBytes: largest), Workspace(slots: threads * 4, chunkBytes: largest))
+        for ws in [workspaces.0, workspaces.1] { ws.contexts = (0..<threads).map { _ in ZstdCompressor(level: level) } }
         let slots = workspaces.0.raw.count
-        let source = t.source, streamer = self.streamer, workers = threads
-        /// Starts compressing `group` into `ws` on the worker threads.
-        func compress(_ group: [Box], into ws: Workspace) -> DispatchGroup {
+        let tensors = plan.tensors, streamer = self.streamer, workers = threads
+        func compress(_ group: ArraySlice<(tensor: Int, box: Box)>, into ws: Workspace) -> DispatchGroup {
             let done = DispatchGroup()
-            let w = UncheckedSendable(ws)
+            let w = UncheckedSendable(ws), batch = Array(group)
             DispatchQueue.global().async(group: done) {
                 let ws = w.value
                 ws.failures.initialize(repeating: nil)
                 DispatchQueue.concurrentPerform(iterations: workers) { worker in
                     let z = ws.contexts[worker]
-                    for k in stride(from: worker, to: group.count, by: workers) {
+                    for k in stride(from: worker, to: batch.count, by: workers) {
+                        let t = tensors[batch[k].tensor], box = batch[k].box, esize = t.dtype.size
                         do throws(TesseraError) {
                             var at = 0
                             let dst = ws.raw[k]
-                            try streamer.forEachRun(of: source, region: group[k]) { (run) throws(TesseraError) in
+                            try streamer.forEachRun(of: t.source, region: box) { (run) throws(TesseraError) in
                                 dst.baseAddress!.advanced(by: at).copyMemory(from: run.baseAddress!, byteCount: run.count)
                                 at += run.count
                             }
-                            let n = group[k].elementCount * esize
+                            let n = box.elementCount * esize
                             byteShuffle(UnsafeRawBufferPointer(rebasing: dst[0..<n]),
                                         into: UnsafeMutableRawBufferPointer(rebasing: ws.shuffled[k][0..<n]), elementSize: esize)
                             ws.sizes[k] = try z.compress(UnsafeRawBufferPointer(rebasing: ws.shuffled[k][0..<n]), into: ws.packed[k])
                         } catch {
-                            ws.failures[k] = error
+                            ws.failures[k] = error.forTensor(t.name)
                         }
                     }
                 }
             }
             return done
         }
-        var inflight: (DispatchGroup, [Box], Workspace)?
+        // Datasets stay open while their chunks arrive.
+        var openIndex = -1
+        var openDataset: HDF5Object?
+        var inflight: (DispatchGroup, ArraySlice<(tensor: Int, box: Box)>, Workspace)?
         var batch = 0
-        for start in stride(from: 0, to: boxes.count + slots, by: slots) {
-            var next: (DispatchGroup, [Box], Workspace)?
-            if start < boxes.count {
-                let group = Array(boxes[start..<min(start + slots, boxes.count)])
+        for start in stride(from: 0, to: jobs.count + slots, by: slots) {
+            var next: (DispatchGroup, ArraySlice<(tensor: Int, box: Box)>, Workspace)?
+            if start < jobs.count {
+                let group = jobs[start..<min(start + slots, jobs.count)]
                 let ws = batch % 2 == 0 ? workspaces.0 : workspaces.1
                 next = (compress(group, into: ws), group, ws)
                 batch += 1
             }
             if let (done, group, ws) = inflight {
                 done.wait()
-                for k in group.indices {
-                    if let e = ws.failures[k] { next?.0.wait(); throw e.forTensor(t.name) }
-                    let n = group[k].elementCount * esize
-                    if wholeRows { hasher.update(UnsafeRawBufferPointer(rebasing: ws.raw[k][0..<n])) }
-                    do {
-                        try file.writeChunk(dataset, offset: group[k].offset, bytes: UnsafeRawBufferPointer(rebasing: ws.packed[k][0..<ws.sizes[k]]))
-                    } catch {
-                        next?.0.wait()
-                        throw error
+                do throws(TesseraError) {
+                    for (k, job) in group.enumerated() {
+                        if let e = ws.failures[k] { throw e }
+                        if openIndex != job.tensor {
+                            openDataset = try file.openDataset(HDF5Store.path(tensors[job.tensor].name, under: "/weights"))
+                            openIndex = job.tensor
+                        }
+                        try file.writeChunk(openDataset!, offset: job.box.offset,
+                                            bytes: UnsafeRawBufferPointer(rebasing: ws.packed[k][0..<ws.sizes[k]]))
+                        progress(job.box.elementCount * tensors[job.tensor].dtype.size)
                     }
-                    progress(n)
+                } catch {
+                    next?.0.wait()
+                    throw error
                 }
             }
             inflight = next
         }
-        if wholeRows { return hasher.finalizeHex() }
-        var h = SHA256Hasher()
-        try streamer.forEachRun(of: t.source, region: Box(offset: t.shape.map { _ in 0 }, shape: t.shape)) { (run) throws(TesseraError) in
-            h.update(run)
-        }
-        return h.finalizeHex()
     }
 
     private func json(_ obj: [String: Any]) throws(TesseraError) -> String {
