@@ -29,12 +29,15 @@ let package = Package(
         .target(name: "Checkpoints", dependencies: ["Platform", "TorchFormat", "CHDF5", .product(name: "Yams", package: "Yams")]),
         // Target layouts, the conversion plan and the streaming writers.
         .target(name: "Sharding", dependencies: ["Checkpoints", "TorchFormat", "Platform"]),
+        // The Nemotron forward pass and the reward head, from any catalogue.
+        .target(name: "Engine", dependencies: ["Checkpoints", "Platform", "COpenBLAS"]),
         .executableTarget(name: "tessera", dependencies: [
-            "Checkpoints", "Sharding", "Platform",
+            "Checkpoints", "Sharding", "Engine", "Platform",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
         .testTarget(name: "TorchFormatTests", dependencies: ["TorchFormat", "Platform"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Checkpoints", "Platform"]),
         .testTarget(name: "CLITests", dependencies: ["tessera"]),
         .testTarget(name: "ShardingTests", dependencies: ["Sharding", "Checkpoints", "Platform"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "TorchFormat", "Platform"],

@@ -1,0 +1,264 @@
+import Checkpoints
+import Foundation
+import Platform
+
+/// Arithmetic precision of a forward pass.
+public enum Precision: String, Sendable, CaseIterable {
+    /// The accurate reference: FP32 activations and accumulation.
+    case fp32
+    /// As NeMo runs a BF16 model: activations rounded to BF16 after every operation,
+    /// FP32 accumulation and layer-norm statistics.
+    case bf16
+}
+
+/// What a forward pass returns for one sequence.
+public struct ForwardResult: Sendable, Codable {
+    /// Output of the final layer norm at the last position.
+    public var hidden: [Float]
+    /// Output layer at the last position (all padded rows); nil without an output layer.
+    public var logits: [Float]?
+    /// Reward head outputs at the last position; nil without a reward head.
+    public var reward: [Float]?
+}
+
+/// A NeMo GPT decoder (Nemotron-4 and its relatives) run straight from a catalogue of any
+/// format and layout: each linear layer is computed piece by piece as its tensor-parallel
+/// shards lie on disk (column-parallel pieces write disjoint outputs, row-parallel pieces
+/// are partial products summed in rank order).
+public final class Model: @unchecked Sendable {
+    public let config: ModelConfig
+    let weights: WeightReader
+    let hasRewardHead: Bool
+    let hasOutputLayer: Bool
+    /// Scratch for one block of converted weights.
+    private let block: UnsafeMutablePointer<Float>
+    private let blockCapacity: Int
+
+    public init(_ catalogue: Catalogue, cache: MappingCache) throws(TesseraError) {
+        guard let config = catalogue.config else {
+            throw TesseraError(.missing, "the checkpoint has no model_config.yaml; the engine needs the architecture",
+                               file: catalogue.container.displayPath)
+        }
+        self.config = config
+        weights = WeightReader(catalogue: catalogue, streamer: TensorStreamer(cache: cache))
+        hasRewardHead = catalogue.tensor("rm_head.weight") != nil
+        hasOutputLayer = catalogue.tensor("output_layer.weight") != nil
+            || (config.shareEmbeddingsAndOutputWeights && catalogue.tensor("embedding.word_embeddings.weight") != nil)
+        blockCapacity = weights.blockBytes / 4
+        block = .allocate(capacity: blockCapacity)
+        guard config.positionEmbeddingType == "rope" || catalogue.tensor("embedding.position_embeddings.weight") != nil else {
+            throw TesseraError(.unsupported, "position embedding '\(config.positionEmbeddingType)' without position_embeddings weights")
+        }
+    }
+
+    deinit { block.deallocate() }
+
+    /// `y = x W^T (+ b)` for the linear layer `name` (x: tokens x k, y: tokens x n).
+    func linear(_ name: String, _ x: [Float], tokens: Int, k: Int, precision: Precision) throws(TesseraError) -> [Float] {
+        let t = try weights.tensor(name + ".weight")
+        guard t.shape.count == 2, t.shape[1] == k else {
+            throw TesseraError(.inconsistent, "expected \(k) input columns, the weight has shape \(t.shape)", tensor: t.name)
+        }
+        let n = t.shape[0]
+        var y = [Float](repeating: 0, count: tokens * n)
+        // Pieces in rank order along the input dimension: the first writes, the rest add.
+        let pieces = t.pieces.sorted { ($0.globalOffset[1], $0.globalOffset[0]) < ($1.globalOffset[1], $1.globalOffset[0]) }
+        var written = [Bool](repeating: false, count: n)
+        try x.withUnsafeBufferPointer { (xb) throws(TesseraError) in
+            try y.withUnsafeMutableBufferPointer { (yb) throws(TesseraError) in
+                for p in pieces {
+                    try weights.forEachBlock(of: t, piece: p, buffer: block, capacity: blockCapacity) { (row, rows, w) throws(TesseraError) in
+                        let accumulate = written[row]
+                        Kernels.linearBlock(a: xb.baseAddress! + p.globalOffset[1], lda: k, tokens: tokens, w: w, rows: rows,
+                                            k: p.shape[1], c: yb.baseAddress! + row, ldc: n, accumulate: accumulate)
+                        for r in row..<(row + rows) { written[r] = true }
+                    }
+                }
+            }
+        }
+        if let bias = weights.catalogue.tensor(name + ".bias") {
+            let b = try weights.vector(bias.name)
+            for i in 0..<tokens { for j in 0..<n { y[i * n + j] += b[j] } }
+        }
+        if precision == .bf16 { y.withUnsafeMutableBufferPointer { Kernels.roundToBF16($0.baseAddress!, $0.count) } }
+        return y
+    }
+
+    /// The layer norm `prefix.layer_norm_*` (or `prefix.weight/bias` for the final norm).
+    func norm(weight: String, bias: String, _ x: [Float], tokens: Int, precision: Precision) throws(TesseraError) -> [Float] {
+        var gamma = try weights.vector(weight)
+        if config.layernormZeroCenteredGamma {
+            // NeMo adds the 1 in the weights' dtype (BF16 in a BF16 model).
+            gamma = gamma.map { precision == .bf16 ? Kernels.bf16($0 + 1) : $0 + 1 }
+        }
+        let beta = weights.catalogue.tensor(bias) != nil ? try weights.vector(bias) : nil
+        var out = [Float](repeating: 0, count: x.count)
+        let h = config.hiddenSize
+        x.withUnsafeBufferPointer { xb in
+            out.withUnsafeMutableBufferPointer { ob in
+                Kernels.layerNorm(xb.baseAddress!, rows: tokens, width: h, gamma: gamma, beta: beta,
+                                  eps: Float(config.layernormEpsilon), rms: config.normalization.lowercased().contains("rms"),
+                                  out: ob.baseAddress!)
+            }
+        }
+        if precision == .bf16 { out.withUnsafeMutableBufferPointer { Kernels.roundToBF16($0.baseAddress!, $0.count) } }
+        return out
+    }
+
+    /// Runs the model on one token sequence (no BOS/EOS added).
+    public func forward(tokens ids: [Int], precision: Precision = .bf16) throws(TesseraError) -> ForwardResult {
+        guard !ids.isEmpty else { throw TesseraError(.invalidArgument, "no tokens to run") }
+        let h = config.hiddenSize, T = ids.count
+        let emb = try weights.tensor("embedding.word_embeddings.weight")
+        var x = [Float](repeating: 0, count: T * h)
+        for (i, id) in ids.enumerated() {
+            guard id >= 0, id < emb.shape[0] else {
+                throw TesseraError(.invalidArgument, "token id \(id) is outside the vocabulary (\(emb.shape[0]) rows)")
+            }
+            try x.withUnsafeMutableBufferPointer { (b) throws(TesseraError) in
+                try weights.read(emb, region: Box(offset: [id, 0], shape: [1, h]), into: b.baseAddress! + i * h)
+            }
+        }
+        if let pos = weights.catalogue.tensor("embedding.position_embeddings.weight") {
+            var p = [Float](repeating: 0, count: T * h)
+            try p.withUnsafeMutableBufferPointer { (b) throws(TesseraError) in
+                try weights.read(pos, region: Box(offset: [0, 0], shape: [T, h]), into: b.baseAddress!)
+            }
+            for i in 0..<x.count { x[i] += p[i] }
+        }
+        if precision == .bf16 { x.withUnsafeMutableBufferPointer { Kernels.roundToBF16($0.baseAddress!, $0.count) } }
+        for layer in 0..<config.numLayers {
+            let p = "decoder.layers.\(layer)."
+            let a = try norm(weight: p + "self_attention.linear_qkv.layer_norm_weight",
+                             bias: p + "self_attention.linear_qkv.layer_norm_bias", x, tokens: T, precision: precision)
+            let qkv = try linear(p + "self_attention.linear_qkv", a, tokens: T, k: h, precision: precision)
+            let ctx = attention(qkv, tokens: T, precision: precision)
+            let proj = try linear(p + "self_attention.linear_proj", ctx, tokens: T,
+                                  k: config.numAttentionHeads * config.kvChannels, precision: precision)
+            x = add(x, proj, precision)
+            let m = try norm(weight: p + "mlp.linear_fc1.layer_norm_weight", bias: p + "mlp.linear_fc1.layer_norm_bias",
+                             x, tokens: T, precision: precision)
+            let fc1 = try linear(p + "mlp.linear_fc1", m, tokens: T, k: h, precision: precision)
+            let act = activate(fc1, tokens: T, precision: precision)
+            let fc2 = try linear(p + "mlp.linear_fc2", act, tokens: T, k: config.ffnHiddenSize, precision: precision)
+            x = add(x, fc2, precision)
+        }
+        let final = try norm(weight: "decoder.final_layernorm.weight", bias: "decoder.final_layernorm.bias", x, tokens: T,
+                             precision: precision)
+        let last = Array(final[((T - 1) * h)..<(T * h)])
+        var result = ForwardResult(hidden: last, logits: nil, reward: nil)
+        if hasOutputLayer {
+            let name = weights.catalogue.tensor("output_layer.weight") != nil ? "output_layer" : "embedding.word_embeddings"
+            result.logits = try linear(name, last, tokens: 1, k: h, precision: precision)
+        }
+        if hasRewardHead {
+            result.reward = try linear("rm_head", last, tokens: 1, k: h, precision: precision)
+        }
+        return result
+    }
+
+    func add(_ a: [Float], _ b: [Float], _ precision: Precision) -> [Float] {
+        var out = [Float](repeating: 0, count: a.count)
+        for i in 0..<a.count { out[i] = precision == .bf16 ? Kernels.bf16(a[i] + b[i]) : a[i] + b[i] }
+        return out
+    }
+
+    /// fc1 output -> activation (squared ReLU, GeLU, or a gated unit over `[gate; up]`).
+    func activate(_ y: [Float], tokens: Int, precision: Precision) -> [Float] {
+        let f = config.ffnHiddenSize
+        var out = [Float](repeating: 0, count: tokens * f)
+        let gated = config.gatedLinearUnit
+        let width = gated ? 2 * f : f
+        func gelu(_ v: Float) -> Float { 0.5 * v * (1 + Float(erf(Double(v) / 2.0.squareRoot()))) }
+        func silu(_ v: Float) -> Float { v / (1 + exp(-v)) }
+        for t in 0..<tokens {
+            for j in 0..<f {
+                let v = y[t * width + j]
+                var r: Float
+                switch config.activation {
+                case "squared-relu": r = max(v, 0) * max(v, 0)
+                case "relu": r = max(v, 0)
+                case "gelu", "geglu", "fast-geglu": r = gelu(v)
+                default: r = silu(v)   // swiglu, fast-swiglu
+                }
+                if gated { r *= y[t * width + f + j] }
+                out[t * f + j] = precision == .bf16 ? Kernels.bf16(r) : r
+            }
+        }
+        return out
+    }
+
+    /// Causal grouped-query attention with rotary embeddings; qkv rows are grouped per
+    /// query group as `[q heads of the group, k, v]`.
+    func attention(_ qkv: [Float], tokens T: Int, precision: Precision) -> [Float] {
+        let heads = config.numAttentionHeads, groups = config.numQueryGroups, d = config.kvChannels
+        let hpg = heads / groups, width = (heads + 2 * groups) * d
+        let rot = Int(Double(d) * config.rotaryPercentage)
+        let useRope = config.positionEmbeddingType == "rope" && rot > 0
+        // cos/sin per position and rotary dimension (emb = cat(freqs, freqs)).
+        var cosT = [Float](repeating: 1, count: T * max(rot, 1)), sinT = [Float](repeating: 0, count: T * max(rot, 1))
+        if useRope {
+            for pos in 0..<T {
+                for i in 0..<(rot / 2) {
+                    let invFreq = 1.0 / pow(config.rotaryBase, Double(2 * i) / Double(rot))
+                    let angle = Float(Double(pos) * Double(Float(invFreq)))
+                    cosT[pos * rot + i] = cos(angle); cosT[pos * rot + i + rot / 2] = cos(angle)
+                    sinT[pos * rot + i] = sin(angle); sinT[pos * rot + i + rot / 2] = sin(angle)
+                }
+            }
+        }
+        func rope(_ v: inout [Float], pos: Int) {
+            guard useRope else { return }
+            let half = rot / 2
+            var out = v
+            for i in 0..<rot {
+                let rotated = i < half ? -v[i + half] : v[i - half]
+                out[i] = v[i] * cosT[pos * rot + i] + rotated * sinT[pos * rot + i]
+            }
+            for i in 0..<rot { v[i] = precision == .bf16 ? Kernels.bf16(out[i]) : out[i] }
+        }
+        var q = [[Float]](repeating: [], count: T * heads)
+        var k = [[Float]](repeating: [], count: T * groups), v = k
+        for t in 0..<T {
+            for g in 0..<groups {
+                let base = t * width + g * (hpg + 2) * d
+                for j in 0..<hpg {
+                    var qh = Array(qkv[(base + j * d)..<(base + (j + 1) * d)])
+                    rope(&qh, pos: t)
+                    q[t * heads + g * hpg + j] = qh
+                }
+                var kh = Array(qkv[(base + hpg * d)..<(base + (hpg + 1) * d)])
+                rope(&kh, pos: t)
+                k[t * groups + g] = kh
+                v[t * groups + g] = Array(qkv[(base + (hpg + 1) * d)..<(base + (hpg + 2) * d)])
+            }
+        }
+        let scale = 1 / Float(d).squareRoot()
+        var ctx = [Float](repeating: 0, count: T * heads * d)
+        var scores = [Float](repeating: 0, count: T)
+        for head in 0..<heads {
+            let g = head / hpg
+            for t in 0..<T {
+                let qh = q[t * heads + head]
+                var m = -Float.infinity
+                for s in 0...t {
+                    let kh = k[s * groups + g]
+                    var dot: Float = 0
+                    for i in 0..<d { dot += qh[i] * kh[i] }
+                    scores[s] = dot * scale
+                    m = max(m, scores[s])
+                }
+                var sum: Float = 0
+                for s in 0...t { scores[s] = exp(scores[s] - m); sum += scores[s] }
+                for s in 0...t {
+                    var p = scores[s] / sum
+                    if precision == .bf16 { p = Kernels.bf16(p) }
+                    let vh = v[s * groups + g]
+                    for i in 0..<d { ctx[t * heads * d + head * d + i] += p * vh[i] }
+                }
+            }
+        }
+        if precision == .bf16 { ctx.withUnsafeMutableBufferPointer { Kernels.roundToBF16($0.baseAddress!, $0.count) } }
+        return ctx
+    }
+}

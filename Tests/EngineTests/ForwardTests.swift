@@ -1,0 +1,74 @@
+import Checkpoints
+import Engine
+import Foundation
+import Platform
+import Testing
+
+private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures").path
+
+private struct Reference {
+    var ids: [[Int]]
+    var outputs: [String: [[String: [Double]]]]
+    static let shared: Reference? = {
+        guard let data = FileManager.default.contents(atPath: fixtures + "/tiny/reference/outputs.json"),
+              let d = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let seqs = d["sequences"] as? [[String: Any]] else { return nil }
+        var outs: [String: [[String: [Double]]]] = [:]
+        for p in ["fp32", "bf16"] { outs[p] = d[p] as? [[String: [Double]]] }
+        return Reference(ids: seqs.compactMap { $0["ids"] as? [Int] }, outputs: outs)
+    }()
+}
+
+private func fixtureList() -> [(path: String, dtype: String)] {
+    guard let data = FileManager.default.contents(atPath: fixtures + "/tiny/manifest.json"),
+          let m = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+          let list = m["fixtures"] as? [[String: Any]] else { return [] }
+    return list.compactMap { f in
+        guard let p = f["path"] as? String, let d = f["dtype"] as? String else { return nil }
+        return (p, d)
+    }
+}
+
+private func maxDiff(_ a: [Float], _ b: [Double]) -> Double {
+    zip(a, b).map { abs(Double($0) - $1) }.max() ?? .infinity
+}
+
+/// Every fixture, in every format and layout, gives megatron-core's outputs: FP32 weights to
+/// within 1e-4 in FP32; BF16 weights to within 0.1 (a few BF16 steps) in BF16.
+@Test(arguments: fixtureList().map(\.path))
+func forwardMatchesMegatronCore(_ rel: String) throws {
+    let ref = try #require(Reference.shared)
+    let dtype = fixtureList().first { $0.path == rel }?.dtype ?? "bf16"
+    let cache = MappingCache()
+    let model = try Model(try Checkpoint.open(fixtures + "/" + rel, cache: cache), cache: cache)
+    let precision: Precision = dtype == "fp32" ? .fp32 : .bf16
+    let tolerance = dtype == "fp32" ? 1e-4 : 0.1
+    let expected = try #require(ref.outputs[dtype])
+    for (i, ids) in ref.ids.enumerated() where [0, 3, 4].contains(i) {
+        let r = try model.forward(tokens: ids, precision: precision)
+        #expect(maxDiff(r.hidden, expected[i]["final_ln"]!) < tolerance, "final_ln of sequence \(i)")
+        #expect(maxDiff(try #require(r.logits), expected[i]["logits"]!) < tolerance, "logits of sequence \(i)")
+        #expect(maxDiff(try #require(r.reward), expected[i]["rewards"]!) < tolerance, "reward of sequence \(i)")
+    }
+}
+
+@Test func fp32IsCloserToTheReferenceThanBF16() throws {
+    let ref = try #require(Reference.shared)
+    let rel = try #require(fixtureList().first { $0.dtype == "fp32" }?.path)
+    let cache = MappingCache()
+    let model = try Model(try Checkpoint.open(fixtures + "/" + rel, cache: cache), cache: cache)
+    let ids = ref.ids[3]
+    let exact = try model.forward(tokens: ids, precision: .fp32)
+    let rounded = try model.forward(tokens: ids, precision: .bf16)
+    let truth = ref.outputs["fp32"]![3]["rewards"]!
+    #expect(maxDiff(exact.reward!, truth) < maxDiff(rounded.reward!, truth))
+}
+
+@Test func tokensOutsideTheVocabularyAreRefused() throws {
+    let rel = try #require(fixtureList().first?.path)
+    let cache = MappingCache()
+    let model = try Model(try Checkpoint.open(fixtures + "/" + rel, cache: cache), cache: cache)
+    #expect(throws: TesseraError.self) { _ = try model.forward(tokens: [1, 100_000]) }
+    #expect(throws: TesseraError.self) { _ = try model.forward(tokens: []) }
+}
