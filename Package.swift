@@ -31,12 +31,15 @@ let package = Package(
         .target(name: "Sharding", dependencies: ["Checkpoints", "TorchFormat", "Platform"]),
         // The Nemotron forward pass and the reward head, from any catalogue.
         .target(name: "Engine", dependencies: ["Checkpoints", "Platform", "COpenBLAS"]),
+        // Proof that two checkpoints hold the same model: weights and outputs.
+        .target(name: "Verification", dependencies: ["Checkpoints", "Engine", "Platform"]),
         .executableTarget(name: "tessera", dependencies: [
-            "Checkpoints", "Sharding", "Engine", "Platform",
+            "Checkpoints", "Sharding", "Engine", "Verification", "Platform",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
         .testTarget(name: "TorchFormatTests", dependencies: ["TorchFormat", "Platform"]),
+        .testTarget(name: "VerificationTests", dependencies: ["Verification", "Sharding", "Checkpoints", "Platform"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Checkpoints", "Platform"]),
         .testTarget(name: "CLITests", dependencies: ["tessera"]),
         .testTarget(name: "ShardingTests", dependencies: ["Sharding", "Checkpoints", "Platform"]),

@@ -1,0 +1,125 @@
+import Checkpoints
+import Foundation
+import Platform
+import Sharding
+import Testing
+import Verification
+
+private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures").path
+
+private func fixtureList() -> [(path: String, dtype: String)] {
+    guard let data = FileManager.default.contents(atPath: fixtures + "/tiny/manifest.json"),
+          let m = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+          let list = m["fixtures"] as? [[String: Any]] else { return [] }
+    return list.compactMap { f in
+        guard let p = f["path"] as? String, let d = f["dtype"] as? String else { return nil }
+        return (p, d)
+    }
+}
+
+private func open(_ rel: String, _ cache: MappingCache) throws -> Catalogue {
+    try Checkpoint.open(rel.hasPrefix("/") ? rel : fixtures + "/" + rel, cache: cache)
+}
+
+/// Every pair of fixture layouts and formats of one dtype holds identical weights.
+@Test(arguments: ["bf16", "fp32"])
+func everyPairOfFixturesIsEquivalent(_ dtype: String) throws {
+    let list = fixtureList().filter { $0.dtype == dtype }.map(\.path)
+    let cache = MappingCache()
+    let catalogues = try list.map { try open($0, cache) }
+    for i in catalogues.indices {
+        for j in catalogues.indices where j > i {
+            let r = try Verifier(cache: cache).verify(catalogues[i], catalogues[j], weightsOnly: true)
+            #expect(r.equivalent, "\(list[i]) vs \(list[j])")
+            #expect(r.tensors.allSatisfy { $0.status == .identical })
+        }
+    }
+}
+
+/// Outputs agree along a chain of layouts and formats, an HDF5 store included.
+@Test func outputsAgreeAcrossLayoutsAndAnHDF5Store() throws {
+    let cache = MappingCache()
+    let list = fixtureList().filter { $0.dtype == "bf16" }.map(\.path)
+    let h5 = NSTemporaryDirectory() + "tessera-verify-\(UUID().uuidString).h5"
+    try Converter.convert(try open(list[0], cache), to: h5, layout: TargetLayout(tp: 2, pp: 1, format: .hdf5), force: false, cache: cache)
+    let chain = [list[0], list[list.count / 2], list[list.count - 1], h5]
+    for (x, y) in zip(chain, chain.dropFirst()) {
+        let r = try Verifier(cache: cache).verify(try open(x, cache), try open(y, cache), weightsOnly: false)
+        #expect(r.equivalent, "\(x) vs \(y)")
+        #expect(r.outputs.count == 3)
+        #expect(r.outputs.allSatisfy { ($0.rewardMaxDiff ?? 1) < 1e-4 })
+    }
+}
+
+@Test func fp32AgainstBF16IsEqualAfterRoundingNotIdentical() throws {
+    let cache = MappingCache()
+    let a = try open(try #require(fixtureList().first { $0.dtype == "fp32" }?.path), cache)
+    let b = try open(try #require(fixtureList().first { $0.dtype == "bf16" }?.path), cache)
+    let r = try Verifier(cache: cache).verify(a, b, weightsOnly: true)
+    #expect(r.equivalent)
+    #expect(r.tensors.allSatisfy { $0.status == .equalAfterRounding })
+}
+
+/// A copy of the TP1/PP1 FP32 legacy fixture whose bytes `edit` may change.
+private func editedCopy(_ edit: (Catalogue, inout [UInt8], String) throws -> Void) throws -> (String, String) {
+    let rel = try #require(fixtureList().first { $0.dtype == "fp32" && $0.path.contains("tp1pp1") }?.path)
+    let dir = NSTemporaryDirectory() + "tessera-verify-\(UUID().uuidString)"
+    try FileManager.default.copyItem(atPath: fixtures + "/" + rel, toPath: dir)
+    let cat = try Checkpoint.open(dir, cache: MappingCache())
+    let file = dir + "/model_weights.ckpt"
+    var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: file)))
+    try edit(cat, &bytes, file)
+    try Data(bytes).write(to: URL(fileURLWithPath: file))
+    return (fixtures + "/" + rel, dir)
+}
+
+@Test func oneChangedElementIsFoundAndNamed() throws {
+    let (original, changed) = try editedCopy { cat, bytes, _ in
+        let p = try #require(cat.tensor("decoder.layers.2.mlp.linear_fc2.weight")?.pieces.first)
+        // Element [5, 7] of a [64, 256] FP32 tensor.
+        let at = p.storage.offset + (p.storageOffset + 5 * p.strides[0] + 7) * 4
+        bytes[at + 2] ^= 0x40
+    }
+    let cache = MappingCache()
+    let r = try Verifier(cache: cache).verify(try open(original, cache), try open(changed, cache), weightsOnly: true)
+    #expect(!r.equivalent)
+    let diff = try #require(r.tensors.first { $0.status == .different })
+    #expect(diff.name == "decoder.layers.2.mlp.linear_fc2.weight")
+    #expect(diff.firstDifference == [5, 7])
+    #expect(diff.valueA != diff.valueB)
+    #expect(r.tensors.filter { $0.status == .different }.count == 1)
+}
+
+@Test func swappedQueryGroupsFailWeightsAndOutputs() throws {
+    let (original, swapped) = try editedCopy { cat, bytes, _ in
+        let t = try #require(cat.tensor("decoder.layers.1.self_attention.linear_qkv.weight"))
+        let p = try #require(t.pieces.first)
+        let config = try #require(cat.config)
+        let groupRows = (config.numAttentionHeads / config.numQueryGroups + 2) * config.kvChannels
+        let rowBytes = t.shape[1] * 4
+        let start = p.storage.offset + p.storageOffset * 4
+        let g0 = Array(bytes[start..<(start + groupRows * rowBytes)])
+        let g1 = Array(bytes[(start + groupRows * rowBytes)..<(start + 2 * groupRows * rowBytes)])
+        bytes.replaceSubrange(start..<(start + groupRows * rowBytes), with: g1)
+        bytes.replaceSubrange((start + groupRows * rowBytes)..<(start + 2 * groupRows * rowBytes), with: g0)
+    }
+    let cache = MappingCache()
+    let r = try Verifier(cache: cache).verify(try open(original, cache), try open(swapped, cache), weightsOnly: false)
+    #expect(!r.equivalent)
+    #expect(r.tensors.contains { $0.name == "decoder.layers.1.self_attention.linear_qkv.weight" && $0.status == .different })
+    #expect(r.outputs.contains { !$0.equivalent })
+}
+
+@Test func architectureDifferencesAreReported() throws {
+    let cache = MappingCache()
+    let rel = try #require(fixtureList().first?.path)
+    let dir = NSTemporaryDirectory() + "tessera-verify-\(UUID().uuidString)"
+    try FileManager.default.copyItem(atPath: fixtures + "/" + rel, toPath: dir)
+    let cfg = dir + "/model_config.yaml"
+    try (try String(contentsOfFile: cfg, encoding: .utf8)).replacingOccurrences(of: "rotary_percentage: 0.5", with: "rotary_percentage: 1.0")
+        .write(toFile: cfg, atomically: true, encoding: .utf8)
+    let r = try Verifier(cache: cache).verify(try open(rel, cache), try open(dir, cache), weightsOnly: false)
+    #expect(!r.equivalent)
+    #expect(r.configDifferences.contains { $0.hasPrefix("rotary_percentage") })
+}
