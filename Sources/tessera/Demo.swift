@@ -3,6 +3,8 @@ import Checkpoints
 import Foundation
 import Platform
 import Sharding
+import Engine
+import Verification
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -52,6 +54,23 @@ struct Demo: ParsableCommand {
                 for n in report.notes { print("  note: \(n)") }
                 guard same else { throw TesseraError(.inconsistent, "resharded checkpoint differs from the source", file: dst) }
             }
+
+            print("\n== forward (the reward model on one host; FP32 and BF16)")
+            let model = try Model(cat, cache: cache)
+            let tokens = [4, 436, 7, 18, 5, 90, 321, 6]
+            for precision in Precision.allCases {
+                let r = try model.forward(tokens: tokens, precision: precision)
+                print("\(precision.rawValue)  reward " + (r.reward ?? []).map { String(format: "%+.3f", $0) }.joined(separator: " "))
+            }
+
+            print("\n== verify the source against the TP=1 PP=4 torch_dist copy (weights and outputs)")
+            let copy = try Checkpoint.open(work + "/tp1pp4-torch_dist", cache: cache)
+            let verdict = try Verifier(cache: cache).verify(cat, copy, weightsOnly: false)
+            let worst = verdict.outputs.compactMap(\.rewardMaxDiff).max() ?? 0
+            print("\(verdict.tensors.count) tensors identical: \(verdict.tensors.allSatisfy { $0.status == .identical }); "
+                  + "largest reward difference on \(verdict.outputs.count) probes \(String(format: "%.1e", worst)); "
+                  + (verdict.equivalent ? "EQUIVALENT" : "NOT EQUIVALENT"))
+            guard verdict.equivalent else { throw TesseraError(.inconsistent, "the demo's copies are not equivalent") }
         }
     }
 }
