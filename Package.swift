@@ -31,15 +31,18 @@ let package = Package(
         .target(name: "Sharding", dependencies: ["Checkpoints", "TorchFormat", "Platform"]),
         // The Nemotron forward pass and the reward head, from any catalogue.
         .target(name: "Engine", dependencies: ["Checkpoints", "Platform", "COpenBLAS"]),
+        // SentencePiece models read and applied exactly as the sentencepiece library does.
+        .target(name: "Tokenizer", dependencies: ["Platform"]),
         // Proof that two checkpoints hold the same model: weights and outputs.
         .target(name: "Verification", dependencies: ["Checkpoints", "Engine", "Platform"]),
         .executableTarget(name: "tessera", dependencies: [
-            "Checkpoints", "Sharding", "Engine", "Verification", "Platform",
+            "Checkpoints", "Sharding", "Engine", "Verification", "Tokenizer", "Platform",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
         .testTarget(name: "TorchFormatTests", dependencies: ["TorchFormat", "Platform"]),
         .testTarget(name: "VerificationTests", dependencies: ["Verification", "Sharding", "Checkpoints", "Platform"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Platform"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Checkpoints", "Platform"]),
         .testTarget(name: "CLITests", dependencies: ["tessera"]),
         .testTarget(name: "ShardingTests", dependencies: ["Sharding", "Checkpoints", "Platform"]),

@@ -1,0 +1,341 @@
+import Foundation
+import Platform
+
+/// A SentencePiece model (`.model`, a `ModelProto`) that encodes text exactly as the
+/// sentencepiece library does: BPE and unigram models, user-defined symbols, byte
+/// fallback, the identity normaliser with its whitespace rules.
+public struct SentencePieceModel: Sendable {
+    public enum PieceType: Int, Sendable { case normal = 1, unknown = 2, control = 3, userDefined = 4, unused = 5, byte = 6 }
+    public enum ModelType: Int, Sendable { case unigram = 1, bpe = 2, word = 3, char = 4 }
+
+    public struct Piece: Sendable {
+        public var text: String
+        public var score: Float
+        public var type: PieceType
+    }
+
+    public private(set) var pieces: [Piece] = []
+    public private(set) var modelType: ModelType = .unigram
+    public private(set) var byteFallback = false
+    public private(set) var treatWhitespaceAsSuffix = false
+    public private(set) var unkID = 0
+    public private(set) var normalizerName = "nmt_nfkc"
+    public private(set) var hasCharsMap = false
+    public private(set) var addDummyPrefix = true
+    public private(set) var removeExtraWhitespaces = true
+    public private(set) var escapeWhitespaces = true
+
+    /// Normal, user-defined and unused pieces (the ones merges may produce) by UTF-8 bytes.
+    /// (Keys are bytes, not Strings: Swift compares Strings by canonical equivalence, so the
+    /// Kelvin sign would find "K".)
+    private var normalIDs: [[UInt8]: Int] = [:]
+    /// Control, unknown and byte pieces by UTF-8 bytes.
+    private var reservedIDs: [[UInt8]: Int] = [:]
+    /// User-defined symbols, matched longest-first and never split.
+    private var userDefined: [[UInt8]] = []
+    private var byteIDs = [Int](repeating: -1, count: 256)
+
+    /// Reads a `.model` file's bytes; `file` names it in errors.
+    public init(bytes: [UInt8], file: String) throws(TesseraError) {
+        var r = ProtoReader(bytes: bytes[...], file: file)
+        while let (field, wire) = try r.next() {
+            switch (field, wire) {
+            case (1, 2): pieces.append(try Self.piece(try r.message()))
+            case (2, 2): try readTrainer(try r.message())
+            case (3, 2): try readNormalizer(try r.message())
+            default: try r.skip(wire)
+            }
+        }
+        guard !pieces.isEmpty else { throw TesseraError(.corrupt, "not a SentencePiece model (no pieces)", file: file) }
+        guard normalizerName == "identity" || !hasCharsMap else {
+            throw TesseraError(.unsupported,
+                "normaliser '\(normalizerName)' with a precompiled character map is not supported yet (identity is)", file: file)
+        }
+        for (i, p) in pieces.enumerated() {
+            switch p.type {
+            case .normal, .userDefined, .unused: normalIDs[Array(p.text.utf8)] = normalIDs[Array(p.text.utf8)] ?? i
+            default: reservedIDs[Array(p.text.utf8)] = reservedIDs[Array(p.text.utf8)] ?? i
+            }
+            if p.type == .userDefined { userDefined.append(Array(p.text.utf8)) }
+            if p.type == .unknown { unkID = i }
+            if p.type == .byte, p.text.count == 6, p.text.hasPrefix("<0x"), let v = UInt8(p.text.dropFirst(3).prefix(2), radix: 16) {
+                byteIDs[Int(v)] = i
+            }
+        }
+        userDefined.sort { $0.count > $1.count }
+    }
+
+    /// Reads a `.model` file.
+    public init(path: String) throws(TesseraError) {
+        let f = try ReadOnlyFile(path: path)
+        try self.init(bytes: try f.read(0, f.size), file: path)
+    }
+
+    private static func piece(_ bytes: ArraySlice<UInt8>) throws(TesseraError) -> Piece {
+        var r = ProtoReader(bytes: bytes, file: "")
+        var p = Piece(text: "", score: 0, type: .normal)
+        while let (field, wire) = try r.next() {
+            switch (field, wire) {
+            case (1, 2): p.text = String(decoding: try r.message(), as: UTF8.self)
+            case (2, 5): p.score = Float(bitPattern: try r.fixed32())
+            case (3, 0): p.type = PieceType(rawValue: try r.varint()) ?? .normal
+            default: try r.skip(wire)
+            }
+        }
+        return p
+    }
+
+    private mutating func readTrainer(_ bytes: ArraySlice<UInt8>) throws(TesseraError) {
+        var r = ProtoReader(bytes: bytes, file: "")
+        while let (field, wire) = try r.next() {
+            switch (field, wire) {
+            case (3, 0): modelType = ModelType(rawValue: try r.varint()) ?? .unigram
+            case (24, 0): treatWhitespaceAsSuffix = try r.varint() != 0
+            case (35, 0): byteFallback = try r.varint() != 0
+            default: try r.skip(wire)
+            }
+        }
+    }
+
+    private mutating func readNormalizer(_ bytes: ArraySlice<UInt8>) throws(TesseraError) {
+        var r = ProtoReader(bytes: bytes, file: "")
+        while let (field, wire) = try r.next() {
+            switch (field, wire) {
+            case (1, 2): normalizerName = String(decoding: try r.message(), as: UTF8.self)
+            case (2, 2): hasCharsMap = !(try r.message()).isEmpty
+            case (3, 0): addDummyPrefix = try r.varint() != 0
+            case (4, 0): removeExtraWhitespaces = try r.varint() != 0
+            case (5, 0): escapeWhitespaces = try r.varint() != 0
+            default: try r.skip(wire)
+            }
+        }
+    }
+
+    /// Vocabulary size.
+    public var count: Int { pieces.count }
+
+    /// The id of a piece, as `PieceToId` finds it (unknown id when absent).
+    public func id(of piece: String) -> Int { id(bytes: Array(piece.utf8)) }
+
+    func id(bytes: [UInt8]) -> Int { reservedIDs[bytes] ?? normalIDs[bytes] ?? unkID }
+
+    /// Length of the user-defined symbol at the start of `s`, if one is there.
+    private func userSymbol(at s: ArraySlice<UInt8>) -> Int? {
+        for u in userDefined where s.count >= u.count && s.prefix(u.count).elementsEqual(u) { return u.count }
+        return nil
+    }
+
+    /// Length in bytes of the UTF-8 character starting `s` (1 for an invalid byte).
+    private static func charLength(_ s: ArraySlice<UInt8>) -> Int {
+        guard let b = s.first else { return 0 }
+        let n = b < 0x80 ? 1 : (b >> 5 == 0b110 ? 2 : (b >> 4 == 0b1110 ? 3 : (b >> 3 == 0b11110 ? 4 : 1)))
+        guard n <= s.count else { return 1 }
+        for k in 1..<n where s[s.startIndex + k] & 0xC0 != 0x80 { return 1 }
+        return n
+    }
+
+    static let space: [UInt8] = [0xE2, 0x96, 0x81]   // U+2581, ▁
+
+    /// The identity normaliser's output: whitespace rules applied, user-defined symbols kept whole.
+    func normalize(_ text: String) -> [UInt8] {
+        var input = Array(text.utf8)[...]
+        if input.isEmpty { return [] }
+        // Invalid UTF-8 becomes U+FFFD, as the library does.
+        var out: [UInt8] = []
+        if removeExtraWhitespaces { while input.first == 0x20 { input.removeFirst() } }
+        if input.isEmpty { return [] }
+        if !treatWhitespaceAsSuffix && addDummyPrefix { out += escapeWhitespaces ? Self.space : [0x20] }
+        var prevSpace = removeExtraWhitespaces
+        while !input.isEmpty {
+            var n: Int
+            var piece: ArraySlice<UInt8>
+            if let u = userSymbol(at: input) {
+                n = u
+                piece = input.prefix(u)
+            } else {
+                n = Self.charLength(input)
+                piece = input.prefix(n)
+                if n == 1 && piece.first! >= 0x80 { piece = [0xEF, 0xBF, 0xBD][...] }
+            }
+            var sp = piece
+            if prevSpace { while sp.first == 0x20 { sp.removeFirst() } }
+            if !sp.isEmpty {
+                for b in sp { if escapeWhitespaces && b == 0x20 { out += Self.space } else { out.append(b) } }
+                prevSpace = sp.last == 0x20
+            }
+            input.removeFirst(n)
+            prevSpace = prevSpace && removeExtraWhitespaces
+        }
+        if removeExtraWhitespaces {
+            let sp = escapeWhitespaces ? Self.space : [0x20]
+            while out.count >= sp.count, out.suffix(sp.count).elementsEqual(sp) { out.removeLast(sp.count) }
+        }
+        if treatWhitespaceAsSuffix && addDummyPrefix { out += escapeWhitespaces ? Self.space : [0x20] }
+        return out
+    }
+
+    /// Token ids and pieces of `text` (no BOS/EOS).
+    public func encode(_ text: String) -> (ids: [Int], pieces: [String]) {
+        let normalized = normalize(text)
+        // Initial symbols: user-defined symbols whole (frozen), otherwise one character each.
+        var symbols: [(range: Range<Int>, frozen: Bool)] = []
+        var i = 0
+        while i < normalized.count {
+            let rest = normalized[i...]
+            if let u = userSymbol(at: rest) { symbols.append((i..<(i + u), true)); i += u; continue }
+            let n = Self.charLength(rest)
+            symbols.append((i..<(i + n), false))
+            i += n
+        }
+        let segments = modelType == .unigram ? unigram(normalized, symbols) : bpe(normalized, symbols)
+        var ids: [Int] = [], out: [String] = []
+        for seg in segments {
+            let piece = Array(normalized[seg])
+            let id = self.id(bytes: piece)
+            if id == unkID && byteFallback && !(reservedIDs[piece] == unkID) {
+                for b in normalized[seg] {
+                    ids.append(byteIDs[Int(b)] >= 0 ? byteIDs[Int(b)] : unkID)
+                    out.append(pieces[ids.last!].text)
+                }
+            } else {
+                ids.append(id)
+                out.append(pieces[id].text)
+            }
+        }
+        return (ids, out)
+    }
+
+    /// BPE: repeatedly merge the adjacent pair whose concatenation is a piece with the
+    /// highest score (leftmost on ties), as `bpe_model.cc` does.
+    private func bpe(_ s: [UInt8], _ initial: [(range: Range<Int>, frozen: Bool)]) -> [Range<Int>] {
+        var ranges = initial.map(\.range), frozen = initial.map(\.frozen)
+        var prev = Array(-1..<(ranges.count - 1)), next = Array(1...max(ranges.count, 1)).map { $0 < ranges.count ? $0 : -1 }
+        if ranges.isEmpty { return [] }
+        struct Pair: Comparable {
+            var score: Float, left: Int, right: Int, size: Int
+            static func < (a: Pair, b: Pair) -> Bool { a.score != b.score ? a.score < b.score : a.left > b.left }
+        }
+        var heap: [Pair] = []
+        func push(_ p: Pair) {
+            heap.append(p)
+            var c = heap.count - 1
+            while c > 0 { let parent = (c - 1) / 2; if heap[parent] < heap[c] { heap.swapAt(parent, c); c = parent } else { break } }
+        }
+        func pop() -> Pair? {
+            guard !heap.isEmpty else { return nil }
+            let top = heap[0]
+            heap[0] = heap[heap.count - 1]
+            heap.removeLast()
+            var c = 0
+            while true {
+                let l = 2 * c + 1, r = l + 1
+                var m = c
+                if l < heap.count && heap[m] < heap[l] { m = l }
+                if r < heap.count && heap[m] < heap[r] { m = r }
+                if m == c { break }
+                heap.swapAt(m, c); c = m
+            }
+            return top
+        }
+        func maybeAdd(_ l: Int, _ r: Int) {
+            guard l >= 0, r >= 0, !frozen[l], !frozen[r] else { return }
+            guard let id = normalIDs[Array(s[ranges[l].lowerBound..<ranges[r].upperBound])] else { return }
+            push(Pair(score: pieces[id].score, left: l, right: r, size: ranges[r].upperBound - ranges[l].lowerBound))
+        }
+        for k in 1..<ranges.count { maybeAdd(k - 1, k) }
+        while let top = pop() {
+            let l = top.left, r = top.right
+            guard !ranges[l].isEmpty, !ranges[r].isEmpty, next[l] == r,
+                  ranges[r].upperBound - ranges[l].lowerBound == top.size else { continue }
+            ranges[l] = ranges[l].lowerBound..<ranges[r].upperBound
+            next[l] = next[r]
+            if next[r] >= 0 { prev[next[r]] = l }
+            ranges[r] = ranges[r].lowerBound..<ranges[r].lowerBound
+            maybeAdd(prev[l], l)
+            maybeAdd(l, next[l])
+        }
+        return ranges.filter { !$0.isEmpty }
+    }
+
+    /// Unigram: the segmentation with the highest total piece score (Viterbi), unknown
+    /// characters scored below every piece, as `unigram_model.cc` does.
+    private func unigram(_ s: [UInt8], _ initial: [(range: Range<Int>, frozen: Bool)]) -> [Range<Int>] {
+        let starts = initial.map(\.range.lowerBound) + [s.count]
+        let position = Dictionary(uniqueKeysWithValues: starts.enumerated().map { ($1, $0) })
+        let minScore = pieces.filter { $0.type == .normal }.map(\.score).min() ?? 0
+        let unkScore = minScore - 10
+        var best = [Float](repeating: -.infinity, count: starts.count)
+        var from = [Int](repeating: -1, count: starts.count)
+        best[0] = 0
+        for i in 0..<initial.count where best[i] > -.infinity {
+            if initial[i].frozen {
+                if best[i] > best[i + 1] - 0 { best[i + 1] = best[i]; from[i + 1] = i }
+                continue
+            }
+            var matched = false
+            for j in (i + 1)...initial.count {
+                if j - 1 > i && initial[j - 1].frozen { break }
+                if let id = normalIDs[Array(s[starts[i]..<starts[j]])], pieces[id].type == .normal || pieces[id].type == .userDefined {
+                    let score = best[i] + (pieces[id].type == .userDefined ? 0 : pieces[id].score)
+                    if score > best[j] { best[j] = score; from[j] = i }
+                    if j == i + 1 { matched = true }
+                }
+            }
+            if !matched, best[i] + unkScore > best[i + 1] { best[i + 1] = best[i] + unkScore; from[i + 1] = i }
+        }
+        var out: [Range<Int>] = []
+        var j = starts.count - 1
+        while j > 0 { let i = from[j]; out.append(starts[i]..<starts[j]); j = i }
+        _ = position
+        return out.reversed()
+    }
+}
+
+/// A minimal protobuf wire-format reader.
+struct ProtoReader {
+    var bytes: ArraySlice<UInt8>
+    let file: String
+
+    mutating func varint() throws(TesseraError) -> Int {
+        var v: UInt64 = 0, shift: UInt64 = 0
+        while true {
+            guard let b = bytes.first, shift < 64 else { throw TesseraError(.corrupt, "truncated protobuf", file: file) }
+            bytes.removeFirst()
+            v |= UInt64(b & 0x7F) << shift
+            if b & 0x80 == 0 { return Int(truncatingIfNeeded: v) }
+            shift += 7
+        }
+    }
+
+    mutating func fixed32() throws(TesseraError) -> UInt32 {
+        guard bytes.count >= 4 else { throw TesseraError(.corrupt, "truncated protobuf", file: file) }
+        var v: UInt32 = 0
+        for k in 0..<4 { v |= UInt32(bytes[bytes.startIndex + k]) << (8 * k) }
+        bytes.removeFirst(4)
+        return v
+    }
+
+    mutating func message() throws(TesseraError) -> ArraySlice<UInt8> {
+        let n = try varint()
+        guard n >= 0, n <= bytes.count else { throw TesseraError(.corrupt, "truncated protobuf", file: file) }
+        let m = bytes.prefix(n)
+        bytes.removeFirst(n)
+        return m
+    }
+
+    mutating func next() throws(TesseraError) -> (Int, Int)? {
+        guard !bytes.isEmpty else { return nil }
+        let key = try varint()
+        return (key >> 3, key & 7)
+    }
+
+    mutating func skip(_ wire: Int) throws(TesseraError) {
+        switch wire {
+        case 0: _ = try varint()
+        case 1: guard bytes.count >= 8 else { throw TesseraError(.corrupt, "truncated protobuf", file: file) }; bytes.removeFirst(8)
+        case 2: _ = try message()
+        case 5: _ = try fixed32()
+        default: throw TesseraError(.corrupt, "unsupported protobuf wire type \(wire)", file: file)
+        }
+    }
+}

@@ -1,0 +1,50 @@
+import Foundation
+import Platform
+import Testing
+import Tokenizer
+
+private let tokenizerDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures/tiny/tokenizer").path
+
+private func model() throws -> SentencePieceModel {
+    try SentencePieceModel(path: tokenizerDir + "/tokenizer.model")
+}
+
+/// Token ids equal to the sentencepiece library's on 10,000 strings (unicode, whitespace runs,
+/// tabs, newlines, the extra-id symbols, digits, emoji, empty).
+@Test func idsEqualTheSentencePieceLibrary() throws {
+    let sp = try model()
+    let text = try String(contentsOfFile: tokenizerDir + "/golden.jsonl", encoding: .utf8)
+    var checked = 0, mismatches: [String] = []
+    for line in text.split(separator: "\n") {
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        let input = try #require(obj["text"] as? String), expected = try #require(obj["ids"] as? [Int])
+        let got = sp.encode(input).ids
+        if got != expected && mismatches.count < 5 { mismatches.append("\(input.debugDescription): \(got) vs \(expected)") }
+        checked += 1
+    }
+    #expect(checked == 10_000)
+    #expect(mismatches.isEmpty, "\(mismatches.joined(separator: "\n"))")
+}
+
+@Test func readsTheModelFacts() throws {
+    let sp = try model()
+    #expect(sp.count == 500)
+    #expect(sp.modelType == .bpe)
+    #expect(sp.byteFallback)
+    #expect(sp.id(of: "<extra_id_1>") == 5)
+    #expect(sp.id(of: "<0x0A>") == 18)
+}
+
+@Test func promptTemplatePiecesAreSymbols() throws {
+    let sp = try model()
+    let (ids, pieces) = sp.encode("<extra_id_1>User\n")
+    #expect(ids.contains(5))
+    #expect(pieces.contains("<0x0A>"))
+    #expect(pieces.first == "▁")
+}
+
+@Test func damagedModelsAreRefused() {
+    #expect(throws: TesseraError.self) { _ = try SentencePieceModel(bytes: [0x0A, 0x40, 0x01], file: "bad.model") }
+    #expect(throws: TesseraError.self) { _ = try SentencePieceModel(bytes: [], file: "empty.model") }
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""Golden token ids from the real sentencepiece library for the Swift tokenizer tests.
+
+Writes Tests/Fixtures/tiny/tokenizer/golden.jsonl: 10,000 strings (ASCII and unicode words,
+whitespace runs, tabs, newlines, the <extra_id_N> symbols, digits, emoji, empty strings, the
+SteerLM prompt template) with the ids and pieces sentencepiece 0.2.3 gives for them
+(`encode(text)`: no BOS/EOS, as NeMo-Aligner tokenises).
+
+Run: /work/venv/bin/python Tools/make_tokenizer_golden.py
+"""
+import json, os, random
+import sentencepiece as spm
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL = os.path.join(ROOT, "Tests/Fixtures/tiny/tokenizer/tokenizer.model")
+OUT = os.path.join(ROOT, "Tests/Fixtures/tiny/tokenizer/golden.jsonl")
+
+WORDS = ["the", "model", "reward", "helpful", "Assistant", "User", "System", "correctness", "Nemotron", "café",
+         "naïve", "über", "日本語", "中文", "한국어", "Ελληνικά", "русский", "עברית", "العربية", "🙂", "🚀", "👍🏽",
+         "x²", "½", "ﬁ", "Å", "e\u0301", "\u200b", "\u00a0", "tab\there", "line\nbreak", "3.14159", "2024", "007",
+         "<extra_id_0>", "<extra_id_1>", "<extra_id_2>", "<extra_id_3>", "<s>", "</s>", "<unk>", "<pad>", "▁", "__", "...",
+         "$100", "#hashtag", "@user", "email@example.com", "https://example.com/a?b=c", "C++", "f(x) = y", "\\n"]
+SEPS = [" ", "  ", "   ", "\t", "\n", "\n\n", " \n ", "", "\r\n", " \t "]
+
+
+def main():
+    sp = spm.SentencePieceProcessor(model_file=MODEL)
+    rng = random.Random(20240614)
+    texts = ["", " ", "  ", "\n", "\t", "a", " a", "a ", "  leading and trailing  ",
+             "<extra_id_0>System\nA chat between a curious user and an artificial intelligence assistant.\n"
+             "<extra_id_1>User\nWhat is 2+2?\n<extra_id_1>Assistant\n4\n<extra_id_2>"]
+    while len(texts) < 10000:
+        n = rng.randint(1, 12)
+        parts = []
+        for _ in range(n):
+            w = rng.choice(WORDS)
+            if rng.random() < 0.2:
+                w = "".join(chr(rng.randint(0x20, 0x2FFF)) for _ in range(rng.randint(1, 4)))
+            if rng.random() < 0.1:
+                w = str(rng.randint(0, 10 ** rng.randint(1, 9)))
+            parts.append(w)
+            parts.append(rng.choice(SEPS))
+        texts.append("".join(parts))
+    with open(OUT, "w") as f:
+        for t in texts:
+            ids = sp.encode(t)
+            f.write(json.dumps({"text": t, "ids": ids}, ensure_ascii=False) + "\n")
+    print(f"wrote {OUT}: {len(texts)} strings, sentencepiece {spm.__version__}")
+
+
+if __name__ == "__main__":
+    main()
