@@ -33,15 +33,18 @@ let package = Package(
         .target(name: "Engine", dependencies: ["Checkpoints", "Platform", "COpenBLAS"]),
         // SentencePiece models read and applied exactly as the sentencepiece library does.
         .target(name: "Tokenizer", dependencies: ["Platform"]),
+        // NeMo-Aligner's attribute annotation and pairwise evaluation on one host.
+        .target(name: "Scoring", dependencies: ["Engine", "Tokenizer", "Platform"]),
         // Proof that two checkpoints hold the same model: weights and outputs.
         .target(name: "Verification", dependencies: ["Checkpoints", "Engine", "Platform"]),
         .executableTarget(name: "tessera", dependencies: [
-            "Checkpoints", "Sharding", "Engine", "Verification", "Tokenizer", "Platform",
+            "Checkpoints", "Sharding", "Engine", "Verification", "Tokenizer", "Scoring", "Platform",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
         .testTarget(name: "TorchFormatTests", dependencies: ["TorchFormat", "Platform"]),
         .testTarget(name: "VerificationTests", dependencies: ["Verification", "Sharding", "Checkpoints", "Platform"]),
+        .testTarget(name: "ScoringTests", dependencies: ["Scoring", "Engine", "Tokenizer", "Checkpoints", "Platform"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Platform"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Checkpoints", "Platform"]),
         .testTarget(name: "CLITests", dependencies: ["tessera"]),

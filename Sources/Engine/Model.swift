@@ -21,6 +21,16 @@ public struct ForwardResult: Sendable, Codable {
     public var reward: [Float]?
 }
 
+/// Keys (after rotary embedding) and values of every layer for a run of positions, so a
+/// longer sequence sharing that prefix need not recompute it.
+public struct KVCache: Sendable {
+    /// Per layer: positions x query groups x head dim.
+    var keys: [[Float]]
+    var values: [[Float]]
+    /// Positions held.
+    public internal(set) var count: Int
+}
+
 /// A NeMo GPT decoder (Nemotron-4 and its relatives) run straight from a catalogue of any
 /// format and layout: each linear layer is computed piece by piece as its tensor-parallel
 /// shards lie on disk (column-parallel pieces write disjoint outputs, row-parallel pieces
@@ -107,6 +117,40 @@ public final class Model: @unchecked Sendable {
 
     /// Runs the model on one token sequence (no BOS/EOS added).
     public func forward(tokens ids: [Int], precision: Precision = .bf16) throws(TesseraError) -> ForwardResult {
+        let (final, _) = try run(ids, past: nil, pastCount: 0, keepCache: false, precision: precision)
+        return try heads(final, tokens: ids.count, precision: precision)
+    }
+
+    /// Runs `ids` and returns the keys and values of every position, for ``forward(next:after:prefix:precision:)``.
+    public func prefill(tokens ids: [Int], precision: Precision = .bf16) throws(TesseraError) -> KVCache {
+        try run(ids, past: nil, pastCount: 0, keepCache: true, precision: precision).1!
+    }
+
+    /// The outputs at token `id` placed right after the first `prefix` positions of `cache`
+    /// (the result equals a full forward over those positions plus `id`).
+    public func forward(next id: Int, after cache: KVCache, prefix: Int, precision: Precision = .bf16) throws(TesseraError) -> ForwardResult {
+        guard prefix <= cache.count else { throw TesseraError(.invalidArgument, "prefix \(prefix) is longer than the cache (\(cache.count))") }
+        let (final, _) = try run([id], past: cache, pastCount: prefix, keepCache: false, precision: precision)
+        return try heads(final, tokens: 1, precision: precision)
+    }
+
+    func heads(_ final: [Float], tokens T: Int, precision: Precision) throws(TesseraError) -> ForwardResult {
+        let h = config.hiddenSize
+        let last = Array(final[((T - 1) * h)..<(T * h)])
+        var result = ForwardResult(hidden: last, logits: nil, reward: nil)
+        if hasOutputLayer {
+            let name = weights.catalogue.tensor("output_layer.weight") != nil ? "output_layer" : "embedding.word_embeddings"
+            result.logits = try linear(name, last, tokens: 1, k: h, precision: precision)
+        }
+        if hasRewardHead {
+            result.reward = try linear("rm_head", last, tokens: 1, k: h, precision: precision)
+        }
+        return result
+    }
+
+    /// The decoder over `ids` at positions `pastCount...`, attending to the first `pastCount`
+    /// positions of `past`; returns the final-norm output of every new position.
+    func run(_ ids: [Int], past: KVCache?, pastCount: Int, keepCache: Bool, precision: Precision) throws(TesseraError) -> ([Float], KVCache?) {
         guard !ids.isEmpty else { throw TesseraError(.invalidArgument, "no tokens to run") }
         let h = config.hiddenSize, T = ids.count
         let emb = try weights.tensor("embedding.word_embeddings.weight")
@@ -122,17 +166,21 @@ public final class Model: @unchecked Sendable {
         if let pos = weights.catalogue.tensor("embedding.position_embeddings.weight") {
             var p = [Float](repeating: 0, count: T * h)
             try p.withUnsafeMutableBufferPointer { (b) throws(TesseraError) in
-                try weights.read(pos, region: Box(offset: [0, 0], shape: [T, h]), into: b.baseAddress!)
+                try weights.read(pos, region: Box(offset: [pastCount, 0], shape: [T, h]), into: b.baseAddress!)
             }
             for i in 0..<x.count { x[i] += p[i] }
         }
         if precision == .bf16 { x.withUnsafeMutableBufferPointer { Kernels.roundToBF16($0.baseAddress!, $0.count) } }
+        var cache = keepCache ? KVCache(keys: [], values: [], count: pastCount + T) : nil
         for layer in 0..<config.numLayers {
             let p = "decoder.layers.\(layer)."
             let a = try norm(weight: p + "self_attention.linear_qkv.layer_norm_weight",
                              bias: p + "self_attention.linear_qkv.layer_norm_bias", x, tokens: T, precision: precision)
             let qkv = try linear(p + "self_attention.linear_qkv", a, tokens: T, k: h, precision: precision)
-            let ctx = attention(qkv, tokens: T, precision: precision)
+            let pastKV = past.map { (Array($0.keys[layer].prefix(pastCount * config.numQueryGroups * config.kvChannels)),
+                                     Array($0.values[layer].prefix(pastCount * config.numQueryGroups * config.kvChannels))) }
+            let (ctx, keys, values) = attention(qkv, tokens: T, start: pastCount, past: pastKV, precision: precision)
+            if keepCache { cache!.keys.append(keys); cache!.values.append(values) }
             let proj = try linear(p + "self_attention.linear_proj", ctx, tokens: T,
                                   k: config.numAttentionHeads * config.kvChannels, precision: precision)
             x = add(x, proj, precision)
@@ -145,16 +193,7 @@ public final class Model: @unchecked Sendable {
         }
         let final = try norm(weight: "decoder.final_layernorm.weight", bias: "decoder.final_layernorm.bias", x, tokens: T,
                              precision: precision)
-        let last = Array(final[((T - 1) * h)..<(T * h)])
-        var result = ForwardResult(hidden: last, logits: nil, reward: nil)
-        if hasOutputLayer {
-            let name = weights.catalogue.tensor("output_layer.weight") != nil ? "output_layer" : "embedding.word_embeddings"
-            result.logits = try linear(name, last, tokens: 1, k: h, precision: precision)
-        }
-        if hasRewardHead {
-            result.reward = try linear("rm_head", last, tokens: 1, k: h, precision: precision)
-        }
-        return result
+        return (final, cache)
     }
 
     func add(_ a: [Float], _ b: [Float], _ precision: Precision) -> [Float] {
@@ -188,77 +227,79 @@ public final class Model: @unchecked Sendable {
         return out
     }
 
-    /// Causal grouped-query attention with rotary embeddings; qkv rows are grouped per
-    /// query group as `[q heads of the group, k, v]`.
-    func attention(_ qkv: [Float], tokens T: Int, precision: Precision) -> [Float] {
+    /// Causal grouped-query attention with rotary embeddings over new positions
+    /// `start..<start+T` and `past` keys/values of positions `0..<start`; qkv rows are grouped
+    /// per query group as `[q heads of the group, k, v]`. Returns the context and the keys and
+    /// values of all positions.
+    func attention(_ qkv: [Float], tokens T: Int, start: Int, past: ([Float], [Float])?,
+                   precision: Precision) -> ([Float], [Float], [Float]) {
         let heads = config.numAttentionHeads, groups = config.numQueryGroups, d = config.kvChannels
         let hpg = heads / groups, width = (heads + 2 * groups) * d
         let rot = Int(Double(d) * config.rotaryPercentage)
         let useRope = config.positionEmbeddingType == "rope" && rot > 0
-        // cos/sin per position and rotary dimension (emb = cat(freqs, freqs)).
-        var cosT = [Float](repeating: 1, count: T * max(rot, 1)), sinT = [Float](repeating: 0, count: T * max(rot, 1))
-        if useRope {
-            for pos in 0..<T {
-                for i in 0..<(rot / 2) {
-                    let invFreq = 1.0 / pow(config.rotaryBase, Double(2 * i) / Double(rot))
-                    let angle = Float(Double(pos) * Double(Float(invFreq)))
-                    cosT[pos * rot + i] = cos(angle); cosT[pos * rot + i + rot / 2] = cos(angle)
-                    sinT[pos * rot + i] = sin(angle); sinT[pos * rot + i + rot / 2] = sin(angle)
-                }
-            }
-        }
-        func rope(_ v: inout [Float], pos: Int) {
+        func rope(_ v: inout ArraySlice<Float>, pos: Int) {
             guard useRope else { return }
-            let half = rot / 2
-            var out = v
+            let half = rot / 2, base = v.startIndex
+            var out = [Float](repeating: 0, count: rot)
             for i in 0..<rot {
-                let rotated = i < half ? -v[i + half] : v[i - half]
-                out[i] = v[i] * cosT[pos * rot + i] + rotated * sinT[pos * rot + i]
+                let f = i % half
+                let invFreq = Float(1.0 / pow(config.rotaryBase, Double(2 * f) / Double(rot)))
+                let angle = Float(pos) * invFreq
+                let rotated = i < half ? -v[base + i + half] : v[base + i - half]
+                out[i] = v[base + i] * cos(angle) + rotated * sin(angle)
             }
-            for i in 0..<rot { v[i] = precision == .bf16 ? Kernels.bf16(out[i]) : out[i] }
+            for i in 0..<rot { v[base + i] = precision == .bf16 ? Kernels.bf16(out[i]) : out[i] }
         }
-        var q = [[Float]](repeating: [], count: T * heads)
-        var k = [[Float]](repeating: [], count: T * groups), v = k
+        let total = start + T
+        // Keys and values of all positions: [position][group][d].
+        var keys = [Float](repeating: 0, count: total * groups * d), values = keys
+        if let (pk, pv) = past {
+            keys.replaceSubrange(0..<pk.count, with: pk)
+            values.replaceSubrange(0..<pv.count, with: pv)
+        }
+        var q = [Float](repeating: 0, count: T * heads * d)
         for t in 0..<T {
             for g in 0..<groups {
                 let base = t * width + g * (hpg + 2) * d
                 for j in 0..<hpg {
-                    var qh = Array(qkv[(base + j * d)..<(base + (j + 1) * d)])
-                    rope(&qh, pos: t)
-                    q[t * heads + g * hpg + j] = qh
+                    var qh = qkv[(base + j * d)..<(base + (j + 1) * d)]
+                    rope(&qh, pos: start + t)
+                    q.replaceSubrange(((t * heads + g * hpg + j) * d)..<((t * heads + g * hpg + j + 1) * d), with: qh)
                 }
-                var kh = Array(qkv[(base + hpg * d)..<(base + (hpg + 1) * d)])
-                rope(&kh, pos: t)
-                k[t * groups + g] = kh
-                v[t * groups + g] = Array(qkv[(base + (hpg + 1) * d)..<(base + (hpg + 2) * d)])
+                var kh = qkv[(base + hpg * d)..<(base + (hpg + 1) * d)]
+                rope(&kh, pos: start + t)
+                let at = ((start + t) * groups + g) * d
+                keys.replaceSubrange(at..<(at + d), with: kh)
+                values.replaceSubrange(at..<(at + d), with: qkv[(base + (hpg + 1) * d)..<(base + (hpg + 2) * d)])
             }
         }
         let scale = 1 / Float(d).squareRoot()
         var ctx = [Float](repeating: 0, count: T * heads * d)
-        var scores = [Float](repeating: 0, count: T)
+        var scores = [Float](repeating: 0, count: total)
         for head in 0..<heads {
             let g = head / hpg
             for t in 0..<T {
-                let qh = q[t * heads + head]
+                let qBase = (t * heads + head) * d
+                let visible = start + t
                 var m = -Float.infinity
-                for s in 0...t {
-                    let kh = k[s * groups + g]
+                for s in 0...visible {
+                    let kBase = (s * groups + g) * d
                     var dot: Float = 0
-                    for i in 0..<d { dot += qh[i] * kh[i] }
+                    for i in 0..<d { dot += q[qBase + i] * keys[kBase + i] }
                     scores[s] = dot * scale
                     m = max(m, scores[s])
                 }
                 var sum: Float = 0
-                for s in 0...t { scores[s] = exp(scores[s] - m); sum += scores[s] }
-                for s in 0...t {
+                for s in 0...visible { scores[s] = exp(scores[s] - m); sum += scores[s] }
+                for s in 0...visible {
                     var p = scores[s] / sum
                     if precision == .bf16 { p = Kernels.bf16(p) }
-                    let vh = v[s * groups + g]
-                    for i in 0..<d { ctx[t * heads * d + head * d + i] += p * vh[i] }
+                    let vBase = (s * groups + g) * d
+                    for i in 0..<d { ctx[qBase + i] += p * values[vBase + i] }
                 }
             }
         }
         if precision == .bf16 { ctx.withUnsafeMutableBufferPointer { Kernels.roundToBF16($0.baseAddress!, $0.count) } }
-        return ctx
+        return (ctx, keys, values)
     }
 }

@@ -72,3 +72,19 @@ func forwardMatchesMegatronCore(_ rel: String) throws {
     #expect(throws: TesseraError.self) { _ = try model.forward(tokens: [1, 100_000]) }
     #expect(throws: TesseraError.self) { _ = try model.forward(tokens: []) }
 }
+
+/// The outputs at a token appended to a cached prefix equal a full forward over both.
+@Test func cachedPrefixGivesTheSameOutputsAsAFullForward() throws {
+    let ref = try #require(Reference.shared)
+    let rel = try #require(fixtureList().first { $0.dtype == "fp32" }?.path)
+    let cache = MappingCache()
+    let model = try Model(try Checkpoint.open(fixtures + "/" + rel, cache: cache), cache: cache)
+    let ids = ref.ids[3]
+    let kv = try model.prefill(tokens: ids, precision: .fp32)
+    for cut in [1, 10, ids.count - 1] {
+        let full = try model.forward(tokens: Array(ids.prefix(cut)) + [6], precision: .fp32)
+        let step = try model.forward(next: 6, after: kv, prefix: cut, precision: .fp32)
+        #expect(maxDiff(step.reward!, full.reward!.map(Double.init)) < 1e-5)
+        #expect(maxDiff(step.hidden, full.hidden.map(Double.init)) < 1e-5)
+    }
+}

@@ -1,0 +1,123 @@
+import Engine
+import Foundation
+import Platform
+import Tokenizer
+
+/// NeMo-Aligner's SteerLM prompt (`examples/nlp/data/steerlm/common.py`).
+public enum SteerLMTemplate {
+    public static let systemPrompt = "A chat between a curious user and an artificial intelligence assistant. "
+        + "The assistant gives helpful, detailed, and polite answers to the user's questions."
+    public static let labelPrefix = "<extra_id_2>"
+    /// The nine attributes, in the reward head's output order.
+    public static let attributes = ["quality", "toxicity", "humor", "creativity", "helpfulness", "correctness",
+                                    "coherence", "complexity", "verbosity"]
+    /// The model card's scalar reward: weights over the nine outputs.
+    public static let modelCardWeights: [Double] = [0, 0, 0, 0, 0.3, 0.74, 0.46, 0.47, -0.33]
+
+    public static func system(_ v: String) -> String { "<extra_id_0>System\n\(v)\n" }
+    public static func user(_ v: String) -> String { "<extra_id_1>User\n\(v)\n" }
+    public static func assistant(_ v: String) -> String { "<extra_id_1>Assistant\n\(v)\n" }
+
+    /// The label string `attribute_annotate.py` writes: each output clipped to [0, 4],
+    /// rounded half to even, all nine attributes.
+    public static func label(_ rewards: [Float]) -> String {
+        zip(attributes, rewards).map { a, r in
+            "\(a):\(Int(min(4.0, max(0.0, Double(r))).rounded(.toNearestOrEven)))"
+        }.joined(separator: ",")
+    }
+}
+
+/// Options of a scoring run.
+public struct ScoringOptions: Sendable {
+    public var precision: Precision = .bf16
+    /// Tokens kept of an over-long input (the model's sequence length).
+    public var maxLength: Int
+    /// Keep the end of over-long inputs instead of the start (NeMo-Aligner keeps the start).
+    public var keepEnd = false
+    /// Weights of an added scalar reward; nil adds none.
+    public var scalarWeights: [Double]?
+    public init(maxLength: Int) { self.maxLength = maxLength }
+}
+
+/// Scores conversations as NeMo-Aligner's `attribute_annotate.py` does, on one host: one
+/// score per turn whose `label` is not null, read at the `<extra_id_2>` appended to the
+/// conversation up to that turn. Turns of one conversation share the work on their common
+/// prefix (its keys and values are computed once).
+public struct Annotator {
+    public let model: Model
+    public let tokenizer: SentencePieceModel
+    public let options: ScoringOptions
+    let labelID: Int
+
+    public init(model: Model, tokenizer: SentencePieceModel, options: ScoringOptions) throws(TesseraError) {
+        self.model = model
+        self.tokenizer = tokenizer
+        self.options = options
+        labelID = tokenizer.id(of: SteerLMTemplate.labelPrefix)
+        guard tokenizer.pieces[labelID].text == SteerLMTemplate.labelPrefix else {
+            throw TesseraError(.unsupported, "the tokenizer has no \(SteerLMTemplate.labelPrefix) symbol; it is not a SteerLM reward tokenizer")
+        }
+    }
+
+    /// The key `attribute_annotate.py` resumes by: the turns' values concatenated.
+    public static func key(_ obj: JSONValue) -> String {
+        (obj["conversations"]?.array ?? []).compactMap { $0["value"]?.string }.joined()
+    }
+
+    /// Scores one conversation object; returns it with labels (and raw scores) filled in,
+    /// and the number of tokens run.
+    public func annotate(_ obj: JSONValue) throws(TesseraError) -> (JSONValue, Int) {
+        guard var turns = obj["conversations"]?.array else {
+            throw TesseraError(.corrupt, "expected a 'conversations' list")
+        }
+        let user = obj["mask"]?.string ?? "User"
+        var text = SteerLMTemplate.system(SteerLMTemplate.systemPrompt)
+        var prefixes: [(turn: Int, text: String)] = []
+        for (i, t) in turns.enumerated() {
+            let value = t["value"]?.string ?? ""
+            text += t["from"]?.string == user ? SteerLMTemplate.user(value) : SteerLMTemplate.assistant(value)
+            if let label = t["label"], !label.isNull { prefixes.append((i, text)) }
+        }
+        guard let longest = prefixes.last else { return (obj, 0) }
+        // One prefill of the longest conversation serves every turn whose tokens are a prefix of it.
+        let full = tokenizer.encode(longest.text).ids
+        var cache: KVCache?
+        var tokensRun = 0
+        if full.count < options.maxLength {
+            cache = try model.prefill(tokens: full, precision: options.precision)
+            tokensRun += full.count
+        }
+        for (turn, prefix) in prefixes {
+            let ids = tokenizer.encode(prefix).ids
+            let withLabel = tokenizer.encode(prefix + SteerLMTemplate.labelPrefix).ids
+            var result: ForwardResult
+            var exceeded = false
+            if let cache, withLabel == ids + [labelID], Array(full.prefix(ids.count)) == ids {
+                result = try model.forward(next: labelID, after: cache, prefix: ids.count, precision: options.precision)
+                tokensRun += 1
+            } else {
+                var run = withLabel
+                if run.count > options.maxLength {
+                    exceeded = true
+                    run = options.keepEnd ? Array(run.suffix(options.maxLength)) : Array(run.prefix(options.maxLength))
+                }
+                result = try model.forward(tokens: run, precision: options.precision)
+                tokensRun += run.count
+            }
+            guard let rewards = result.reward else {
+                throw TesseraError(.unsupported, "the model has no reward head (rm_head)")
+            }
+            var t = turns[turn]
+            t.set("label", .string(SteerLMTemplate.label(rewards)))
+            t.set("rewards", .array(rewards.map { .double(Double($0)) }))
+            if let w = options.scalarWeights {
+                t.set("reward", .double(zip(w, rewards).reduce(0) { $0 + $1.0 * Double($1.1) }))
+            }
+            if exceeded { t.set("exceeded", .bool(true)) }
+            turns[turn] = t
+        }
+        var out = obj
+        out.set("conversations", .array(turns))
+        return (out, tokensRun)
+    }
+}

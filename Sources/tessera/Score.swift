@@ -1,0 +1,118 @@
+import ArgumentParser
+import Checkpoints
+import Engine
+import Foundation
+import Platform
+import Scoring
+import Tokenizer
+
+/// The tokenizer file given, or the one inside the checkpoint.
+func loadTokenizer(_ path: String?, catalogue: Catalogue?, cache: MappingCache) throws(TesseraError) -> SentencePieceModel {
+    if let path { return try SentencePieceModel(path: path) }
+    guard let c = catalogue, let name = c.config?.tokenizerModel, c.container.isFile(name) else {
+        throw TesseraError(.missing, "the checkpoint carries no tokenizer; pass --tokenizer", file: catalogue?.container.displayPath)
+    }
+    return try SentencePieceModel(bytes: try c.container.read(name, cache: cache), file: c.container.describe(name))
+}
+
+struct Tokenize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Encode text with a SentencePiece model exactly as the sentencepiece library does (no BOS/EOS).")
+
+    @Option(help: "The SentencePiece .model file.") var tokenizer: String
+    @Option(help: "The text to encode.") var text: String?
+    @Option(help: "A file of texts, one JSON-encoded string per line.") var input: String?
+    @Flag(help: "Print {\"ids\": [...], \"pieces\": [...]} (one object per line with --input).") var json = false
+
+    func run() throws {
+        try runReportingErrors {
+            let sp = try SentencePieceModel(path: tokenizer)
+            var texts: [String] = []
+            if let text { texts.append(text) }
+            if let input {
+                guard let content = try? String(contentsOfFile: input, encoding: .utf8) else {
+                    throw TesseraError(.io, "cannot read", file: input)
+                }
+                for (n, line) in content.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.isEmpty {
+                    guard let s = try? JSONValue.parse(String(line)).string else {
+                        throw TesseraError(.corrupt, "line \(n + 1) is not a JSON string", file: input)
+                    }
+                    texts.append(s)
+                }
+            }
+            guard !texts.isEmpty else { throw TesseraError(.invalidArgument, "give --text or --input") }
+            for t in texts {
+                let (ids, pieces) = sp.encode(t)
+                if json {
+                    print(JSONValue.object([("ids", .array(ids.map { .number(String($0)) })),
+                                            ("pieces", .array(pieces.map { .string($0) }))]).python)
+                } else {
+                    print(ids.map(String.init).joined(separator: " ") + "\t" + pieces.joined(separator: " "))
+                }
+            }
+        }
+    }
+}
+
+struct Score: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Annotate NeMo-Aligner conversation JSONL with the reward model's per-turn attribute scores.",
+        discussion: """
+        Writes each input object with every turn whose label is not null labelled as NeMo-Aligner's
+        attribute_annotate.py does (quality:X,toxicity:X,... over all nine attributes, clipped to
+        0..4, rounded half to even), plus the raw floats in "rewards". Lines already in the output
+        are skipped (resume); each line is flushed as it is written. Turns of a conversation share
+        the computation of their common prefix.
+        """
+    )
+
+    @Argument(help: "The reward-model checkpoint.") var checkpoint: String
+    @Option(help: "NeMo-Aligner conversation JSONL.") var input: String
+    @Option(help: "Where to append the annotated JSONL.") var output: String
+    @Option(help: "SentencePiece model (default: the checkpoint's).") var tokenizer: String?
+    @Option(help: "bf16 or fp32.") var precision: Precision = .bf16
+    @Option(help: "Maximum tokens per scored string (default: the model's sequence length).") var maxLength: Int?
+    @Flag(help: "Keep the end of over-long conversations (NeMo-Aligner keeps the start).") var keepEnd = false
+    @Flag(help: "Add the model card's scalar reward (weights 0,0,0,0,0.3,0.74,0.46,0.47,-0.33) as \"reward\".") var scalar = false
+
+    func run() throws {
+        try runReportingErrors {
+            let cache = MappingCache()
+            let cat = try Checkpoint.open(checkpoint, cache: cache)
+            let model = try Model(cat, cache: cache)
+            let sp = try loadTokenizer(tokenizer, catalogue: cat, cache: cache)
+            var options = ScoringOptions(maxLength: maxLength ?? cat.config?.seqLength ?? 4096)
+            options.precision = precision
+            options.keepEnd = keepEnd
+            options.scalarWeights = scalar ? SteerLMTemplate.modelCardWeights : nil
+            let annotator = try Annotator(model: model, tokenizer: sp, options: options)
+            guard let content = try? String(contentsOfFile: input, encoding: .utf8) else { throw TesseraError(.io, "cannot read", file: input) }
+            var done = Set<String>()
+            if let existing = try? String(contentsOfFile: output, encoding: .utf8) {
+                for line in existing.split(separator: "\n") { if let o = try? JSONValue.parse(String(line)) { done.insert(Annotator.key(o)) } }
+            }
+            if !FileManager.default.fileExists(atPath: output) { _ = FileManager.default.createFile(atPath: output, contents: nil) }
+            guard let out = FileHandle(forWritingAtPath: output) else { throw TesseraError(.io, "cannot open for appending", file: output) }
+            defer { try? out.close() }
+            _ = try? out.seekToEnd()
+            let lines = content.split(separator: "\n").map(String.init)
+            let bar = Progress(total: lines.count, label: "score", enabled: true)
+            var tokens = 0, written = 0, skipped = 0
+            let start = Date()
+            for (n, line) in lines.enumerated() {
+                let obj: JSONValue
+                do throws(TesseraError) { obj = try JSONValue.parse(line) } catch { throw TesseraError(.corrupt, "line \(n + 1): \(error.message)", file: input) }
+                if done.contains(Annotator.key(obj)) { skipped += 1; bar.advance(1); continue }
+                let (scored, t): (JSONValue, Int)
+                do throws(TesseraError) { (scored, t) = try annotator.annotate(obj) } catch { throw error.inFile("\(input):\(n + 1)") }
+                out.write(Data((scored.python + "\n").utf8))
+                tokens += t
+                written += 1
+                bar.advance(1)
+            }
+            bar.finish()
+            let secs = Date().timeIntervalSince(start)
+            FileHandle.standardError.write(Data("scored \(written) conversations (\(skipped) already in the output), \(tokens) tokens in \(String(format: "%.2f", secs)) s\n".utf8))
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import Checkpoints
+import Engine
+import Foundation
+import Platform
+import Scoring
+import Testing
+import Tokenizer
+
+private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures").path
+
+private func setup(precision: Precision = .fp32, maxLength: Int = 4096) throws -> Annotator {
+    let cache = MappingCache()
+    let cat = try Checkpoint.open(fixtures + "/tiny/legacy_tp1pp1_fp32_te_uint8_pickle", cache: cache)
+    let model = try Model(cat, cache: cache)
+    let sp = try SentencePieceModel(path: fixtures + "/tiny/tokenizer/tokenizer.model")
+    var options = ScoringOptions(maxLength: maxLength)
+    options.precision = precision
+    return try Annotator(model: model, tokenizer: sp, options: options)
+}
+
+private let conversation = #"{"conversations": [{"value": "What is 2+2?", "from": "User", "label": null}, {"value": "4", "from": "Assistant", "label": "helpfulness:4"}, {"value": "And 3+3? caf\u00e9 \ud83d\ude80", "from": "User", "label": null}, {"value": "6, of course.", "from": "Assistant", "label": "helpfulness:-1"}], "mask": "User", "system": ""}"#
+
+@Test func labelsAreClippedAndRoundedHalfToEven() {
+    #expect(SteerLMTemplate.label([4.6, -1, 2.5, 1.5, 0.5, 3.49, 2.51, 0, 4]) ==
+            "quality:4,toxicity:0,humor:2,creativity:2,helpfulness:0,correctness:3,coherence:3,complexity:0,verbosity:4")
+}
+
+@Test func jsonIsWrittenAsPythonJSONDumpsWritesIt() throws {
+    let v = try JSONValue.parse(conversation)
+    #expect(v.python == conversation)
+    #expect(JSONValue.double(1.2971807718276978).python == "1.2971807718276978")
+}
+
+/// The megatron-core reference prompt (the SteerLM template ending in <extra_id_2>) tokenises
+/// to the same ids and scores to the same reward.
+@Test func referencePromptTokenisesAndScoresAsNeMo() throws {
+    let data = try #require(FileManager.default.contents(atPath: fixtures + "/tiny/reference/outputs.json"))
+    let d = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    let seq = try #require((d["sequences"] as? [[String: Any]])?.last)
+    let text = try #require(seq["text"] as? String), ids = try #require(seq["ids"] as? [Int])
+    let a = try setup()
+    #expect(a.tokenizer.encode(text).ids == ids)
+    let reward = try #require(try a.model.forward(tokens: ids, precision: .fp32).reward)
+    let expected = try #require((d["fp32"] as? [[String: [Double]]])?.last?["rewards"])
+    #expect(zip(reward, expected).allSatisfy { abs(Double($0) - $1) < 1e-4 })
+}
+
+/// Turns scored from one shared prefix equal each string scored on its own.
+@Test func prefixReuseEqualsScoringEachStringAlone() throws {
+    let a = try setup()
+    let (out, tokens) = try a.annotate(try JSONValue.parse(conversation))
+    let turns = try #require(out["conversations"]?.array)
+    var text = SteerLMTemplate.system(SteerLMTemplate.systemPrompt)
+    var checked = 0
+    for t in turns {
+        let value = t["value"]?.string ?? ""
+        text += t["from"]?.string == "User" ? SteerLMTemplate.user(value) : SteerLMTemplate.assistant(value)
+        guard t["from"]?.string == "Assistant" else { #expect(t["label"]?.isNull == true); continue }
+        let alone = try #require(try a.model.forward(tokens: a.tokenizer.encode(text + "<extra_id_2>").ids, precision: .fp32).reward)
+        let got = try #require(t["rewards"]?.array).compactMap { v -> Double? in
+            if case .number(let n) = v { return Double(n) } else { return nil }
+        }
+        #expect(zip(got, alone).allSatisfy { abs($0 - Double($1)) < 1e-5 })
+        #expect(t["label"]?.string == SteerLMTemplate.label(alone))
+        checked += 1
+    }
+    #expect(checked == 2)
+    // One prefill of the whole conversation plus one token per scored turn.
+    let fullLength = a.tokenizer.encode(text).ids.count
+    #expect(tokens == fullLength + 2)
+}
+
+@Test func overLongInputsAreTruncatedAndFlagged() throws {
+    let a = try setup(maxLength: 16)
+    let (out, _) = try a.annotate(try JSONValue.parse(conversation))
+    let scored = try #require(out["conversations"]?.array).filter { $0["from"]?.string == "Assistant" }
+    #expect(scored.allSatisfy { $0["exceeded"] == .bool(true) })
+}
