@@ -117,12 +117,11 @@ enum DistReader {
                 throw TesseraError(.unsupported, "zarr order '\(order)' is not supported (expected C)", file: where_)
             }
             let sep = (meta["dimension_separator"] as? String) ?? "."
-            let grid = zip(shape, chunks).map { (s, ch) in ch > 0 ? (s + ch - 1) / ch : 0 }
             let chunkBytes = chunks.reduce(1, *) * dtype.size
             let strides = cStrides(chunks)
-            var index = [Int](repeating: 0, count: shape.count)
-            let count = grid.reduce(1, *)
-            for _ in 0..<count {
+            // A 0-d array has one chunk named "0".
+            let cells = shape.isEmpty ? [(index: [Int](), box: Box(offset: [], shape: []))] : Box.grid(shape: shape, chunk: chunks)
+            for (index, box) in cells {
                 let rel = index.isEmpty ? "0" : index.map(String.init).joined(separator: sep)
                 let file = c.join(arrayDir, rel)
                 guard c.isFile(file) else {
@@ -134,19 +133,9 @@ enum DistReader {
                         "chunk holds \(slice.count) bytes, expected \(chunkBytes) (chunks \(chunks) of \(dtypeName))",
                         file: c.describe(file), tensor: key)
                 }
-                let offset = zip(index, chunks).map(*)
-                let pshape = shape.indices.map { min(chunks[$0], shape[$0] - offset[$0]) }
-                let piece = Piece(storage: slice, dtype: dtype, storageOffset: 0, strides: strides, shape: pshape,
-                                  globalOffset: offset, origin: c.describe(file))
+                let piece = Piece(storage: slice, dtype: dtype, storageOffset: 0, strides: strides, shape: box.shape,
+                                  globalOffset: box.offset, origin: c.describe(file))
                 try addBox(&b, key: key, globalShape: shape, piece: piece)
-                // Next chunk index in C order.
-                var d = index.count - 1
-                while d >= 0 {
-                    index[d] += 1
-                    if index[d] < grid[d] { break }
-                    index[d] = 0
-                    d -= 1
-                }
             }
         }
     }

@@ -214,6 +214,27 @@ public struct Box: Sendable, Equatable {
         self.shape = shape
     }
     public var elementCount: Int { shape.reduce(1, *) }
+
+    /// The boxes of a chunk grid covering `shape` in C order of their chunk indices (edge
+    /// chunks clipped), each with its index in the grid.
+    public static func grid(shape: [Int], chunk: [Int]) -> [(index: [Int], box: Box)] {
+        guard shape.allSatisfy({ $0 > 0 }), chunk.allSatisfy({ $0 > 0 }) else { return [] }
+        let counts = zip(shape, chunk).map { ($0 + $1 - 1) / $1 }
+        var out: [(index: [Int], box: Box)] = []
+        var index = [Int](repeating: 0, count: shape.count)
+        for _ in 0..<counts.reduce(1, *) {
+            let off = zip(index, chunk).map(*)
+            out.append((index, Box(offset: off, shape: shape.indices.map { min(chunk[$0], shape[$0] - off[$0]) })))
+            var d = index.count - 1
+            while d >= 0 {
+                index[d] += 1
+                if index[d] < counts[d] { break }
+                index[d] = 0
+                d -= 1
+            }
+        }
+        return out
+    }
 }
 
 /// Decodes compressed pieces on demand, a few ahead in parallel, and frees them once the

@@ -34,26 +34,6 @@ struct HDF5Writer {
         return c
     }
 
-    /// Chunk boxes covering `shape` in C order.
-    static func boxes(shape: [Int], chunk: [Int]) -> [Box] {
-        guard shape.allSatisfy({ $0 > 0 }) else { return [] }
-        let grid = zip(shape, chunk).map { ($0 + $1 - 1) / $1 }
-        var out: [Box] = []
-        var index = [Int](repeating: 0, count: shape.count)
-        for _ in 0..<grid.reduce(1, *) {
-            let off = zip(index, chunk).map(*)
-            out.append(Box(offset: off, shape: shape.indices.map { min(chunk[$0], shape[$0] - off[$0]) }))
-            var d = index.count - 1
-            while d >= 0 {
-                index[d] += 1
-                if index[d] < grid[d] { break }
-                index[d] = 0
-                d -= 1
-            }
-        }
-        return out
-    }
-
     /// Per-slot buffers (raw, shuffled, compressed), allocated once for the whole store.
     final class Workspace: @unchecked Sendable {
         let raw: [UnsafeMutableRawBufferPointer]
@@ -120,7 +100,7 @@ struct HDF5Writer {
                 try ds.setStringAttribute("dtype", t.dtype.rawValue)
                 try ds.setStringAttribute("role", t.rule.role.rawValue)
                 if let chunk {
-                    jobs += Self.boxes(shape: t.shape, chunk: chunk).map { (i, $0) }
+                    jobs += Box.grid(shape: t.shape, chunk: chunk).map { (i, $0.box) }
                 } else if let offset = ds.datasetInfo().contiguousOffset {
                     contiguous.append((i, offset))
                 }

@@ -38,11 +38,12 @@ struct Demo: ParsableCommand {
                 ("tp1pp4-torch_dist", TargetLayout(tp: 1, pp: 4, format: .distTorch)),
                 ("tp2pp1.h5", TargetLayout(tp: 2, pp: 1, format: .hdf5)),
             ]
+            var sourceOf: [String: Catalogue] = [:]
             print("\n== reshard")
             for (name, layout) in steps {
                 let dst = work + "/" + name
                 let start = Date()
-                let report = try Converter.convert(cat, to: dst, layout: layout, force: true, cache: cache)
+                let report = try Converter.convert(sourceOf[name] ?? cat, to: dst, layout: layout, force: true, cache: cache)
                 let back = try Checkpoint.open(dst, cache: cache)
                 let again = Dictionary(uniqueKeysWithValues: zip(back.tensors.map(\.name), try streamer.digests(back.tensors)))
                 let same = again == reference
@@ -54,6 +55,15 @@ struct Demo: ParsableCommand {
                 for n in report.notes { print("  note: \(n)") }
                 guard same else { throw TesseraError(.inconsistent, "resharded checkpoint differs from the source", file: dst) }
             }
+
+            // And back from the HDF5 store to NeMo's own form.
+            let back = work + "/from-h5-tp2pp2"
+            try Converter.convert(try Checkpoint.open(work + "/tp2pp1.h5", cache: cache), to: back,
+                                  layout: TargetLayout(tp: 2, pp: 2, format: .nemo), force: true, cache: cache)
+            let again = try Checkpoint.open(back, cache: cache)
+            let sameBack = Dictionary(uniqueKeysWithValues: zip(again.tensors.map(\.name), try streamer.digests(again.tensors))) == reference
+            print("from-h5-tp2pp2      TP=2 PP=2 nemo       from the HDF5 store, " + (sameBack ? "bit-identical to the source" : "DIFFERENT FROM THE SOURCE"))
+            guard sameBack else { throw TesseraError(.inconsistent, "HDF5 -> NeMo differs from the source", file: back) }
 
             print("\n== forward (the reward model on one host; FP32 and BF16)")
             let model = try Model(cat, cache: cache)
