@@ -5,6 +5,7 @@ import Platform
 import Sharding
 import Engine
 import Verification
+import Scoring
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -38,12 +39,11 @@ struct Demo: ParsableCommand {
                 ("tp1pp4-torch_dist", TargetLayout(tp: 1, pp: 4, format: .distTorch)),
                 ("tp2pp1.h5", TargetLayout(tp: 2, pp: 1, format: .hdf5)),
             ]
-            var sourceOf: [String: Catalogue] = [:]
             print("\n== reshard")
             for (name, layout) in steps {
                 let dst = work + "/" + name
                 let start = Date()
-                let report = try Converter.convert(sourceOf[name] ?? cat, to: dst, layout: layout, force: true, cache: cache)
+                let report = try Converter.convert(cat, to: dst, layout: layout, force: true, cache: cache)
                 let back = try Checkpoint.open(dst, cache: cache)
                 let again = Dictionary(uniqueKeysWithValues: zip(back.tensors.map(\.name), try streamer.digests(back.tensors)))
                 let same = again == reference
@@ -81,6 +81,14 @@ struct Demo: ParsableCommand {
                   + "largest reward difference on \(verdict.outputs.count) probes \(String(format: "%.1e", worst)); "
                   + (verdict.equivalent ? "EQUIVALENT" : "NOT EQUIVALENT"))
             guard verdict.equivalent else { throw TesseraError(.inconsistent, "the demo's copies are not equivalent") }
+
+            print("\n== score a conversation as NeMo-Aligner's attribute_annotate.py would (tokenizer from the checkpoint)")
+            let conversation = try JSONValue.parse(#"{"conversations": [{"value": "What is 2+2?", "from": "User", "label": null}, "#
+                + #"{"value": "4", "from": "Assistant", "label": "helpfulness:-1"}], "mask": "User"}"#)
+            var options = ScoringOptions(maxLength: 4096)
+            options.scalarWeights = SteerLMTemplate.modelCardWeights
+            let annotator = try Annotator(model: model, tokenizer: try loadTokenizer(nil, catalogue: cat, cache: cache), options: options)
+            print(try annotator.annotate(conversation).0.python)
         }
     }
 }
