@@ -36,7 +36,7 @@ let package = Package(
         // NeMo-Aligner's attribute annotation and pairwise evaluation on one host.
         .target(name: "Scoring", dependencies: ["Engine", "Tokenizer", "Platform"]),
         // Proof that two checkpoints hold the same model: weights and outputs.
-        .target(name: "Verification", dependencies: ["Checkpoints", "Engine", "Platform"]),
+        .target(name: "Verification", dependencies: ["Checkpoints", "Engine", "Scoring", "Tokenizer", "Platform"]),
         .executableTarget(name: "tessera", dependencies: [
             "Checkpoints", "Sharding", "Engine", "Verification", "Tokenizer", "Scoring", "Platform",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

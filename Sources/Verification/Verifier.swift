@@ -2,6 +2,8 @@ import Checkpoints
 import Engine
 import Foundation
 import Platform
+import Scoring
+import Tokenizer
 
 /// The verdict on one tensor.
 public struct TensorComparison: Sendable, Codable {
@@ -64,7 +66,18 @@ public struct Verifier {
         ("reward_outputs", { $0.rewardOutputs.map(String.init) ?? "none" }),
     ]
 
-    public func verify(_ a: Catalogue, _ b: Catalogue, weightsOnly: Bool, probes: [[Int]]? = nil,
+    /// Conversations (NeMo-Aligner JSONL objects) to score through the scoring path, with the
+    /// tokenizer to use, instead of token probes.
+    public struct Prompts {
+        public var conversations: [JSONValue]
+        public var tokenizer: SentencePieceModel
+        public init(conversations: [JSONValue], tokenizer: SentencePieceModel) {
+            self.conversations = conversations
+            self.tokenizer = tokenizer
+        }
+    }
+
+    public func verify(_ a: Catalogue, _ b: Catalogue, weightsOnly: Bool, probes: [[Int]]? = nil, prompts: Prompts? = nil,
                        progress: (@Sendable (Int) -> Void)? = nil) throws(TesseraError) -> VerificationReport {
         var notes: [String] = []
         var configDiffs: [String] = []
@@ -99,7 +112,11 @@ public struct Verifier {
         for t in b.tensors where a.tensor(t.name) == nil { tensors.append(TensorComparison(name: t.name, status: .missingInA)) }
         var outputs: [OutputComparison] = []
         if !weightsOnly, configDiffs.isEmpty {
-            outputs = try compareOutputs(a, b, probes: probes ?? Self.defaultProbes(vocab: trueVocab ?? a.config?.paddedVocabSize ?? 2))
+            if let prompts {
+                outputs = try comparePrompts(a, b, prompts)
+            } else {
+                outputs = try compareOutputs(a, b, probes: probes ?? Self.defaultProbes(vocab: trueVocab ?? a.config?.paddedVocabSize ?? 2))
+            }
         }
         let weightsOK = tensors.allSatisfy { [.identical, .equalAfterRounding, .paddingDiffers].contains($0.status) }
         let equivalent = configDiffs.isEmpty && weightsOK && outputs.allSatisfy(\.equivalent)
@@ -196,6 +213,31 @@ public struct Verifier {
         if f.isNaN { return f }
         let b = f.bitPattern
         return Float(bitPattern: (b &+ 0x7FFF &+ ((b >> 16) & 1)) & 0xFFFF_0000)
+    }
+
+    /// Scores the conversations with both models (FP32) through the scoring path and compares
+    /// every turn's reward outputs.
+    func comparePrompts(_ a: Catalogue, _ b: Catalogue, _ prompts: Prompts) throws(TesseraError) -> [OutputComparison] {
+        var options = ScoringOptions(maxLength: a.config?.seqLength ?? 4096)
+        options.precision = .fp32
+        let sa = try Annotator(model: try Model(a, cache: cache), tokenizer: prompts.tokenizer, options: options)
+        let sb = try Annotator(model: try Model(b, cache: cache), tokenizer: prompts.tokenizer, options: options)
+        let mixed = Set(a.tensors.map(\.dtype)) != Set(b.tensors.map(\.dtype))
+        let tolerance = mixed ? 0.1 : 1e-3
+        var out: [OutputComparison] = []
+        func rewards(_ v: JSONValue) -> [[Double]] {
+            (v["conversations"]?.array ?? []).compactMap { t in
+                t["rewards"]?.array?.compactMap { x -> Double? in if case .number(let n) = x { return Double(n) } else { return nil } }
+            }
+        }
+        for conv in prompts.conversations {
+            let ra = rewards(try sa.annotate(conv).0), rb = rewards(try sb.annotate(conv).0)
+            let diff = zip(ra.joined(), rb.joined()).map { abs($0 - $1) }.max() ?? 0
+            let ok = ra.count == rb.count && diff <= tolerance
+            out.append(OutputComparison(probe: prompts.tokenizer.encode(Annotator.key(conv)).ids, rewardMaxDiff: diff,
+                                        logitsMaxDiff: nil, hiddenMaxDiff: 0, tolerance: tolerance, equivalent: ok))
+        }
+        return out
     }
 
     /// Runs both models in FP32 on the probes and compares rewards, logits (common rows) and

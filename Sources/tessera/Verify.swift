@@ -3,6 +3,7 @@ import Checkpoints
 import Foundation
 import Platform
 import Verification
+import Scoring
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -21,6 +22,12 @@ struct Verify: ParsableCommand {
     @Flag(help: "Compare weights only; skip running the model.") var weightsOnly = false
     @Option(help: "Probe token sequences instead of the defaults: ';'-separated lists of comma-separated ids.")
     var probes: String?
+    @Option(help: "NeMo-Aligner conversation JSONL to score with both models (through the scoring path) instead of token probes.")
+    var prompts: String?
+    @Option(help: "SentencePiece model for --prompts (default: A's).")
+    var tokenizer: String?
+    @Flag(help: "Compute each checkpoint in its own partitioning, as its TP ranks would (always the case: kept for scripts).")
+    var emulateTp = false
 
     func run() throws {
         var equivalent = false
@@ -35,8 +42,21 @@ struct Verify: ParsableCommand {
                     return ids
                 }
             }
+            var conversations: Verifier.Prompts?
+            if let prompts {
+                guard let content = try? String(contentsOfFile: prompts, encoding: .utf8) else { throw TesseraError(.io, "cannot read", file: prompts) }
+                var list: [JSONValue] = []
+                for (n, line) in content.split(separator: "\n").enumerated() {
+                    do throws(TesseraError) { list.append(try JSONValue.parse(String(line))) } catch {
+                        throw TesseraError(.corrupt, "line \(n + 1): \(error.message)", file: prompts)
+                    }
+                }
+                conversations = Verifier.Prompts(conversations: list, tokenizer: try loadTokenizer(tokenizer, catalogue: ca, cache: cache))
+            }
             let bar = Progress(total: ca.byteCount + cb.byteCount, label: "verify", enabled: !json)
-            let report = try Verifier(cache: cache).verify(ca, cb, weightsOnly: weightsOnly, probes: parsed) { bar.advance($0) }
+            let report = try Verifier(cache: cache).verify(ca, cb, weightsOnly: weightsOnly, probes: parsed, prompts: conversations) {
+                bar.advance($0)
+            }
             bar.finish()
             equivalent = report.equivalent
             if json {

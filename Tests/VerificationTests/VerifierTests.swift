@@ -4,6 +4,8 @@ import Platform
 import Sharding
 import Testing
 import Verification
+import Scoring
+import Tokenizer
 
 private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Fixtures").path
@@ -109,6 +111,15 @@ private func editedCopy(_ edit: (Catalogue, inout [UInt8], String) throws -> Voi
     #expect(!r.equivalent)
     #expect(r.tensors.contains { $0.name == "decoder.layers.1.self_attention.linear_qkv.weight" && $0.status == .different })
     #expect(r.outputs.contains { !$0.equivalent })
+    // Through the scoring path too.
+    let sp = try SentencePieceModel(path: fixtures + "/tiny/tokenizer/tokenizer.model")
+    let conv = try JSONValue.parse(#"{"conversations": [{"value": "Hi", "from": "User", "label": null}, {"value": "Hello!", "from": "Assistant", "label": "x"}], "mask": "User"}"#)
+    let prompts = Verifier.Prompts(conversations: [conv], tokenizer: sp)
+    let scored = try Verifier(cache: cache).verify(try open(original, cache), try open(swapped, cache), weightsOnly: false, prompts: prompts)
+    #expect(scored.outputs.count == 1)
+    #expect(!scored.outputs[0].equivalent)
+    let same = try Verifier(cache: cache).verify(try open(original, cache), try open(original, cache), weightsOnly: false, prompts: prompts)
+    #expect(same.equivalent)
 }
 
 @Test func architectureDifferencesAreReported() throws {
