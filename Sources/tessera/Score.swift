@@ -116,3 +116,49 @@ struct Score: ParsableCommand {
         }
     }
 }
+
+struct Pairwise: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Accuracy on prompt/chosen/rejected pairs with the scalar reward, counted as RewardBench does.",
+        discussion: "A pair is won when the chosen response scores strictly above the rejected one; per subset when items carry \"subset\"."
+    )
+
+    @Argument(help: "The reward-model checkpoint.") var checkpoint: String
+    @Option(help: "JSONL of {\"prompt\", \"chosen\", \"rejected\"[, \"subset\"]}.") var input: String
+    @Option(help: "SentencePiece model (default: the checkpoint's).") var tokenizer: String?
+    @Option(help: "bf16 or fp32.") var precision: Precision = .bf16
+    @Flag(help: "Print the result as JSON.") var json = false
+
+    func run() throws {
+        try runReportingErrors {
+            let cache = MappingCache()
+            let cat = try Checkpoint.open(checkpoint, cache: cache)
+            var options = ScoringOptions(maxLength: cat.config?.seqLength ?? 4096)
+            options.precision = precision
+            let annotator = try Annotator(model: try Model(cat, cache: cache),
+                                          tokenizer: try loadTokenizer(tokenizer, catalogue: cat, cache: cache), options: options)
+            guard let content = try? String(contentsOfFile: input, encoding: .utf8) else { throw TesseraError(.io, "cannot read", file: input) }
+            var items: [JSONValue] = []
+            for (n, line) in content.split(separator: "\n").enumerated() {
+                do throws(TesseraError) { items.append(try JSONValue.parse(String(line))) } catch {
+                    throw TesseraError(.corrupt, "line \(n + 1): \(error.message)", file: input)
+                }
+            }
+            let bar = Progress(total: items.count, label: "pairs", enabled: !json)
+            var last = 0
+            let r = try annotator.pairwise(items) { n in bar.advance(n - last); last = n }
+            bar.finish()
+            if json {
+                let obj = JSONValue.object([("pairs", .number("\(r.pairs)")), ("wins", .number("\(r.wins)")),
+                                            ("accuracy", .double(r.accuracy)),
+                                            ("subsets", .array(r.subsets.map { s in .object([("name", .string(s.name)),
+                                                ("pairs", .number("\(s.pairs)")), ("wins", .number("\(s.wins)")),
+                                                ("accuracy", .double(s.accuracy))]) }))])
+                print(obj.python)
+            } else {
+                for s in r.subsets { print("\(s.name.padding(toLength: 24, withPad: " ", startingAt: 0)) \(s.wins)/\(s.pairs)  \(String(format: "%.3f", s.accuracy))") }
+                print("overall".padding(toLength: 24, withPad: " ", startingAt: 0) + " \(r.wins)/\(r.pairs)  \(String(format: "%.3f", r.accuracy))")
+            }
+        }
+    }
+}

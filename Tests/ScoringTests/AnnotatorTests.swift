@@ -77,3 +77,19 @@ private let conversation = #"{"conversations": [{"value": "What is 2+2?", "from"
     let scored = try #require(out["conversations"]?.array).filter { $0["from"]?.string == "Assistant" }
     #expect(scored.allSatisfy { $0["exceeded"] == .bool(true) })
 }
+
+@Test func pairwiseCountsStrictWinsPerSubset() throws {
+    let a = try setup()
+    let same = #"{"prompt": "Hi", "chosen": "Hello!", "rejected": "Hello!", "subset": "ties"}"#
+    let r1 = try a.scalarReward(prompt: "Hi", response: "Hello!", weights: SteerLMTemplate.modelCardWeights)
+    let r2 = try a.scalarReward(prompt: "Hi", response: "Go away.", weights: SteerLMTemplate.modelCardWeights)
+    let better = r1 > r2 ? "Hello!" : "Go away.", worse = r1 > r2 ? "Go away." : "Hello!"
+    let items = [try JSONValue.parse(same),
+                 try JSONValue.parse(#"{"prompt": "Hi", "chosen": "\#(better)", "rejected": "\#(worse)", "subset": "chat"}"#),
+                 try JSONValue.parse(#"{"prompt": "Hi", "chosen": "\#(worse)", "rejected": "\#(better)", "subset": "chat"}"#)]
+    let r = try a.pairwise(items)
+    #expect(r.pairs == 3)
+    #expect(r.wins == 1)   // a tie is not a win
+    #expect(r.subsets.map(\.name) == ["ties", "chat"])
+    #expect(r.subsets[1].wins == 1 && r.subsets[1].pairs == 2)
+}
