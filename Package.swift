@@ -30,7 +30,7 @@ let package = Package(
         // Target layouts, the conversion plan and the streaming writers.
         .target(name: "Sharding", dependencies: ["Checkpoints", "TorchFormat", "Platform"]),
         // The Nemotron forward pass and the reward head, from any catalogue.
-        .target(name: "Engine", dependencies: ["Checkpoints", "Platform", "COpenBLAS"]),
+        .target(name: "Engine", dependencies: ["Checkpoints", "Platform", "COpenBLAS", "CShims"]),
         // SentencePiece models read and applied exactly as the sentencepiece library does.
         .target(name: "Tokenizer", dependencies: ["Platform"]),
         // NeMo-Aligner's attribute annotation and pairwise evaluation on one host.
@@ -46,7 +46,7 @@ let package = Package(
         .testTarget(name: "VerificationTests", dependencies: ["Verification", "Sharding", "Checkpoints", "Platform"]),
         .testTarget(name: "ScoringTests", dependencies: ["Scoring", "Engine", "Tokenizer", "Checkpoints", "Platform"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Platform"]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "Checkpoints", "Platform"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Checkpoints", "Platform", "CShims"]),
         .testTarget(name: "CLITests", dependencies: ["tessera"]),
         .testTarget(name: "ShardingTests", dependencies: ["Sharding", "Checkpoints", "Platform"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "TorchFormat", "Platform"],

@@ -153,3 +153,78 @@ void tessera_unshuffle(const uint8_t *restrict src, uint8_t *restrict dst, size_
             for (size_t i = 0; i < n; i++) dst[i * es + b] = src[b * n + i];
     }
 }
+
+#include <immintrin.h>
+
+int tessera_has_avx512bf16(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+void tessera_f32_to_bf16(const float *src, uint16_t *dst, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t b; memcpy(&b, &src[i], 4);
+        if ((b & 0x7fffffff) > 0x7f800000) { dst[i] = (uint16_t)((b >> 16) | 0x40); continue; }
+        b += 0x7fff + ((b >> 16) & 1);
+        dst[i] = (uint16_t)(b >> 16);
+    }
+}
+
+static float bf16_to_f32(uint16_t v) { uint32_t b = (uint32_t)v << 16; float f; memcpy(&f, &b, 4); return f; }
+
+static void gemm_nt_portable(const uint16_t *A, size_t lda, const uint16_t *W, size_t ldw, float *C, size_t ldc,
+                             size_t T, size_t N, size_t K, int accumulate) {
+    for (size_t t = 0; t < T; t++)
+        for (size_t n = 0; n < N; n++) {
+            float s = 0;
+            for (size_t k = 0; k < K; k++) s += bf16_to_f32(A[t * lda + k]) * bf16_to_f32(W[n * ldw + k]);
+            C[t * ldc + n] = accumulate ? C[t * ldc + n] + s : s;
+        }
+}
+
+#if defined(__x86_64__)
+/* 4 tokens x 4 weight rows per block, 32 BF16 (16 pairs) per step along K. */
+__attribute__((target("avx512f,avx512bf16")))
+static void gemm_nt_avx512bf16(const uint16_t *A, size_t lda, const uint16_t *W, size_t ldw, float *C, size_t ldc,
+                               size_t T, size_t N, size_t K, int accumulate) {
+    size_t k32 = K & ~(size_t)31;
+    size_t t = 0;
+    for (; t < T; t += 4) {
+        size_t tb = T - t < 4 ? T - t : 4;
+        for (size_t n = 0; n < N; n += 4) {
+            size_t nb = N - n < 4 ? N - n : 4;
+            __m512 acc[4][4];
+            for (size_t i = 0; i < 4; i++) for (size_t j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
+            for (size_t k = 0; k < k32; k += 32) {
+                __m512bh w[4], a[4];
+                for (size_t j = 0; j < nb; j++) w[j] = (__m512bh)_mm512_loadu_si512((const void *)(W + (n + j) * ldw + k));
+                for (size_t i = 0; i < tb; i++) a[i] = (__m512bh)_mm512_loadu_si512((const void *)(A + (t + i) * lda + k));
+                for (size_t i = 0; i < tb; i++)
+                    for (size_t j = 0; j < nb; j++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], a[i], w[j]);
+            }
+            for (size_t i = 0; i < tb; i++)
+                for (size_t j = 0; j < nb; j++) {
+                    float s = _mm512_reduce_add_ps(acc[i][j]);
+                    for (size_t k = k32; k < K; k++)
+                        s += bf16_to_f32(A[(t + i) * lda + k]) * bf16_to_f32(W[(n + j) * ldw + k]);
+                    float *c = &C[(t + i) * ldc + n + j];
+                    *c = accumulate ? *c + s : s;
+                }
+        }
+    }
+}
+#endif
+
+void tessera_bf16_gemm_nt(const uint16_t *A, size_t lda, const uint16_t *W, size_t ldw, float *C, size_t ldc,
+                          size_t T, size_t N, size_t K, int accumulate) {
+#if defined(__x86_64__)
+    static int has = -1;
+    if (has < 0) has = tessera_has_avx512bf16();
+    if (has) { gemm_nt_avx512bf16(A, lda, W, ldw, C, ldc, T, N, K, accumulate); return; }
+#endif
+    gemm_nt_portable(A, lda, W, ldw, C, ldc, T, N, K, accumulate);
+}

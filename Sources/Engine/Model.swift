@@ -1,4 +1,6 @@
 import Checkpoints
+import CShims
+import Dispatch
 import Foundation
 import Platform
 
@@ -74,6 +76,33 @@ public final class Model: @unchecked Sendable {
         // Pieces in rank order along the input dimension: the first writes, the rest add.
         let pieces = t.pieces.sorted { ($0.globalOffset[1], $0.globalOffset[0]) < ($1.globalOffset[1], $1.globalOffset[0]) }
         var written = [Bool](repeating: false, count: n)
+        if precision == .bf16, t.dtype == .bfloat16,
+           pieces.allSatisfy({ $0.encoding == .raw && $0.shape.count == 2 && $0.strides[1] == 1 }) {
+            // Zero-copy: BF16 weights straight from the mapped files through the BF16 dot-product kernel.
+            var xq = [UInt16](repeating: 0, count: x.count)
+            x.withUnsafeBufferPointer { xb in xq.withUnsafeMutableBufferPointer { tessera_f32_to_bf16(xb.baseAddress!, $0.baseAddress!, x.count) } }
+            for p in pieces {
+                let file = try weights.streamer.cache.file(p.storage.path)
+                let bytes = try file.bytes(offset: p.storage.offset, count: p.storage.count)
+                let w = UncheckedSendable(bytes.baseAddress!.assumingMemoryBound(to: UInt16.self) + p.storageOffset)
+                let rows = p.shape[0], cols = p.shape[1], row0 = p.globalOffset[0], col0 = p.globalOffset[1]
+                let accumulate = written[row0]
+                let parts = rows >= 64 ? 2 : 1
+                let ldw = p.strides[0]
+                y.withUnsafeMutableBufferPointer { yb in
+                    xq.withUnsafeBufferPointer { xb in
+                        let ys = UncheckedSendable(yb.baseAddress!), xs = UncheckedSendable(xb.baseAddress!)
+                        DispatchQueue.concurrentPerform(iterations: parts) { part in
+                            let r0 = rows * part / parts, r1 = rows * (part + 1) / parts
+                            tessera_bf16_gemm_nt(xs.value + col0, k, w.value + r0 * ldw, ldw, ys.value + row0 + r0, n,
+                                                 tokens, r1 - r0, cols, accumulate ? 1 : 0)
+                        }
+                    }
+                }
+                for r in row0..<(row0 + rows) { written[r] = true }
+            }
+            return try finishLinear(name, y, tokens: tokens, n: n, precision: precision)
+        }
         try x.withUnsafeBufferPointer { (xb) throws(TesseraError) in
             try y.withUnsafeMutableBufferPointer { (yb) throws(TesseraError) in
                 for p in pieces {
@@ -86,6 +115,12 @@ public final class Model: @unchecked Sendable {
                 }
             }
         }
+        return try finishLinear(name, y, tokens: tokens, n: n, precision: precision)
+    }
+
+    /// Adds the layer's bias, if any, and rounds to BF16 in BF16 mode.
+    func finishLinear(_ name: String, _ product: [Float], tokens: Int, n: Int, precision: Precision) throws(TesseraError) -> [Float] {
+        var y = product
         if let bias = weights.catalogue.tensor(name + ".bias") {
             let b = try weights.vector(bias.name)
             for i in 0..<tokens { for j in 0..<n { y[i * n + j] += b[j] } }
