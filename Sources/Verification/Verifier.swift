@@ -97,8 +97,9 @@ public struct Verifier {
         // Weights: digests first (one streaming pass each), element comparison only where they differ.
         let streamer = TensorStreamer(cache: cache)
         let common = a.tensors.filter { b.tensor($0.name) != nil }
-        let digestsA = try streamer.digests(common, progress: progress)
-        let digestsB = try streamer.digests(common.map { b.tensor($0.name)! }, progress: progress)
+        // One pool over both checkpoints' tensors: no barrier between A and B.
+        let all = try streamer.digests(common + common.map { b.tensor($0.name)! }, progress: progress)
+        let digestsA = Array(all[..<common.count]), digestsB = Array(all[common.count...])
         var tensors: [TensorComparison] = []
         for (i, ta) in common.enumerated() {
             let tb = b.tensor(ta.name)!
