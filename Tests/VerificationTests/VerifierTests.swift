@@ -27,8 +27,16 @@ private func open(_ rel: String, _ cache: MappingCache) throws -> Catalogue {
 /// Every pair of fixture layouts and formats of one dtype holds identical weights.
 @Test(arguments: ["bf16", "fp32"])
 func everyPairOfFixturesIsEquivalent(_ dtype: String) throws {
-    let list = fixtureList().filter { $0.dtype == dtype }.map(\.path)
+    var list = fixtureList().filter { $0.dtype == dtype }.map(\.path)
     let cache = MappingCache()
+    // And the same model as HDF5 stores, compressed and contiguous.
+    for (tp, level) in [(2, Int32(1)), (1, nil)] as [(Int, Int32?)] {
+        let h5 = NSTemporaryDirectory() + "tessera-pairs-\(UUID().uuidString).h5"
+        var layout = TargetLayout(tp: tp, pp: 1, format: .hdf5)
+        layout.compressionLevel = level
+        try Converter.convert(try open(list[0], cache), to: h5, layout: layout, force: false, cache: cache)
+        list.append(h5)
+    }
     let catalogues = try list.map { try open($0, cache) }
     for i in catalogues.indices {
         for j in catalogues.indices where j > i {
