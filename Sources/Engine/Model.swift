@@ -1,4 +1,5 @@
 import Checkpoints
+import COpenBLAS
 import CShims
 import Dispatch
 import Foundation
@@ -272,16 +273,27 @@ public final class Model: @unchecked Sendable {
         let hpg = heads / groups, width = (heads + 2 * groups) * d
         let rot = Int(Double(d) * config.rotaryPercentage)
         let useRope = config.positionEmbeddingType == "rope" && rot > 0
+        // cos/sin of every new position and rotary frequency (emb = cat(freqs, freqs)).
+        let half = max(rot / 2, 1)
+        var cosT = [Float](repeating: 1, count: T * half), sinT = [Float](repeating: 0, count: T * half)
+        if useRope {
+            for f in 0..<half {
+                let invFreq = Float(1.0 / pow(config.rotaryBase, Double(2 * f) / Double(rot)))
+                for t in 0..<T {
+                    let angle = Float(start + t) * invFreq
+                    cosT[t * half + f] = cos(angle)
+                    sinT[t * half + f] = sin(angle)
+                }
+            }
+        }
         func rope(_ v: inout ArraySlice<Float>, pos: Int) {
             guard useRope else { return }
-            let half = rot / 2, base = v.startIndex
+            let base = v.startIndex, t = pos - start
             var out = [Float](repeating: 0, count: rot)
             for i in 0..<rot {
                 let f = i % half
-                let invFreq = Float(1.0 / pow(config.rotaryBase, Double(2 * f) / Double(rot)))
-                let angle = Float(pos) * invFreq
                 let rotated = i < half ? -v[base + i + half] : v[base + i - half]
-                out[i] = v[base + i] * cos(angle) + rotated * sin(angle)
+                out[i] = v[base + i] * cosT[t * half + f] + rotated * sinT[t * half + f]
             }
             for i in 0..<rot { v[base + i] = precision == .bf16 ? Kernels.bf16(out[i]) : out[i] }
         }
@@ -308,29 +320,38 @@ public final class Model: @unchecked Sendable {
                 values.replaceSubrange(at..<(at + d), with: qkv[(base + (hpg + 1) * d)..<(base + (hpg + 2) * d)])
             }
         }
+        // Per head: scores = Q K^T (one GEMM), causal softmax, context = P V (one GEMM).
         let scale = 1 / Float(d).squareRoot()
         var ctx = [Float](repeating: 0, count: T * heads * d)
-        var scores = [Float](repeating: 0, count: total)
-        for head in 0..<heads {
-            let g = head / hpg
-            for t in 0..<T {
-                let qBase = (t * heads + head) * d
-                let visible = start + t
-                var m = -Float.infinity
-                for s in 0...visible {
-                    let kBase = (s * groups + g) * d
-                    var dot: Float = 0
-                    for i in 0..<d { dot += q[qBase + i] * keys[kBase + i] }
-                    scores[s] = dot * scale
-                    m = max(m, scores[s])
-                }
-                var sum: Float = 0
-                for s in 0...visible { scores[s] = exp(scores[s] - m); sum += scores[s] }
-                for s in 0...visible {
-                    var p = scores[s] / sum
-                    if precision == .bf16 { p = Kernels.bf16(p) }
-                    let vBase = (s * groups + g) * d
-                    for i in 0..<d { ctx[qBase + i] += p * values[vBase + i] }
+        var scores = [Float](repeating: 0, count: T * total)
+        q.withUnsafeBufferPointer { qb in
+            keys.withUnsafeBufferPointer { kb in
+                values.withUnsafeBufferPointer { vb in
+                    ctx.withUnsafeMutableBufferPointer { cb in
+                        scores.withUnsafeMutableBufferPointer { sb in
+                            let sp = sb.baseAddress!
+                            for head in 0..<heads {
+                                let g = head / hpg
+                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(total), Int32(d), scale,
+                                            qb.baseAddress! + head * d, Int32(heads * d), kb.baseAddress! + g * d, Int32(groups * d),
+                                            0, sp, Int32(total))
+                                for t in 0..<T {
+                                    let row = sp + t * total
+                                    let visible = start + t
+                                    var m = -Float.infinity
+                                    for s in 0...visible { m = max(m, row[s]) }
+                                    var sum: Float = 0
+                                    for s in 0...visible { row[s] = exp(row[s] - m); sum += row[s] }
+                                    let inv = 1 / sum
+                                    for s in 0...visible { row[s] = precision == .bf16 ? Kernels.bf16(row[s] * inv) : row[s] * inv }
+                                    if visible + 1 < total { for s in (visible + 1)..<total { row[s] = 0 } }
+                                }
+                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(d), Int32(total), 1,
+                                            sp, Int32(total), vb.baseAddress! + g * d, Int32(groups * d),
+                                            0, cb.baseAddress! + head * d, Int32(heads * d))
+                            }
+                        }
+                    }
                 }
             }
         }
