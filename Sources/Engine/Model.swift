@@ -43,6 +43,9 @@ public final class Model: @unchecked Sendable {
     let weights: WeightReader
     let hasRewardHead: Bool
     let hasOutputLayer: Bool
+    /// Drop each layer's mapped weight pages once used, so resident memory stays about one
+    /// layer whatever the model's size (the pages stay in the page cache).
+    public var releaseWeights = true
     /// Scratch for one block of converted weights.
     private let block: UnsafeMutablePointer<Float>
     private let blockCapacity: Int
@@ -101,6 +104,7 @@ public final class Model: @unchecked Sendable {
                     }
                 }
                 for r in row0..<(row0 + rows) { written[r] = true }
+                if releaseWeights { file.release(p.storage.offset..<(p.storage.offset + p.storage.count)) }
             }
             return try finishLinear(name, y, tokens: tokens, n: n, precision: precision)
         }
