@@ -48,5 +48,31 @@ def main():
     print(f"wrote {OUT}: {len(texts)} strings, sentencepiece {spm.__version__}")
 
 
+def nfkc():
+    """A small BPE model with the nmt_nfkc normaliser (precompiled character map) and 2,000
+    golden strings: Tests/Fixtures/tiny/tokenizer/nfkc.model and nfkc-golden.jsonl."""
+    import tempfile
+    rng = random.Random(7)
+    words = ["the", "model", "café", "ﬁne", "Ｆｕｌｌｗｉｄｔｈ", "①", "㌀", "x²", "½", "Å", "e\u0301", "über", "日本語",
+             "한국어", "  spaces  ", "tab\there", "ｶﾀｶﾅ", "™", "…", "“quotes”", "naïve", "Straße", "ǅ", "Ⅻ", "\u00a0nbsp",
+             "\u3000ideo"]
+    work = tempfile.mkdtemp()
+    corpus = os.path.join(work, "corpus.txt")
+    with open(corpus, "w") as f:
+        f.write("\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(3, 12))) for _ in range(3000)))
+    prefix = os.path.join(ROOT, "Tests/Fixtures/tiny/tokenizer/nfkc")
+    spm.SentencePieceTrainer.train(input=corpus, model_prefix=prefix, vocab_size=400, model_type="bpe", byte_fallback=True,
+                                   user_defined_symbols=["<extra_id_0>", "<extra_id_1>", "<extra_id_2>"],
+                                   normalization_rule_name="nmt_nfkc", character_coverage=1.0, minloglevel=2)
+    os.remove(prefix + ".vocab")
+    sp = spm.SentencePieceProcessor(model_file=prefix + ".model")
+    allw = words + ["<extra_id_1>User", "A\u030a", "ｱｲｳ", "ＡＢＣ１２３", "\u2028", "fi ﬂ ﬃ", "１２３４５"]
+    with open(os.path.join(ROOT, "Tests/Fixtures/tiny/tokenizer/nfkc-golden.jsonl"), "w") as f:
+        for _ in range(2000):
+            t = rng.choice([" ", "", "\n", "  "]).join(rng.choice(allw) for _ in range(rng.randint(0, 8)))
+            f.write(json.dumps({"text": t, "ids": sp.encode(t)}, ensure_ascii=False) + "\n")
+
+
 if __name__ == "__main__":
     main()
+    nfkc()

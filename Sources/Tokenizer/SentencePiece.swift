@@ -21,6 +21,10 @@ public struct SentencePieceModel: Sendable {
     public private(set) var unkID = 0
     public private(set) var normalizerName = "nmt_nfkc"
     public private(set) var hasCharsMap = false
+    /// The precompiled character map: a double-array trie of source strings and the blob of
+    /// their replacements (`nmt_nfkc` and friends).
+    private var trie: [UInt32] = []
+    private var replacements: [UInt8] = []
     public private(set) var addDummyPrefix = true
     public private(set) var removeExtraWhitespaces = true
     public private(set) var escapeWhitespaces = true
@@ -47,10 +51,6 @@ public struct SentencePieceModel: Sendable {
             }
         }
         guard !pieces.isEmpty else { throw TesseraError(.corrupt, "not a SentencePiece model (no pieces)", file: file) }
-        guard normalizerName == "identity" || !hasCharsMap else {
-            throw TesseraError(.unsupported,
-                "normaliser '\(normalizerName)' with a precompiled character map is not supported yet (identity is)", file: file)
-        }
         for (i, p) in pieces.enumerated() {
             switch p.type {
             case .normal, .userDefined, .unused: normalIDs[Array(p.text.utf8)] = normalIDs[Array(p.text.utf8)] ?? i
@@ -102,13 +102,49 @@ public struct SentencePieceModel: Sendable {
         while let (field, wire) = try r.next() {
             switch (field, wire) {
             case (1, 2): normalizerName = String(decoding: try r.message(), as: UTF8.self)
-            case (2, 2): hasCharsMap = !(try r.message()).isEmpty
+            case (2, 2):
+                let blob = try r.message()
+                hasCharsMap = !blob.isEmpty
+                if hasCharsMap { try readCharsMap(Array(blob)) }
             case (3, 0): addDummyPrefix = try r.varint() != 0
             case (4, 0): removeExtraWhitespaces = try r.varint() != 0
             case (5, 0): escapeWhitespaces = try r.varint() != 0
             default: try r.skip(wire)
             }
         }
+    }
+
+    /// `[u32 trie size][trie units][replacement strings]`, as `Normalizer` decodes it.
+    private mutating func readCharsMap(_ blob: [UInt8]) throws(TesseraError) {
+        guard blob.count >= 4 else { throw TesseraError(.corrupt, "precompiled character map too short") }
+        let size = Int(blob[0]) | Int(blob[1]) << 8 | Int(blob[2]) << 16 | Int(blob[3]) << 24
+        guard size % 4 == 0, 4 + size <= blob.count else { throw TesseraError(.corrupt, "precompiled character map is damaged") }
+        trie = stride(from: 4, to: 4 + size, by: 4).map { i in
+            UInt32(blob[i]) | UInt32(blob[i + 1]) << 8 | UInt32(blob[i + 2]) << 16 | UInt32(blob[i + 3]) << 24
+        }
+        replacements = Array(blob[(4 + size)...])
+    }
+
+    /// The longest rule of the character map matching the start of `s`: its length and replacement.
+    private func charsMapMatch(_ s: ArraySlice<UInt8>) -> (Int, ArraySlice<UInt8>)? {
+        guard !trie.isEmpty else { return nil }
+        // Darts-clone double array: offset/label/leaf/value packed in each 32-bit unit.
+        func offset(_ u: UInt32) -> Int { Int((u >> 10) << ((u & (1 << 9)) >> 6)) }
+        func label(_ u: UInt32) -> UInt32 { u & ((1 << 31) | 0xFF) }
+        func hasLeaf(_ u: UInt32) -> Bool { (u >> 8) & 1 == 1 }
+        var node = offset(trie[0])
+        var best: (Int, Int)?
+        for (i, b) in s.enumerated() {
+            node ^= Int(b)
+            guard node < trie.count else { break }
+            let u = trie[node]
+            guard label(u) == UInt32(b) else { break }
+            node ^= offset(u)
+            if hasLeaf(u), node < trie.count { best = (i + 1, Int(trie[node] & ((1 << 31) - 1))) }
+        }
+        guard let (length, value) = best, value < replacements.count else { return nil }
+        let end = replacements[value...].firstIndex(of: 0) ?? replacements.count
+        return (length, replacements[value..<end])
     }
 
     /// Vocabulary size.
@@ -142,7 +178,17 @@ public struct SentencePieceModel: Sendable {
         if input.isEmpty { return [] }
         // Invalid UTF-8 becomes U+FFFD, as the library does.
         var out: [UInt8] = []
-        if removeExtraWhitespaces { while input.first == 0x20 { input.removeFirst() } }
+        if removeExtraWhitespaces {
+            // Leading input that normalises to spaces is dropped.
+            while !input.isEmpty {
+                if input.first == 0x20 { input.removeFirst(); continue }
+                if userSymbol(at: input) == nil, let (n, r) = charsMapMatch(input), r.allSatisfy({ $0 == 0x20 }) {
+                    input.removeFirst(n)
+                    continue
+                }
+                break
+            }
+        }
         if input.isEmpty { return [] }
         if !treatWhitespaceAsSuffix && addDummyPrefix { out += escapeWhitespaces ? Self.space : [0x20] }
         var prevSpace = removeExtraWhitespaces
@@ -152,6 +198,9 @@ public struct SentencePieceModel: Sendable {
             if let u = userSymbol(at: input) {
                 n = u
                 piece = input.prefix(u)
+            } else if let (length, replacement) = charsMapMatch(input) {
+                n = length
+                piece = replacement
             } else {
                 n = Self.charLength(input)
                 piece = input.prefix(n)

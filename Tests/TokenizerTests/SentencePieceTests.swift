@@ -48,3 +48,20 @@ private func model() throws -> SentencePieceModel {
     #expect(throws: TesseraError.self) { _ = try SentencePieceModel(bytes: [0x0A, 0x40, 0x01], file: "bad.model") }
     #expect(throws: TesseraError.self) { _ = try SentencePieceModel(bytes: [], file: "empty.model") }
 }
+
+/// A BPE model with the nmt_nfkc normaliser (precompiled character map) gives the library's ids.
+@Test func nfkcNormaliserMatchesTheSentencePieceLibrary() throws {
+    let sp = try SentencePieceModel(path: tokenizerDir + "/nfkc.model")
+    #expect(sp.normalizerName == "nmt_nfkc")
+    let text = try String(contentsOfFile: tokenizerDir + "/nfkc-golden.jsonl", encoding: .utf8)
+    var checked = 0, mismatches: [String] = []
+    for line in text.split(separator: "\n") {
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        let input = try #require(obj["text"] as? String), expected = try #require(obj["ids"] as? [Int])
+        let got = sp.encode(input).ids
+        if got != expected && mismatches.count < 5 { mismatches.append("\(input.debugDescription): \(got) vs \(expected)") }
+        checked += 1
+    }
+    #expect(checked == 2000)
+    #expect(mismatches.isEmpty, "\(mismatches.joined(separator: "\n"))")
+}
