@@ -155,74 +155,116 @@ public final class Model: @unchecked Sendable {
         return out
     }
 
+    /// One sequence of a batch: new tokens placed after the first `pastCount` positions of
+    /// `past` (its keys and values), or at position 0.
+    public struct Segment: Sendable {
+        public var ids: [Int]
+        public var past: KVCache?
+        public var pastCount: Int
+        public init(ids: [Int], past: KVCache? = nil, pastCount: Int = 0) {
+            self.ids = ids
+            self.past = past
+            self.pastCount = pastCount
+        }
+    }
+
     /// Runs the model on one token sequence (no BOS/EOS added).
     public func forward(tokens ids: [Int], precision: Precision = .bf16) throws(TesseraError) -> ForwardResult {
-        let (final, _) = try run(ids, past: nil, pastCount: 0, keepCache: false, precision: precision)
-        return try heads(final, tokens: ids.count, precision: precision)
+        try forward(batch: [Segment(ids: ids)], precision: precision)[0]
+    }
+
+    /// Runs several sequences together: their tokens share every linear layer's GEMMs (no
+    /// padding), attention stays within each sequence. Outputs are at each one's last token.
+    public func forward(batch: [Segment], precision: Precision = .bf16) throws(TesseraError) -> [ForwardResult] {
+        let (finals, _) = try run(batch, keepCache: false, precision: precision)
+        return try heads(finals, precision: precision)
     }
 
     /// Runs `ids` and returns the keys and values of every position, for ``forward(next:after:prefix:precision:)``.
     public func prefill(tokens ids: [Int], precision: Precision = .bf16) throws(TesseraError) -> KVCache {
-        try run(ids, past: nil, pastCount: 0, keepCache: true, precision: precision).1!
+        try prefill(batch: [ids], precision: precision)[0]
+    }
+
+    /// Prefills several sequences together.
+    public func prefill(batch: [[Int]], precision: Precision = .bf16) throws(TesseraError) -> [KVCache] {
+        try run(batch.map { Segment(ids: $0) }, keepCache: true, precision: precision).1.map { $0! }
     }
 
     /// The outputs at token `id` placed right after the first `prefix` positions of `cache`
     /// (the result equals a full forward over those positions plus `id`).
     public func forward(next id: Int, after cache: KVCache, prefix: Int, precision: Precision = .bf16) throws(TesseraError) -> ForwardResult {
-        guard prefix <= cache.count else { throw TesseraError(.invalidArgument, "prefix \(prefix) is longer than the cache (\(cache.count))") }
-        let (final, _) = try run([id], past: cache, pastCount: prefix, keepCache: false, precision: precision)
-        return try heads(final, tokens: 1, precision: precision)
+        try forward(batch: [Segment(ids: [id], past: cache, pastCount: prefix)], precision: precision)[0]
     }
 
-    func heads(_ final: [Float], tokens T: Int, precision: Precision) throws(TesseraError) -> ForwardResult {
+    /// Output layer and reward head at each segment's last position, all segments in one GEMM.
+    func heads(_ finals: [[Float]], precision: Precision) throws(TesseraError) -> [ForwardResult] {
         let h = config.hiddenSize
-        let last = Array(final[((T - 1) * h)..<(T * h)])
-        var result = ForwardResult(hidden: last, logits: nil, reward: nil)
+        let lasts = finals.map { Array($0.suffix(h)) }
+        let stacked = Array(lasts.joined())
+        var logits: [Float]?, rewards: [Float]?
         if hasOutputLayer {
             let name = weights.catalogue.tensor("output_layer.weight") != nil ? "output_layer" : "embedding.word_embeddings"
-            result.logits = try linear(name, last, tokens: 1, k: h, precision: precision)
+            logits = try linear(name, stacked, tokens: lasts.count, k: h, precision: precision)
         }
-        if hasRewardHead {
-            result.reward = try linear("rm_head", last, tokens: 1, k: h, precision: precision)
+        if hasRewardHead { rewards = try linear("rm_head", stacked, tokens: lasts.count, k: h, precision: precision) }
+        return lasts.enumerated().map { i, last in
+            ForwardResult(hidden: last,
+                          logits: logits.map { l in let n = l.count / lasts.count; return Array(l[(i * n)..<((i + 1) * n)]) },
+                          reward: rewards.map { r in let n = r.count / lasts.count; return Array(r[(i * n)..<((i + 1) * n)]) })
         }
-        return result
     }
 
-    /// The decoder over `ids` at positions `pastCount...`, attending to the first `pastCount`
-    /// positions of `past`; returns the final-norm output of every new position.
-    func run(_ ids: [Int], past: KVCache?, pastCount: Int, keepCache: Bool, precision: Precision) throws(TesseraError) -> ([Float], KVCache?) {
-        guard !ids.isEmpty else { throw TesseraError(.invalidArgument, "no tokens to run") }
-        let h = config.hiddenSize, T = ids.count
+    /// The decoder over a batch of segments; returns each segment's final-norm output (its
+    /// tokens x hidden) and, with `keepCache`, the keys and values of all its positions.
+    func run(_ segments: [Segment], keepCache: Bool, precision: Precision) throws(TesseraError) -> ([[Float]], [KVCache?]) {
+        guard !segments.isEmpty, segments.allSatisfy({ !$0.ids.isEmpty }) else { throw TesseraError(.invalidArgument, "no tokens to run") }
+        for s in segments where s.pastCount > (s.past?.count ?? 0) {
+            throw TesseraError(.invalidArgument, "prefix \(s.pastCount) is longer than the cache (\(s.past?.count ?? 0))")
+        }
+        let h = config.hiddenSize
+        let counts = segments.map(\.ids.count)
+        let starts = counts.reduce(into: [0]) { $0.append($0.last! + $1) }
+        let T = starts.last!
         let emb = try weights.tensor("embedding.word_embeddings.weight")
         var x = [Float](repeating: 0, count: T * h)
-        for (i, id) in ids.enumerated() {
-            guard id >= 0, id < emb.shape[0] else {
-                throw TesseraError(.invalidArgument, "token id \(id) is outside the vocabulary (\(emb.shape[0]) rows)")
+        let pos = weights.catalogue.tensor("embedding.position_embeddings.weight")
+        for (si, seg) in segments.enumerated() {
+            for (i, id) in seg.ids.enumerated() {
+                guard id >= 0, id < emb.shape[0] else {
+                    throw TesseraError(.invalidArgument, "token id \(id) is outside the vocabulary (\(emb.shape[0]) rows)")
+                }
+                try x.withUnsafeMutableBufferPointer { (b) throws(TesseraError) in
+                    try weights.read(emb, region: Box(offset: [id, 0], shape: [1, h]), into: b.baseAddress! + (starts[si] + i) * h)
+                }
             }
-            try x.withUnsafeMutableBufferPointer { (b) throws(TesseraError) in
-                try weights.read(emb, region: Box(offset: [id, 0], shape: [1, h]), into: b.baseAddress! + i * h)
+            if let pos {
+                var p = [Float](repeating: 0, count: seg.ids.count * h)
+                try p.withUnsafeMutableBufferPointer { (b) throws(TesseraError) in
+                    try weights.read(pos, region: Box(offset: [seg.pastCount, 0], shape: [seg.ids.count, h]), into: b.baseAddress!)
+                }
+                for i in 0..<p.count { x[starts[si] * h + i] += p[i] }
             }
-        }
-        if let pos = weights.catalogue.tensor("embedding.position_embeddings.weight") {
-            var p = [Float](repeating: 0, count: T * h)
-            try p.withUnsafeMutableBufferPointer { (b) throws(TesseraError) in
-                try weights.read(pos, region: Box(offset: [pastCount, 0], shape: [T, h]), into: b.baseAddress!)
-            }
-            for i in 0..<x.count { x[i] += p[i] }
         }
         if precision == .bf16 { x.withUnsafeMutableBufferPointer { Kernels.roundToBF16($0.baseAddress!, $0.count) } }
-        var cache = keepCache ? KVCache(keys: [], values: [], count: pastCount + T) : nil
+        var caches: [KVCache?] = segments.map { keepCache ? KVCache(keys: [], values: [], count: $0.pastCount + $0.ids.count) : nil }
+        let kvWidth = config.numQueryGroups * config.kvChannels
+        let qkvWidth = (config.numAttentionHeads + 2 * config.numQueryGroups) * config.kvChannels
+        let ctxWidth = config.numAttentionHeads * config.kvChannels
         for layer in 0..<config.numLayers {
             let p = "decoder.layers.\(layer)."
             let a = try norm(weight: p + "self_attention.linear_qkv.layer_norm_weight",
                              bias: p + "self_attention.linear_qkv.layer_norm_bias", x, tokens: T, precision: precision)
             let qkv = try linear(p + "self_attention.linear_qkv", a, tokens: T, k: h, precision: precision)
-            let pastKV = past.map { (Array($0.keys[layer].prefix(pastCount * config.numQueryGroups * config.kvChannels)),
-                                     Array($0.values[layer].prefix(pastCount * config.numQueryGroups * config.kvChannels))) }
-            let (ctx, keys, values) = attention(qkv, tokens: T, start: pastCount, past: pastKV, precision: precision)
-            if keepCache { cache!.keys.append(keys); cache!.values.append(values) }
-            let proj = try linear(p + "self_attention.linear_proj", ctx, tokens: T,
-                                  k: config.numAttentionHeads * config.kvChannels, precision: precision)
+            var ctx = [Float](repeating: 0, count: T * ctxWidth)
+            for (si, seg) in segments.enumerated() {
+                let pastKV = seg.past.map { (Array($0.keys[layer].prefix(seg.pastCount * kvWidth)),
+                                             Array($0.values[layer].prefix(seg.pastCount * kvWidth))) }
+                let rows = qkv[(starts[si] * qkvWidth)..<(starts[si + 1] * qkvWidth)]
+                let (c, keys, values) = attention(Array(rows), tokens: counts[si], start: seg.pastCount, past: pastKV, precision: precision)
+                ctx.replaceSubrange((starts[si] * ctxWidth)..<(starts[si + 1] * ctxWidth), with: c)
+                if keepCache { caches[si]!.keys.append(keys); caches[si]!.values.append(values) }
+            }
+            let proj = try linear(p + "self_attention.linear_proj", ctx, tokens: T, k: ctxWidth, precision: precision)
             x = add(x, proj, precision)
             let m = try norm(weight: p + "mlp.linear_fc1.layer_norm_weight", bias: p + "mlp.linear_fc1.layer_norm_bias",
                              x, tokens: T, precision: precision)
@@ -233,7 +275,7 @@ public final class Model: @unchecked Sendable {
         }
         let final = try norm(weight: "decoder.final_layernorm.weight", bias: "decoder.final_layernorm.bias", x, tokens: T,
                              precision: precision)
-        return (final, cache)
+        return (segments.indices.map { Array(final[(starts[$0] * h)..<(starts[$0 + 1] * h)]) }, caches)
     }
 
     func add(_ a: [Float], _ b: [Float], _ precision: Precision) -> [Float] {

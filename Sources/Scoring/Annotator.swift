@@ -67,57 +67,79 @@ public struct Annotator {
     /// Scores one conversation object; returns it with labels (and raw scores) filled in,
     /// and the number of tokens run.
     public func annotate(_ obj: JSONValue) throws(TesseraError) -> (JSONValue, Int) {
-        guard var turns = obj["conversations"]?.array else {
-            throw TesseraError(.corrupt, "expected a 'conversations' list")
-        }
-        let user = obj["mask"]?.string ?? "User"
-        var text = SteerLMTemplate.system(SteerLMTemplate.systemPrompt)
-        var prefixes: [(turn: Int, text: String)] = []
-        for (i, t) in turns.enumerated() {
-            let value = t["value"]?.string ?? ""
-            text += t["from"]?.string == user ? SteerLMTemplate.user(value) : SteerLMTemplate.assistant(value)
-            if let label = t["label"], !label.isNull { prefixes.append((i, text)) }
-        }
-        guard let longest = prefixes.last else { return (obj, 0) }
-        // One prefill of the longest conversation serves every turn whose tokens are a prefix of it.
-        let full = tokenizer.encode(longest.text).ids
-        var cache: KVCache?
-        var tokensRun = 0
-        if full.count < options.maxLength {
-            cache = try model.prefill(tokens: full, precision: options.precision)
-            tokensRun += full.count
-        }
-        for (turn, prefix) in prefixes {
-            let ids = tokenizer.encode(prefix).ids
-            let withLabel = tokenizer.encode(prefix + SteerLMTemplate.labelPrefix).ids
-            var result: ForwardResult
-            var exceeded = false
-            if let cache, withLabel == ids + [labelID], Array(full.prefix(ids.count)) == ids {
-                result = try model.forward(next: labelID, after: cache, prefix: ids.count, precision: options.precision)
-                tokensRun += 1
-            } else {
-                var run = withLabel
-                if run.count > options.maxLength {
-                    exceeded = true
-                    run = options.keepEnd ? Array(run.suffix(options.maxLength)) : Array(run.prefix(options.maxLength))
-                }
-                result = try model.forward(tokens: run, precision: options.precision)
-                tokensRun += run.count
+        let (out, tokens) = try annotate(batch: [obj])
+        return (out[0], tokens)
+    }
+
+    /// Scores several conversations together: one batched prefill of every conversation, then
+    /// one batched step for every scored turn of all of them.
+    public func annotate(batch objs: [JSONValue]) throws(TesseraError) -> ([JSONValue], Int) {
+        struct Job { var conv: Int; var turn: Int; var ids: [Int]; var withLabel: [Int] }
+        var jobs: [Job] = []
+        var fulls: [[Int]] = []
+        var convTurns: [[JSONValue]] = []
+        for (c, obj) in objs.enumerated() {
+            guard let turns = obj["conversations"]?.array else {
+                throw TesseraError(.corrupt, "expected a 'conversations' list")
             }
-            guard let rewards = result.reward else {
+            convTurns.append(turns)
+            let user = obj["mask"]?.string ?? "User"
+            var text = SteerLMTemplate.system(SteerLMTemplate.systemPrompt)
+            var last = ""
+            for (i, t) in turns.enumerated() {
+                let value = t["value"]?.string ?? ""
+                text += t["from"]?.string == user ? SteerLMTemplate.user(value) : SteerLMTemplate.assistant(value)
+                if let label = t["label"], !label.isNull {
+                    jobs.append(Job(conv: c, turn: i, ids: tokenizer.encode(text).ids,
+                                    withLabel: tokenizer.encode(text + SteerLMTemplate.labelPrefix).ids))
+                    last = text
+                }
+            }
+            fulls.append(last.isEmpty ? [] : tokenizer.encode(last).ids)
+        }
+        var tokensRun = 0
+        // One prefill per conversation whose longest scored prefix fits.
+        let prefilled = fulls.indices.filter { !fulls[$0].isEmpty && fulls[$0].count < options.maxLength }
+        var caches: [Int: KVCache] = [:]
+        if !prefilled.isEmpty {
+            let kv = try model.prefill(batch: prefilled.map { fulls[$0] }, precision: options.precision)
+            for (c, cache) in zip(prefilled, kv) { caches[c] = cache }
+            tokensRun += prefilled.reduce(0) { $0 + fulls[$1].count }
+        }
+        var segments: [Model.Segment] = []
+        var exceeded: [Bool] = []
+        for job in jobs {
+            if let cache = caches[job.conv], job.withLabel == job.ids + [labelID], Array(fulls[job.conv].prefix(job.ids.count)) == job.ids {
+                segments.append(Model.Segment(ids: [labelID], past: cache, pastCount: job.ids.count))
+                exceeded.append(false)
+            } else {
+                var run = job.withLabel
+                let over = run.count > options.maxLength
+                if over { run = options.keepEnd ? Array(run.suffix(options.maxLength)) : Array(run.prefix(options.maxLength)) }
+                segments.append(Model.Segment(ids: run))
+                exceeded.append(over)
+            }
+        }
+        tokensRun += segments.reduce(0) { $0 + $1.ids.count }
+        let results = segments.isEmpty ? [] : try model.forward(batch: segments, precision: options.precision)
+        for (k, job) in jobs.enumerated() {
+            guard let rewards = results[k].reward else {
                 throw TesseraError(.unsupported, "the model has no reward head (rm_head)")
             }
-            var t = turns[turn]
+            var t = convTurns[job.conv][job.turn]
             t.set("label", .string(SteerLMTemplate.label(rewards)))
             t.set("rewards", .array(rewards.map { .double(Double($0)) }))
             if let w = options.scalarWeights {
                 t.set("reward", .double(zip(w, rewards).reduce(0) { $0 + $1.0 * Double($1.1) }))
             }
-            if exceeded { t.set("exceeded", .bool(true)) }
-            turns[turn] = t
+            if exceeded[k] { t.set("exceeded", .bool(true)) }
+            convTurns[job.conv][job.turn] = t
         }
-        var out = obj
-        out.set("conversations", .array(turns))
+        let out = objs.enumerated().map { c, obj -> JSONValue in
+            var o = obj
+            o.set("conversations", .array(convTurns[c]))
+            return o
+        }
         return (out, tokensRun)
     }
 }

@@ -68,9 +68,9 @@ public struct Verifier {
 
     /// Conversations (NeMo-Aligner JSONL objects) to score through the scoring path, with the
     /// tokenizer to use, instead of token probes.
-    public struct Prompts {
-        public var conversations: [JSONValue]
-        public var tokenizer: SentencePieceModel
+    public final class Prompts: Sendable {
+        public let conversations: [JSONValue]
+        public let tokenizer: SentencePieceModel
         public init(conversations: [JSONValue], tokenizer: SentencePieceModel) {
             self.conversations = conversations
             self.tokenizer = tokenizer

@@ -74,6 +74,7 @@ struct Score: ParsableCommand {
     @Option(help: "Maximum tokens per scored string (default: the model's sequence length).") var maxLength: Int?
     @Flag(help: "Keep the end of over-long conversations (NeMo-Aligner keeps the start).") var keepEnd = false
     @Flag(help: "Add the model card's scalar reward (weights 0,0,0,0,0.3,0.74,0.46,0.47,-0.33) as \"reward\".") var scalar = false
+    @Option(help: "Conversations run together (their tokens share every GEMM; no padding).") var batch = 8
 
     func run() throws {
         try runReportingErrors {
@@ -99,17 +100,27 @@ struct Score: ParsableCommand {
             let bar = Progress(total: lines.count, label: "score", enabled: true)
             var tokens = 0, written = 0, skipped = 0
             let start = Date()
+            var pending: [(line: Int, obj: JSONValue)] = []
+            func flushBatch() throws(TesseraError) {
+                guard !pending.isEmpty else { return }
+                let (scored, t): ([JSONValue], Int)
+                do throws(TesseraError) { (scored, t) = try annotator.annotate(batch: pending.map(\.obj)) } catch {
+                    throw error.inFile("\(input):\(pending[0].line + 1)-\(pending.last!.line + 1)")
+                }
+                for s in scored { out.write(Data((s.python + "\n").utf8)) }
+                tokens += t
+                written += scored.count
+                bar.advance(scored.count)
+                pending.removeAll()
+            }
             for (n, line) in lines.enumerated() {
                 let obj: JSONValue
                 do throws(TesseraError) { obj = try JSONValue.parse(line) } catch { throw TesseraError(.corrupt, "line \(n + 1): \(error.message)", file: input) }
                 if done.contains(Annotator.key(obj)) { skipped += 1; bar.advance(1); continue }
-                let (scored, t): (JSONValue, Int)
-                do throws(TesseraError) { (scored, t) = try annotator.annotate(obj) } catch { throw error.inFile("\(input):\(n + 1)") }
-                out.write(Data((scored.python + "\n").utf8))
-                tokens += t
-                written += 1
-                bar.advance(1)
+                pending.append((n, obj))
+                if pending.count >= max(batch, 1) { try flushBatch() }
             }
+            try flushBatch()
             bar.finish()
             let secs = Date().timeIntervalSince(start)
             FileHandle.standardError.write(Data("scored \(written) conversations (\(skipped) already in the output), \(tokens) tokens in \(String(format: "%.2f", secs)) s\n".utf8))

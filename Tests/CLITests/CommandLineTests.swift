@@ -103,3 +103,23 @@ private func startStalledConversion(to name: String, tp: Int, pp: Int) throws ->
         #expect(name.hasPrefix(".") && name.contains("tessera-partial"))
     }
 }
+
+@Test func scoreWritesLabelsAndResumes() throws {
+    let dir = NSTemporaryDirectory() + "tessera-score-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let input = dir + "/in.jsonl", output = dir + "/out.jsonl"
+    try (#"{"conversations": [{"value": "Hi", "from": "User", "label": null}, {"value": "Hello!", "from": "Assistant", "label": "x"}], "mask": "User"}"# + "\n"
+         + #"{"conversations": [{"value": "Bye", "from": "User", "label": null}, {"value": "Goodbye.", "from": "Assistant", "label": "y"}], "mask": "User"}"# + "\n")
+        .write(toFile: input, atomically: true, encoding: .utf8)
+    let ckpt = fixtures + "/tiny/nemo/legacy_tp2pp2_bf16_te_bytesio.nemo"
+    let r = try run(["score", ckpt, "--input", input, "--output", output])
+    #expect(r.status == 0)
+    let lines = try String(contentsOfFile: output, encoding: .utf8).split(separator: "\n")
+    #expect(lines.count == 2)
+    #expect(lines.allSatisfy { $0.contains("\"label\": \"quality:") && $0.contains("\"rewards\": [") })
+    // Running again resumes: nothing is scored twice.
+    let again = try run(["score", ckpt, "--input", input, "--output", output])
+    #expect(again.status == 0)
+    #expect(try String(contentsOfFile: output, encoding: .utf8).split(separator: "\n").count == 2)
+    #expect(again.stderr.contains("2 already in the output"))
+}

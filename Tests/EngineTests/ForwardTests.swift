@@ -88,3 +88,18 @@ func forwardMatchesMegatronCore(_ rel: String) throws {
         #expect(maxDiff(step.hidden, full.hidden.map(Double.init)) < 1e-5)
     }
 }
+
+/// Sequences of different lengths run together give what each gives alone (no padding).
+@Test func batchesOfDifferentLengthsEqualSingleRuns() throws {
+    let ref = try #require(Reference.shared)
+    let rel = try #require(fixtureList().first { $0.dtype == "fp32" }?.path)
+    let cache = MappingCache()
+    let model = try Model(try Checkpoint.open(fixtures + "/" + rel, cache: cache), cache: cache)
+    let seqs = [ref.ids[3], ref.ids[0], ref.ids[1]]
+    let together = try model.forward(batch: seqs.map { Model.Segment(ids: $0) }, precision: .fp32)
+    for (seq, r) in zip(seqs, together) {
+        let alone = try model.forward(tokens: seq, precision: .fp32)
+        #expect(maxDiff(r.reward!, alone.reward!.map(Double.init)) < 1e-5)
+        #expect(maxDiff(r.logits!, alone.logits!.map(Double.init)) < 1e-5)
+    }
+}

@@ -93,3 +93,18 @@ private let conversation = #"{"conversations": [{"value": "What is 2+2?", "from"
     #expect(r.subsets.map(\.name) == ["ties", "chat"])
     #expect(r.subsets[1].wins == 1 && r.subsets[1].pairs == 2)
 }
+
+/// Conversations scored together give what each gives alone.
+@Test func batchedConversationsEqualSingleOnes() throws {
+    let a = try setup()
+    let second = #"{"conversations": [{"value": "Hello", "from": "User", "label": null}, {"value": "Hi there!", "from": "Assistant", "label": "x"}], "mask": "User"}"#
+    let objs = [try JSONValue.parse(conversation), try JSONValue.parse(second)]
+    let (together, _) = try a.annotate(batch: objs)
+    for (obj, t) in zip(objs, together) {
+        let alone = try a.annotate(obj).0
+        #expect(t["conversations"]?.array?.compactMap { $0["label"]?.string } == alone["conversations"]?.array?.compactMap { $0["label"]?.string })
+        let r1 = t["conversations"]!.array!.compactMap { $0["rewards"]?.array }.joined().compactMap { v -> Double? in if case .number(let n) = v { return Double(n) } else { return nil } }
+        let r2 = alone["conversations"]!.array!.compactMap { $0["rewards"]?.array }.joined().compactMap { v -> Double? in if case .number(let n) = v { return Double(n) } else { return nil } }
+        #expect(r1.count == r2.count && zip(r1, r2).allSatisfy { abs($0 - $1) < 1e-5 })
+    }
+}
