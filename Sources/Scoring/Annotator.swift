@@ -53,6 +53,10 @@ public struct Annotator {
         self.model = model
         self.tokenizer = tokenizer
         self.options = options
+        if let vocab = model.config.paddedVocabSize, tokenizer.count > vocab {
+            throw TesseraError(.inconsistent,
+                "the tokenizer has \(tokenizer.count) pieces but the model's embedding has \(vocab) rows: they do not belong together")
+        }
         labelID = tokenizer.id(of: SteerLMTemplate.labelPrefix)
         guard tokenizer.pieces[labelID].text == SteerLMTemplate.labelPrefix else {
             throw TesseraError(.unsupported, "the tokenizer has no \(SteerLMTemplate.labelPrefix) symbol; it is not a SteerLM reward tokenizer")
@@ -62,6 +66,23 @@ public struct Annotator {
     /// The key `attribute_annotate.py` resumes by: the turns' values concatenated.
     public static func key(_ obj: JSONValue) -> String {
         (obj["conversations"]?.array ?? []).compactMap { $0["value"]?.string }.joined()
+    }
+
+    /// Checks a conversation object has what NeMo-Aligner's script reads.
+    public static func validate(_ obj: JSONValue) throws(TesseraError) {
+        guard let turns = obj["conversations"]?.array else {
+            throw TesseraError(.corrupt, "expected a 'conversations' list")
+        }
+        guard !turns.isEmpty else { throw TesseraError(.corrupt, "the conversation is empty") }
+        for (i, t) in turns.enumerated() {
+            guard t["from"]?.string != nil, t["value"]?.string != nil else {
+                throw TesseraError(.corrupt, "turn \(i + 1) lacks 'from' or 'value' (strings)")
+            }
+        }
+        let user = obj["mask"]?.string ?? "User"
+        guard turns.contains(where: { $0["from"]?.string == user }) else {
+            throw TesseraError(.corrupt, "no turn is from the mask speaker '\(user)'")
+        }
     }
 
     /// Scores one conversation object; returns it with labels (and raw scores) filled in,
@@ -79,9 +100,8 @@ public struct Annotator {
         var fulls: [[Int]] = []
         var convTurns: [[JSONValue]] = []
         for (c, obj) in objs.enumerated() {
-            guard let turns = obj["conversations"]?.array else {
-                throw TesseraError(.corrupt, "expected a 'conversations' list")
-            }
+            try Self.validate(obj)
+            let turns = obj["conversations"]!.array!
             convTurns.append(turns)
             let user = obj["mask"]?.string ?? "User"
             var text = SteerLMTemplate.system(SteerLMTemplate.systemPrompt)

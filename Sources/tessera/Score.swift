@@ -75,6 +75,7 @@ struct Score: ParsableCommand {
     @Flag(help: "Keep the end of over-long conversations (NeMo-Aligner keeps the start).") var keepEnd = false
     @Flag(help: "Add the model card's scalar reward (weights 0,0,0,0,0.3,0.74,0.46,0.47,-0.33) as \"reward\".") var scalar = false
     @Option(help: "Conversations run together (their tokens share every GEMM; no padding).") var batch = 8
+    @Flag(help: "Write an error record ({\"error\": ..., \"line\": N}) for a bad line and go on, instead of stopping.") var skipBadLines = false
 
     func run() throws {
         try runReportingErrors {
@@ -113,9 +114,23 @@ struct Score: ParsableCommand {
                 bar.advance(scored.count)
                 pending.removeAll()
             }
+            var bad = 0
             for (n, line) in lines.enumerated() {
                 let obj: JSONValue
-                do throws(TesseraError) { obj = try JSONValue.parse(line) } catch { throw TesseraError(.corrupt, "line \(n + 1): \(error.message)", file: input) }
+                do throws(TesseraError) {
+                    obj = try JSONValue.parse(line)
+                    try Annotator.validate(obj)
+                } catch {
+                    let e = TesseraError(.corrupt, "line \(n + 1): \(error.message)", file: input)
+                    // Whatever came before the bad line is scored and written first.
+                    try flushBatch()
+                    guard skipBadLines else { throw e }
+                    let record = JSONValue.object([("error", .string(e.message)), ("line", .number(String(n + 1)))])
+                    out.write(Data((record.python + "\n").utf8))
+                    bad += 1
+                    bar.advance(1)
+                    continue
+                }
                 if done.contains(Annotator.key(obj)) { skipped += 1; bar.advance(1); continue }
                 pending.append((n, obj))
                 if pending.count >= max(batch, 1) { try flushBatch() }
@@ -123,7 +138,9 @@ struct Score: ParsableCommand {
             try flushBatch()
             bar.finish()
             let secs = Date().timeIntervalSince(start)
-            FileHandle.standardError.write(Data("scored \(written) conversations (\(skipped) already in the output), \(tokens) tokens in \(String(format: "%.2f", secs)) s\n".utf8))
+            FileHandle.standardError.write(Data(("scored \(written) conversations (\(skipped) already in the output"
+                + (bad > 0 ? ", \(bad) bad lines recorded" : "") + "), \(tokens) tokens in \(String(format: "%.2f", secs)) s, "
+                + "\(Int(Double(tokens) / max(secs, 1e-9))) tokens/s\n").utf8))
         }
     }
 }

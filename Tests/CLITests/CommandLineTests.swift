@@ -123,3 +123,26 @@ private func startStalledConversion(to name: String, tp: Int, pp: Int) throws ->
     #expect(try String(contentsOfFile: output, encoding: .utf8).split(separator: "\n").count == 2)
     #expect(again.stderr.contains("2 already in the output"))
 }
+
+@Test func badScoringInputNamesTheLineAndKeepsWhatWasDone() throws {
+    let dir = NSTemporaryDirectory() + "tessera-bad-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let input = dir + "/in.jsonl", output = dir + "/out.jsonl"
+    try [#"{"conversations": [{"value": "Hi", "from": "User", "label": null}, {"value": "Hello!", "from": "Assistant", "label": "x"}], "mask": "User"}"#,
+         "not json",
+         #"{"conversations": [], "mask": "User"}"#,
+         #"{"conversations": [{"value": "Hi", "from": "Bot", "label": "x"}], "mask": "User"}"#,
+         #"{"conversations": [{"from": "User"}], "mask": "User"}"#].joined(separator: "\n").write(toFile: input, atomically: true, encoding: .utf8)
+    let ckpt = fixtures + "/tiny/nemo/legacy_tp2pp2_bf16_te_bytesio.nemo"
+    let r = try run(["score", ckpt, "--input", input, "--output", output])
+    #expect(r.status == 2)
+    #expect(r.stderr.contains("line 2"))
+    #expect(try String(contentsOfFile: output, encoding: .utf8).split(separator: "\n").count == 1, "line 1 was written")
+    try FileManager.default.removeItem(atPath: output)
+    let skip = try run(["score", ckpt, "--input", input, "--output", output, "--skip-bad-lines"])
+    #expect(skip.status == 0)
+    let lines = try String(contentsOfFile: output, encoding: .utf8).split(separator: "\n")
+    #expect(lines.count == 5)
+    #expect(lines.filter { $0.hasPrefix("{\"error\": ") }.count == 4)
+    #expect(lines[2].contains("empty") && lines[3].contains("mask speaker") && lines[4].contains("'from' or 'value'"))
+}
