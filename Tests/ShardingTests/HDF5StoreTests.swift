@@ -43,13 +43,19 @@ func fixturesRoundTripThroughHDF5(_ rel: String) throws {
     #expect(again.config?.tokenizerModel.map { FileManager.default.fileExists(atPath: back + "/" + $0) } ?? true)
 }
 
-@Test func uncompressedStoresAreContiguousAndMapped() throws {
-    let cache = MappingCache()
+/// The first fixture and an uncompressed TP=1 store of it.
+private func plainStore(_ cache: MappingCache) throws -> (source: Catalogue, path: String) {
     let source = try Checkpoint.open(fixtures + "/" + (fixturePaths().first ?? ""), cache: cache)
     let h5 = scratch("plain.h5")
     var layout = TargetLayout(tp: 1, pp: 1, format: .hdf5)
     layout.compressionLevel = nil
     try Converter.convert(source, to: h5, layout: layout, force: false, cache: cache)
+    return (source, h5)
+}
+
+@Test func uncompressedStoresAreContiguousAndMapped() throws {
+    let cache = MappingCache()
+    let (source, h5) = try plainStore(cache)
     let store = try Checkpoint.open(h5, cache: cache)
     #expect(store.tensors.allSatisfy { $0.pieces.count == 1 && $0.pieces[0].encoding == .raw })
     #expect(try digests(store, cache: cache) == digests(source, cache: cache))
@@ -87,12 +93,7 @@ private func flip(_ path: String, at offset: Int) throws {
 }
 
 @Test func dataThatDoesNotMatchItsRecordedDigestIsRefused() throws {
-    let cache = MappingCache()
-    let source = try Checkpoint.open(fixtures + "/" + (fixturePaths().first ?? ""), cache: cache)
-    let h5 = scratch("plain.h5")
-    var layout = TargetLayout(tp: 1, pp: 1, format: .hdf5)
-    layout.compressionLevel = nil
-    try Converter.convert(source, to: h5, layout: layout, force: false, cache: cache)
+    let (_, h5) = try plainStore(MappingCache())
     let store = try Checkpoint.open(h5, cache: MappingCache())
     let piece = try #require(store.tensor("rm_head.weight")?.pieces.first)
     try flip(h5, at: piece.storage.offset + 3)
