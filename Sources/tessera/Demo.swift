@@ -73,22 +73,33 @@ struct Demo: ParsableCommand {
                 print("\(precision.rawValue)  reward " + (r.reward ?? []).map { String(format: "%+.3f", $0) }.joined(separator: " "))
             }
 
-            print("\n== verify the source against the TP=1 PP=4 torch_dist copy (weights and outputs)")
-            let copy = try Checkpoint.open(work + "/tp1pp4-torch_dist", cache: cache)
-            let verdict = try Verifier(cache: cache).verify(cat, copy, weightsOnly: false)
-            let worst = verdict.outputs.compactMap(\.rewardMaxDiff).max() ?? 0
-            print("\(verdict.tensors.count) tensors identical: \(verdict.tensors.allSatisfy { $0.status == .identical }); "
-                  + "largest reward difference on \(verdict.outputs.count) probes \(String(format: "%.1e", worst)); "
-                  + (verdict.equivalent ? "EQUIVALENT" : "NOT EQUIVALENT"))
-            guard verdict.equivalent else { throw TesseraError(.inconsistent, "the demo's copies are not equivalent") }
-
-            print("\n== score a conversation as NeMo-Aligner's attribute_annotate.py would (tokenizer from the checkpoint)")
-            let conversation = try JSONValue.parse(#"{"conversations": [{"value": "What is 2+2?", "from": "User", "label": null}, "#
-                + #"{"value": "4", "from": "Assistant", "label": "helpfulness:-1"}], "mask": "User"}"#)
+            print("\n== score conversations as NeMo-Aligner's attribute_annotate.py would (tokenizer from the checkpoint)")
+            let conversations = try [
+                #"{"conversations": [{"value": "What is 2+2?", "from": "User", "label": null}, {"value": "4", "from": "Assistant", "label": "helpfulness:-1"}], "mask": "User"}"#,
+                #"{"conversations": [{"value": "Name a colour.", "from": "User", "label": null}, {"value": "Blue.", "from": "Assistant", "label": "x"}, "#
+                    + #"{"value": "Another?", "from": "User", "label": null}, {"value": "Green, like grass.", "from": "Assistant", "label": "x"}], "mask": "User"}"#,
+                #"{"conversations": [{"value": "Say hi.", "from": "User", "label": null}, {"value": "Hi!", "from": "Assistant", "label": "x"}], "mask": "User"}"#,
+            ].map { (text) throws(TesseraError) -> JSONValue in try JSONValue.parse(text) }
             var options = ScoringOptions(maxLength: 4096)
             options.scalarWeights = SteerLMTemplate.modelCardWeights
             let annotator = try Annotator(model: model, tokenizer: try loadTokenizer(nil, catalogue: cat, cache: cache), options: options)
-            print(try annotator.annotate(conversation).0.python)
+            for scored in try annotator.annotate(batch: conversations).0 {
+                for turn in scored["conversations"]?.array ?? [] where turn["rewards"] != nil {
+                    print("\(turn["value"]?.string ?? "")".padding(toLength: 20, withPad: " ", startingAt: 0) + (turn["label"]?.string ?? ""))
+                }
+            }
+
+            print("\n== verify every converted checkpoint against the original (weights and outputs)")
+            for name in steps.map(\.0) + ["from-h5-tp2pp2"] {
+                let copy = try Checkpoint.open(work + "/" + name, cache: cache)
+                let verdict = try Verifier(cache: cache).verify(cat, copy, weightsOnly: false)
+                let worst = verdict.outputs.compactMap(\.rewardMaxDiff).max() ?? 0
+                print(name.padding(toLength: 20, withPad: " ", startingAt: 0)
+                      + "\(verdict.tensors.filter { $0.status == .identical }.count)/\(verdict.tensors.count) tensors identical, "
+                      + "largest reward difference \(String(format: "%.1e", worst)) on \(verdict.outputs.count) probes: "
+                      + (verdict.equivalent ? "EQUIVALENT" : "NOT EQUIVALENT"))
+                guard verdict.equivalent else { throw TesseraError(.inconsistent, "a converted checkpoint is not equivalent", file: name) }
+            }
         }
     }
 }
