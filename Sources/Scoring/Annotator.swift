@@ -36,6 +36,9 @@ public struct ScoringOptions: Sendable {
     public var keepEnd = false
     /// Weights of an added scalar reward; nil adds none.
     public var scalarWeights: [Double]?
+    /// Share the work on a conversation's common prefix between its turns (off: score every
+    /// string from scratch, as NeMo-Aligner's server does).
+    public var prefixReuse = true
     public init(maxLength: Int) { self.maxLength = maxLength }
 }
 
@@ -119,7 +122,7 @@ public struct Annotator {
         }
         var tokensRun = 0
         // One prefill per conversation whose longest scored prefix fits.
-        let prefilled = fulls.indices.filter { !fulls[$0].isEmpty && fulls[$0].count < options.maxLength }
+        let prefilled = options.prefixReuse ? fulls.indices.filter { !fulls[$0].isEmpty && fulls[$0].count < options.maxLength } : []
         var caches: [Int: KVCache] = [:]
         if !prefilled.isEmpty {
             let kv = try model.prefill(batch: prefilled.map { fulls[$0] }, precision: options.precision)

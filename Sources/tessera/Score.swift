@@ -75,6 +75,7 @@ struct Score: ParsableCommand {
     @Flag(help: "Keep the end of over-long conversations (NeMo-Aligner keeps the start).") var keepEnd = false
     @Flag(help: "Add the model card's scalar reward (weights 0,0,0,0,0.3,0.74,0.46,0.47,-0.33) as \"reward\".") var scalar = false
     @Option(help: "Conversations run together (their tokens share every GEMM; no padding).") var batch = 8
+    @Flag(help: "Score every turn's string from scratch instead of sharing the conversation's prefix.") var noPrefixReuse = false
     @Flag(help: "Write an error record ({\"error\": ..., \"line\": N}) for a bad line and go on, instead of stopping.") var skipBadLines = false
 
     func run() throws {
@@ -87,6 +88,7 @@ struct Score: ParsableCommand {
             options.precision = precision
             options.keepEnd = keepEnd
             options.scalarWeights = scalar ? SteerLMTemplate.modelCardWeights : nil
+            options.prefixReuse = !noPrefixReuse
             let annotator = try Annotator(model: model, tokenizer: sp, options: options)
             guard let content = try? String(contentsOfFile: input, encoding: .utf8) else { throw TesseraError(.io, "cannot read", file: input) }
             var done = Set<String>()

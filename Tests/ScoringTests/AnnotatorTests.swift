@@ -1,4 +1,5 @@
 import Checkpoints
+import Foundation
 import Engine
 import Foundation
 import Platform
@@ -107,4 +108,50 @@ private let conversation = #"{"conversations": [{"value": "What is 2+2?", "from"
         let r2 = alone["conversations"]!.array!.compactMap { $0["rewards"]?.array }.joined().compactMap { v -> Double? in if case .number(let n) = v { return Double(n) } else { return nil } }
         #expect(r1.count == r2.count && zip(r1, r2).allSatisfy { abs($0 - $1) < 1e-5 })
     }
+}
+
+/// Conversations scored by megatron-core on strings built with NeMo-Aligner's own template
+/// code (Tools/make_scoring_reference.py): same scoring ids, same floats (FP32 within 1e-4,
+/// BF16 within 0.1), and the lines attribute_annotate.py writes.
+@Test(arguments: [Precision.fp32, .bf16])
+func conversationScoresMatchTheNeMoAlignerReference(_ precision: Precision) throws {
+    let data = try #require(FileManager.default.contents(atPath: fixtures + "/tiny/reference/conversations_scored.json"))
+    let ref = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    let convs = try #require(ref["conversations"] as? [[String: Any]])
+    let inputs = try String(contentsOfFile: fixtures + "/tiny/reference/conversations.jsonl", encoding: .utf8)
+        .split(separator: "\n").map { (line) throws -> JSONValue in try JSONValue.parse(String(line)) }
+    let cache = MappingCache()
+    let dir = precision == .fp32 ? "legacy_tp1pp1_fp32_te_uint8_pickle" : "legacy_tp1pp1_bf16_te_bytesio"
+    let model = try Model(try Checkpoint.open(fixtures + "/tiny/" + dir, cache: cache), cache: cache)
+    var options = ScoringOptions(maxLength: 512)
+    options.precision = precision
+    let a = try Annotator(model: model, tokenizer: try SentencePieceModel(path: fixtures + "/tiny/tokenizer/tokenizer.model"), options: options)
+    let key = precision.rawValue
+    let (scored, _) = try a.annotate(batch: inputs)
+    var worst = 0.0
+    for (c, conv) in convs.enumerated() {
+        let turns = try #require(scored[c]["conversations"]?.array)
+        for s in try #require(conv["scored"] as? [[String: Any]]) {
+            let turn = try #require(s["turn"] as? Int)
+            let ids = try #require(s["ids"] as? [Int]), string = try #require(s["scoring_string"] as? String)
+            #expect(a.tokenizer.encode(string).ids == ids)
+            let expected = try #require(s["rewards_" + key] as? [Double])
+            let got = try #require(turns[turn]["rewards"]?.array).compactMap { v -> Double? in
+                if case .number(let n) = v { return Double(n) } else { return nil }
+            }
+            worst = max(worst, zip(got, expected).map { abs($0 - $1) }.max() ?? 1)
+            // attribute_annotate.py's rounding of the reference floats (ties to even included).
+            #expect(SteerLMTemplate.label(expected.map(Float.init)) == s["label_" + key] as? String)
+        }
+        // Without the added raw floats, the line is the one attribute_annotate.py writes.
+        if precision == .fp32 {
+            var line = scored[c]
+            line.set("conversations", .array(turns.map { t in
+                guard case .object(let fields) = t else { return t }
+                return .object(fields.filter { $0.0 != "rewards" })
+            }))
+            #expect(line.python == conv["annotated_line_fp32"] as? String)
+        }
+    }
+    #expect(worst < (precision == .fp32 ? 1e-4 : 0.1), "max |reward - reference| = \(worst)")
 }

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Benchmarks for the tokenizer and scoring (issue: tokenizer and offline scoring).
+
+1. Tokenizer: `tessera tokenize --input` against the sentencepiece package encoding the same
+   texts (the fixture tokenizer), ids compared, throughput in MB/s of text.
+2. Scoring on the engine benchmark model (hidden 2048, 24 layers, bf16; bench_reshard.py's
+   checkpoint, with the fixture tokenizer): 4-turn conversations through `tessera score`
+   (end-to-end tokens/s, against `tessera forward` on the same number of tokens), and the
+   speed-up of prefix reuse over scoring each turn's string from scratch (--no-prefix-reuse).
+"""
+import argparse, json, os, random, subprocess, sys, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_inspect import make_checkpoint, timed  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOK = os.path.join(ROOT, "Tests/Fixtures/tiny/tokenizer/tokenizer.model")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", default="/tmp/tessera-bench")
+    ap.add_argument("--tessera", default=os.path.join(ROOT, ".build/release/tessera"))
+    ap.add_argument("--conversations", type=int, default=8)
+    a = ap.parse_args()
+    os.makedirs(a.work, exist_ok=True)
+    rng = random.Random(1)
+    words = ["the", "model", "reward", "helpful", "answer", "question", "café", "日本語", "🙂", "2024", "x²", "Assistant"]
+
+    # 1. Tokenizer.
+    import sentencepiece as spm
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(5, 60))) for _ in range(20000)]
+    path = os.path.join(a.work, "texts.jsonl")
+    with open(path, "w") as f:
+        for t in texts:
+            f.write(json.dumps(t) + "\n")
+    mb = sum(len(t.encode()) for t in texts) / 1e6
+    sp = spm.SentencePieceProcessor(model_file=TOK)
+    t = time.perf_counter()
+    ref = sp.encode(texts)
+    t_sp = time.perf_counter() - t
+    t = time.perf_counter()
+    r = subprocess.run([a.tessera, "tokenize", "--tokenizer", TOK, "--input", path, "--json"], capture_output=True, text=True, check=True)
+    t_ts = time.perf_counter() - t
+    got = [json.loads(l)["ids"] for l in r.stdout.splitlines()]
+    print(f"tokenizer: {len(texts)} texts, {mb:.1f} MB; sentencepiece {mb / t_sp:.1f} MB/s, "
+          f"tessera {mb / t_ts:.1f} MB/s (whole process, JSON output included) = {t_sp / t_ts:.2f}x; ids equal: {got == ref}")
+
+    # 2. Scoring.
+    src = os.path.join(a.work, "reshard-src-h2048-l24-tp4pp2")
+    make_checkpoint(src, 2048, 24, 4, 2)
+    conv_path = os.path.join(a.work, "conversations.jsonl")
+    with open(conv_path, "w") as f:
+        for _ in range(a.conversations):
+            turns = []
+            for k in range(4):
+                turns.append({"value": " ".join(rng.choice(words) for _ in range(rng.randint(10, 30))), "from": "User", "label": None})
+                turns.append({"value": " ".join(rng.choice(words) for _ in range(rng.randint(20, 60))), "from": "Assistant", "label": "x"})
+            f.write(json.dumps({"conversations": turns, "mask": "User"}) + "\n")
+    results = {}
+    for label, extra in (("prefix reuse", []), ("each turn from scratch", ["--no-prefix-reuse"])):
+        out = os.path.join(a.work, "scored.jsonl")
+        if os.path.exists(out):
+            os.remove(out)
+        t = time.perf_counter()
+        _, _, rss = timed([a.tessera, "score", src, "--input", conv_path, "--output", out, "--tokenizer", TOK,
+                           "--max-length", "4096", "--batch", "8"] + extra)
+        dt = time.perf_counter() - t
+        lines = [json.loads(l) for l in open(out)]
+        results[label] = (dt, rss, lines)
+    sp_tokens = 0
+    for obj in results["prefix reuse"][2]:
+        text = "<extra_id_0>System\nA chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions.\n"
+        for turn in obj["conversations"]:
+            text += ("<extra_id_1>User\n" if turn["from"] == "User" else "<extra_id_1>Assistant\n") + turn["value"] + "\n"
+        sp_tokens += len(sp.encode(text))
+    ids = ",".join(str(i % 500) for i in range(sp_tokens // a.conversations))
+    t = time.perf_counter()
+    for _ in range(1):
+        subprocess.run([a.tessera, "forward", src, "--tokens", ids, "--json"], capture_output=True, check=True)
+    t_fwd = (time.perf_counter() - t) * a.conversations
+    dt, rss, lines = results["prefix reuse"]
+    dt2 = results["each turn from scratch"][0]
+    same = all(t1.get("label") == t2.get("label") for o1, o2 in zip(lines, results["each turn from scratch"][2])
+               for t1, t2 in zip(o1["conversations"], o2["conversations"]))
+    print(f"scoring: {a.conversations} conversations x 4 scored turns, {sp_tokens} conversation tokens")
+    print(f"  prefix reuse: {dt:.2f} s, {sp_tokens / dt:.0f} tokens/s end to end, peak RSS {rss:.0f} MiB")
+    print(f"  each turn from scratch: {dt2:.2f} s; prefix reuse speed-up {dt2 / dt:.2f}x; labels equal: {same}")
+    print(f"  engine forward on the same token count (one sequence per conversation, separate processes): {t_fwd:.2f} s, "
+          f"{sp_tokens / t_fwd:.0f} tokens/s; scoring / forward throughput {t_fwd / dt:.2f}")
+
+
+if __name__ == "__main__":
+    main()
