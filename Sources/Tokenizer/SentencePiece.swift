@@ -3,8 +3,11 @@ import Platform
 
 /// A SentencePiece model (`.model`, a `ModelProto`) that encodes text exactly as the
 /// sentencepiece library does: BPE and unigram models, user-defined symbols, byte
-/// fallback, the identity normaliser with its whitespace rules.
-public struct SentencePieceModel: Sendable {
+/// fallback, the identity normaliser with its whitespace rules, precompiled character maps.
+///
+/// A class, immutable once read: as a large struct built by a typed-throwing initialiser it
+/// was miscompiled in debug builds here (copies of it crashed while being destroyed).
+public final class SentencePieceModel: @unchecked Sendable {
     public enum PieceType: Int, Sendable { case normal = 1, unknown = 2, control = 3, userDefined = 4, unused = 5, byte = 6 }
     public enum ModelType: Int, Sendable { case unigram = 1, bpe = 2, word = 3, char = 4 }
 
@@ -32,9 +35,9 @@ public struct SentencePieceModel: Sendable {
     /// Normal, user-defined and unused pieces (the ones merges may produce) by UTF-8 bytes.
     /// (Keys are bytes, not Strings: Swift compares Strings by canonical equivalence, so the
     /// Kelvin sign would find "K".)
-    private var normalIDs: [[UInt8]: Int] = [:]
+    private var normalIDs = ByteTable([])
     /// Control, unknown and byte pieces by UTF-8 bytes.
-    private var reservedIDs: [[UInt8]: Int] = [:]
+    private var reservedIDs = ByteTable([])
     /// User-defined symbols, matched longest-first and never split.
     private var userDefined: [[UInt8]] = []
     private var byteIDs = [Int](repeating: -1, count: 256)
@@ -51,10 +54,11 @@ public struct SentencePieceModel: Sendable {
             }
         }
         guard !pieces.isEmpty else { throw TesseraError(.corrupt, "not a SentencePiece model (no pieces)", file: file) }
+        var normal: [([UInt8], Int)] = [], reserved: [([UInt8], Int)] = []
         for (i, p) in pieces.enumerated() {
             switch p.type {
-            case .normal, .userDefined, .unused: normalIDs[Array(p.text.utf8)] = normalIDs[Array(p.text.utf8)] ?? i
-            default: reservedIDs[Array(p.text.utf8)] = reservedIDs[Array(p.text.utf8)] ?? i
+            case .normal, .userDefined, .unused: normal.append((Array(p.text.utf8), i))
+            default: reserved.append((Array(p.text.utf8), i))
             }
             if p.type == .userDefined { userDefined.append(Array(p.text.utf8)) }
             if p.type == .unknown { unkID = i }
@@ -63,10 +67,12 @@ public struct SentencePieceModel: Sendable {
             }
         }
         userDefined.sort { $0.count > $1.count }
+        normalIDs = ByteTable(normal)
+        reservedIDs = ByteTable(reserved)
     }
 
     /// Reads a `.model` file.
-    public init(path: String) throws(TesseraError) {
+    public convenience init(path: String) throws(TesseraError) {
         let f = try ReadOnlyFile(path: path)
         try self.init(bytes: try f.read(0, f.size), file: path)
     }
@@ -85,7 +91,7 @@ public struct SentencePieceModel: Sendable {
         return p
     }
 
-    private mutating func readTrainer(_ bytes: ArraySlice<UInt8>) throws(TesseraError) {
+    private func readTrainer(_ bytes: ArraySlice<UInt8>) throws(TesseraError) {
         var r = ProtoReader(bytes: bytes, file: "")
         while let (field, wire) = try r.next() {
             switch (field, wire) {
@@ -97,7 +103,7 @@ public struct SentencePieceModel: Sendable {
         }
     }
 
-    private mutating func readNormalizer(_ bytes: ArraySlice<UInt8>) throws(TesseraError) {
+    private func readNormalizer(_ bytes: ArraySlice<UInt8>) throws(TesseraError) {
         var r = ProtoReader(bytes: bytes, file: "")
         while let (field, wire) = try r.next() {
             switch (field, wire) {
@@ -115,7 +121,7 @@ public struct SentencePieceModel: Sendable {
     }
 
     /// `[u32 trie size][trie units][replacement strings]`, as `Normalizer` decodes it.
-    private mutating func readCharsMap(_ blob: [UInt8]) throws(TesseraError) {
+    private func readCharsMap(_ blob: [UInt8]) throws(TesseraError) {
         guard blob.count >= 4 else { throw TesseraError(.corrupt, "precompiled character map too short") }
         let size = Int(blob[0]) | Int(blob[1]) << 8 | Int(blob[2]) << 16 | Int(blob[3]) << 24
         guard size % 4 == 0, 4 + size <= blob.count else { throw TesseraError(.corrupt, "precompiled character map is damaged") }
@@ -153,7 +159,9 @@ public struct SentencePieceModel: Sendable {
     /// The id of a piece, as `PieceToId` finds it (unknown id when absent).
     public func id(of piece: String) -> Int { id(bytes: Array(piece.utf8)) }
 
-    func id(bytes: [UInt8]) -> Int { reservedIDs[bytes] ?? normalIDs[bytes] ?? unkID }
+    func id<C: Collection>(bytes: C) -> Int where C.Element == UInt8 {
+        reservedIDs.find(bytes) ?? normalIDs.find(bytes) ?? unkID
+    }
 
     /// Length of the user-defined symbol at the start of `s`, if one is there.
     private func userSymbol(at s: ArraySlice<UInt8>) -> Int? {
@@ -239,9 +247,9 @@ public struct SentencePieceModel: Sendable {
         let segments = modelType == .unigram ? unigram(normalized, symbols) : bpe(normalized, symbols)
         var ids: [Int] = [], out: [String] = []
         for seg in segments {
-            let piece = Array(normalized[seg])
+            let piece = normalized[seg]
             let id = self.id(bytes: piece)
-            if id == unkID && byteFallback && !(reservedIDs[piece] == unkID) {
+            if id == unkID && byteFallback && reservedIDs.find(piece) != unkID {
                 for b in normalized[seg] {
                     ids.append(byteIDs[Int(b)] >= 0 ? byteIDs[Int(b)] : unkID)
                     out.append(pieces[ids.last!].text)
@@ -288,7 +296,7 @@ public struct SentencePieceModel: Sendable {
         }
         func maybeAdd(_ l: Int, _ r: Int) {
             guard l >= 0, r >= 0, !frozen[l], !frozen[r] else { return }
-            guard let id = normalIDs[Array(s[ranges[l].lowerBound..<ranges[r].upperBound])] else { return }
+            guard let id = normalIDs.find(s[ranges[l].lowerBound..<ranges[r].upperBound]) else { return }
             push(Pair(score: pieces[id].score, left: l, right: r, size: ranges[r].upperBound - ranges[l].lowerBound))
         }
         for k in 1..<ranges.count { maybeAdd(k - 1, k) }
@@ -324,7 +332,7 @@ public struct SentencePieceModel: Sendable {
             var matched = false
             for j in (i + 1)...initial.count {
                 if j - 1 > i && initial[j - 1].frozen { break }
-                if let id = normalIDs[Array(s[starts[i]..<starts[j]])], pieces[id].type == .normal || pieces[id].type == .userDefined {
+                if let id = normalIDs.find(s[starts[i]..<starts[j]]), pieces[id].type == .normal || pieces[id].type == .userDefined {
                     let score = best[i] + (pieces[id].type == .userDefined ? 0 : pieces[id].score)
                     if score > best[j] { best[j] = score; from[j] = i }
                     if j == i + 1 { matched = true }
