@@ -73,6 +73,37 @@ def nfkc():
             f.write(json.dumps({"text": t, "ids": sp.encode(t)}, ensure_ascii=False) + "\n")
 
 
+def unigram():
+    """sentencepiece's defaults (unigram, nmt_nfkc, no byte fallback) and 10,000 golden
+    strings with ids and decoded text: unigram.model and unigram-golden.jsonl."""
+    import tempfile
+    rng = random.Random(11)
+    words = ["the", "model", "reward", "helpful", "answer", "question", "café", "naïve", "日本語", "中文", "🙂", "2024", "x²",
+             "½", "ﬁne", "Ｆｕｌｌ", "tab\there", "  spaces  ", "über", "Straße", "<extra_id_1>", "hello", "world", "unigram",
+             "tokenizer", "sentence", "piece", "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "theta", "kappa", "lambda",
+             "omicron", "sigma", "upsilon", "omega", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "pack", "my",
+             "box", "with", "five", "dozen", "liquor", "jugs"]
+    work = tempfile.mkdtemp()
+    corpus = os.path.join(work, "corpus.txt")
+    with open(corpus, "w") as f:
+        for _ in range(8000):
+            f.write(" ".join(rng.choice(words) for _ in range(rng.randint(3, 15))) + "\n")
+    prefix = os.path.join(ROOT, "Tests/Fixtures/tiny/tokenizer/unigram")
+    spm.SentencePieceTrainer.train(input=corpus, model_prefix=prefix, vocab_size=150, hard_vocab_limit=False,
+                                   user_defined_symbols=["<extra_id_0>", "<extra_id_1>", "<extra_id_2>"], minloglevel=2)
+    os.remove(prefix + ".vocab")
+    sp = spm.SentencePieceProcessor(model_file=prefix + ".model")
+    allw = words + ["ＡＢＣ１２３", "A\u030a", "ｱｲｳ", "\u2028", "Ω", "€", "…"]
+    with open(os.path.join(ROOT, "Tests/Fixtures/tiny/tokenizer/unigram-golden.jsonl"), "w") as f:
+        for _ in range(10000):
+            t = rng.choice([" ", "", "\n", "  ", "\t"]).join(rng.choice(allw) for _ in range(rng.randint(0, 10)))
+            if rng.random() < 0.1:
+                t = "".join(chr(rng.randint(0x20, 0x2FFF)) for _ in range(rng.randint(1, 8)))
+            ids = sp.encode(t)
+            f.write(json.dumps({"text": t, "ids": ids, "decoded": sp.decode(ids)}, ensure_ascii=False) + "\n")
+
+
 if __name__ == "__main__":
     main()
     nfkc()
+    unigram()

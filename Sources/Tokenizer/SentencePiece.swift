@@ -254,6 +254,9 @@ public final class SentencePieceModel: @unchecked Sendable {
                     ids.append(byteIDs[Int(b)] >= 0 ? byteIDs[Int(b)] : unkID)
                     out.append(pieces[ids.last!].text)
                 }
+            } else if id == unkID, ids.last == unkID, reservedIDs.find(piece) != unkID {
+                // Consecutive unknown pieces merge into one, as SentencePieceProcessor does.
+                continue
             } else {
                 ids.append(id)
                 out.append(pieces[id].text)
@@ -314,37 +317,69 @@ public final class SentencePieceModel: @unchecked Sendable {
         return ranges.filter { !$0.isEmpty }
     }
 
-    /// Unigram: the segmentation with the highest total piece score (Viterbi), unknown
-    /// characters scored below every piece, as `unigram_model.cc` does.
+    /// Unigram: the segmentation with the highest total piece score (Viterbi over the lattice
+    /// of every piece matching at every character), as `unigram_model.cc` does: user-defined
+    /// symbols score `chars x max score - 0.1`, a character no piece covers is an unknown node
+    /// scored `min score - 10`; ties keep the longest piece ending at a position.
     private func unigram(_ s: [UInt8], _ initial: [(range: Range<Int>, frozen: Bool)]) -> [Range<Int>] {
-        let starts = initial.map(\.range.lowerBound) + [s.count]
-        let position = Dictionary(uniqueKeysWithValues: starts.enumerated().map { ($1, $0) })
-        let minScore = pieces.filter { $0.type == .normal }.map(\.score).min() ?? 0
-        let unkScore = minScore - 10
-        var best = [Float](repeating: -.infinity, count: starts.count)
-        var from = [Int](repeating: -1, count: starts.count)
+        // Character boundaries (user-defined symbols are not split by the normaliser, but
+        // the lattice still walks them character by character).
+        var bounds: [Int] = [0]
+        var i = 0
+        while i < s.count { i += Self.charLength(s[i...]); bounds.append(i) }
+        let n = bounds.count - 1
+        if n == 0 { return [] }
+        let normalScores = pieces.filter { $0.type == .normal }.map(\.score)
+        let maxScore = normalScores.max() ?? 0, minScore = normalScores.min() ?? 0
+        let maxBytes = pieces.map { $0.text.utf8.count }.max() ?? 1
+        var best = [Float](repeating: -.infinity, count: n + 1)
+        var from = [Int](repeating: -1, count: n + 1)
         best[0] = 0
-        for i in 0..<initial.count where best[i] > -.infinity {
-            if initial[i].frozen {
-                if best[i] > best[i + 1] - 0 { best[i + 1] = best[i]; from[i + 1] = i }
-                continue
-            }
-            var matched = false
-            for j in (i + 1)...initial.count {
-                if j - 1 > i && initial[j - 1].frozen { break }
-                if let id = normalIDs.find(s[starts[i]..<starts[j]]), pieces[id].type == .normal || pieces[id].type == .userDefined {
-                    let score = best[i] + (pieces[id].type == .userDefined ? 0 : pieces[id].score)
-                    if score > best[j] { best[j] = score; from[j] = i }
-                    if j == i + 1 { matched = true }
+        for start in 0..<n where best[start] > -.infinity {
+            var coveredOne = false
+            var end = start + 1
+            while end <= n && bounds[end] - bounds[start] <= maxBytes {
+                if let id = normalIDs.find(s[bounds[start]..<bounds[end]]), pieces[id].type != .unused {
+                    let score = pieces[id].type == .userDefined ? Float(end - start) * maxScore - 0.1 : pieces[id].score
+                    if best[start] + score > best[end] { best[end] = best[start] + score; from[end] = start }
+                    if end == start + 1 { coveredOne = true }
                 }
+                end += 1
             }
-            if !matched, best[i] + unkScore > best[i + 1] { best[i + 1] = best[i] + unkScore; from[i + 1] = i }
+            if !coveredOne, best[start] + minScore - 10 > best[start + 1] {
+                best[start + 1] = best[start] + minScore - 10
+                from[start + 1] = start
+            }
         }
         var out: [Range<Int>] = []
-        var j = starts.count - 1
-        while j > 0 { let i = from[j]; out.append(starts[i]..<starts[j]); j = i }
-        _ = position
+        var j = n
+        while j > 0 { let k = from[j]; out.append(bounds[k]..<bounds[j]); j = k }
         return out.reversed()
+    }
+
+    /// Text of `ids`, as `DecodeIds` gives it: pieces joined, `▁` as spaces, byte pieces
+    /// as their bytes, control pieces dropped, the dummy-prefix space removed.
+    public func decode(_ ids: [Int]) -> String {
+        var bytes: [UInt8] = []
+        for id in ids where id >= 0 && id < pieces.count {
+            let p = pieces[id]
+            switch p.type {
+            case .control: continue
+            case .unknown: bytes += Array(" \u{2047} ".utf8)
+            case .byte:
+                if let v = UInt8(p.text.dropFirst(3).prefix(2), radix: 16) { bytes.append(v) }
+            default:
+                var piece = Array(p.text.utf8)[...]
+                if bytes.isEmpty && addDummyPrefix && !treatWhitespaceAsSuffix && piece.starts(with: Self.space) {
+                    piece = piece.dropFirst(Self.space.count)
+                }
+                var k = piece.startIndex
+                while k < piece.endIndex {
+                    if piece[k...].starts(with: Self.space) { bytes.append(0x20); k += Self.space.count } else { bytes.append(piece[k]); k += 1 }
+                }
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
 

@@ -19,6 +19,9 @@ private func checkGolden(_ sp: SentencePieceModel, _ file: String, count: Int) t
         let input = try #require(obj["text"] as? String), expected = try #require(obj["ids"] as? [Int])
         let got = sp.encode(input).ids
         if got != expected && mismatches.count < 5 { mismatches.append("\(input.debugDescription): \(got) vs \(expected)") }
+        if let decoded = obj["decoded"] as? String, sp.decode(expected) != decoded, mismatches.count < 5 {
+            mismatches.append("decode \(expected): \(sp.decode(expected).debugDescription) vs \(decoded.debugDescription)")
+        }
         checked += 1
     }
     #expect(checked == count)
@@ -58,4 +61,12 @@ private func checkGolden(_ sp: SentencePieceModel, _ file: String, count: Int) t
     let sp = try SentencePieceModel(path: tokenizerDir + "/nfkc.model")
     #expect(sp.normalizerName == "nmt_nfkc")
     try checkGolden(sp, "nfkc-golden.jsonl", count: 2000)
+}
+
+/// sentencepiece's defaults (unigram, nmt_nfkc, no byte fallback): ids and decoded text equal
+/// the library's on 10,000 strings.
+@Test func unigramDefaultsMatchTheSentencePieceLibrary() throws {
+    let sp = try SentencePieceModel(path: tokenizerDir + "/unigram.model")
+    #expect(sp.modelType == .unigram)
+    try checkGolden(sp, "unigram-golden.jsonl", count: 10_000)
 }
