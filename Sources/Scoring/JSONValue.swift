@@ -68,6 +68,13 @@ public indirect enum JSONValue: Sendable, Equatable {
     }
 
     static func quote(_ s: String, into out: inout String) {
+        // Fast path: printable ASCII without quotes or backslashes is written as is.
+        if s.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F && $0 != 0x22 && $0 != 0x5C }) {
+            out += "\""
+            out += s
+            out += "\""
+            return
+        }
         out += "\""
         for u in s.unicodeScalars {
             switch u {

@@ -1,3 +1,5 @@
+import Glibc
+
 /// A hash table from byte strings to ids that looks up slices without allocating
 /// (open addressing over FNV-1a hashes; keys compared byte for byte).
 struct ByteTable: Sendable {
@@ -30,8 +32,27 @@ struct ByteTable: Sendable {
         return Int(truncatingIfNeeded: h ^ (h >> 29))
     }
 
+    /// The id of the bytes at `p` (`n` of them), if present: the hot path, no allocation.
+    func find(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int? {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for i in 0..<n { h = (h ^ UInt64(p[i])) &* 0x100_0000_01b3 }
+        var slot = Int(truncatingIfNeeded: h ^ (h >> 29)) & mask
+        return bytes.withUnsafeBufferPointer { kb -> Int? in
+            while true {
+                let index = Int(slots[slot])
+                if index < 0 { return nil }
+                let s = starts[index], e = starts[index + 1]
+                if e - s == n && memcmp(kb.baseAddress! + s, p, n) == 0 { return values[index] }
+                slot = (slot + 1) & mask
+            }
+        }
+    }
+
     /// The id of `key`, if present.
     func find<C: Collection>(_ key: C) -> Int? where C.Element == UInt8 {
+        if let r = key.withContiguousStorageIfAvailable({ b in find(b.baseAddress ?? UnsafePointer(bitPattern: 1)!, b.count) }) {
+            return r
+        }
         var slot = Self.hash(key) & mask
         let n = key.count
         while true {

@@ -41,6 +41,9 @@ public final class SentencePieceModel: @unchecked Sendable {
     /// User-defined symbols, matched longest-first and never split.
     private var userDefined: [[UInt8]] = []
     private var byteIDs = [Int](repeating: -1, count: 256)
+    /// Scores and types by id, apart from the pieces (no String traffic on the hot path).
+    private var scores: [Float] = []
+    private var types: [PieceType] = []
 
     /// Reads a `.model` file's bytes; `file` names it in errors.
     public init(bytes: [UInt8], file: String) throws(TesseraError) {
@@ -69,6 +72,8 @@ public final class SentencePieceModel: @unchecked Sendable {
         userDefined.sort { $0.count > $1.count }
         normalIDs = ByteTable(normal)
         reservedIDs = ByteTable(reserved)
+        scores = pieces.map(\.score)
+        types = pieces.map(\.type)
     }
 
     /// Reads a `.model` file.
@@ -268,53 +273,25 @@ public final class SentencePieceModel: @unchecked Sendable {
     /// BPE: repeatedly merge the adjacent pair whose concatenation is a piece with the
     /// highest score (leftmost on ties), as `bpe_model.cc` does.
     private func bpe(_ s: [UInt8], _ initial: [(range: Range<Int>, frozen: Bool)]) -> [Range<Int>] {
-        var ranges = initial.map(\.range), frozen = initial.map(\.frozen)
-        var prev = Array(-1..<(ranges.count - 1)), next = Array(1...max(ranges.count, 1)).map { $0 < ranges.count ? $0 : -1 }
-        if ranges.isEmpty { return [] }
-        struct Pair: Comparable {
-            var score: Float, left: Int, right: Int, size: Int
-            static func < (a: Pair, b: Pair) -> Bool { a.score != b.score ? a.score < b.score : a.left > b.left }
-        }
-        var heap: [Pair] = []
-        func push(_ p: Pair) {
-            heap.append(p)
-            var c = heap.count - 1
-            while c > 0 { let parent = (c - 1) / 2; if heap[parent] < heap[c] { heap.swapAt(parent, c); c = parent } else { break } }
-        }
-        func pop() -> Pair? {
-            guard !heap.isEmpty else { return nil }
-            let top = heap[0]
-            heap[0] = heap[heap.count - 1]
-            heap.removeLast()
-            var c = 0
-            while true {
-                let l = 2 * c + 1, r = l + 1
-                var m = c
-                if l < heap.count && heap[m] < heap[l] { m = l }
-                if r < heap.count && heap[m] < heap[r] { m = r }
-                if m == c { break }
-                heap.swapAt(m, c); c = m
+        if initial.isEmpty { return [] }
+        // Read once: class properties read inside the loop would be copied (and retained) per call.
+        let table = normalIDs, scores = self.scores
+        return s.withUnsafeBufferPointer { text in
+            var state = BPEState(text: text.baseAddress!, initial: initial)
+            for k in 1..<initial.count { state.maybeAdd(k - 1, k, table, scores) }
+            while let top = state.pop() {
+                let l = top.left, r = top.right
+                guard state.lo[l] < state.hi[l], state.lo[r] < state.hi[r], state.next[l] == r,
+                      state.hi[r] - state.lo[l] == top.size else { continue }
+                state.hi[l] = state.hi[r]
+                state.next[l] = state.next[r]
+                if state.next[r] >= 0 { state.prev[state.next[r]] = l }
+                state.hi[r] = state.lo[r]
+                state.maybeAdd(state.prev[l], l, table, scores)
+                state.maybeAdd(l, state.next[l], table, scores)
             }
-            return top
+            return (0..<initial.count).compactMap { state.lo[$0] < state.hi[$0] ? state.lo[$0]..<state.hi[$0] : nil }
         }
-        func maybeAdd(_ l: Int, _ r: Int) {
-            guard l >= 0, r >= 0, !frozen[l], !frozen[r] else { return }
-            guard let id = normalIDs.find(s[ranges[l].lowerBound..<ranges[r].upperBound]) else { return }
-            push(Pair(score: pieces[id].score, left: l, right: r, size: ranges[r].upperBound - ranges[l].lowerBound))
-        }
-        for k in 1..<ranges.count { maybeAdd(k - 1, k) }
-        while let top = pop() {
-            let l = top.left, r = top.right
-            guard !ranges[l].isEmpty, !ranges[r].isEmpty, next[l] == r,
-                  ranges[r].upperBound - ranges[l].lowerBound == top.size else { continue }
-            ranges[l] = ranges[l].lowerBound..<ranges[r].upperBound
-            next[l] = next[r]
-            if next[r] >= 0 { prev[next[r]] = l }
-            ranges[r] = ranges[r].lowerBound..<ranges[r].lowerBound
-            maybeAdd(prev[l], l)
-            maybeAdd(l, next[l])
-        }
-        return ranges.filter { !$0.isEmpty }
     }
 
     /// Unigram: the segmentation with the highest total piece score (Viterbi over the lattice
@@ -339,8 +316,8 @@ public final class SentencePieceModel: @unchecked Sendable {
             var coveredOne = false
             var end = start + 1
             while end <= n && bounds[end] - bounds[start] <= maxBytes {
-                if let id = normalIDs.find(s[bounds[start]..<bounds[end]]), pieces[id].type != .unused {
-                    let score = pieces[id].type == .userDefined ? Float(end - start) * maxScore - 0.1 : pieces[id].score
+                if let id = normalIDs.find(s[bounds[start]..<bounds[end]]), types[id] != .unused {
+                    let score = types[id] == .userDefined ? Float(end - start) * maxScore - 0.1 : scores[id]
                     if best[start] + score > best[end] { best[end] = best[start] + score; from[end] = start }
                     if end == start + 1 { coveredOne = true }
                 }
@@ -380,6 +357,65 @@ public final class SentencePieceModel: @unchecked Sendable {
             }
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// The working state of one BPE encoding: symbol spans, links and the agenda of pairs.
+struct BPEState {
+    struct Pair {
+        var score: Float, left: Int, right: Int, size: Int
+        /// Max-heap order: higher score first, then the leftmost.
+        @inline(__always) func before(_ o: Pair) -> Bool { score != o.score ? score > o.score : left < o.left }
+    }
+    let text: UnsafePointer<UInt8>
+    var lo: [Int], hi: [Int], prev: [Int], next: [Int]
+    let frozen: [Bool]
+    var heap: [Pair] = []
+
+    init(text: UnsafePointer<UInt8>, initial: [(range: Range<Int>, frozen: Bool)]) {
+        self.text = text
+        lo = initial.map(\.range.lowerBound)
+        hi = initial.map(\.range.upperBound)
+        prev = Array(-1..<(initial.count - 1))
+        next = (1...initial.count).map { $0 < initial.count ? $0 : -1 }
+        frozen = initial.map(\.frozen)
+        heap.reserveCapacity(initial.count * 2)
+    }
+
+    mutating func maybeAdd(_ l: Int, _ r: Int, _ table: ByteTable, _ scores: [Float]) {
+        guard l >= 0, r >= 0, !frozen[l], !frozen[r] else { return }
+        guard let id = table.find(text + lo[l], hi[r] - lo[l]) else { return }
+        push(Pair(score: scores[id], left: l, right: r, size: hi[r] - lo[l]))
+    }
+
+    mutating func push(_ p: Pair) {
+        heap.append(p)
+        var c = heap.count - 1
+        while c > 0 {
+            let parent = (c - 1) / 2
+            guard heap[c].before(heap[parent]) else { break }
+            heap.swapAt(parent, c)
+            c = parent
+        }
+    }
+
+    mutating func pop() -> Pair? {
+        guard let last = heap.popLast() else { return nil }
+        guard !heap.isEmpty else { return last }
+        let top = heap[0]
+        heap[0] = last
+        var c = 0
+        let n = heap.count
+        while true {
+            let l = 2 * c + 1, r = l + 1
+            var m = c
+            if l < n && heap[l].before(heap[m]) { m = l }
+            if r < n && heap[r].before(heap[m]) { m = r }
+            if m == c { break }
+            heap.swapAt(m, c)
+            c = m
+        }
+        return top
     }
 }
 

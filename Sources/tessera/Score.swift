@@ -23,6 +23,7 @@ struct Tokenize: ParsableCommand {
     @Option(help: "The text to encode.") var text: String?
     @Option(help: "A file of texts, one JSON-encoded string per line.") var input: String?
     @Flag(help: "Print {\"ids\": [...], \"pieces\": [...]} (one object per line with --input).") var json = false
+    @Flag(help: "Time the encoding only and print MB/s of text on stderr (for benchmarks; nothing on stdout).") var benchmark = false
 
     func run() throws {
         try runReportingErrors {
@@ -41,6 +42,15 @@ struct Tokenize: ParsableCommand {
                 }
             }
             guard !texts.isEmpty else { throw TesseraError(.invalidArgument, "give --text or --input") }
+            if benchmark {
+                let start = Date()
+                var count = 0
+                for t in texts { count += sp.encode(t).ids.count }
+                let secs = Date().timeIntervalSince(start)
+                let mb = Double(texts.reduce(0) { $0 + $1.utf8.count }) / 1e6
+                FileHandle.standardError.write(Data("\(texts.count) texts, \(String(format: "%.2f", mb)) MB, \(count) tokens in \(String(format: "%.3f", secs)) s: \(String(format: "%.1f", mb / secs)) MB/s\n".utf8))
+                return
+            }
             for t in texts {
                 let (ids, pieces) = sp.encode(t)
                 if json {
