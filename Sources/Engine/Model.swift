@@ -25,13 +25,49 @@ public struct ForwardResult: Sendable, Codable {
 }
 
 /// Keys (after rotary embedding) and values of every layer for a run of positions, so a
-/// longer sequence sharing that prefix need not recompute it.
+/// longer sequence sharing that prefix need not recompute it. A BF16 run keeps them as BF16
+/// (exactly what it computed), an FP32 run as FP32.
 public struct KVCache: Sendable {
-    /// Per layer: positions x query groups x head dim.
-    var keys: [[Float]]
-    var values: [[Float]]
+    /// Per layer: positions x query groups x head dim, as FP32 ...
+    var keys: [[Float]] = []
+    var values: [[Float]] = []
+    /// ... or as BF16 bit patterns.
+    var keys16: [[UInt16]] = []
+    var values16: [[UInt16]] = []
     /// Positions held.
     public internal(set) var count: Int
+
+    init(count: Int) { self.count = count }
+
+    /// Stores one layer's keys and values.
+    mutating func append(keys k: [Float], values v: [Float], bf16: Bool) {
+        if bf16 {
+            keys16.append(Self.bits(k))
+            values16.append(Self.bits(v))
+        } else {
+            keys.append(k)
+            values.append(v)
+        }
+    }
+
+    static func bits(_ x: [Float]) -> [UInt16] {
+        var out = [UInt16](repeating: 0, count: x.count)
+        x.withUnsafeBufferPointer { xb in out.withUnsafeMutableBufferPointer { tessera_f32_to_bf16(xb.baseAddress!, $0.baseAddress!, x.count) } }
+        return out
+    }
+
+    /// Writes the first `n` values of layer `layer` into `keys` and `values` (FP32).
+    func copy(layer: Int, first n: Int, keys k: inout [Float], values v: inout [Float]) {
+        if !keys16.isEmpty {
+            for i in 0..<n {
+                k[i] = Float(bitPattern: UInt32(keys16[layer][i]) << 16)
+                v[i] = Float(bitPattern: UInt32(values16[layer][i]) << 16)
+            }
+        } else {
+            k.replaceSubrange(0..<n, with: keys[layer][0..<n])
+            v.replaceSubrange(0..<n, with: values[layer][0..<n])
+        }
+    }
 }
 
 /// A NeMo GPT decoder (Nemotron-4 and its relatives) run straight from a catalogue of any
@@ -246,7 +282,7 @@ public final class Model: @unchecked Sendable {
             }
         }
         if precision == .bf16 { x.withUnsafeMutableBufferPointer { Kernels.roundToBF16($0.baseAddress!, $0.count) } }
-        var caches: [KVCache?] = segments.map { keepCache ? KVCache(keys: [], values: [], count: $0.pastCount + $0.ids.count) : nil }
+        var caches: [KVCache?] = segments.map { keepCache ? KVCache(count: $0.pastCount + $0.ids.count) : nil }
         let kvWidth = config.numQueryGroups * config.kvChannels
         let qkvWidth = (config.numAttentionHeads + 2 * config.numQueryGroups) * config.kvChannels
         let ctxWidth = config.numAttentionHeads * config.kvChannels
@@ -257,12 +293,11 @@ public final class Model: @unchecked Sendable {
             let qkv = try linear(p + "self_attention.linear_qkv", a, tokens: T, k: h, precision: precision)
             var ctx = [Float](repeating: 0, count: T * ctxWidth)
             for (si, seg) in segments.enumerated() {
-                let pastKV = seg.past.map { (Array($0.keys[layer].prefix(seg.pastCount * kvWidth)),
-                                             Array($0.values[layer].prefix(seg.pastCount * kvWidth))) }
+                let pastKV = seg.past.map { (cache: $0, layer: layer, count: seg.pastCount * kvWidth) }
                 let rows = qkv[(starts[si] * qkvWidth)..<(starts[si + 1] * qkvWidth)]
                 let (c, keys, values) = attention(Array(rows), tokens: counts[si], start: seg.pastCount, past: pastKV, precision: precision)
                 ctx.replaceSubrange((starts[si] * ctxWidth)..<(starts[si + 1] * ctxWidth), with: c)
-                if keepCache { caches[si]!.keys.append(keys); caches[si]!.values.append(values) }
+                if keepCache { caches[si]!.append(keys: keys, values: values, bf16: precision == .bf16) }
             }
             let proj = try linear(p + "self_attention.linear_proj", ctx, tokens: T, k: ctxWidth, precision: precision)
             x = add(x, proj, precision)
@@ -313,7 +348,7 @@ public final class Model: @unchecked Sendable {
     /// `start..<start+T` and `past` keys/values of positions `0..<start`; qkv rows are grouped
     /// per query group as `[q heads of the group, k, v]`. Returns the context and the keys and
     /// values of all positions.
-    func attention(_ qkv: [Float], tokens T: Int, start: Int, past: ([Float], [Float])?,
+    func attention(_ qkv: [Float], tokens T: Int, start: Int, past: (cache: KVCache, layer: Int, count: Int)?,
                    precision: Precision) -> ([Float], [Float], [Float]) {
         let heads = config.numAttentionHeads, groups = config.numQueryGroups, d = config.kvChannels
         let hpg = heads / groups, width = (heads + 2 * groups) * d
@@ -346,10 +381,7 @@ public final class Model: @unchecked Sendable {
         let total = start + T
         // Keys and values of all positions: [position][group][d].
         var keys = [Float](repeating: 0, count: total * groups * d), values = keys
-        if let (pk, pv) = past {
-            keys.replaceSubrange(0..<pk.count, with: pk)
-            values.replaceSubrange(0..<pv.count, with: pv)
-        }
+        if let past { past.cache.copy(layer: past.layer, first: past.count, keys: &keys, values: &values) }
         var q = [Float](repeating: 0, count: T * heads * d)
         for t in 0..<T {
             for g in 0..<groups {

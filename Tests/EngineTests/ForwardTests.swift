@@ -103,3 +103,17 @@ func forwardMatchesMegatronCore(_ rel: String) throws {
         #expect(maxDiff(r.logits!, alone.logits!.map(Double.init)) < 1e-5)
     }
 }
+
+/// In BF16 the cache holds the BF16 keys and values the run computed: a cached step matches
+/// the full forward within BF16 rounding (the GEMMs see other shapes).
+@Test func bf16CacheStepEqualsTheFullForward() throws {
+    let ref = try #require(Reference.shared)
+    let rel = try #require(fixtureList().first { $0.dtype == "bf16" }?.path)
+    let cache = MappingCache()
+    let model = try Model(try Checkpoint.open(fixtures + "/" + rel, cache: cache), cache: cache)
+    let ids = ref.ids[3]
+    let kv = try model.prefill(tokens: ids, precision: .bf16)
+    let step = try model.forward(next: 6, after: kv, prefix: 20, precision: .bf16)
+    let full = try model.forward(tokens: Array(ids.prefix(20)) + [6], precision: .bf16)
+    #expect(maxDiff(step.reward!, full.reward!.map(Double.init)) < 0.05)
+}
