@@ -1,4 +1,5 @@
 import COpenBLAS
+import Platform
 import Foundation
 
 /// Numeric kernels over FP32 activations (OpenBLAS for the matrix products).
@@ -16,12 +17,7 @@ enum Kernels {
         for i in 0..<n { x[i] = bf16(x[i]) }
     }
 
-    @inline(__always) static func bf16(_ f: Float) -> Float {
-        let b = f.bitPattern
-        if f.isNaN { return f }
-        let rounded = b &+ 0x7FFF &+ ((b >> 16) & 1)
-        return Float(bitPattern: rounded & 0xFFFF_0000)
-    }
+    @inline(__always) static func bf16(_ f: Float) -> Float { f.bfloat16Rounded }
 
     /// LayerNorm over rows of `width`: (x - mean) / sqrt(var + eps) * gamma + beta, statistics in FP32.
     static func layerNorm(_ x: UnsafePointer<Float>, rows: Int, width: Int, gamma: [Float], beta: [Float]?, eps: Float,

@@ -63,3 +63,12 @@ public enum DType: String, Sendable, Codable, CaseIterable {
         }
     }
 }
+
+extension Float {
+    /// The nearest BF16 value (ties to even), as a Float: what storing it as BF16 keeps.
+    @inlinable public var bfloat16Rounded: Float {
+        if isNaN { return self }
+        let b = bitPattern
+        return Float(bitPattern: (b &+ 0x7FFF &+ ((b >> 16) & 1)) & 0xFFFF_0000)
+    }
+}

@@ -164,7 +164,7 @@ public struct Verifier {
             b = try values(tb, box, streamer: streamer)
             for i in 0..<a.count {
                 var x = a[i], y = b[i]
-                if rounding, narrow == .bfloat16 { x = roundBF16(x); y = roundBF16(y) }
+                if rounding, narrow == .bfloat16 { x = x.bfloat16Rounded; y = y.bfloat16Rounded }
                 if rounding, narrow == .float16 { x = Float(Float16(x)); y = Float(Float16(y)) }
                 if x.bitPattern != y.bitPattern && !(x.isNaN && y.isNaN) {
                     let flat = r * rowWidth + i
@@ -208,12 +208,6 @@ public struct Verifier {
             at += n
         }
         return out
-    }
-
-    func roundBF16(_ f: Float) -> Float {
-        if f.isNaN { return f }
-        let b = f.bitPattern
-        return Float(bitPattern: (b &+ 0x7FFF &+ ((b >> 16) & 1)) & 0xFFFF_0000)
     }
 
     /// Scores the conversations with both models (FP32) through the scoring path and compares
