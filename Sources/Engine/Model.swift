@@ -210,10 +210,12 @@ public final class Model: @unchecked Sendable {
     }
 
     /// Runs several sequences together: their tokens share every linear layer's GEMMs (no
-    /// padding), attention stays within each sequence. Outputs are at each one's last token.
-    public func forward(batch: [Segment], precision: Precision = .bf16) throws(TesseraError) -> [ForwardResult] {
+    /// padding), attention stays within each sequence. Outputs are at each one's last token;
+    /// `logits: false` skips the output layer (a vocabulary-sized GEMM) when only the reward
+    /// head is wanted.
+    public func forward(batch: [Segment], precision: Precision = .bf16, logits: Bool = true) throws(TesseraError) -> [ForwardResult] {
         let (finals, _) = try run(batch, keepCache: false, precision: precision)
-        return try heads(finals, precision: precision)
+        return try heads(finals, precision: precision, logits: logits)
     }
 
     /// Runs `ids` and returns the keys and values of every position, for ``forward(next:after:prefix:precision:)``.
@@ -233,12 +235,12 @@ public final class Model: @unchecked Sendable {
     }
 
     /// Output layer and reward head at each segment's last position, all segments in one GEMM.
-    func heads(_ finals: [[Float]], precision: Precision) throws(TesseraError) -> [ForwardResult] {
+    func heads(_ finals: [[Float]], precision: Precision, logits wantLogits: Bool = true) throws(TesseraError) -> [ForwardResult] {
         let h = config.hiddenSize
         let lasts = finals.map { Array($0.suffix(h)) }
         let stacked = Array(lasts.joined())
         var logits: [Float]?, rewards: [Float]?
-        if hasOutputLayer {
+        if hasOutputLayer && wantLogits {
             let name = weights.catalogue.tensor("output_layer.weight") != nil ? "output_layer" : "embedding.word_embeddings"
             logits = try linear(name, stacked, tokens: lasts.count, k: h, precision: precision)
         }

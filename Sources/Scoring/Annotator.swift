@@ -144,7 +144,8 @@ public struct Annotator {
             }
         }
         tokensRun += segments.reduce(0) { $0 + $1.ids.count }
-        let results = segments.isEmpty ? [] : try model.forward(batch: segments, precision: options.precision)
+        // Scoring needs the reward head only: no vocabulary-sized output layer per turn.
+        let results = segments.isEmpty ? [] : try model.forward(batch: segments, precision: options.precision, logits: false)
         for (k, job) in jobs.enumerated() {
             guard let rewards = results[k].reward else {
                 throw TesseraError(.unsupported, "the model has no reward head (rm_head)")

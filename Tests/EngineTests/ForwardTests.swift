@@ -117,3 +117,14 @@ func forwardMatchesMegatronCore(_ rel: String) throws {
     let full = try model.forward(tokens: Array(ids.prefix(20)) + [6], precision: .bf16)
     #expect(maxDiff(step.reward!, full.reward!.map(Double.init)) < 0.05)
 }
+
+@Test func logitsCanBeSkippedWithoutChangingTheReward() throws {
+    let ref = try #require(Reference.shared)
+    let rel = try #require(fixtureList().first { $0.dtype == "fp32" }?.path)
+    let cache = MappingCache()
+    let model = try Model(try Checkpoint.open(fixtures + "/" + rel, cache: cache), cache: cache)
+    let with = try model.forward(batch: [Model.Segment(ids: ref.ids[1])], precision: .fp32)[0]
+    let without = try model.forward(batch: [Model.Segment(ids: ref.ids[1])], precision: .fp32, logits: false)[0]
+    #expect(with.logits != nil && without.logits == nil)
+    #expect(with.reward! == without.reward!)
+}
