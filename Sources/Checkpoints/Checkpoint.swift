@@ -25,7 +25,7 @@ public enum Checkpoint {
             if head.count >= 8, head[0] == 0x89, head[1] == 0x48, head[2] == 0x44, head[3] == 0x46 {
                 return try HDF5Store.read(path, cache: cache)
             }
-            let tar = try TarContainer(path: path, cache: cache)
+            let tar = try TarContainer(path: path)
             return try open(tar, cache: cache)
         }
         return try open(DirectoryContainer(root: path), cache: cache)
@@ -34,7 +34,7 @@ public enum Checkpoint {
     static func loadConfig(_ c: any Container, cache: MappingCache) throws(TesseraError) -> ModelConfig? {
         let name = "model_config.yaml"
         guard c.isFile(name) else { return nil }
-        let text = String(decoding: try c.read(name, cache: cache), as: UTF8.self)
+        let text = String(decoding: try c.read(name), as: UTF8.self)
         return try ModelConfig(yaml: text, file: c.describe(name))
     }
 

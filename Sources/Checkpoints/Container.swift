@@ -18,7 +18,7 @@ public protocol Container: Sendable {
 
 extension Container {
     /// Reads a small file whole.
-    public func read(_ path: String, cache: MappingCache) throws(TesseraError) -> [UInt8] {
+    public func read(_ path: String) throws(TesseraError) -> [UInt8] {
         let s = try slice(path)
         return try ReadOnlyFile(path: s.path).read(s.offset, s.count)
     }
@@ -78,7 +78,7 @@ public struct TarContainer: Container {
 
     /// Indexes the tar at `path` (ustar, GNU long names and pax path records), reading
     /// only the member headers.
-    public init(path: String, cache: MappingCache) throws(TesseraError) {
+    public init(path: String) throws(TesseraError) {
         self.path = path
         let file = try ReadOnlyFile(path: path)
         if file.size >= 2 {

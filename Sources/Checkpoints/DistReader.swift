@@ -7,7 +7,7 @@ import TorchFormat
 enum DistReader {
     static func backend(_ c: any Container, dir: String, cache: MappingCache) throws(TesseraError) -> String {
         let path = c.join(dir, "metadata.json")
-        let bytes = try c.read(path, cache: cache)
+        let bytes = try c.read(path)
         guard let obj = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
               let backend = obj["sharded_backend"] as? String else {
             throw TesseraError(.corrupt, "expected a JSON object with 'sharded_backend'", file: c.describe(path))
@@ -92,12 +92,12 @@ enum DistReader {
                 for f in c.children(arrayDir) where f.hasSuffix(".pt") {
                     let path = c.join(arrayDir, f)
                     objects.append(ObjectEntry(name: objectName(key, shardFile: f), kind: "sharded-object",
-                                               bytes: try c.read(path, cache: cache), source: try c.slice(path)))
+                                               bytes: try c.read(path), source: try c.slice(path)))
                 }
                 continue
             }
             let where_ = c.describe(zarray)
-            guard let meta = try? JSONSerialization.jsonObject(with: Data(try c.read(zarray, cache: cache))) as? [String: Any] else {
+            guard let meta = try? JSONSerialization.jsonObject(with: Data(try c.read(zarray))) as? [String: Any] else {
                 throw TesseraError(.corrupt, "not a JSON object", file: where_)
             }
             guard let shape = meta["shape"] as? [Int], let chunks = meta["chunks"] as? [Int], shape.count == chunks.count,
@@ -162,7 +162,7 @@ enum DistReader {
         guard c.isFile(metaPath) else {
             throw TesseraError(.missing, "torch_dist checkpoint has no '.metadata' file", file: c.describe(dir))
         }
-        let metaBytes = try c.read(metaPath, cache: cache)
+        let metaBytes = try c.read(metaPath)
         let root: PickleValue
         do {
             root = try withBytes(metaBytes) { (b) throws(TesseraError) -> PickleValue in try Unpickler.load(b) }

@@ -38,7 +38,7 @@ extension Catalogue {
     /// The tokenizer's vocabulary size (the model's true vocabulary), when the checkpoint carries one.
     public func trueVocabulary(cache: MappingCache) -> Int? {
         guard let name = config?.tokenizerModel, container.isFile(name),
-              let bytes = try? container.read(name, cache: cache) else { return nil }
+              let bytes = try? container.read(name) else { return nil }
         return try? SentencePieceInfo.vocabularySize(bytes)
     }
 }

@@ -117,8 +117,6 @@ public final class MappingCache: Sendable {
         for f in files.withLock({ Array($0.values) }) { f.release(0..<f.count) }
     }
 
-    /// Forgets every mapping; each is unmapped when its last user lets go.
-    public func removeAll() { files.withLock { $0.removeAll() } }
 }
 
 /// A file opened for small positioned reads (metadata), closed with its owner. Reading

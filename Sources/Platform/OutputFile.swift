@@ -189,16 +189,7 @@ public struct OutputFile: ~Copyable {
         try Self.writeAll(fd, path, base, bytes.count, at: offset)
     }
 
-    /// Overwrites bytes at `offset` (already written) without moving the append position.
-    public mutating func patch(_ bytes: [UInt8], at offset: Int) throws(TesseraError) {
-        try withBytes(bytes) { (b) throws(TesseraError) in try write(b, at: offset) }
-    }
 
-    /// Flushes the data to the disk.
-    public mutating func sync() throws(TesseraError) {
-        try flush()
-        guard fsync(fd) == 0 else { throw TesseraError(.io, "fsync failed: \(String(cString: strerror(errno)))", file: path) }
-    }
 
     /// Writes out what is gathered and closes the file, reporting any failure (a full disk).
     public consuming func close() throws(TesseraError) {

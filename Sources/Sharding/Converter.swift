@@ -80,7 +80,7 @@ public enum Converter {
         let c = plan.source.container
         var text = ""
         if c.isFile("model_config.yaml") {
-            text = String(decoding: try c.read("model_config.yaml", cache: cache), as: UTF8.self)
+            text = String(decoding: try c.read("model_config.yaml"), as: UTF8.self)
         }
         text = ConfigText.set("tensor_model_parallel_size", to: String(plan.layout.tp), in: text)
         text = ConfigText.set("pipeline_model_parallel_size", to: String(plan.layout.pp), in: text)
@@ -98,7 +98,7 @@ public enum Converter {
         var out: [(String, [UInt8])] = []
         if let root = artifactRoot(plan) {
             for name in c.children(root) where !isWeights(name) && c.isFile(c.join(root, name)) {
-                out.append((name, try c.read(c.join(root, name), cache: cache)))
+                out.append((name, try c.read(c.join(root, name))))
             }
         }
         out.append(("model_config.yaml", Array(try configText(plan, cache: cache).utf8)))

@@ -12,7 +12,7 @@ public struct TorchArchive: Sendable {
 
     /// Reads the archive that occupies `slice`.
     public init(_ slice: FileSlice, cache: MappingCache) throws(TesseraError) {
-        let zip = try ZipArchive(slice, in: cache)
+        let zip = try ZipArchive(slice)
         guard let first = zip.entries.first, let slash = first.name.firstIndex(of: "/") else {
             throw TesseraError(.corrupt, "zip archive has no torch records (expected '<name>/data.pkl')", file: slice.path)
         }

@@ -24,7 +24,7 @@ public struct ZipArchive: Sendable {
 
     /// Reads the central directory of the archive occupying `slice` of its file (with
     /// positioned reads: only the directory and the local headers are read).
-    public init(_ slice: FileSlice, in cache: MappingCache) throws(TesseraError) {
+    public init(_ slice: FileSlice) throws(TesseraError) {
         let file = try ReadOnlyFile(path: slice.path)
         guard slice.offset >= 0, slice.count >= 0, slice.offset + slice.count <= file.size else {
             throw TesseraError(.outOfBounds, "zip archive at \(slice.offset)+\(slice.count) lies outside the file (\(file.size) bytes)",

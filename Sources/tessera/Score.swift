@@ -12,7 +12,7 @@ func loadTokenizer(_ path: String?, catalogue: Catalogue?, cache: MappingCache) 
     guard let c = catalogue, let name = c.config?.tokenizerModel, c.container.isFile(name) else {
         throw TesseraError(.missing, "the checkpoint carries no tokenizer; pass --tokenizer", file: catalogue?.container.displayPath)
     }
-    return try SentencePieceModel(bytes: try c.container.read(name, cache: cache), file: c.container.describe(name))
+    return try SentencePieceModel(bytes: try c.container.read(name), file: c.container.describe(name))
 }
 
 struct Tokenize: ParsableCommand {

@@ -9,13 +9,12 @@ private var tarPath: String? {
 
 @Test func tarMembersAreLocatedInPlace() throws {
     let rel = try #require(tarPath)
-    let cache = MappingCache()
-    let tar = try TarContainer(path: Fixtures.path(rel), cache: cache)
+    let tar = try TarContainer(path: Fixtures.path(rel))
     #expect(tar.isFile("model_config.yaml"))
     let s = try tar.slice("model_config.yaml")
     #expect(s.path == Fixtures.path(rel))
     #expect(s.offset % 512 == 0)
-    let text = String(decoding: try tar.read("model_config.yaml", cache: cache), as: UTF8.self)
+    let text = String(decoding: try tar.read("model_config.yaml"), as: UTF8.self)
     #expect(text.contains("num_layers"))
 }
 
@@ -25,7 +24,7 @@ private var tarPath: String? {
     let data = try Data(contentsOf: URL(fileURLWithPath: copy))
     try data.prefix(data.count / 2 + 100).write(to: URL(fileURLWithPath: copy))
     do {
-        _ = try TarContainer(path: copy, cache: MappingCache())
+        _ = try TarContainer(path: copy)
         Issue.record("expected an error")
     } catch {
         #expect(error.code == .corrupt)
@@ -36,7 +35,7 @@ private var tarPath: String? {
 @Test func unsafeMembersAreSkipped() throws {
     let path = Fixtures.path("bad/unsafe_members.nemo")
     guard FileManager.default.fileExists(atPath: path) else { return }
-    let tar = try TarContainer(path: path, cache: MappingCache())
+    let tar = try TarContainer(path: path)
     #expect(!tar.isFile("../escape.txt"))
     #expect(!tar.isFile("abs.txt"))
     #expect(!tar.isFile("/abs.txt"))

@@ -19,7 +19,7 @@ private func slice(_ path: String) throws -> FileSlice {
 
 @Test func zipRecordsAreStoredAndAligned() throws {
     let path = try #require(rankFile)
-    let zip = try ZipArchive(try slice(path), in: MappingCache())
+    let zip = try ZipArchive(try slice(path))
     let data = zip.entries.filter { $0.name.contains("/data/") }
     #expect(!data.isEmpty)
     for e in data {
