@@ -32,18 +32,33 @@ public final class SentencePieceModel: @unchecked Sendable {
     public private(set) var removeExtraWhitespaces = true
     public private(set) var escapeWhitespaces = true
 
-    /// Normal, user-defined and unused pieces (the ones merges may produce) by UTF-8 bytes.
+    /// Normal, user-defined and unused pieces (the ones merges may produce) by UTF-8 bytes,
+    /// with their prefixes marked for the unigram lattice.
     /// (Keys are bytes, not Strings: Swift compares Strings by canonical equivalence, so the
     /// Kelvin sign would find "K".)
-    private var normalIDs = ByteTable([])
+    private(set) var normalIDs = ByteTable([])
     /// Control, unknown and byte pieces by UTF-8 bytes.
-    private var reservedIDs = ByteTable([])
-    /// User-defined symbols, matched longest-first and never split.
-    private var userDefined: [[UInt8]] = []
-    private var byteIDs = [Int](repeating: -1, count: 256)
+    private(set) var reservedIDs = ByteTable([])
+    /// User-defined symbols by first byte, each list longest first: matched longest-first and never split.
+    private(set) var userDefined: [[[UInt8]]] = Array(repeating: [], count: 256)
+    /// Whether a user-defined symbol starts with the byte.
+    private(set) var startsUserSymbol = [Bool](repeating: false, count: 256)
+    private(set) var byteIDs = [Int](repeating: -1, count: 256)
     /// Scores and types by id, apart from the pieces (no String traffic on the hot path).
-    private var scores: [Float] = []
-    private var types: [PieceType] = []
+    private(set) var scores: [Float] = []
+    private(set) var types: [PieceType] = []
+    /// The id the library gives the bytes of each normal piece (a reserved piece of the same
+    /// bytes would win), by normal id.
+    private(set) var outputIDs: [Int32] = []
+    /// The normal id of each one-byte string, -1 where there is none.
+    private(set) var byteNormalIDs = [Int32](repeating: -1, count: 256)
+    /// BPE merges never join a `▁` to the character before it (no normal piece holds a `▁`
+    /// after another character), so the text is merged word by word, words starting at `▁`s.
+    private(set) var bpeSplitsBeforeSpace = false
+    /// The same after a `▁` (words ending at `▁`s, as with whitespace as a suffix).
+    private(set) var bpeSplitsAfterSpace = false
+    /// Unigram scores: the best and worst normal piece's.
+    private(set) var maxScore: Float = 0, minScore: Float = 0
 
     /// Reads a `.model` file's bytes; `file` names it in errors.
     public init(bytes: [UInt8], file: String) throws(TesseraError) {
@@ -58,22 +73,45 @@ public final class SentencePieceModel: @unchecked Sendable {
         }
         guard !pieces.isEmpty else { throw TesseraError(.corrupt, "not a SentencePiece model (no pieces)", file: file) }
         var normal: [([UInt8], Int)] = [], reserved: [([UInt8], Int)] = []
+        var user: [[UInt8]] = []
         for (i, p) in pieces.enumerated() {
             switch p.type {
             case .normal, .userDefined, .unused: normal.append((Array(p.text.utf8), i))
             default: reserved.append((Array(p.text.utf8), i))
             }
-            if p.type == .userDefined { userDefined.append(Array(p.text.utf8)) }
+            if p.type == .userDefined, let first = p.text.utf8.first {
+                user.append(Array(p.text.utf8))
+                startsUserSymbol[Int(first)] = true
+            }
             if p.type == .unknown { unkID = i }
             if p.type == .byte, p.text.count == 6, p.text.hasPrefix("<0x"), let v = UInt8(p.text.dropFirst(3).prefix(2), radix: 16) {
                 byteIDs[Int(v)] = i
             }
         }
-        userDefined.sort { $0.count > $1.count }
-        normalIDs = ByteTable(normal)
+        for u in user.sorted(by: { $0.count > $1.count }) { userDefined[Int(u[0])].append(u) }
+        normalIDs = ByteTable(normal, prefixes: modelType == .unigram)
         reservedIDs = ByteTable(reserved)
         scores = pieces.map(\.score)
         types = pieces.map(\.type)
+        outputIDs = [Int32](repeating: -1, count: pieces.count)
+        for (key, i) in normal { outputIDs[i] = Int32(reservedIDs.find(key) ?? i) }
+        for b in 0..<256 { byteNormalIDs[b] = Int32(normalIDs.find([UInt8(b)]) ?? -1) }
+        if modelType != .unigram {
+            bpeSplitsBeforeSpace = !normal.contains { Self.joinsSpace($0.0, after: false) }
+            bpeSplitsAfterSpace = !normal.contains { Self.joinsSpace($0.0, after: true) }
+        }
+        let normalScores = pieces.filter { $0.type == .normal }.map(\.score)
+        maxScore = normalScores.max() ?? 0
+        minScore = normalScores.min() ?? 0
+    }
+
+    /// Whether `piece` holds a `▁` next to another character: before it (or `after` it).
+    private static func joinsSpace(_ piece: [UInt8], after: Bool) -> Bool {
+        func isSpace(_ k: Int) -> Bool { k >= 0 && k + 3 <= piece.count && piece[k..<(k + 3)].elementsEqual(space) }
+        for k in piece.indices where isSpace(k) {
+            if after ? (k + 3 < piece.count && !isSpace(k + 3)) : (k > 0 && !isSpace(k - 3)) { return true }
+        }
+        return false
     }
 
     /// Reads a `.model` file.
@@ -136,161 +174,161 @@ public final class SentencePieceModel: @unchecked Sendable {
         replacements = Array(blob[(4 + size)...])
     }
 
-    /// The longest rule of the character map matching the start of `s`: its length and replacement.
-    private func charsMapMatch(_ s: ArraySlice<UInt8>) -> (Int, ArraySlice<UInt8>)? {
+    /// The longest rule of the character map matching the start of `s` (`n` bytes): its
+    /// length and the range of its replacement in `replacements`.
+    private func charsMapMatch(_ s: UnsafePointer<UInt8>, _ n: Int) -> (length: Int, replacement: Range<Int>)? {
         guard !trie.isEmpty else { return nil }
         // Darts-clone double array: offset/label/leaf/value packed in each 32-bit unit.
         func offset(_ u: UInt32) -> Int { Int((u >> 10) << ((u & (1 << 9)) >> 6)) }
         func label(_ u: UInt32) -> UInt32 { u & ((1 << 31) | 0xFF) }
         func hasLeaf(_ u: UInt32) -> Bool { (u >> 8) & 1 == 1 }
-        var node = offset(trie[0])
-        var best: (Int, Int)?
-        for (i, b) in s.enumerated() {
-            node ^= Int(b)
-            guard node < trie.count else { break }
-            let u = trie[node]
-            guard label(u) == UInt32(b) else { break }
-            node ^= offset(u)
-            if hasLeaf(u), node < trie.count { best = (i + 1, Int(trie[node] & ((1 << 31) - 1))) }
+        return trie.withUnsafeBufferPointer { trie in
+            var node = offset(trie[0])
+            var best: (Int, Int)?
+            for i in 0..<n {
+                let b = s[i]
+                node ^= Int(b)
+                guard node < trie.count else { break }
+                let u = trie[node]
+                guard label(u) == UInt32(b) else { break }
+                node ^= offset(u)
+                if hasLeaf(u), node < trie.count { best = (i + 1, Int(trie[node] & ((1 << 31) - 1))) }
+            }
+            guard let (length, value) = best, value < replacements.count else { return nil }
+            let end = replacements[value...].firstIndex(of: 0) ?? replacements.count
+            return (length, value..<end)
         }
-        guard let (length, value) = best, value < replacements.count else { return nil }
-        let end = replacements[value...].firstIndex(of: 0) ?? replacements.count
-        return (length, replacements[value..<end])
     }
 
     /// Vocabulary size.
     public var count: Int { pieces.count }
 
     /// The id of a piece, as `PieceToId` finds it (unknown id when absent).
-    public func id(of piece: String) -> Int { id(bytes: Array(piece.utf8)) }
-
-    func id<C: Collection>(bytes: C) -> Int where C.Element == UInt8 {
-        reservedIDs.find(bytes) ?? normalIDs.find(bytes) ?? unkID
+    public func id(of piece: String) -> Int {
+        reservedIDs.find(piece.utf8) ?? normalIDs.find(piece.utf8) ?? unkID
     }
 
-    /// Length of the user-defined symbol at the start of `s`, if one is there.
-    private func userSymbol(at s: ArraySlice<UInt8>) -> Int? {
-        for u in userDefined where s.count >= u.count && s.prefix(u.count).elementsEqual(u) { return u.count }
-        return nil
+    /// Length of the user-defined symbol at the start of `s` (`n` bytes), 0 if none is there.
+    @inline(__always)
+    func userSymbol(_ s: UnsafePointer<UInt8>, _ n: Int) -> Int {
+        guard startsUserSymbol[Int(s[0])] else { return 0 }
+        for u in userDefined[Int(s[0])] where u.count <= n && memcmp(u, s, u.count) == 0 { return u.count }
+        return 0
     }
 
-    /// Length in bytes of the UTF-8 character starting `s` (1 for an invalid byte).
-    private static func charLength(_ s: ArraySlice<UInt8>) -> Int {
-        guard let b = s.first else { return 0 }
-        let n = b < 0x80 ? 1 : (b >> 5 == 0b110 ? 2 : (b >> 4 == 0b1110 ? 3 : (b >> 3 == 0b11110 ? 4 : 1)))
-        guard n <= s.count else { return 1 }
-        for k in 1..<n where s[s.startIndex + k] & 0xC0 != 0x80 { return 1 }
-        return n
+    /// Length in bytes of the UTF-8 character starting `s` (`n` > 0 bytes; 1 for an invalid byte).
+    @inline(__always)
+    static func charLength(_ s: UnsafePointer<UInt8>, _ n: Int) -> Int {
+        let b = s[0]
+        if b < 0x80 { return 1 }
+        let length = b >> 5 == 0b110 ? 2 : (b >> 4 == 0b1110 ? 3 : (b >> 3 == 0b11110 ? 4 : 1))
+        guard length <= n else { return 1 }
+        for k in 1..<length where s[k] & 0xC0 != 0x80 { return 1 }
+        return length
     }
 
     static let space: [UInt8] = [0xE2, 0x96, 0x81]   // U+2581, ▁
 
-    /// The identity normaliser's output: whitespace rules applied, user-defined symbols kept whole.
-    func normalize(_ text: String) -> [UInt8] {
-        var input = Array(text.utf8)[...]
-        if input.isEmpty { return [] }
-        // Invalid UTF-8 becomes U+FFFD, as the library does.
-        var out: [UInt8] = []
+    /// The identity normaliser's output (or the character map's): whitespace rules applied,
+    /// user-defined symbols kept whole.
+    func normalize(_ input: UnsafeBufferPointer<UInt8>) -> [UInt8] {
+        guard let s = input.baseAddress else { return [] }
+        let n = input.count
+        var i = 0
         if removeExtraWhitespaces {
             // Leading input that normalises to spaces is dropped.
-            while !input.isEmpty {
-                if input.first == 0x20 { input.removeFirst(); continue }
-                if userSymbol(at: input) == nil, let (n, r) = charsMapMatch(input), r.allSatisfy({ $0 == 0x20 }) {
-                    input.removeFirst(n)
+            while i < n {
+                if s[i] == 0x20 { i += 1; continue }
+                if userSymbol(s + i, n - i) == 0, let m = charsMapMatch(s + i, n - i),
+                   replacements[m.replacement].allSatisfy({ $0 == 0x20 }) {
+                    i += m.length
                     continue
                 }
                 break
             }
         }
-        if input.isEmpty { return [] }
-        if !treatWhitespaceAsSuffix && addDummyPrefix { out += escapeWhitespaces ? Self.space : [0x20] }
-        var prevSpace = removeExtraWhitespaces
-        while !input.isEmpty {
-            var n: Int
-            var piece: ArraySlice<UInt8>
-            if let u = userSymbol(at: input) {
-                n = u
-                piece = input.prefix(u)
-            } else if let (length, replacement) = charsMapMatch(input) {
-                n = length
-                piece = replacement
-            } else {
-                n = Self.charLength(input)
-                piece = input.prefix(n)
-                if n == 1 && piece.first! >= 0x80 { piece = [0xEF, 0xBF, 0xBD][...] }
-            }
-            var sp = piece
-            if prevSpace { while sp.first == 0x20 { sp.removeFirst() } }
-            if !sp.isEmpty {
-                for b in sp { if escapeWhitespaces && b == 0x20 { out += Self.space } else { out.append(b) } }
-                prevSpace = sp.last == 0x20
-            }
-            input.removeFirst(n)
-            prevSpace = prevSpace && removeExtraWhitespaces
+        if i == n { return [] }
+        var out: [UInt8] = []
+        out.reserveCapacity(n + n / 2 + 8)
+        let escape = escapeWhitespaces, removeExtra = removeExtraWhitespaces, identity = trie.isEmpty
+        @inline(__always) func appendSpace() {
+            if escape { out.append(0xE2); out.append(0x96); out.append(0x81) } else { out.append(0x20) }
         }
-        if removeExtraWhitespaces {
-            let sp = escapeWhitespaces ? Self.space : [0x20]
+        if !treatWhitespaceAsSuffix && addDummyPrefix { appendSpace() }
+        var prevSpace = removeExtra
+        /// Appends a piece of normalised text: leading spaces dropped after a space, spaces escaped.
+        func append(_ p: UnsafePointer<UInt8>, _ count: Int) {
+            var k = 0
+            if prevSpace { while k < count && p[k] == 0x20 { k += 1 } }
+            if k < count {
+                for j in k..<count { if p[j] == 0x20 { appendSpace() } else { out.append(p[j]) } }
+                prevSpace = p[count - 1] == 0x20
+            }
+            prevSpace = prevSpace && removeExtra
+        }
+        while i < n {
+            let b = s[i]
+            if identity && !startsUserSymbol[Int(b)] && b < 0x80 {
+                // The common case: an ASCII character the identity normaliser keeps.
+                if b == 0x20 {
+                    if !prevSpace { appendSpace(); prevSpace = removeExtra }
+                } else {
+                    out.append(b)
+                    prevSpace = false
+                }
+                i += 1
+                continue
+            }
+            let u = userSymbol(s + i, n - i)
+            if u > 0 {
+                append(s + i, u)
+                i += u
+            } else if let m = charsMapMatch(s + i, n - i) {
+                replacements.withUnsafeBufferPointer { r in append(r.baseAddress! + m.replacement.lowerBound, m.replacement.count) }
+                i += m.length
+            } else {
+                let length = Self.charLength(s + i, n - i)
+                if length == 1 && b >= 0x80 {
+                    // Invalid UTF-8 becomes U+FFFD, as the library does.
+                    let replacement: [UInt8] = [0xEF, 0xBF, 0xBD]
+                    append(replacement, 3)
+                } else {
+                    append(s + i, length)
+                }
+                i += length
+            }
+        }
+        if removeExtra {
+            let sp = escape ? Self.space : [0x20]
             while out.count >= sp.count, out.suffix(sp.count).elementsEqual(sp) { out.removeLast(sp.count) }
         }
-        if treatWhitespaceAsSuffix && addDummyPrefix { out += escapeWhitespaces ? Self.space : [0x20] }
+        if treatWhitespaceAsSuffix && addDummyPrefix { appendSpace() }
         return out
     }
 
     /// Token ids and pieces of `text` (no BOS/EOS).
     public func encode(_ text: String) -> (ids: [Int], pieces: [String]) {
-        let normalized = normalize(text)
-        // Initial symbols: user-defined symbols whole (frozen), otherwise one character each.
-        var symbols: [(range: Range<Int>, frozen: Bool)] = []
-        var i = 0
-        while i < normalized.count {
-            let rest = normalized[i...]
-            if let u = userSymbol(at: rest) { symbols.append((i..<(i + u), true)); i += u; continue }
-            let n = Self.charLength(rest)
-            symbols.append((i..<(i + n), false))
-            i += n
+        let normalized = text.utf8.withContiguousStorageIfAvailable { normalize($0) }
+            ?? Array(text.utf8).withUnsafeBufferPointer { normalize($0) }
+        var ids: [Int] = []
+        ids.reserveCapacity(normalized.count / 2 + 1)
+        normalized.withUnsafeBufferPointer { s in
+            if modelType == .unigram { unigram(s, into: &ids) } else { bpe(s, into: &ids) }
         }
-        let segments = modelType == .unigram ? unigram(normalized, symbols) : bpe(normalized, symbols)
-        var ids: [Int] = [], out: [String] = []
-        for seg in segments {
-            let piece = normalized[seg]
-            let id = self.id(bytes: piece)
-            if id == unkID && byteFallback && reservedIDs.find(piece) != unkID {
-                for b in normalized[seg] {
-                    ids.append(byteIDs[Int(b)] >= 0 ? byteIDs[Int(b)] : unkID)
-                    out.append(pieces[ids.last!].text)
-                }
-            } else if id == unkID, ids.last == unkID, reservedIDs.find(piece) != unkID {
-                // Consecutive unknown pieces merge into one, as SentencePieceProcessor does.
-                continue
-            } else {
-                ids.append(id)
-                out.append(pieces[id].text)
-            }
-        }
-        return (ids, out)
+        return (ids, ids.map { pieces[$0].text })
     }
 
-    /// BPE: repeatedly merge the adjacent pair whose concatenation is a piece with the
-    /// highest score (leftmost on ties), as `bpe_model.cc` does.
-    private func bpe(_ s: [UInt8], _ initial: [(range: Range<Int>, frozen: Bool)]) -> [Range<Int>] {
-        if initial.isEmpty { return [] }
-        // Read once: class properties read inside the loop would be copied (and retained) per call.
-        let table = normalIDs, scores = self.scores
-        return s.withUnsafeBufferPointer { text in
-            var state = BPEState(text: text.baseAddress!, initial: initial)
-            for k in 1..<initial.count { state.maybeAdd(k - 1, k, table, scores) }
-            while let top = state.pop() {
-                let l = top.left, r = top.right
-                guard state.lo[l] < state.hi[l], state.lo[r] < state.hi[r], state.next[l] == r,
-                      state.hi[r] - state.lo[l] == top.size else { continue }
-                state.hi[l] = state.hi[r]
-                state.next[l] = state.next[r]
-                if state.next[r] >= 0 { state.prev[state.next[r]] = l }
-                state.hi[r] = state.lo[r]
-                state.maybeAdd(state.prev[l], l, table, scores)
-                state.maybeAdd(l, state.next[l], table, scores)
-            }
-            return (0..<initial.count).compactMap { state.lo[$0] < state.hi[$0] ? state.lo[$0]..<state.hi[$0] : nil }
+    /// Appends the ids of a segment of the normalised text (`normalID` its normal id, or -1),
+    /// as `SentencePieceProcessor` gives them: reserved pieces first, unknown text as its
+    /// bytes with byte fallback, consecutive unknown segments as one unknown id otherwise.
+    @inline(__always)
+    func appendIDs(_ s: UnsafePointer<UInt8>, _ count: Int, normalID: Int32, into ids: inout [Int]) {
+        if normalID >= 0 { ids.append(Int(outputIDs[Int(normalID)])); return }
+        if let id = reservedIDs.find(s, count) { ids.append(id); return }
+        if byteFallback {
+            for k in 0..<count { ids.append(byteIDs[Int(s[k])] >= 0 ? byteIDs[Int(s[k])] : unkID) }
+        } else if ids.last != unkID {
+            ids.append(unkID)
         }
     }
 
@@ -298,40 +336,56 @@ public final class SentencePieceModel: @unchecked Sendable {
     /// of every piece matching at every character), as `unigram_model.cc` does: user-defined
     /// symbols score `chars x max score - 0.1`, a character no piece covers is an unknown node
     /// scored `min score - 10`; ties keep the longest piece ending at a position.
-    private func unigram(_ s: [UInt8], _ initial: [(range: Range<Int>, frozen: Bool)]) -> [Range<Int>] {
+    private func unigram(_ text: UnsafeBufferPointer<UInt8>, into ids: inout [Int]) {
+        guard let s = text.baseAddress else { return }
         // Character boundaries (user-defined symbols are not split by the normaliser, but
         // the lattice still walks them character by character).
         var bounds: [Int] = [0]
         var i = 0
-        while i < s.count { i += Self.charLength(s[i...]); bounds.append(i) }
+        while i < text.count { i += Self.charLength(s + i, text.count - i); bounds.append(i) }
         let n = bounds.count - 1
-        if n == 0 { return [] }
-        let normalScores = pieces.filter { $0.type == .normal }.map(\.score)
-        let maxScore = normalScores.max() ?? 0, minScore = normalScores.min() ?? 0
-        let maxBytes = pieces.map { $0.text.utf8.count }.max() ?? 1
+        if n == 0 { return }
         var best = [Float](repeating: -.infinity, count: n + 1)
         var from = [Int](repeating: -1, count: n + 1)
+        /// The normal id of the piece ending each best path, -1 for an unknown node.
+        var fromID = [Int32](repeating: -1, count: n + 1)
         best[0] = 0
         for start in 0..<n where best[start] > -.infinity {
             var coveredOne = false
+            var oneID: Int32 = -1
             var end = start + 1
-            while end <= n && bounds[end] - bounds[start] <= maxBytes {
-                if let id = normalIDs.find(s[bounds[start]..<bounds[end]]), types[id] != .unused {
-                    let score = types[id] == .userDefined ? Float(end - start) * maxScore - 0.1 : scores[id]
-                    if best[start] + score > best[end] { best[end] = best[start] + score; from[end] = start }
-                    if end == start + 1 { coveredOne = true }
+            var hash: UInt64 = 0
+            var k = bounds[start]
+            while end <= n {
+                while k < bounds[end] { hash = ByteTable.step(hash, s[k]); k += 1 }
+                // No piece starts with the bytes so far: none is longer either.
+                guard let slot = normalIDs.slot(hash, s + bounds[start], k - bounds[start]) else { break }
+                if slot.id >= 0 {
+                    let id = Int(slot.id)
+                    if end == start + 1 { oneID = slot.id }
+                    if types[id] != .unused {
+                        let score = types[id] == .userDefined ? Float(end - start) * maxScore - 0.1 : scores[id]
+                        if best[start] + score > best[end] { best[end] = best[start] + score; from[end] = start; fromID[end] = slot.id }
+                        if end == start + 1 { coveredOne = true }
+                    }
                 }
+                guard slot.isPrefix else { break }
                 end += 1
             }
             if !coveredOne, best[start] + minScore - 10 > best[start + 1] {
                 best[start + 1] = best[start] + minScore - 10
                 from[start + 1] = start
+                // An unused piece of the character still names it.
+                fromID[start + 1] = oneID
             }
         }
-        var out: [Range<Int>] = []
+        var ends: [Int] = []
         var j = n
-        while j > 0 { let k = from[j]; out.append(bounds[k]..<bounds[j]); j = k }
-        return out.reversed()
+        while j > 0 { ends.append(j); j = from[j] }
+        for e in ends.reversed() {
+            let lo = bounds[from[e]]
+            appendIDs(s + lo, bounds[e] - lo, normalID: fromID[e], into: &ids)
+        }
     }
 
     /// Text of `ids`, as `DecodeIds` gives it: pieces joined, `▁` as spaces, byte pieces
@@ -357,65 +411,6 @@ public final class SentencePieceModel: @unchecked Sendable {
             }
         }
         return String(decoding: bytes, as: UTF8.self)
-    }
-}
-
-/// The working state of one BPE encoding: symbol spans, links and the agenda of pairs.
-struct BPEState {
-    struct Pair {
-        var score: Float, left: Int, right: Int, size: Int
-        /// Max-heap order: higher score first, then the leftmost.
-        @inline(__always) func before(_ o: Pair) -> Bool { score != o.score ? score > o.score : left < o.left }
-    }
-    let text: UnsafePointer<UInt8>
-    var lo: [Int], hi: [Int], prev: [Int], next: [Int]
-    let frozen: [Bool]
-    var heap: [Pair] = []
-
-    init(text: UnsafePointer<UInt8>, initial: [(range: Range<Int>, frozen: Bool)]) {
-        self.text = text
-        lo = initial.map(\.range.lowerBound)
-        hi = initial.map(\.range.upperBound)
-        prev = Array(-1..<(initial.count - 1))
-        next = (1...initial.count).map { $0 < initial.count ? $0 : -1 }
-        frozen = initial.map(\.frozen)
-        heap.reserveCapacity(initial.count * 2)
-    }
-
-    mutating func maybeAdd(_ l: Int, _ r: Int, _ table: ByteTable, _ scores: [Float]) {
-        guard l >= 0, r >= 0, !frozen[l], !frozen[r] else { return }
-        guard let id = table.find(text + lo[l], hi[r] - lo[l]) else { return }
-        push(Pair(score: scores[id], left: l, right: r, size: hi[r] - lo[l]))
-    }
-
-    mutating func push(_ p: Pair) {
-        heap.append(p)
-        var c = heap.count - 1
-        while c > 0 {
-            let parent = (c - 1) / 2
-            guard heap[c].before(heap[parent]) else { break }
-            heap.swapAt(parent, c)
-            c = parent
-        }
-    }
-
-    mutating func pop() -> Pair? {
-        guard let last = heap.popLast() else { return nil }
-        guard !heap.isEmpty else { return last }
-        let top = heap[0]
-        heap[0] = last
-        var c = 0
-        let n = heap.count
-        while true {
-            let l = 2 * c + 1, r = l + 1
-            var m = c
-            if l < n && heap[l].before(heap[m]) { m = l }
-            if r < n && heap[r].before(heap[m]) { m = r }
-            if m == c { break }
-            heap.swapAt(m, c)
-            c = m
-        }
-        return top
     }
 }
 
