@@ -1,4 +1,4 @@
-extension SentencePieceModel {
+extension Encoder {
     /// BPE: repeatedly merge the adjacent pair whose concatenation is a piece with the
     /// highest score (leftmost on ties), as `bpe_model.cc` does; user-defined symbols are
     /// never merged. Appends the ids of the normalised text `text`.
