@@ -2,7 +2,8 @@
 """Benchmarks for the tokenizer and scoring (issue: tokenizer and offline scoring).
 
 1. Tokenizer: `tessera tokenize --input` against the sentencepiece package encoding the same
-   texts (the fixture tokenizer), ids compared, throughput in MB/s of text.
+   texts (the fixture tokenizer, or --tokenizer/--texts), ids compared, throughput in MB/s of
+   text on one thread and on two; --tokenizer-only stops here.
 2. Scoring on the engine benchmark model (hidden 2048, 24 layers, bf16; bench_reshard.py's
    checkpoint, with the fixture tokenizer): 4-turn conversations through `tessera score`
    (end-to-end tokens/s, against `tessera forward` on the same number of tokens), and the
@@ -22,32 +23,55 @@ def main():
     ap.add_argument("--work", default="/tmp/tessera-bench")
     ap.add_argument("--tessera", default=os.path.join(ROOT, ".build/release/tessera"))
     ap.add_argument("--conversations", type=int, default=8)
+    ap.add_argument("--tokenizer-only", action="store_true", help="stop after the tokenizer benchmark (section 1)")
+    ap.add_argument("--tokenizer", default=TOK, help="SentencePiece model for section 1 (default: the fixture's)")
+    ap.add_argument("--texts", help="JSONL of texts for section 1 (default: 20,000 generated ones)")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     rng = random.Random(1)
     words = ["the", "model", "reward", "helpful", "answer", "question", "café", "日本語", "🙂", "2024", "x²", "Assistant"]
 
-    # 1. Tokenizer.
+    # 1. Tokenizer. Best of three runs of each (the machine is shared and noisy).
     import sentencepiece as spm
     texts = [" ".join(rng.choice(words) for _ in range(rng.randint(5, 60))) for _ in range(20000)]
-    path = os.path.join(a.work, "texts.jsonl")
-    with open(path, "w") as f:
-        for t in texts:
-            f.write(json.dumps(t) + "\n")
+    if a.texts:
+        path = a.texts
+        texts = [json.loads(l) for l in open(path) if l.strip()]
+    else:
+        path = os.path.join(a.work, "texts.jsonl")
+        with open(path, "w") as f:
+            for t in texts:
+                f.write(json.dumps(t) + "\n")
     mb = sum(len(t.encode()) for t in texts) / 1e6
-    sp = spm.SentencePieceProcessor(model_file=TOK)
-    t = time.perf_counter()
-    ref = sp.encode(texts)
-    t_sp = time.perf_counter() - t
-    t = time.perf_counter()
-    r = subprocess.run([a.tessera, "tokenize", "--tokenizer", TOK, "--input", path, "--json"], capture_output=True, text=True, check=True)
-    t_ts = time.perf_counter() - t
+    sp = spm.SentencePieceProcessor(model_file=a.tokenizer)
+
+    def best(f):
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            r = f()
+            times.append(time.perf_counter() - t)
+        return min(times), r
+
+    t_sp1, ref = best(lambda: sp.encode(texts, num_threads=1))
+    t_sp, _ = best(lambda: sp.encode(texts))
+    tok = [a.tessera, "tokenize", "--tokenizer", a.tokenizer, "--input", path]
+    t_ts, r = best(lambda: subprocess.run(tok + ["--json"], capture_output=True, text=True, check=True))
     got = [json.loads(l)["ids"] for l in r.stdout.splitlines()]
-    b = subprocess.run([a.tessera, "tokenize", "--tokenizer", TOK, "--input", path, "--benchmark"], capture_output=True, text=True, check=True)
-    inproc = float(b.stderr.strip().split()[-2])
-    print(f"tokenizer: {len(texts)} texts, {mb:.1f} MB; sentencepiece (Python, encode of the list) {mb / t_sp:.1f} MB/s; "
-          f"tessera encode only {inproc:.1f} MB/s = {inproc / (mb / t_sp):.2f}x; tessera whole process with JSON in and out "
-          f"{mb / t_ts:.1f} MB/s; ids equal: {got == ref}")
+
+    def encode_only(threads):
+        runs = [subprocess.run(tok + ["--benchmark", "--threads", str(threads)], capture_output=True, text=True, check=True)
+                for _ in range(3)]
+        return max(float(b.stderr.strip().split()[-2]) for b in runs)
+
+    one, two = encode_only(1), encode_only(2)
+    print(f"tokenizer: {len(texts)} texts, {mb:.1f} MB, {os.path.basename(a.tokenizer)}; ids equal: {got == ref}")
+    print(f"  sentencepiece (Python, encode of the list): {mb / t_sp1:.1f} MB/s on 1 thread, {mb / t_sp:.1f} MB/s on its default threads")
+    print(f"  tessera encode only: {one:.1f} MB/s on 1 thread = {one / (mb / t_sp1):.2f}x / {one / (mb / t_sp):.2f}x; "
+          f"{two:.1f} MB/s on 2 threads")
+    print(f"  tessera whole process with JSON in and out (2 threads): {mb / t_ts:.1f} MB/s")
+    if a.tokenizer_only:
+        return
 
     # 2. Scoring.
     src = os.path.join(a.work, "reshard-src-h2048-l24-tp4pp2")
@@ -72,11 +96,12 @@ def main():
         lines = [json.loads(l) for l in open(out)]
         results[label] = (dt, rss, lines)
     sp_tokens = 0
+    sp_fixture = spm.SentencePieceProcessor(model_file=TOK)
     for obj in results["prefix reuse"][2]:
         text = "<extra_id_0>System\nA chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions.\n"
         for turn in obj["conversations"]:
             text += ("<extra_id_1>User\n" if turn["from"] == "User" else "<extra_id_1>Assistant\n") + turn["value"] + "\n"
-        sp_tokens += len(sp.encode(text))
+        sp_tokens += len(sp_fixture.encode(text))
     ids = ",".join(str(i % 500) for i in range(sp_tokens // a.conversations))
     t = time.perf_counter()
     for _ in range(1):
