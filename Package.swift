@@ -21,6 +21,8 @@ let package = Package(
         .systemLibrary(name: "CISAL", pkgConfig: "libisal", providers: [.apt(["libisal-dev"])]),
         // C macros Swift cannot import (HDF5 property classes, mmap flags).
         .target(name: "CShims", dependencies: ["CHDF5", "CZstd"]),
+        // The engine's numeric kernels: the AVX-512 BF16 GEMM (with a portable fallback), BF16 conversion.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         // The thin layer over C: mapped files, digests, typed errors, atomic outputs.
         .target(name: "Platform", dependencies: ["CCrypto", "CISAL", "CZstd", "CHDF5", "CShims"]),
         // torch.save zip archives and the safe unpickler.
@@ -30,7 +32,7 @@ let package = Package(
         // Target layouts, the conversion plan and the streaming writers.
         .target(name: "Sharding", dependencies: ["Checkpoints", "TorchFormat", "Platform"]),
         // The Nemotron forward pass and the reward head, from any catalogue.
-        .target(name: "Engine", dependencies: ["Checkpoints", "Platform", "COpenBLAS", "CShims"]),
+        .target(name: "Engine", dependencies: ["Checkpoints", "Platform", "COpenBLAS", "CKernels"]),
         // SentencePiece models read and applied exactly as the sentencepiece library does.
         .target(name: "Tokenizer", dependencies: ["Platform"]),
         // NeMo-Aligner's attribute annotation and pairwise evaluation on one host.
@@ -46,7 +48,7 @@ let package = Package(
         .testTarget(name: "VerificationTests", dependencies: ["Verification", "Sharding", "Checkpoints", "Platform"]),
         .testTarget(name: "ScoringTests", dependencies: ["Scoring", "Engine", "Tokenizer", "Checkpoints", "Platform"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Platform"]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "Checkpoints", "Platform", "CShims"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Checkpoints", "Platform", "CKernels"]),
         .testTarget(name: "CLITests", dependencies: ["tessera"]),
         .testTarget(name: "ShardingTests", dependencies: ["Sharding", "Checkpoints", "Platform"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "TorchFormat", "Platform"],

@@ -1,15 +1,27 @@
+import CKernels
 import COpenBLAS
 import Platform
 import Foundation
 
-/// Numeric kernels over FP32 activations (OpenBLAS for the matrix products).
+/// Numeric kernels over FP32 activations (matrix products in CKernels; OpenBLAS in attention).
 enum Kernels {
-    /// C[t, c0 + j] (+)= sum_k A[t, a0 + k] * W[j, k] for a block of W (rows x k) — one
-    /// column-parallel or row-parallel piece of a linear layer.
-    static func linearBlock(a: UnsafePointer<Float>, lda: Int, tokens: Int, w: UnsafePointer<Float>, rows: Int, k: Int,
-                            c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(rows), Int32(k), 1, a, Int32(lda),
-                    w, Int32(k), accumulate ? 1 : 0, c, Int32(ldc))
+    /// Worker threads of the engine: one per core. OpenBLAS runs single-threaded inside them
+    /// (its own pool would spin against ours for the same cores).
+    static let workers: Int = {
+        openblas_set_num_threads(1)
+        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }()
+
+    /// Runs `body(start, end)` over `count` items split into one contiguous range per worker,
+    /// range boundaries on multiples of `granule`.
+    static func parallel(_ count: Int, granule: Int = 1, _ body: @Sendable (Int, Int) -> Void) {
+        let units = (count + granule - 1) / granule
+        let parts = max(1, min(workers, units))
+        guard parts > 1 else { body(0, count); return }
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let lo = min(count, units * part / parts * granule), hi = min(count, units * (part + 1) / parts * granule)
+            if lo < hi { body(lo, hi) }
+        }
     }
 
     /// Rounds every value to the nearest BF16 (ties to even), as BF16 storage would.
@@ -37,3 +49,4 @@ enum Kernels {
         }
     }
 }
+

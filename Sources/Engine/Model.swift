@@ -1,6 +1,6 @@
 import Checkpoints
 import COpenBLAS
-import CShims
+import CKernels
 import Dispatch
 import Foundation
 import Platform
@@ -116,42 +116,50 @@ public final class Model: @unchecked Sendable {
         // Pieces in rank order along the input dimension: the first writes, the rest add.
         let pieces = t.pieces.sorted { ($0.globalOffset[1], $0.globalOffset[0]) < ($1.globalOffset[1], $1.globalOffset[0]) }
         var written = [Bool](repeating: false, count: n)
-        if precision == .bf16, t.dtype == .bfloat16,
-           pieces.allSatisfy({ $0.encoding == .raw && $0.shape.count == 2 && $0.strides[1] == 1 }) {
-            // Zero-copy: BF16 weights straight from the mapped files through the BF16 dot-product kernel.
-            var xq = [UInt16](repeating: 0, count: x.count)
+        // BF16 mode multiplies BF16 activations by BF16 weights; FP32 mode FP32 activations by
+        // FP32 weights (BF16 ones widened exactly by the kernel).
+        var xq = [UInt16]()
+        if precision == .bf16 {
+            xq = [UInt16](repeating: 0, count: x.count)
             x.withUnsafeBufferPointer { xb in xq.withUnsafeMutableBufferPointer { tessera_f32_to_bf16(xb.baseAddress!, $0.baseAddress!, x.count) } }
-            for p in pieces {
-                let file = try weights.streamer.cache.file(p.storage.path)
-                let bytes = try file.bytes(offset: p.storage.offset, count: p.storage.count)
-                let w = UncheckedSendable(bytes.baseAddress!.assumingMemoryBound(to: UInt16.self) + p.storageOffset)
-                let rows = p.shape[0], cols = p.shape[1], row0 = p.globalOffset[0], col0 = p.globalOffset[1]
-                let accumulate = written[row0]
-                let parts = rows >= 64 ? 2 : 1
-                let ldw = p.strides[0]
-                y.withUnsafeMutableBufferPointer { yb in
-                    xq.withUnsafeBufferPointer { xb in
-                        let ys = UncheckedSendable(yb.baseAddress!), xs = UncheckedSendable(xb.baseAddress!)
-                        DispatchQueue.concurrentPerform(iterations: parts) { part in
-                            let r0 = rows * part / parts, r1 = rows * (part + 1) / parts
-                            tessera_bf16_gemm_nt(xs.value + col0, k, w.value + r0 * ldw, ldw, ys.value + row0 + r0, n,
-                                                 tokens, r1 - r0, cols, accumulate ? 1 : 0)
-                        }
-                    }
-                }
-                for r in row0..<(row0 + rows) { written[r] = true }
-                if releaseWeights { file.release(p.storage.offset..<(p.storage.offset + p.storage.count)) }
-            }
-            return try finishLinear(name, y, tokens: tokens, n: n, precision: precision)
         }
+        let inPlace = t.dtype == .bfloat16 || (t.dtype == .float32 && precision == .fp32)
+        var converted = [UInt16]()
         try x.withUnsafeBufferPointer { (xb) throws(TesseraError) in
-            try y.withUnsafeMutableBufferPointer { (yb) throws(TesseraError) in
-                for p in pieces {
-                    try weights.forEachBlock(of: t, piece: p, buffer: block, capacity: blockCapacity) { (row, rows, w) throws(TesseraError) in
-                        let accumulate = written[row]
-                        Kernels.linearBlock(a: xb.baseAddress! + p.globalOffset[1], lda: k, tokens: tokens, w: w, rows: rows,
-                                            k: p.shape[1], c: yb.baseAddress! + row, ldc: n, accumulate: accumulate)
-                        for r in row..<(row + rows) { written[r] = true }
+            try xq.withUnsafeBufferPointer { (xqb) throws(TesseraError) in
+                try y.withUnsafeMutableBufferPointer { (yb) throws(TesseraError) in
+                    let operands = Operands(x: xb.baseAddress!, xq: xqb.baseAddress, k: k, y: yb.baseAddress!, n: n, tokens: tokens,
+                                            precision: precision)
+                    func product(_ p: Piece, _ w: UnsafeRawPointer, bf16Weights: Bool, ldw: Int, row0: Int, rows: Int) throws(TesseraError) {
+                        guard operands.product(w, bf16Weights: bf16Weights, ldw: ldw, rows: rows, row0: row0, col0: p.globalOffset[1],
+                                               cols: p.shape[1], accumulate: written[row0]) else {
+                            throw TesseraError(.outOfMemory, "cannot allocate the matrix product's packing buffers", tensor: t.name)
+                        }
+                        for r in row0..<(row0 + rows) { written[r] = true }
+                    }
+                    for p in pieces {
+                        if inPlace, p.encoding == .raw, p.shape.count == 2, p.strides[1] == 1 {
+                            // Zero-copy: the weights straight from the mapped file.
+                            let file = try weights.streamer.cache.file(p.storage.path)
+                            let bytes = try file.bytes(offset: p.storage.offset, count: p.storage.count)
+                            try product(p, UnsafeRawPointer(bytes.baseAddress!) + p.storageOffset * t.dtype.size,
+                                        bf16Weights: t.dtype == .bfloat16, ldw: p.strides[0], row0: p.globalOffset[0], rows: p.shape[0])
+                            if releaseWeights { file.release(p.storage.offset..<(p.storage.offset + p.storage.count)) }
+                            continue
+                        }
+                        // Compressed, strided or other dtypes: FP32 blocks of rows, rounded to BF16 in BF16 mode.
+                        let cols = p.shape[1]
+                        try weights.forEachBlock(of: t, piece: p, buffer: block, capacity: blockCapacity) { (row, rows, w) throws(TesseraError) in
+                            guard precision == .bf16 else {
+                                try product(p, UnsafeRawPointer(w), bf16Weights: false, ldw: cols, row0: row, rows: rows)
+                                return
+                            }
+                            if converted.count < rows * cols { converted = [UInt16](repeating: 0, count: rows * cols) }
+                            try converted.withUnsafeMutableBufferPointer { (cb) throws(TesseraError) in
+                                tessera_f32_to_bf16(w, cb.baseAddress!, rows * cols)
+                                try product(p, UnsafeRawPointer(cb.baseAddress!), bf16Weights: true, ldw: cols, row0: row, rows: rows)
+                            }
+                        }
                     }
                 }
             }
@@ -403,14 +411,16 @@ public final class Model: @unchecked Sendable {
         // Per head: scores = Q K^T (one GEMM), causal softmax, context = P V (one GEMM).
         let scale = 1 / Float(d).squareRoot()
         var ctx = [Float](repeating: 0, count: T * heads * d)
-        var scores = [Float](repeating: 0, count: T * total)
         q.withUnsafeBufferPointer { qb in
             keys.withUnsafeBufferPointer { kb in
                 values.withUnsafeBufferPointer { vb in
                     ctx.withUnsafeMutableBufferPointer { cb in
-                        scores.withUnsafeMutableBufferPointer { sb in
-                            let sp = sb.baseAddress!
-                            for head in 0..<heads {
+                        let (qb, kb, vb, cb) = (UncheckedSendable(qb), UncheckedSendable(kb), UncheckedSendable(vb), UncheckedSendable(cb))
+                        Kernels.parallel(heads) { h0, h1 in
+                            let sp = UnsafeMutablePointer<Float>.allocate(capacity: T * total)
+                            defer { sp.deallocate() }
+                            let (qb, kb, vb, cb) = (qb.value, kb.value, vb.value, cb.value)
+                            for head in h0..<h1 {
                                 let g = head / hpg
                                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(total), Int32(d), scale,
                                             qb.baseAddress! + head * d, Int32(heads * d), kb.baseAddress! + g * d, Int32(groups * d),
@@ -437,5 +447,38 @@ public final class Model: @unchecked Sendable {
         }
         if precision == .bf16 { ctx.withUnsafeMutableBufferPointer { Kernels.roundToBF16($0.baseAddress!, $0.count) } }
         return (ctx, keys, values)
+    }
+}
+
+/// The activations and output of one linear layer, for products with its weight pieces.
+private struct Operands {
+    let x: UnsafePointer<Float>
+    /// x rounded to BF16 (BF16 mode only).
+    let xq: UnsafePointer<UInt16>?
+    let k: Int
+    let y: UnsafeMutablePointer<Float>
+    let n: Int
+    let tokens: Int
+    let precision: Precision
+
+    /// y[:, row0..<row0+rows] (+)= x[:, col0..<col0+cols] w^T, over the cores (split on the
+    /// kernels' 64-column panels). False when the kernels cannot allocate their buffers.
+    func product(_ w: UnsafeRawPointer, bf16Weights: Bool, ldw: Int, rows: Int, row0: Int, col0: Int, cols: Int,
+                 accumulate: Bool) -> Bool {
+        let failed = UncheckedSendable(UnsafeMutablePointer<Bool>.allocate(capacity: 1))
+        defer { failed.value.deallocate() }
+        failed.value.pointee = false
+        let me = UncheckedSendable(self), wp = UncheckedSendable(w)
+        Kernels.parallel(rows, granule: 64) { r0, r1 in
+            let o = me.value
+            let wr = wp.value + r0 * ldw * (bf16Weights ? 2 : 4), c = o.y + row0 + r0
+            let status = o.precision == .bf16
+                ? tessera_gemm_bf16_nt(o.xq! + col0, o.k, wr.assumingMemoryBound(to: UInt16.self), ldw, c, o.n, o.tokens, r1 - r0,
+                                       cols, accumulate ? 1 : 0)
+                : tessera_gemm_f32_nt(o.x + col0, o.k, wr, bf16Weights ? 1 : 0, ldw, c, o.n, o.tokens, r1 - r0, cols,
+                                      accumulate ? 1 : 0)
+            if status != 0 { failed.value.pointee = true }
+        }
+        return !failed.value.pointee
     }
 }

@@ -11,6 +11,7 @@ public struct TesseraError: Error, CustomStringConvertible, Sendable, Equatable 
         case missing = "missing"
         case invalidArgument = "invalid-argument"
         case outOfBounds = "out-of-bounds"
+        case outOfMemory = "out-of-memory"
     }
 
     public var code: Code

@@ -48,14 +48,3 @@ int tessera_read_int_attr(hid_t obj, const char *name, int64_t *value);
 void tessera_shuffle(const uint8_t *src, uint8_t *dst, size_t n, size_t es);
 void tessera_unshuffle(const uint8_t *src, uint8_t *dst, size_t n, size_t es);
 
-/* 1 when this CPU has AVX-512 BF16 (vdpbf16ps). */
-int tessera_has_avx512bf16(void);
-
-/* C[t*ldc + n] (+)= sum_k A[t*lda + k] * W[n*ldw + k] for t < T, n < N, k < K, where A and W
-   are BF16 (uint16 bit patterns) and C is FP32; accumulate adds to C instead of overwriting.
-   Uses AVX-512 BF16 dot products when available (K must be even there), else plain C. */
-void tessera_bf16_gemm_nt(const uint16_t *A, size_t lda, const uint16_t *W, size_t ldw, float *C, size_t ldc,
-                          size_t T, size_t N, size_t K, int accumulate);
-
-/* Rounds n floats to BF16 (nearest, ties to even) into dst. */
-void tessera_f32_to_bf16(const float *src, uint16_t *dst, size_t n);

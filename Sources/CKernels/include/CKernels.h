@@ -1,0 +1,34 @@
+#ifndef TESSERA_CKERNELS_H
+#define TESSERA_CKERNELS_H
+/* Numeric kernels of the engine: the BF16 and FP32 GEMMs and BF16 conversions. */
+#include <stddef.h>
+#include <stdint.h>
+
+/* 1 when this CPU executes AVX-512 BF16 (vdpbf16ps, vcvtneps2bf16). */
+int tessera_has_avx512bf16(void);
+
+/* C[t*ldc + n] (+)= sum_k A[t*lda + k] * W[n*ldw + k] for t < T, n < N, k < K: A (activations)
+   and W (weights, a linear layer's [out][in] layout) are BF16 bit patterns, C is FP32 and
+   accumulation is FP32; accumulate != 0 adds to C instead of overwriting it. Uses the
+   AVX-512 BF16 kernel when the CPU has it. Returns 0, or -1 when the per-thread packing
+   buffers cannot be allocated. Safe to call from several threads on disjoint C. */
+int tessera_gemm_bf16_nt(const uint16_t *A, size_t lda, const uint16_t *W, size_t ldw, float *C, size_t ldc,
+                         size_t T, size_t N, size_t K, int accumulate);
+
+/* The same product in plain C (sums in K order), used where AVX-512 BF16 is missing. */
+void tessera_gemm_bf16_nt_portable(const uint16_t *A, size_t lda, const uint16_t *W, size_t ldw, float *C, size_t ldc,
+                                   size_t T, size_t N, size_t K, int accumulate);
+
+/* C[t*ldc + n] (+)= sum_k A[t*lda + k] * W[n*ldw + k] in FP32: A FP32 activations, W FP32
+   weights or (w_is_bf16 != 0) BF16 weights widened exactly. Uses the AVX-512 kernel when the
+   CPU has it. Returns 0, or -1 when the packing buffers cannot be allocated. */
+int tessera_gemm_f32_nt(const float *A, size_t lda, const void *W, int w_is_bf16, size_t ldw, float *C, size_t ldc,
+                        size_t T, size_t N, size_t K, int accumulate);
+
+/* The same FP32 product in plain C (sums in K order). */
+void tessera_gemm_f32_nt_portable(const float *A, size_t lda, const void *W, int w_is_bf16, size_t ldw, float *C, size_t ldc,
+                                  size_t T, size_t N, size_t K, int accumulate);
+
+/* Rounds n floats to BF16 (nearest, ties to even; NaN stays NaN) into dst. */
+void tessera_f32_to_bf16(const float *src, uint16_t *dst, size_t n);
+#endif
