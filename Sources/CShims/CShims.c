@@ -153,3 +153,14 @@ void tessera_unshuffle(const uint8_t *restrict src, uint8_t *restrict dst, size_
             for (size_t i = 0; i < n; i++) dst[i * es + b] = src[b * n + i];
     }
 }
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+void tessera_keep_large_allocations_in_heap(void) {
+#if defined(__GLIBC__)
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 0x7fffffff);
+#endif
+}

@@ -24,29 +24,57 @@ enum Kernels {
         }
     }
 
-    /// Rounds every value to the nearest BF16 (ties to even), as BF16 storage would.
+    /// Rounds every value to the nearest BF16 (ties to even), as BF16 storage would, over the cores.
     static func roundToBF16(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
-        for i in 0..<n { x[i] = bf16(x[i]) }
+        let x = UncheckedSendable(x)
+        parallel(n, granule: 1 << 14) { lo, hi in tessera_round_bf16(x.value + lo, hi - lo) }
     }
 
     @inline(__always) static func bf16(_ f: Float) -> Float { f.bfloat16Rounded }
 
-    /// LayerNorm over rows of `width`: (x - mean) / sqrt(var + eps) * gamma + beta, statistics in FP32.
-    static func layerNorm(_ x: UnsafePointer<Float>, rows: Int, width: Int, gamma: [Float], beta: [Float]?, eps: Float,
-                          rms: Bool, out: UnsafeMutablePointer<Float>) {
-        for r in 0..<rows {
-            let row = x + r * width, o = out + r * width
-            var mean: Float = 0
-            if !rms {
-                for i in 0..<width { mean += row[i] }
-                mean /= Float(width)
+    /// `a + b`, rounded to BF16 when `round`.
+    static func add(_ a: [Float], _ b: [Float], round: Bool) -> [Float] {
+        [Float](unsafeUninitializedCapacity: a.count) { out, count in
+            a.withUnsafeBufferPointer { ab in
+                b.withUnsafeBufferPointer { bb in
+                    let (ap, bp, op) = (UncheckedSendable(ab.baseAddress!), UncheckedSendable(bb.baseAddress!), UncheckedSendable(out.baseAddress!))
+                    parallel(a.count, granule: 1 << 14) { lo, hi in tessera_add(ap.value + lo, bp.value + lo, op.value + lo, hi - lo, round ? 1 : 0) }
+                }
             }
-            var v: Float = 0
-            for i in 0..<width { let d = row[i] - mean; v += d * d }
-            v /= Float(width)
-            let inv = 1 / (v + eps).squareRoot()
-            for i in 0..<width { o[i] = (row[i] - mean) * inv * gamma[i] + (beta?[i] ?? 0) }
+            count = a.count
+        }
+    }
+
+    /// LayerNorm (or RMSNorm) over rows of `width`, statistics in FP32, rounded to BF16 when `round`.
+    static func norm(_ x: [Float], rows: Int, width: Int, gamma: [Float], beta: [Float]?, eps: Float, rms: Bool, round: Bool) -> [Float] {
+        [Float](unsafeUninitializedCapacity: x.count) { out, count in
+            x.withUnsafeBufferPointer { xb in
+                gamma.withUnsafeBufferPointer { gb in
+                    (beta ?? []).withUnsafeBufferPointer { bb in
+                        let (xp, gp, bp, op) = (UncheckedSendable(xb.baseAddress!), UncheckedSendable(gb.baseAddress!),
+                                                UncheckedSendable(beta == nil ? nil : bb.baseAddress), UncheckedSendable(out.baseAddress!))
+                        parallel(rows, granule: 8) { lo, hi in
+                            tessera_norm(xp.value + lo * width, hi - lo, width, gp.value, bp.value, eps, rms ? 1 : 0, round ? 1 : 0,
+                                         op.value + lo * width)
+                        }
+                    }
+                }
+            }
+            count = x.count
+        }
+    }
+
+    /// The MLP activation of fc1's output rows (`[gate; up]` halves when gated).
+    static func activation(_ kind: Int32, _ y: [Float], rows: Int, f: Int, gated: Bool, round: Bool) -> [Float] {
+        [Float](unsafeUninitializedCapacity: rows * f) { out, count in
+            y.withUnsafeBufferPointer { yb in
+                let (yp, op) = (UncheckedSendable(yb.baseAddress!), UncheckedSendable(out.baseAddress!))
+                let width = gated ? 2 * f : f
+                parallel(rows, granule: 8) { lo, hi in
+                    tessera_activation(kind, yp.value + lo * width, hi - lo, f, gated ? 1 : 0, round ? 1 : 0, op.value + lo * f)
+                }
+            }
+            count = rows * f
         }
     }
 }
-

@@ -172,7 +172,7 @@ public final class Model: @unchecked Sendable {
         var y = product
         if let bias = weights.catalogue.tensor(name + ".bias") {
             let b = try weights.vector(bias.name)
-            for i in 0..<tokens { for j in 0..<n { y[i * n + j] += b[j] } }
+            y.withUnsafeMutableBufferPointer { tessera_add_bias($0.baseAddress!, tokens, n, b) }
         }
         if precision == .bf16 { y.withUnsafeMutableBufferPointer { Kernels.roundToBF16($0.baseAddress!, $0.count) } }
         return y
@@ -186,17 +186,8 @@ public final class Model: @unchecked Sendable {
             gamma = gamma.map { precision == .bf16 ? Kernels.bf16($0 + 1) : $0 + 1 }
         }
         let beta = weights.catalogue.tensor(bias) != nil ? try weights.vector(bias) : nil
-        var out = [Float](repeating: 0, count: x.count)
-        let h = config.hiddenSize
-        x.withUnsafeBufferPointer { xb in
-            out.withUnsafeMutableBufferPointer { ob in
-                Kernels.layerNorm(xb.baseAddress!, rows: tokens, width: h, gamma: gamma, beta: beta,
-                                  eps: Float(config.layernormEpsilon), rms: config.normalization.lowercased().contains("rms"),
-                                  out: ob.baseAddress!)
-            }
-        }
-        if precision == .bf16 { out.withUnsafeMutableBufferPointer { Kernels.roundToBF16($0.baseAddress!, $0.count) } }
-        return out
+        return Kernels.norm(x, rows: tokens, width: config.hiddenSize, gamma: gamma, beta: beta, eps: Float(config.layernormEpsilon),
+                            rms: config.normalization.lowercased().contains("rms"), round: precision == .bf16)
     }
 
     /// One sequence of a batch: new tokens placed after the first `pastCount` positions of
@@ -324,34 +315,19 @@ public final class Model: @unchecked Sendable {
     }
 
     func add(_ a: [Float], _ b: [Float], _ precision: Precision) -> [Float] {
-        var out = [Float](repeating: 0, count: a.count)
-        for i in 0..<a.count { out[i] = precision == .bf16 ? Kernels.bf16(a[i] + b[i]) : a[i] + b[i] }
-        return out
+        Kernels.add(a, b, round: precision == .bf16)
     }
 
     /// fc1 output -> activation (squared ReLU, GeLU, or a gated unit over `[gate; up]`).
     func activate(_ y: [Float], tokens: Int, precision: Precision) -> [Float] {
-        let f = config.ffnHiddenSize
-        var out = [Float](repeating: 0, count: tokens * f)
-        let gated = config.gatedLinearUnit
-        let width = gated ? 2 * f : f
-        func gelu(_ v: Float) -> Float { 0.5 * v * (1 + Float(erf(Double(v) / 2.0.squareRoot()))) }
-        func silu(_ v: Float) -> Float { v / (1 + exp(-v)) }
-        for t in 0..<tokens {
-            for j in 0..<f {
-                let v = y[t * width + j]
-                var r: Float
-                switch config.activation {
-                case "squared-relu": r = max(v, 0) * max(v, 0)
-                case "relu": r = max(v, 0)
-                case "gelu", "geglu", "fast-geglu": r = gelu(v)
-                default: r = silu(v)   // swiglu, fast-swiglu
-                }
-                if gated { r *= y[t * width + f + j] }
-                out[t * f + j] = precision == .bf16 ? Kernels.bf16(r) : r
-            }
+        let kind: Int32
+        switch config.activation {
+        case "squared-relu": kind = Int32(TESSERA_SQUARED_RELU)
+        case "relu": kind = Int32(TESSERA_RELU)
+        case "gelu", "geglu", "fast-geglu": kind = Int32(TESSERA_GELU)
+        default: kind = Int32(TESSERA_SILU)   // swiglu, fast-swiglu
         }
-        return out
+        return Kernels.activation(kind, y, rows: tokens, f: config.ffnHiddenSize, gated: config.gatedLinearUnit, round: precision == .bf16)
     }
 
     /// Causal grouped-query attention with rotary embeddings over new positions
@@ -364,6 +340,7 @@ public final class Model: @unchecked Sendable {
         let hpg = heads / groups, width = (heads + 2 * groups) * d
         let rot = Int(Double(d) * config.rotaryPercentage)
         let useRope = config.positionEmbeddingType == "rope" && rot > 0
+        let round = precision == .bf16
         // cos/sin of every new position and rotary frequency (emb = cat(freqs, freqs)).
         let half = max(rot / 2, 1)
         var cosT = [Float](repeating: 1, count: T * half), sinT = [Float](repeating: 0, count: T * half)
@@ -377,75 +354,91 @@ public final class Model: @unchecked Sendable {
                 }
             }
         }
-        func rope(_ v: inout ArraySlice<Float>, pos: Int) {
-            guard useRope else { return }
-            let base = v.startIndex, t = pos - start
-            var out = [Float](repeating: 0, count: rot)
-            for i in 0..<rot {
-                let f = i % half
-                let rotated = i < half ? -v[base + i + half] : v[base + i - half]
-                out[i] = v[base + i] * cosT[t * half + f] + rotated * sinT[t * half + f]
-            }
-            for i in 0..<rot { v[base + i] = precision == .bf16 ? Kernels.bf16(out[i]) : out[i] }
-        }
         let total = start + T
-        // Keys and values of all positions: [position][group][d].
+        // Keys and values of all positions: [position][group][d]; queries [token][head][d].
         var keys = [Float](repeating: 0, count: total * groups * d), values = keys
         if let past { past.cache.copy(layer: past.layer, first: past.count, keys: &keys, values: &values) }
         var q = [Float](repeating: 0, count: T * heads * d)
-        for t in 0..<T {
-            for g in 0..<groups {
-                let base = t * width + g * (hpg + 2) * d
-                for j in 0..<hpg {
-                    var qh = qkv[(base + j * d)..<(base + (j + 1) * d)]
-                    rope(&qh, pos: start + t)
-                    q.replaceSubrange(((t * heads + g * hpg + j) * d)..<((t * heads + g * hpg + j + 1) * d), with: qh)
-                }
-                var kh = qkv[(base + hpg * d)..<(base + (hpg + 1) * d)]
-                rope(&kh, pos: start + t)
-                let at = ((start + t) * groups + g) * d
-                keys.replaceSubrange(at..<(at + d), with: kh)
-                values.replaceSubrange(at..<(at + d), with: qkv[(base + (hpg + 1) * d)..<(base + (hpg + 2) * d)])
-            }
-        }
-        // Per head: scores = Q K^T (one GEMM), causal softmax, context = P V (one GEMM).
-        let scale = 1 / Float(d).squareRoot()
         var ctx = [Float](repeating: 0, count: T * heads * d)
-        q.withUnsafeBufferPointer { qb in
-            keys.withUnsafeBufferPointer { kb in
-                values.withUnsafeBufferPointer { vb in
-                    ctx.withUnsafeMutableBufferPointer { cb in
-                        let (qb, kb, vb, cb) = (UncheckedSendable(qb), UncheckedSendable(kb), UncheckedSendable(vb), UncheckedSendable(cb))
-                        Kernels.parallel(heads) { h0, h1 in
-                            let sp = UnsafeMutablePointer<Float>.allocate(capacity: T * total)
-                            defer { sp.deallocate() }
-                            let (qb, kb, vb, cb) = (qb.value, kb.value, vb.value, cb.value)
-                            for head in h0..<h1 {
-                                let g = head / hpg
-                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(total), Int32(d), scale,
-                                            qb.baseAddress! + head * d, Int32(heads * d), kb.baseAddress! + g * d, Int32(groups * d),
-                                            0, sp, Int32(total))
-                                for t in 0..<T {
-                                    let row = sp + t * total
-                                    let visible = start + t
-                                    var m = -Float.infinity
-                                    for s in 0...visible { m = max(m, row[s]) }
-                                    var sum: Float = 0
-                                    for s in 0...visible { row[s] = exp(row[s] - m); sum += row[s] }
-                                    let inv = 1 / sum
-                                    for s in 0...visible { row[s] = precision == .bf16 ? Kernels.bf16(row[s] * inv) : row[s] * inv }
-                                    if visible + 1 < total { for s in (visible + 1)..<total { row[s] = 0 } }
+        let scale = 1 / Float(d).squareRoot()
+        qkv.withUnsafeBufferPointer { src in
+            q.withUnsafeMutableBufferPointer { qb in
+                keys.withUnsafeMutableBufferPointer { kb in
+                    values.withUnsafeMutableBufferPointer { vb in
+                        ctx.withUnsafeMutableBufferPointer { cb in
+                            cosT.withUnsafeBufferPointer { cosb in
+                                sinT.withUnsafeBufferPointer { sinb in
+                                    let (src, qp, kp, vp, cp) = (UncheckedSendable(src.baseAddress!), UncheckedSendable(qb.baseAddress!),
+                                                                 UncheckedSendable(kb.baseAddress!), UncheckedSendable(vb.baseAddress!),
+                                                                 UncheckedSendable(cb.baseAddress!))
+                                    let (cosp, sinp) = (UncheckedSendable(cosb.baseAddress!), UncheckedSendable(sinb.baseAddress!))
+                                    // Rotate-half RoPE on the first `rot` values of one head vector, in place.
+                                    @Sendable func rope(_ v: UnsafeMutablePointer<Float>, _ t: Int) {
+                                        guard useRope else { return }
+                                        let c = cosp.value + t * half, s = sinp.value + t * half
+                                        for i in 0..<half {
+                                            let a = v[i], b = v[i + half]
+                                            let x = a * c[i] - b * s[i], y = b * c[i] + a * s[i]
+                                            v[i] = round ? x.bfloat16Rounded : x
+                                            v[i + half] = round ? y.bfloat16Rounded : y
+                                        }
+                                    }
+                                    // Split qkv rows ([q heads of the group, k, v] per group) and rotate.
+                                    Kernels.parallel(T, granule: 8) { t0, t1 in
+                                        for t in t0..<t1 {
+                                            for g in 0..<groups {
+                                                let base = src.value + t * width + g * (hpg + 2) * d
+                                                for j in 0..<hpg {
+                                                    let dst = qp.value + (t * heads + g * hpg + j) * d
+                                                    dst.update(from: base + j * d, count: d)
+                                                    rope(dst, t)
+                                                }
+                                                let at = ((start + t) * groups + g) * d
+                                                (kp.value + at).update(from: base + hpg * d, count: d)
+                                                rope(kp.value + at, t)
+                                                (vp.value + at).update(from: base + (hpg + 1) * d, count: d)
+                                            }
+                                        }
+                                    }
+                                    // Per head, in blocks of query rows that see only the keys up to their last row:
+                                    // scores = Q K^T * scale, causal softmax, context = P V (with V transposed once per group).
+                                    let block = 64
+                                    Kernels.parallel(heads) { h0, h1 in
+                                        let scores = UnsafeMutablePointer<Float>.allocate(capacity: block * total)
+                                        let vt = UnsafeMutablePointer<Float>.allocate(capacity: d * total)
+                                        defer { scores.deallocate(); vt.deallocate() }
+                                        var transposed = -1
+                                        for head in h0..<h1 {
+                                            let g = head / hpg
+                                            if transposed != g {
+                                                for pos in 0..<total { for i in 0..<d { vt[i * total + pos] = vp.value[(pos * groups + g) * d + i] } }
+                                                transposed = g
+                                            }
+                                            var t0 = 0
+                                            while t0 < T {
+                                                let rows = min(block, T - t0), visible = start + t0 + rows
+                                                var status = tessera_gemm_f32_nt(qp.value + t0 * heads * d + head * d, heads * d, kp.value + g * d, 0, groups * d,
+                                                                        scores, visible, rows, visible, d, 0)
+                                                for r in 0..<rows {
+                                                    let row = scores + r * visible
+                                                    for s in 0..<visible { row[s] *= scale }
+                                                    tessera_causal_softmax(row, start + t0 + r + 1, visible, round ? 1 : 0)
+                                                }
+                                                status |= tessera_gemm_f32_nt(scores, visible, vt, 0, total, cp.value + t0 * heads * d + head * d, heads * d,
+                                                                        rows, d, visible, 0)
+                                                precondition(status == 0, "out of memory for the attention products' packing buffers")
+                                                t0 += rows
+                                            }
+                                        }
+                                    }
                                 }
-                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(d), Int32(total), 1,
-                                            sp, Int32(total), vb.baseAddress! + g * d, Int32(groups * d),
-                                            0, cb.baseAddress! + head * d, Int32(heads * d))
                             }
                         }
                     }
                 }
             }
         }
-        if precision == .bf16 { ctx.withUnsafeMutableBufferPointer { Kernels.roundToBF16($0.baseAddress!, $0.count) } }
+        if round { ctx.withUnsafeMutableBufferPointer { Kernels.roundToBF16($0.baseAddress!, $0.count) } }
         return (ctx, keys, values)
     }
 }

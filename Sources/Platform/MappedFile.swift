@@ -1,3 +1,4 @@
+import CShims
 import Glibc
 import Synchronization
 
@@ -154,4 +155,12 @@ public struct ReadOnlyFile: ~Copyable {
     }
 
     deinit { close(fd) }
+}
+
+/// Process-wide memory settings.
+public enum ProcessMemory {
+    /// Serve large allocations from the heap and keep freed memory for reuse (glibc): the
+    /// engine allocates and frees activation buffers of tens of MB for every layer, which as
+    /// separate mmaps would be page-faulted in again each time (a quarter of a forward pass).
+    public static func keepLargeAllocationsInHeap() { tessera_keep_large_allocations_in_heap() }
 }

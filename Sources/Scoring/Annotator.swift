@@ -113,12 +113,12 @@ public struct Annotator {
                 let value = t["value"]?.string ?? ""
                 text += t["from"]?.string == user ? SteerLMTemplate.user(value) : SteerLMTemplate.assistant(value)
                 if let label = t["label"], !label.isNull {
-                    jobs.append(Job(conv: c, turn: i, ids: tokenizer.encode(text).ids,
-                                    withLabel: tokenizer.encode(text + SteerLMTemplate.labelPrefix).ids))
+                    jobs.append(Job(conv: c, turn: i, ids: tokenizer.encodeIDs(text),
+                                    withLabel: tokenizer.encodeIDs(text + SteerLMTemplate.labelPrefix)))
                     last = text
                 }
             }
-            fulls.append(last.isEmpty ? [] : tokenizer.encode(last).ids)
+            fulls.append(last.isEmpty ? [] : tokenizer.encodeIDs(last))
         }
         var tokensRun = 0
         // One prefill per conversation whose longest scored prefix fits.

@@ -229,7 +229,7 @@ public struct Verifier {
             let ra = rewards(try sa.annotate(conv).0), rb = rewards(try sb.annotate(conv).0)
             let diff = zip(ra.joined(), rb.joined()).map { abs($0 - $1) }.max() ?? 0
             let ok = ra.count == rb.count && diff <= tolerance
-            out.append(OutputComparison(probe: prompts.tokenizer.encode(Annotator.key(conv)).ids, rewardMaxDiff: diff,
+            out.append(OutputComparison(probe: prompts.tokenizer.encodeIDs(Annotator.key(conv)), rewardMaxDiff: diff,
                                         logitsMaxDiff: nil, hiddenMaxDiff: 0, tolerance: tolerance, equivalent: ok))
         }
         return out

@@ -17,7 +17,13 @@ struct Tessera: ParsableCommand {
         """,
         subcommands: [Inspect.self, Convert.self, Verify.self, Forward.self, Tokenize.self, Score.self, Pairwise.self, Demo.self]
     )
+
+    static func main() {
+        ProcessMemory.keepLargeAllocationsInHeap()
+        main(nil)
+    }
 }
+
 
 /// Signal sources kept alive for the life of the process.
 nonisolated(unsafe) private var signalSources: [DispatchSourceSignal] = []

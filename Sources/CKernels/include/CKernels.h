@@ -31,4 +31,22 @@ void tessera_gemm_f32_nt_portable(const float *A, size_t lda, const void *W, int
 
 /* Rounds n floats to BF16 (nearest, ties to even; NaN stays NaN) into dst. */
 void tessera_f32_to_bf16(const float *src, uint16_t *dst, size_t n);
+
+/* Element-wise steps over FP32 rows; `round` != 0 rounds each result to the nearest BF16 (kept
+   in FP32), as a BF16 model stores its activations. */
+void tessera_round_bf16(float *x, size_t n);
+/* out = a + b. */
+void tessera_add(const float *a, const float *b, float *out, size_t n, int round);
+/* y[r][i] += bias[i]. */
+void tessera_add_bias(float *y, size_t rows, size_t width, const float *bias);
+/* LayerNorm (rms = 0: (x - mean) / sqrt(var + eps) * gamma + beta) or RMSNorm (rms != 0:
+   x / sqrt(mean(x^2) + eps) * gamma + beta), statistics in FP32; beta may be NULL. */
+void tessera_norm(const float *x, size_t rows, size_t width, const float *gamma, const float *beta, float eps,
+                  int rms, int round, float *out);
+
+enum { TESSERA_SQUARED_RELU = 0, TESSERA_RELU = 1, TESSERA_GELU = 2, TESSERA_SILU = 3 };
+/* out[t][j] = act(y[t][j]) (times y[t][f + j] when gated, y rows being [gate; up] of 2f). */
+void tessera_activation(int kind, const float *y, size_t rows, size_t f, int gated, int round, float *out);
+/* Softmax over row[0..visible) in place; row[visible..total) set to 0. */
+void tessera_causal_softmax(float *row, size_t visible, size_t total, int round);
 #endif

@@ -48,3 +48,7 @@ int tessera_read_int_attr(hid_t obj, const char *name, int64_t *value);
 void tessera_shuffle(const uint8_t *src, uint8_t *dst, size_t n, size_t es);
 void tessera_unshuffle(const uint8_t *src, uint8_t *dst, size_t n, size_t es);
 
+
+/* Makes glibc serve large blocks from the heap (not one mmap each) and keep freed memory for
+   reuse, so buffers of tens of MB allocated again and again are not page-faulted in each time. */
+void tessera_keep_large_allocations_in_heap(void);
