@@ -39,6 +39,9 @@ VECTOR_CLONES void tessera_add_bias(float *y, size_t rows, size_t width, const f
 
 VECTOR_CLONES void tessera_norm(const float *x, size_t rows, size_t width, const float *gamma, const float *beta, float eps,
                                 int rms, int round, float *out) {
+#if defined(__clang__)
+#pragma clang fp reassociate(on) /* vectorised sums */
+#endif
     for (size_t r = 0; r < rows; r++) {
         const float *row = x + r * width;
         float *o = out + r * width;
@@ -61,28 +64,77 @@ VECTOR_CLONES void tessera_norm(const float *x, size_t rows, size_t width, const
 static inline float gelu(float v) { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); }
 static inline float silu(float v) { return v / (1.0f + expf(-v)); }
 
+/* One loop per activation, so each vectorises. */
+#define ACTIVATION_LOOP(expr)                                                     \
+    for (size_t t = 0; t < rows; t++) {                                           \
+        const float *in = y + t * width;                                          \
+        float *o = out + t * f;                                                   \
+        for (size_t j = 0; j < f; j++) {                                          \
+            float v = in[j];                                                      \
+            float r = (expr) * (gated ? in[f + j] : 1.0f);                        \
+            o[j] = round ? round_bf16(r) : r;                                     \
+        }                                                                         \
+    }
+
 VECTOR_CLONES void tessera_activation(int kind, const float *y, size_t rows, size_t f, int gated, int round, float *out) {
     size_t width = gated ? 2 * f : f;
-    for (size_t t = 0; t < rows; t++) {
-        const float *in = y + t * width;
-        float *o = out + t * f;
-        for (size_t j = 0; j < f; j++) {
-            float v = in[j], r;
-            switch (kind) {
-            case TESSERA_SQUARED_RELU: r = v > 0 ? v * v : 0; break;
-            case TESSERA_RELU: r = v > 0 ? v : 0; break;
-            case TESSERA_GELU: r = gelu(v); break;
-            default: r = silu(v); break;
-            }
-            if (gated) r *= in[f + j];
-            o[j] = round ? round_bf16(r) : r;
-        }
+    switch (kind) {
+    case TESSERA_SQUARED_RELU: ACTIVATION_LOOP(v > 0 ? v * v : 0.0f) break;
+    case TESSERA_RELU: ACTIVATION_LOOP(v > 0 ? v : 0.0f) break;
+    case TESSERA_GELU: ACTIVATION_LOOP(gelu(v)) break;
+    default: ACTIVATION_LOOP(silu(v)) break;
     }
 }
 
-void tessera_causal_softmax(float *row, size_t visible, size_t total, int round) {
+#if defined(__x86_64__)
+#include <immintrin.h>
+/* e^x for x <= 0 (arguments of a max-subtracted softmax): 2^n * p(r), r = x - n ln 2, |r| <= ln2/2,
+   p a degree-7 Taylor polynomial (relative error below 2e-7); underflows to 0. */
+__attribute__((target("avx512f"))) static inline __m512 exp_nonpositive(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+__attribute__((target("avx512f"))) static void softmax_avx512(float *row, size_t visible, size_t total, float scale, int round) {
+    size_t full = visible & ~(size_t)15;
+    __mmask16 tail = (__mmask16)((1u << (visible - full)) - 1);
+    __m512 vs = _mm512_set1_ps(scale), vmax = _mm512_set1_ps(-INFINITY);
+    for (size_t s = 0; s < full; s += 16) vmax = _mm512_max_ps(vmax, _mm512_mul_ps(_mm512_loadu_ps(row + s), vs));
+    if (tail) vmax = _mm512_mask_max_ps(vmax, tail, vmax, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, row + full), vs));
+    __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(vmax)), vsum = _mm512_setzero_ps();
+    for (size_t s = 0; s < full; s += 16) {
+        __m512 e = exp_nonpositive(_mm512_fmsub_ps(_mm512_loadu_ps(row + s), vs, m));
+        _mm512_storeu_ps(row + s, e);
+        vsum = _mm512_add_ps(vsum, e);
+    }
+    if (tail) {
+        __m512 e = exp_nonpositive(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(tail, row + full), vs, m));
+        _mm512_mask_storeu_ps(row + full, tail, e);
+        vsum = _mm512_mask_add_ps(vsum, tail, vsum, e);
+    }
+    float inv = 1.0f / _mm512_reduce_add_ps(vsum);
+    for (size_t s = 0; s < visible; s++) row[s] = round ? round_bf16(row[s] * inv) : row[s] * inv;
+    for (size_t s = visible; s < total; s++) row[s] = 0;
+}
+#endif
+
+void tessera_causal_softmax(float *row, size_t visible, size_t total, float scale, int round) {
+#if defined(__x86_64__)
+    if (tessera_has_avx512bf16()) { softmax_avx512(row, visible, total, scale, round); return; }
+#endif
     float m = -INFINITY;
-    for (size_t s = 0; s < visible; s++) m = row[s] > m ? row[s] : m;
+    for (size_t s = 0; s < visible; s++) { row[s] *= scale; m = row[s] > m ? row[s] : m; }
     float sum = 0;
     for (size_t s = 0; s < visible; s++) { row[s] = expf(row[s] - m); sum += row[s]; }
     float inv = 1.0f / sum;

@@ -154,19 +154,33 @@ micro(int bf16, int mr, const uint32_t *a, const uint32_t *panel, size_t kp, flo
     default: micro(bf16, 1, a, panel, kp, C, ldc, load, m); break;                  \
     }
 
-/* C[0..mr][0..cols] (+)= tile x panel. */
-AVX512 static void
-tile(int bf16, size_t mr, const uint32_t *a, const uint32_t *panel, size_t kp, float *C, size_t ldc, int load, size_t cols) {
+/* acc[0..mr][0..NR] (+)= tile x panel, acc rows NR floats apart. */
+AVX512 static void tile(int bf16, size_t mr, const uint32_t *a, const uint32_t *panel, size_t kp, float *C, int load) {
+    static const __mmask16 m[4] = {0xffff, 0xffff, 0xffff, 0xffff};
+    const size_t ldc = NR;
+    if (bf16) { MICRO_CASES(1) } else { MICRO_CASES(0) }
+}
+
+/* C[t][0..cols] = (accumulate ? C[t][0..cols] : 0) + acc[t][0..cols] for `rows` rows. */
+AVX512 static void store_block(const float *acc, size_t rows, float *C, size_t ldc, size_t cols, int accumulate) {
     __mmask16 m[4];
     for (int j = 0; j < 4; j++) {
         long r = (long)cols - 16 * j;
         m[j] = r >= 16 ? 0xffff : r <= 0 ? 0 : (__mmask16)((1u << r) - 1);
     }
-    if (bf16) { MICRO_CASES(1) } else { MICRO_CASES(0) }
+    for (size_t t = 0; t < rows; t++)
+        for (int j = 0; j < 4; j++) {
+            if (!m[j]) continue;
+            __m512 v = _mm512_load_ps(acc + t * NR + 16 * j);
+            float *c = C + t * ldc + 16 * j;
+            if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m[j], c));
+            _mm512_mask_storeu_ps(c, m[j], v);
+        }
 }
 
 /* Per-thread packing buffers, grown on demand and kept for the thread's life. */
 static _Thread_local uint32_t *packed_a, *packed_w;
+static _Thread_local float *block_acc; /* a block's results for one panel, [mc][NR]: C's own rows may alias in cache */
 static _Thread_local size_t packed_a_size;
 
 /* C (+)= A W^T over `E` packed elements per row (pairs of inputs for BF16_PAIRS). */
@@ -180,12 +194,13 @@ gemm_avx512(enum kind kind, const void *A, size_t lda, const void *W, size_t ldw
     if (mc > MC_MAX) mc = MC_MAX;
     size_t need = kblocks * ((mc + MR - 1) / MR) * KP * MR * 4 + 64;
     if (!packed_w) packed_w = aligned_alloc(64, KP * NR * 4);
+    if (!block_acc) block_acc = aligned_alloc(64, (MC_MAX + MR) * NR * 4);
     if (packed_a_size < need) {
         free(packed_a);
         packed_a = aligned_alloc(64, (need + 63) & ~(size_t)63);
         packed_a_size = packed_a ? need : 0;
     }
-    if (!packed_w || !packed_a) return -1;
+    if (!packed_w || !packed_a || !block_acc) return -1;
     for (size_t m0 = 0; m0 < T; m0 += mc) {
         size_t m1 = T - m0 < mc ? T : m0 + mc, tiles = (m1 - m0 + MR - 1) / MR;
         for (size_t kb = 0; kb < kblocks; kb++) {
@@ -212,11 +227,11 @@ gemm_avx512(enum kind kind, const void *A, size_t lda, const void *W, size_t ldw
                         _mm_prefetch((const char *)W + ((nn0 + next_line / row_lines) * ldw) * w_es + ne0 * elem_bytes +
                                          64 * (next_line % row_lines), _MM_HINT_T1);
                     tile(kind == BF16_PAIRS, m1 - t < MR ? m1 - t : MR, packed_a + (kb * tiles + (t - m0) / MR) * KP * MR,
-                         packed_w, kp, C + t * ldc + n0, ldc, accumulate || kb > 0, cols);
+                         packed_w, kp, block_acc + (t - m0) * NR, kb > 0);
                 }
             }
-            if (kblocks == 0 && !accumulate)
-                for (size_t t = m0; t < m1; t++) memset(C + t * ldc + n0, 0, cols * sizeof(float));
+            if (kblocks == 0) memset(block_acc, 0, (m1 - m0) * NR * sizeof(float));
+            store_block(block_acc, m1 - m0, C + m0 * ldc + n0, ldc, cols, accumulate);
         }
     }
     return 0;

@@ -80,8 +80,9 @@ public final class Model: @unchecked Sendable {
     let hasRewardHead: Bool
     let hasOutputLayer: Bool
     /// Drop each layer's mapped weight pages once used, so resident memory stays about one
-    /// layer whatever the model's size (the pages stay in the page cache).
-    public var releaseWeights = true
+    /// layer whatever the model's size (the pages stay in the page cache while memory allows).
+    /// Off by default: repeated runs (scoring batch after batch) then find the weights mapped.
+    public var releaseWeights = false
     /// Scratch for one block of converted weights.
     private let block: UnsafeMutablePointer<Float>
     private let blockCapacity: Int
@@ -104,6 +105,25 @@ public final class Model: @unchecked Sendable {
     }
 
     deinit { block.deallocate() }
+
+    /// Bytes of the largest layer's weights as stored (what one layer maps at a time).
+    public var largestLayerBytes: Int {
+        (0..<config.numLayers).map { layer in
+            weights.catalogue.tensors.filter { $0.name.hasPrefix("decoder.layers.\(layer).") }
+                .reduce(0) { $0 + $1.elementCount * $1.dtype.size }
+        }.max() ?? 0
+    }
+
+    /// An upper estimate of the activation memory of a batch of `tokens` tokens whose longest
+    /// sequence (with its past) has `longest` positions: the FP32 arrays alive at once in a
+    /// layer, their BF16 copies and the attention scratch.
+    public func activationBytes(tokens: Int, longest: Int) -> Int {
+        let h = config.hiddenSize, d = config.kvChannels
+        let qkv = (config.numAttentionHeads + 2 * config.numQueryGroups) * d, ctx = config.numAttentionHeads * d
+        let ffn = config.ffnHiddenSize * (config.gatedLinearUnit ? 2 : 1)
+        let perToken = (4 * h + qkv + 3 * ctx + ffn + config.ffnHiddenSize) * 4 + max(ffn, qkv) * 2
+        return tokens * perToken + 2 * longest * config.numQueryGroups * d * 4 + Kernels.workers * (64 + d) * longest * 4
+    }
 
     /// `y = x W^T (+ b)` for the linear layer `name` (x: tokens x k, y: tokens x n).
     func linear(_ name: String, _ x: [Float], tokens: Int, k: Int, precision: Precision) throws(TesseraError) -> [Float] {
@@ -164,11 +184,11 @@ public final class Model: @unchecked Sendable {
                 }
             }
         }
-        return try finishLinear(name, y, tokens: tokens, n: n, precision: precision)
+        return try finishLinear(name, consume y, tokens: tokens, n: n, precision: precision)
     }
 
     /// Adds the layer's bias, if any, and rounds to BF16 in BF16 mode.
-    func finishLinear(_ name: String, _ product: [Float], tokens: Int, n: Int, precision: Precision) throws(TesseraError) -> [Float] {
+    func finishLinear(_ name: String, _ product: consuming [Float], tokens: Int, n: Int, precision: Precision) throws(TesseraError) -> [Float] {
         var y = product
         if let bias = weights.catalogue.tensor(name + ".bias") {
             let b = try weights.vector(bias.name)
@@ -420,9 +440,7 @@ public final class Model: @unchecked Sendable {
                                                 var status = tessera_gemm_f32_nt(qp.value + t0 * heads * d + head * d, heads * d, kp.value + g * d, 0, groups * d,
                                                                         scores, visible, rows, visible, d, 0)
                                                 for r in 0..<rows {
-                                                    let row = scores + r * visible
-                                                    for s in 0..<visible { row[s] *= scale }
-                                                    tessera_causal_softmax(row, start + t0 + r + 1, visible, round ? 1 : 0)
+                                                    tessera_causal_softmax(scores + r * visible, start + t0 + r + 1, visible, scale, round ? 1 : 0)
                                                 }
                                                 status |= tessera_gemm_f32_nt(scores, visible, vt, 0, total, cp.value + t0 * heads * d + head * d, heads * d,
                                                                         rows, d, visible, 0)

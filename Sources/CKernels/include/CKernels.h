@@ -47,6 +47,6 @@ void tessera_norm(const float *x, size_t rows, size_t width, const float *gamma,
 enum { TESSERA_SQUARED_RELU = 0, TESSERA_RELU = 1, TESSERA_GELU = 2, TESSERA_SILU = 3 };
 /* out[t][j] = act(y[t][j]) (times y[t][f + j] when gated, y rows being [gate; up] of 2f). */
 void tessera_activation(int kind, const float *y, size_t rows, size_t f, int gated, int round, float *out);
-/* Softmax over row[0..visible) in place; row[visible..total) set to 0. */
-void tessera_causal_softmax(float *row, size_t visible, size_t total, int round);
+/* Softmax of scale * row[0..visible) in place; row[visible..total) set to 0. */
+void tessera_causal_softmax(float *row, size_t visible, size_t total, float scale, int round);
 #endif
