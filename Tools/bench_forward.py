@@ -1,49 +1,135 @@
 #!/usr/bin/env python3
 """Benchmark for the engine (issue: the memory-mapped BF16 engine).
 
-On the synthetic checkpoint of bench_reshard.py (hidden 2048, ffn 8192, 24 layers, bf16,
-TP4PP2 legacy, read in place), in one run:
-  * `tessera forward --precision bf16` and `--precision fp32` on a 512-token sequence;
-  * torch (oneDNN) doing the same model's linear-layer GEMMs in bf16 on the same shapes, as
-    the peer's speed for the dominant work (torch.set_num_threads(2)).
-Reports GFLOP/s of the linear layers (2 x params x tokens; attention excluded from the
-count, so Tessera's figure is a lower bound), the ratio to torch, and peak RSS.
+A synthetic Nemotron-shaped reward model (hidden 2048, ffn 8192, 16 layers, 16 heads, 8 query
+groups, vocab 32000, squared ReLU, layernorm1p, RoPE on half of each head; bf16, TP1PP1 legacy,
+read in place) scores a batch of 4 x 512 tokens. In one run it measures:
+
+  * Tessera `forward --input` (the whole batch at once), --precision bf16 and fp32: wall time
+    from process start to the last result, tokens/s, effective GFLOP/s, peak RSS;
+  * the machine's GEMM peak on the model's linear-layer shapes with 2 threads: Tessera's own
+    kernels (Tools/gemm_peak.c, built from Sources/CKernels), a plain BLAS call (numpy's
+    sgemm, FP32) and torch's matmul (oneDNN; BF16 and FP32);
+  * transformers' NemotronForCausalLM on torch CPU (2 threads) with the same weights (converted
+    from the checkpoint; its logits are checked against Tessera's) and the same tokens, in BF16
+    and FP32: forward time (only the last position's logits, as Tessera), load time, peak RSS;
+  * time to first output: `tessera forward --tokens 1` on this model and on one with 3x the
+    layers (start-up must not grow with the model's size), against transformers' load + first
+    forward;
+  * bigger than memory: the batch under a 512 MiB memory cgroup (page cache charged too) on the
+    24-layer checkpoint of bench_reshard.py (2.4 GB), with --max-memory.
+
+Effective GFLOP/s count the linear layers (2 x parameters x tokens) and attention
+(4 x heads x head_dim per query-key pair of the causal triangle).
 """
-import argparse, os, subprocess, sys, time
+import argparse, json, os, random, resource, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_inspect import make_checkpoint, timed  # noqa: E402
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HIDDEN, FFN, HEADS, GROUPS, KV, VOCAB = 2048, 8192, 16, 8, 128, 32000
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--work", default="/tmp/tessera-bench")
-    ap.add_argument("--tessera", default=".build/release/tessera")
-    ap.add_argument("--tokens", type=int, default=512)
-    a = ap.parse_args()
-    hidden, layers, vocab = 2048, 24, 32000
-    src = os.path.join(a.work, "reshard-src-h2048-l24-tp4pp2")
-    make_checkpoint(src, hidden, layers, 4, 2, vocab=vocab)
-    heads, groups = max(hidden // 128, 8), 8
-    kv = hidden // heads
-    qkv, ffn = (heads + 2 * groups) * kv, 4 * hidden
-    per_layer = qkv * hidden + hidden * hidden + 2 * ffn * hidden
-    flops = 2 * per_layer * layers * a.tokens + 2 * (vocab + 9) * hidden
-    ids = ",".join(str((i * 7919) % vocab) for i in range(a.tokens))
-    results = {}
-    for precision in ("bf16", "fp32"):
-        best = None
+
+def flops(layers, seqs):
+    per_layer = (HEADS + 2 * GROUPS) * KV * HIDDEN + HIDDEN * HEADS * KV + 2 * FFN * HIDDEN
+    linear = 2 * per_layer * layers * sum(seqs)
+    attention = sum(4 * HEADS * KV * n * (n + 1) // 2 for n in seqs) * layers
+    return linear + attention
+
+
+def hf_worker(a):
+    """Runs in a subprocess: transformers' Nemotron on the checkpoint's weights."""
+    t_start = time.perf_counter()
+    import torch
+    from transformers import NemotronConfig, NemotronForCausalLM
+    from transformers.models.nemotron.modeling_nemotron import NemotronRotaryEmbedding
+    torch.set_num_threads(2)
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[a.hf]
+    sd = torch.load(os.path.join(a.ckpt, "tp_rank_00_pp_rank_000", "model_weights.ckpt"), weights_only=True)
+    layers = sum(1 for k in sd if k.endswith("linear_qkv.weight"))
+    cfg = NemotronConfig(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=FFN, num_hidden_layers=layers,
+                         num_attention_heads=HEADS, head_dim=KV, num_key_value_heads=GROUPS, hidden_act="relu2",
+                         max_position_embeddings=4096, norm_eps=1e-5, tie_word_embeddings=False,
+                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5})
+    hf = {"model.embed_tokens.weight": sd["model.embedding.word_embeddings.weight"],
+          "model.norm.weight": sd["model.decoder.final_layernorm.weight"],
+          "model.norm.bias": sd["model.decoder.final_layernorm.bias"],
+          "lm_head.weight": sd["model.output_layer.weight"]}
+    hpg = HEADS // GROUPS
+    for i in range(layers):
+        p, q = f"model.decoder.layers.{i}.", f"model.layers.{i}."
+        qkv = sd[p + "self_attention.linear_qkv.weight"].view(GROUPS, hpg + 2, KV, HIDDEN)
+        hf[q + "self_attn.q_proj.weight"] = qkv[:, :hpg].reshape(HEADS * KV, HIDDEN)
+        hf[q + "self_attn.k_proj.weight"] = qkv[:, hpg].reshape(GROUPS * KV, HIDDEN)
+        hf[q + "self_attn.v_proj.weight"] = qkv[:, hpg + 1].reshape(GROUPS * KV, HIDDEN)
+        hf[q + "self_attn.o_proj.weight"] = sd[p + "self_attention.linear_proj.weight"]
+        hf[q + "input_layernorm.weight"] = sd[p + "self_attention.linear_qkv.layer_norm_weight"]
+        hf[q + "input_layernorm.bias"] = sd[p + "self_attention.linear_qkv.layer_norm_bias"]
+        hf[q + "post_attention_layernorm.weight"] = sd[p + "mlp.linear_fc1.layer_norm_weight"]
+        hf[q + "post_attention_layernorm.bias"] = sd[p + "mlp.linear_fc1.layer_norm_bias"]
+        hf[q + "mlp.up_proj.weight"] = sd[p + "mlp.linear_fc1.weight"]
+        hf[q + "mlp.down_proj.weight"] = sd[p + "mlp.linear_fc2.weight"]
+    with torch.device("meta"):
+        model = NemotronForCausalLM(cfg)
+    model.load_state_dict({k: v.to(dtype) for k, v in hf.items()}, assign=True, strict=True)
+    model.model.rotary_emb = NemotronRotaryEmbedding(config=cfg)  # its buffers are not in the state dict
+    model.eval()
+    seqs = [json.loads(l) for l in open(a.batch)]
+    ids = torch.tensor(seqs)
+    with torch.inference_mode():
+        t = time.perf_counter()
+        out = model(ids[:1, :1], logits_to_keep=1)
+        first = time.perf_counter() - t_start
+        times = []
         for _ in range(2):
             t = time.perf_counter()
-            _, _, rss = timed([a.tessera, "forward", src, "--tokens", ids, "--precision", precision, "--json"])
-            dt = time.perf_counter() - t
-            best = (dt, rss) if best is None or dt < best[0] else best
-        results[precision] = best
-    # A model larger than a memory limit imposed on the process: a cgroup (v1 memory
-    # controller; page cache is charged too) capped well below the checkpoint's size.
-    limit_mb = 512
+            out = model(ids, logits_to_keep=1)
+            times.append(time.perf_counter() - t)
+    logits = out.logits[:, -1].float()
+    print(json.dumps({"forward": min(times), "first_output": first, "logits": logits.tolist(),
+                      "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def peaks(a, tokens):
+    """GEMM GFLOP/s on the linear shapes: Tessera's kernels, numpy sgemm, torch matmul (2 threads)."""
+    shapes = [((HEADS + 2 * GROUPS) * KV, HIDDEN), (HIDDEN, HEADS * KV), (FFN, HIDDEN), (HIDDEN, FFN)]
+    exe = os.path.join(a.work, "gemm_peak")
+    src = [os.path.join(ROOT, "Sources/CKernels", f) for f in sorted(os.listdir(os.path.join(ROOT, "Sources/CKernels"))) if f.endswith(".c")]
+    subprocess.run(["clang", "-O3", "-I" + os.path.join(ROOT, "Sources/CKernels/include"), *src,
+                    os.path.join(ROOT, "Tools/gemm_peak.c"), "-lpthread", "-lm", "-o", exe], check=True)
+    out = {}
+    r = subprocess.run([exe, "2", str(tokens)] + [str(x) for s in shapes for x in s], capture_output=True, text=True, check=True)
+    for line in r.stdout.splitlines():
+        kind, _, gf = line.split()
+        out["tessera " + kind] = float(gf)
+    code = f"""
+import time, numpy as np, torch
+torch.set_num_threads(2)
+shapes = {shapes}
+T = {tokens}
+res = {{}}
+for name, mk in (("numpy sgemm fp32", lambda s: (np.random.rand(T, s[1]).astype(np.float32), np.random.rand(s[0], s[1]).astype(np.float32))),
+                 ("torch bf16", lambda s: (torch.randn(T, s[1]).bfloat16(), torch.randn(s[0], s[1]).bfloat16())),
+                 ("torch fp32", lambda s: (torch.randn(T, s[1]), torch.randn(s[0], s[1])))):
+    total = 0.0
+    for s in shapes:
+        x, w = mk(s)
+        best = 1e9
+        for _ in range(3):
+            t = time.perf_counter(); x @ w.T; best = min(best, time.perf_counter() - t)
+        total += best
+    res[name] = sum(2 * T * n * k for n, k in shapes) / total / 1e9
+print(res)
+"""
+    env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    out.update(eval(r.stdout.strip()))
+    return out
+
+
+def cgroup_run(a, cmd, limit_mb):
     cg = "/sys/fs/cgroup/memory/tessera-bench-forward"
-    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(src) for f in fs)
     try:
         os.makedirs(cg, exist_ok=True)
         with open(os.path.join(cg, "memory.limit_in_bytes"), "w") as f:
@@ -53,32 +139,99 @@ def main():
         subprocess.run(["sync"])
         with open("/proc/sys/vm/drop_caches", "w") as f:
             f.write("3\n")
-        t = time.perf_counter()
-        r = subprocess.run(["sh", "-c", f"echo $$ > {cg}/cgroup.procs && exec {a.tessera} forward {src} --tokens {ids} --json"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        dt = time.perf_counter() - t
-        peak = int(open(os.path.join(cg, "memory.max_usage_in_bytes")).read()) >> 20
-        print(f"under a {limit_mb} MiB memory cgroup (checkpoint {size / 2**20:.0f} MiB): "
-              f"{'completed' if r.returncode == 0 else 'FAILED ' + r.stderr.strip()} in {dt:.2f} s, "
-              f"cgroup peak (RSS + page cache) {peak} MiB")
     except OSError as e:
-        print(f"memory-limit run skipped: {e}")
-    import torch
-    torch.set_num_threads(2)
-    x = torch.randn(a.tokens, hidden).to(torch.bfloat16)
-    ws = [torch.randn(n, k).to(torch.bfloat16) for n, k in ((qkv, hidden), (hidden, hidden), (ffn, hidden), (hidden, ffn))]
-    xs = {hidden: x, ffn: torch.randn(a.tokens, ffn).to(torch.bfloat16)}
-    for w in ws: xs[w.shape[1]] @ w.T  # warm up
+        return None, f"skipped: {e}"
     t = time.perf_counter()
-    for _ in range(layers):
-        for w in ws: xs[w.shape[1]] @ w.T
-    torch_t = time.perf_counter() - t
-    torch_flops = 2 * per_layer * layers * a.tokens
-    print(f"model: hidden {hidden}, ffn {ffn}, {layers} layers, {per_layer * layers / 1e6:.0f} M linear params; {a.tokens} tokens")
-    print(f"torch bf16 GEMMs of the same shapes: {torch_t:.2f} s, {torch_flops / torch_t / 1e9:.0f} GFLOP/s")
-    for p, (dt, rss) in results.items():
-        print(f"tessera forward --precision {p}: {dt:.2f} s end to end (process start, mapping, all layers), "
-              f"{flops / dt / 1e9:.0f} GFLOP/s, {torch_flops / torch_t / (flops / dt):.2f}x slower than torch GEMMs, peak RSS {rss:.0f} MiB")
+    r = subprocess.run(["sh", "-c", f"echo $$ > {cg}/cgroup.procs && exec " + " ".join(cmd)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    dt = time.perf_counter() - t
+    peak = int(open(os.path.join(cg, "memory.max_usage_in_bytes")).read()) >> 20
+    return dt, ("completed" if r.returncode == 0 else "FAILED " + r.stderr.strip()) + f", cgroup peak (RSS + page cache) {peak} MiB"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", default="/tmp/tessera-bench")
+    ap.add_argument("--tessera", default=os.path.join(ROOT, ".build/release/tessera"))
+    ap.add_argument("--layers", type=int, default=16)
+    ap.add_argument("--sequences", type=int, default=4)
+    ap.add_argument("--length", type=int, default=512)
+    ap.add_argument("--skip-transformers", action="store_true")
+    ap.add_argument("--hf", help=argparse.SUPPRESS)
+    ap.add_argument("--ckpt", help=argparse.SUPPRESS)
+    ap.add_argument("--batch", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.hf:
+        return hf_worker(a)
+    os.makedirs(a.work, exist_ok=True)
+    ckpt = os.path.join(a.work, f"engine-h{HIDDEN}-l{a.layers}-tp1pp1")
+    big = os.path.join(a.work, f"engine-h{HIDDEN}-l{3 * a.layers}-tp1pp1")
+    make_checkpoint(ckpt, HIDDEN, a.layers, 1, 1, vocab=VOCAB)
+    make_checkpoint(big, HIDDEN, 3 * a.layers, 1, 1, vocab=VOCAB)
+    rng = random.Random(0)
+    seqs = [[rng.randrange(VOCAB) for _ in range(a.length)] for _ in range(a.sequences)]
+    batch = os.path.join(a.work, "engine-batch.jsonl")
+    with open(batch, "w") as f:
+        for s in seqs:
+            f.write(json.dumps(s) + "\n")
+    tokens = sum(len(s) for s in seqs)
+    work = flops(a.layers, [len(s) for s in seqs])
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(ckpt) for f in fs)
+    print(f"model: hidden {HIDDEN}, ffn {FFN}, {a.layers} layers, {HEADS} heads, {GROUPS} query groups, vocab {VOCAB}; "
+          f"checkpoint {size / 2**30:.2f} GiB (bf16, TP1PP1 legacy); batch {a.sequences} x {a.length} = {tokens} tokens, "
+          f"{work / 1e12:.2f} TFLOP")
+
+    pk = peaks(a, tokens)
+    print("GEMM peak on the linear shapes, 2 threads (GFLOP/s): " + ", ".join(f"{k} {v:.0f}" for k, v in pk.items()))
+
+    results = {}
+    for precision in ("bf16", "fp32"):
+        runs = [timed([a.tessera, "forward", ckpt, "--input", batch, "--precision", precision, "--json"]) for _ in range(2)]
+        dt, out, rss = min(runs, key=lambda r: r[0])
+        results[precision] = (dt, [json.loads(l) for l in out.splitlines()], rss)
+
+    hf = {}
+    if not a.skip_transformers:
+        for precision in ("bf16", "fp32"):
+            r = subprocess.run([sys.executable, os.path.abspath(__file__), "--hf", precision, "--ckpt", ckpt, "--batch", batch],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                sys.exit("transformers run failed: " + r.stderr[-2000:])
+            hf[precision] = json.loads(r.stdout.strip().splitlines()[-1])
+        ours = [o["logits"] for o in results["fp32"][1]]
+        diff = max(abs(x - y) for o, h in zip(ours, hf["fp32"]["logits"]) for x, y in zip(o, h))
+        print(f"same model: transformers FP32 and Tessera FP32 last-position logits differ by at most {diff:.2e}")
+
+    print(f"{'':34} {'seconds':>8} {'tokens/s':>9} {'GFLOP/s':>8} {'peak RSS':>9}")
+    for precision in ("bf16", "fp32"):
+        dt, _, rss = results[precision]
+        print(f"{'tessera forward --precision ' + precision:34} {dt:8.2f} {tokens / dt:9.0f} {work / dt / 1e9:8.0f} {rss:7.0f} MiB")
+        if precision in hf:
+            h = hf[precision]
+            print(f"{'transformers Nemotron ' + precision:34} {h['forward']:8.2f} {tokens / h['forward']:9.0f} "
+                  f"{work / h['forward'] / 1e9:8.0f} {h['rss_mib']:7.0f} MiB")
+    for precision in ("bf16", "fp32"):
+        if precision in hf:
+            dt = results[precision][0]
+            print(f"{precision}: Tessera (whole process) / transformers (forward only) throughput: {hf[precision]['forward'] / dt:.2f}x; "
+                  f"Tessera at {work / dt / 1e9 / pk['tessera ' + precision]:.0%} of its kernel's GEMM peak")
+
+    ids = ",".join(str(s) for s in seqs[0][:1])
+    small_t = min(timed([a.tessera, "forward", ckpt, "--tokens", ids, "--json"])[0] for _ in range(3))
+    big_t = min(timed([a.tessera, "forward", big, "--tokens", ids, "--json"])[0] for _ in range(3))
+    big_size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(big) for f in fs)
+    line = (f"time to first output (process start to a 1-token result): Tessera {small_t * 1000:.0f} ms on {size / 2**30:.1f} GiB, "
+            f"{big_t * 1000:.0f} ms on {big_size / 2**30:.1f} GiB")
+    if "bf16" in hf:
+        line += f"; transformers (import, load, first forward) {hf['bf16']['first_output']:.2f} s on {size / 2**30:.1f} GiB"
+    print(line)
+
+    reshard_src = os.path.join(a.work, "reshard-src-h2048-l24-tp4pp2")
+    make_checkpoint(reshard_src, HIDDEN, 24, 4, 2, vocab=VOCAB)
+    src_size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(reshard_src) for f in fs)
+    dt, status = cgroup_run(a, [a.tessera, "forward", reshard_src, "--input", batch, "--max-memory", "400M", "--json"], 512)
+    print(f"under a 512 MiB memory cgroup, --max-memory 400M, checkpoint {src_size / 2**20:.0f} MiB (24 layers, TP4PP2), "
+          f"the same batch: " + (f"{dt:.1f} s, {status}" if dt else status))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
  * NR = 64 output columns x KP packed elements, stored [KP][64] so one 512-bit load gives 16
  * columns; a packed element is 32 bits: a pair of BF16 inputs (BF16 product, vdpbf16ps) or one
  * FP32 input (FP32 product, vfmadd231ps; BF16 weights are widened while packing). Activations
- * are packed into tiles of MR = 6 tokens as [KP][6] and broadcast. The 6 x 64 micro-kernel
+ * are copied into tiles of MR = 6 tokens, [6][KP], and broadcast. The 6 x 64 micro-kernel
  * keeps 24 accumulators in registers. A block of up to MC tokens' packed activations (all of
  * K) is reused by every weight panel; a panel's KP-slice (32 KiB) stays in L1 while the
  * block's tiles pass over it, and the next panel's weights are prefetched meanwhile (its rows
@@ -47,7 +47,10 @@ void tessera_gemm_f32_nt_portable(const float *A, size_t lda, const void *W, int
 #define MR 6                /* tokens per activation tile */
 #define KP 128              /* packed elements per panel slice: 64 x 128 x 4 bytes = 32 KiB */
 #define MC_MAX 768          /* tokens per block of packed activations */
-#define A_BUDGET (4u << 20) /* bytes of packed activations per block (fewer tokens when K is large) */
+/* Bytes of packed activations per block (fewer tokens when K is large); each core packs its own
+   copy, and two copies must share L3 with the weights streaming through. */
+#define A_BUDGET_BF16 (4u << 20)
+#define A_BUDGET_F32 (4u << 20)
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
@@ -108,15 +111,14 @@ pack_weights(enum kind kind, const void *W, size_t ldw, size_t rows, size_t e0, 
     }
 }
 
-/* Activation rows 0..rows (rows <= MR), packed elements e0..e0+kp -> tile [kp][MR], zero beyond `rows`. */
+/* Activation rows 0..rows (rows <= MR), packed elements e0..e0+kp -> tile [MR][KP] (each row
+   copied whole, so the tile's rows never alias in cache as rows of a power-of-two width do),
+   zero beyond `rows`. */
 static void pack_activations(enum kind kind, const void *A, size_t lda, size_t rows, size_t e0, size_t kp, uint32_t *tile) {
     size_t es = kind == BF16_PAIRS ? 2 : 4; /* bytes per activation; a packed element is 4 bytes either way */
     for (size_t i = 0; i < MR; i++) {
-        if (i < rows) {
-            const char *a = (const char *)A + i * lda * es + e0 * 4;
-            for (size_t p = 0; p < kp; p++) memcpy(&tile[p * MR + i], a + 4 * p, 4);
-        } else
-            for (size_t p = 0; p < kp; p++) tile[p * MR + i] = 0;
+        if (i < rows) memcpy(tile + i * KP, (const char *)A + i * lda * es + e0 * 4, kp * 4);
+        else memset(tile + i * KP, 0, kp * 4);
     }
 }
 
@@ -129,7 +131,7 @@ micro(int bf16, int mr, const uint32_t *a, const uint32_t *panel, size_t kp, flo
         __m512 b[4];
         for (int j = 0; j < 4; j++) b[j] = _mm512_load_ps((const float *)panel + p * NR + 16 * j);
         for (int i = 0; i < mr; i++) {
-            __m512 x = _mm512_castsi512_ps(_mm512_set1_epi32((int)a[p * MR + i]));
+            __m512 x = _mm512_castsi512_ps(_mm512_set1_epi32((int)a[i * KP + p]));
             for (int j = 0; j < 4; j++)
                 acc[i][j] = bf16 ? _mm512_dpbf16_ps(acc[i][j], (__m512bh)x, (__m512bh)b[j]) : _mm512_fmadd_ps(x, b[j], acc[i][j]);
         }
@@ -189,7 +191,7 @@ gemm_avx512(enum kind kind, const void *A, size_t lda, const void *W, size_t ldw
             size_t T, size_t N, size_t E, int accumulate) {
     size_t a_es = kind == BF16_PAIRS ? 2 : 4, w_es = kind == F32_FROM_F32 ? 4 : 2;
     size_t kblocks = (E + KP - 1) / KP;
-    size_t mc = A_BUDGET / (4 * (E + 1)) / MR * MR;
+    size_t mc = (kind == BF16_PAIRS ? A_BUDGET_BF16 : A_BUDGET_F32) / (4 * (E + 1)) / MR * MR;
     if (mc < MR) mc = MR;
     if (mc > MC_MAX) mc = MC_MAX;
     size_t need = kblocks * ((mc + MR - 1) / MR) * KP * MR * 4 + 64;

@@ -5,6 +5,9 @@ import Foundation
 
 /// Numeric kernels over FP32 activations (matrix products in CKernels; OpenBLAS in attention).
 enum Kernels {
+    /// True when the CPU runs Tessera's AVX-512 GEMMs; otherwise products go through OpenBLAS.
+    static let hasNativeGEMM = tessera_has_avx512bf16() != 0 && ProcessInfo.processInfo.environment["TESSERA_PORTABLE_GEMM"] == nil
+
     /// Worker threads of the engine: one per core. OpenBLAS runs single-threaded inside them
     /// (its own pool would spin against ours for the same cores).
     static let workers: Int = {
@@ -31,6 +34,12 @@ enum Kernels {
     }
 
     @inline(__always) static func bf16(_ f: Float) -> Float { f.bfloat16Rounded }
+
+    /// BF16 bit patterns of `n` floats (nearest, ties to even), over the cores.
+    static func toBF16(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<UInt16>, _ n: Int) {
+        let (x, out) = (UncheckedSendable(x), UncheckedSendable(out))
+        parallel(n, granule: 1 << 14) { lo, hi in tessera_f32_to_bf16(x.value + lo, out.value + lo, hi - lo) }
+    }
 
     /// `a + b`, rounded to BF16 when `round`.
     static func add(_ a: [Float], _ b: [Float], round: Bool) -> [Float] {

@@ -141,7 +141,7 @@ public final class Model: @unchecked Sendable {
         var xq = [UInt16]()
         if precision == .bf16 {
             xq = [UInt16](repeating: 0, count: x.count)
-            x.withUnsafeBufferPointer { xb in xq.withUnsafeMutableBufferPointer { tessera_f32_to_bf16(xb.baseAddress!, $0.baseAddress!, x.count) } }
+            x.withUnsafeBufferPointer { xb in xq.withUnsafeMutableBufferPointer { Kernels.toBF16(xb.baseAddress!, $0.baseAddress!, x.count) } }
         }
         let inPlace = t.dtype == .bfloat16 || (t.dtype == .float32 && precision == .fp32)
         var converted = [UInt16]()
@@ -483,6 +483,10 @@ private struct Operands {
         Kernels.parallel(rows, granule: 64) { r0, r1 in
             let o = me.value
             let wr = wp.value + r0 * ldw * (bf16Weights ? 2 : 4), c = o.y + row0 + r0
+            guard Kernels.hasNativeGEMM else {
+                o.blasProduct(wr, bf16Weights: bf16Weights, ldw: ldw, rows: r1 - r0, col0: col0, cols: cols, c: c, accumulate: accumulate)
+                return
+            }
             let status = o.precision == .bf16
                 ? tessera_gemm_bf16_nt(o.xq! + col0, o.k, wr.assumingMemoryBound(to: UInt16.self), ldw, c, o.n, o.tokens, r1 - r0,
                                        cols, accumulate ? 1 : 0)
@@ -491,5 +495,25 @@ private struct Operands {
             if status != 0 { failed.value.pointee = true }
         }
         return !failed.value.pointee
+    }
+
+    /// The same product through OpenBLAS's SGEMM, for CPUs without AVX512-BF16 (BF16 weights
+    /// widened 64 rows at a time; in BF16 mode the activations already hold BF16 values).
+    func blasProduct(_ w: UnsafeRawPointer, bf16Weights: Bool, ldw: Int, rows: Int, col0: Int, cols: Int,
+                     c: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        guard bf16Weights else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(rows), Int32(cols), 1, x + col0, Int32(k),
+                        w.assumingMemoryBound(to: Float.self), Int32(ldw), accumulate ? 1 : 0, c, Int32(n))
+            return
+        }
+        let widened = UnsafeMutablePointer<Float>.allocate(capacity: 64 * cols)
+        defer { widened.deallocate() }
+        let src = w.assumingMemoryBound(to: UInt16.self)
+        for r0 in stride(from: 0, to: rows, by: 64) {
+            let count = min(64, rows - r0)
+            for r in 0..<count { for j in 0..<cols { widened[r * cols + j] = Float(bitPattern: UInt32(src[(r0 + r) * ldw + j]) << 16) } }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(count), Int32(cols), 1, x + col0, Int32(k),
+                        widened, Int32(cols), accumulate ? 1 : 0, c + r0, Int32(n))
+        }
     }
 }

@@ -40,6 +40,9 @@ struct Forward: ParsableCommand {
     @Flag(help: "Print {\"reward\": [...], \"logits\": [...], \"hidden\": [...]} (one line per sequence).")
     var json = false
 
+    @Flag(help: "Print the forward pass's own time and tokens/s on stderr (start-up and output excluded).")
+    var timing = false
+
     func validate() throws {
         guard (tokens == nil) != (input == nil) else { throw ValidationError("give exactly one of --tokens and --input") }
     }
@@ -60,7 +63,14 @@ struct Forward: ParsableCommand {
                 }
                 model.releaseWeights = true
             }
+            let start = Date()
             let results = try model.forward(batch: sequences.map { Model.Segment(ids: $0) }, precision: precision)
+            if timing {
+                let seconds = Date().timeIntervalSince(start), count = sequences.reduce(0) { $0 + $1.count }
+                let line = "forward: \(String(format: "%.3f", seconds)) s for \(count) tokens, "
+                    + "\(String(format: "%.1f", Double(count) / seconds)) tokens/s\n"
+                FileHandle.standardError.write(Data(line.utf8))
+            }
             for r in results { print(json ? try jsonLine(r) : text(r)) }
         }
     }

@@ -146,3 +146,31 @@ private func startStalledConversion(to name: String, tp: Int, pp: Int) throws ->
     #expect(lines.filter { $0.hasPrefix("{\"error\": ") }.count == 4)
     #expect(lines[2].contains("empty") && lines[3].contains("mask speaker") && lines[4].contains("'from' or 'value'"))
 }
+
+/// `forward --input` runs a batch (one JSON line per sequence, in order, equal to single runs);
+/// the OpenBLAS path for CPUs without AVX-512 gives the same FP32 outputs as the native kernels;
+/// `--max-memory` refuses a batch that cannot fit and runs one that can.
+@Test func forwardBatchesFallsBackToBLASAndHonoursMaxMemory() throws {
+    let path = try #require(legacyFixture)
+    let batch = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-forward-\(getpid()).jsonl").path
+    try "[5,6,7,8]\n[9,10]\n".write(toFile: batch, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(atPath: batch) }
+    func rewards(_ r: Run) throws -> [[Double]] {
+        try r.stdout.split(separator: "\n").map { line in
+            try #require((try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["reward"] as? [Double])
+        }
+    }
+    let batched = try run(["forward", path, "--input", batch, "--precision", "fp32", "--json"])
+    #expect(batched.status == 0)
+    let single = try run(["forward", path, "--tokens", "9,10", "--precision", "fp32", "--json"])
+    let both = try rewards(batched), second = try rewards(single)
+    #expect(both.count == 2)
+    #expect(zip(both[1], second[0]).allSatisfy { abs($0 - $1) < 1e-5 })
+    let blas = try run(["forward", path, "--input", batch, "--precision", "fp32", "--json"], environment: ["TESSERA_PORTABLE_GEMM": "1"])
+    #expect(blas.status == 0)
+    #expect(zip(try rewards(blas).joined(), both.joined()).allSatisfy { abs($0 - $1) < 1e-5 })
+    let tooSmall = try run(["forward", path, "--input", batch, "--max-memory", "1K"])
+    #expect(tooSmall.status == 2)
+    #expect(tooSmall.stderr.contains("--max-memory"))
+    #expect(try run(["forward", path, "--input", batch, "--max-memory", "1G"]).status == 0)
+}
