@@ -8,8 +8,10 @@ page cache and each followed by `sync`:
   * `cp -r` of the same source (the I/O bound);
   * a straightforward torch reshard (load every rank, concatenate, split, save: what
     NeMo's megatron_change_num_partitions.py does).
-Each command runs --repeat times, interleaved (disk speed varies a lot here); the best time
-and the largest peak RSS are reported, with throughput ratios to cp and to torch.
+Disk speed here varies by a factor of two from minute to minute, so the commands run in
+--repeat rounds, each round all of them back to back; a command's ratio to cp is taken within
+each round and the median over rounds is reported (with the best time and the largest peak
+RSS). The torch reshard, 5-8x slower than the rest, runs in the first round only.
 
 Run (as root, for drop_caches): /work/venv/bin/python Tools/bench_reshard.py
 """
@@ -89,7 +91,7 @@ def main():
     ap.add_argument("--layers", type=int, default=24)
     ap.add_argument("--tessera", default=".build/release/tessera")
     ap.add_argument("--python", default=sys.executable)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     a = ap.parse_args()
     src = os.path.join(a.work, f"reshard-src-h{a.hidden}-l{a.layers}-tp4pp2")
     make_checkpoint(src, a.hidden, a.layers, 4, 2)
@@ -106,18 +108,23 @@ def main():
         ("tessera TP4PP2->TP2PP4 dist-zarr", [a.tessera, "convert", src, dst, "--tp", "2", "--pp", "4", "--format", "dist-zarr"]),
         ("torch load-all/cat/split/save", [a.python, script, src, dst, "4", "2", "2", "4"]),
     ]
-    # Disk speed here varies a lot from run to run: interleave the commands, keep each one's best.
-    results = {}
-    for _ in range(a.repeat):
+    results, ratios = {}, {}
+    for round_ in range(a.repeat):
+        cp_t = None
         for label, cmd in rows:
+            if label.startswith("torch") and round_ > 0:
+                continue
             t, rss = measure(label, cmd, dst)
+            cp_t = t if label == "cp -r" else cp_t
+            ratios.setdefault(label, []).append(cp_t / t)
             best_t, best_rss = results.get(label, (float("inf"), 0))
             results[label] = (min(t, best_t), max(rss, best_rss))
-    cp_t = results["cp -r"][0]
     torch_t = results["torch load-all/cat/split/save"][0]
-    print(f"{'':38s} {'seconds':>8s} {'GB/s':>6s} {'vs cp':>6s} {'vs torch':>8s} {'peak RSS':>10s} {'RSS/ckpt':>8s}")
+    print(f"{'':38s} {'best s':>7s} {'GB/s':>6s} {'vs cp (median of rounds)':>25s} {'vs torch':>8s} {'peak RSS':>10s} {'RSS/ckpt':>8s}")
     for label, (t, rss) in results.items():
-        print(f"{label:38s} {t:8.2f} {size/t/1e9:6.2f} {cp_t/t:6.2f} {torch_t/t:8.2f} {rss:8.0f}MiB {rss*2**20/size*100:7.2f}%")
+        r = sorted(ratios[label])
+        spread = f"{r[len(r) // 2]:.2f} ({r[0]:.2f}-{r[-1]:.2f})"
+        print(f"{label:38s} {t:7.2f} {size/t/1e9:6.2f} {spread:>25s} {torch_t/t:8.2f} {rss:8.0f}MiB {rss*2**20/size*100:7.2f}%")
     shutil.rmtree(dst, ignore_errors=True)
 
 

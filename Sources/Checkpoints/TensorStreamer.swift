@@ -17,6 +17,35 @@ public struct TensorStreamer: Sendable {
 
     public init(cache: MappingCache) { self.cache = cache }
 
+    /// Starts reading, on a background thread, the stored bytes of `regions` (tensor regions
+    /// in the order they will be streamed), so the disk works ahead of the consumer.
+    public func prefetch(_ regions: [(GlobalTensor, Box)]) {
+        var ranges: [(String, Range<Int>)] = []
+        for (t, box) in regions {
+            for p in t.pieces where p.intersects(box) { ranges.append((p.storage.path, Self.storedRange(of: p, in: box, dtype: t.dtype))) }
+        }
+        let cache = self.cache, todo = ranges
+        Self.prefetchQueue.async {
+            for (path, range) in todo { (try? cache.file(path))?.willNeed(range) }
+        }
+    }
+
+    /// The file bytes of piece `p` that hold its part of `box`: the span of the outermost
+    /// rows the box touches (the whole stored piece when it is encoded).
+    static func storedRange(of p: Piece, in box: Box, dtype: DType) -> Range<Int> {
+        let whole = p.storage.offset..<(p.storage.offset + p.storage.count)
+        guard p.encoding == .raw, !p.shape.isEmpty, p.shape.allSatisfy({ $0 > 0 }) else { return whole }
+        let lo = max(box.offset[0], p.globalOffset[0]) - p.globalOffset[0]
+        let hi = min(box.offset[0] + box.shape[0], p.globalOffset[0] + p.shape[0]) - p.globalOffset[0]
+        guard hi > lo else { return whole.lowerBound..<whole.lowerBound }
+        let rowExtent = p.shape.indices.dropFirst().reduce(1) { $0 + (p.shape[$1] - 1) * p.strides[$1] }
+        let first = p.storageOffset + lo * p.strides[0], last = p.storageOffset + (hi - 1) * p.strides[0] + rowExtent
+        let range = (p.storage.offset + first * dtype.size)..<(p.storage.offset + last * dtype.size)
+        return range.clamped(to: whole)
+    }
+
+    private static let prefetchQueue = DispatchQueue(label: "tessera.prefetch")
+
     /// Frees decoded chunks the sweep has passed, flushing pending runs that may point into them.
     private func flushIfDropping(_ d: ChunkDecoder, row: Int, _ flush: () throws(TesseraError) -> Void) throws(TesseraError) {
         if d.hasFinished(before: row + 1) {

@@ -167,12 +167,15 @@ public struct OutputFile: ~Copyable {
         var left = bytes.count
         while left > 0 {
             if buffer == nil { buffer = writer.take() }
-            let n = min(left, Self.bufferSize - buffered)
+            // A buffer that starts off a 4 KiB boundary ends at the next boundary short of full
+            // size, so the buffers after it are aligned and go to the disk directly (O_DIRECT).
+            let capacity = Self.bufferSize - bufferStart % 4096
+            let n = min(left, capacity - buffered)
             buffer!.baseAddress!.advanced(by: buffered).copyMemory(from: src, byteCount: n)
             buffered += n
             left -= n
             src += n
-            if buffered == Self.bufferSize { try submit() }
+            if buffered == capacity { try submit() }
         }
     }
 

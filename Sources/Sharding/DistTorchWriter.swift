@@ -22,6 +22,9 @@ struct DistTorchWriter {
         var out = try OutputFile(creating: dir + "/" + fileName)
         var entries: [String: DCPTensor] = [:]
         var order: [String] = []
+        var regions: [(GlobalTensor, Box)] = []
+        for t in plan.tensors { regions += try DistZarrWriter.chunks(t, tp: plan.layout.tp).boxes.map { (t.source, $0) } }
+        let readAhead = ReadAhead(streamer: streamer, regions: regions)
         for t in plan.tensors {
             let (key, layer) = DistZarrWriter.key(t.name)
             let (_, boxes) = try DistZarrWriter.chunks(t, tp: plan.layout.tp)
@@ -36,6 +39,7 @@ struct DistTorchWriter {
                 var w = TorchSaveWriter(appendingTo: out, archiveName: "archive")
                 try w.writeHeader(pickle: PickleWriter.single(.tensor(dtype: t.dtype, shape: shape, storageKey: "0")))
                 try w.begin("data/0", size: box.elementCount * t.dtype.size)
+                readAhead.advance()
                 try streamer.forEachRun(of: t.source, region: box) { (run) throws(TesseraError) in
                     try w.append(run)
                     progress(run.count)

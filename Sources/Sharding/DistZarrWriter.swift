@@ -40,6 +40,9 @@ struct DistZarrWriter {
         try writeCommon(dir)
         let layers = plan.config.numLayers
         var written = Set<String>()
+        var regions: [(GlobalTensor, Box)] = []
+        for t in plan.tensors { regions += try Self.chunks(t, tp: plan.layout.tp).boxes.map { (t.source, $0) } }
+        let readAhead = ReadAhead(streamer: streamer, regions: regions)
         for t in plan.tensors {
             let (key, layer) = Self.key(t.name)
             let (chunk, boxes) = try Self.chunks(t, tp: plan.layout.tp).self
@@ -54,6 +57,7 @@ struct DistZarrWriter {
                 var index = zip(box.offset, chunk).map { $0 / $1 }
                 if let layer { index.insert(layer, at: 0) }
                 var out = try OutputFile(creating: arrayDir + "/" + index.map(String.init).joined(separator: "."))
+                readAhead.advance()
                 try streamer.forEachRun(of: t.source, region: box) { (run) throws(TesseraError) in
                     try out.write(run)
                     progress(run.count)
@@ -77,7 +81,7 @@ struct DistZarrWriter {
         }
         var w = try TorchSaveWriter(path: dir + "/common.pt", archiveName: "common")
         try w.writeHeader(pickle: [0x80, 0x02, 0x7D, 0x2E])
-        try w.finish()
+        try w.finish().close()
     }
 
     /// One `torch.save(obj)` file per `_extra_state`, at `<key>/shard_<layer>_<layers>.pt`.
@@ -107,7 +111,7 @@ struct DistZarrWriter {
             default:
                 try w.writeHeader(pickle: PickleWriter.single(.none))
             }
-            try w.finish()
+            try w.finish().close()
         }
     }
 

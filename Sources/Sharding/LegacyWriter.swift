@@ -17,21 +17,25 @@ struct LegacyWriter {
     }
 
     func write(into root: String) throws(TesseraError) {
-        for p in 0..<plan.layout.pp {
-            for t in 0..<plan.layout.tp {
-                let folder = Self.rankFolder(tp: t, pp: p, layout: plan.layout)
-                let dir = folder.isEmpty ? root : root + "/" + folder
-                do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
-                    throw TesseraError(.io, "cannot create folder: \(error)", file: dir)
-                }
-                try writeRank(tp: t, pp: p, path: dir + "/model_weights.ckpt")
+        let ranks = (0..<plan.layout.pp).flatMap { p in (0..<plan.layout.tp).map { t in (t, p) } }
+        var regions: [(GlobalTensor, Box)] = []
+        for (t, p) in ranks {
+            for lt in try plan.rankTensors(tp: t, pp: p) { regions += lt.parts.map { (lt.tensor.source, $0) } }
+        }
+        let readAhead = ReadAhead(streamer: streamer, regions: regions)
+        for (t, p) in ranks {
+            let folder = Self.rankFolder(tp: t, pp: p, layout: plan.layout)
+            let dir = folder.isEmpty ? root : root + "/" + folder
+            do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
+                throw TesseraError(.io, "cannot create folder: \(error)", file: dir)
             }
+            try writeRank(tp: t, pp: p, path: dir + "/model_weights.ckpt", readAhead: readAhead)
         }
     }
 
     private enum Storage { case tensor(LocalTensor), bytes([UInt8]) }
 
-    private func writeRank(tp: Int, pp: Int, path: String) throws(TesseraError) {
+    private func writeRank(tp: Int, pp: Int, path: String, readAhead: ReadAhead) throws(TesseraError) {
         let tensors = try plan.rankTensors(tp: tp, pp: pp)
         var entries: [(String, StateValue)] = []
         var storages: [Storage] = []
@@ -65,6 +69,7 @@ struct LegacyWriter {
             case .tensor(let lt):
                 try w.begin("data/\(k)", size: lt.byteCount)
                 for part in lt.parts {
+                    readAhead.advance()
                     try streamer.forEachRun(of: lt.tensor.source, region: part) { (run) throws(TesseraError) in
                         try w.append(run)
                         progress(run.count)

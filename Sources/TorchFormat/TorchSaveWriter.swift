@@ -107,8 +107,8 @@ public struct TorchSaveWriter: ~Copyable {
         open = nil
     }
 
-    /// Writes the trailing `version` record and the central directory; returns the file
-    /// (closed when the result is dropped).
+    /// Writes the trailing `version` record and the central directory; returns the file, to
+    /// append more to or to ``OutputFile/close()`` (which reports write failures).
     @discardableResult
     public consuming func finish() throws(TesseraError) -> OutputFile {
         try add("version", Array("3\n".utf8))
@@ -140,7 +140,6 @@ public struct TorchSaveWriter: ~Copyable {
         end += le16(min(records.count, 0xFFFF)) + le16(min(records.count, 0xFFFF))
         end += le32(min(cdSize, 0xFFFF_FFFF)) + le32(min(cdStart, 0xFFFF_FFFF)) + le16(0)
         try out.write(end)
-        try out.flush()
         return out
     }
 }
