@@ -28,30 +28,38 @@ final class BackgroundWriter: @unchecked Sendable {
     let directFD: Int32
     let path: String
     private let queue = DispatchQueue(label: "tessera.output")
-    private let slots: DispatchSemaphore
+    /// Buffers being written, across every output file: bounds memory however many files
+    /// are finishing in the background, and keeps several writes in flight for the disk.
+    private static let slots = DispatchSemaphore(value: 8)
     private let lock = NSLock()
     /// Buffers shared by every output file, so none is allocated (and first touched) per file.
     private static let pool = Mutex<[UncheckedSendable<UnsafeMutableRawBufferPointer>]>([])
     private var failure: TesseraError?
-    static let depth = 3
+    /// Set on the queue once `directFD` is closed by a background finish.
+    private var directClosed = false
 
     init(fd: Int32, path: String, direct: Bool) {
         self.fd = fd
         self.path = path
         // O_DIRECT = 0o40000 on Linux x86-64 and arm64; it spares the copy into the page cache.
         directFD = direct ? open(path, O_WRONLY | O_CLOEXEC | 0o40000) : -1
-        slots = DispatchSemaphore(value: Self.depth)
     }
 
-    /// A buffer to fill (waits while `depth` buffers are being written).
+    /// A buffer to fill (waits while every buffer is being written).
     func take() -> UnsafeMutableRawBufferPointer {
-        slots.wait()
+        Self.slots.wait()
         return Self.pool.withLock { $0.popLast()?.value } ?? .allocate(byteCount: OutputFile.bufferSize, alignment: 4096)
     }
 
     /// Returns a buffer to the shared pool.
     static func recycle(_ b: UnsafeMutableRawBufferPointer) {
         pool.withLock { $0.append(UncheckedSendable(b)) }
+    }
+
+    /// Returns a buffer from ``take()`` that is not going to be written.
+    static func giveBack(_ b: UnsafeMutableRawBufferPointer) {
+        recycle(b)
+        slots.signal()
     }
 
     /// Queues `count` bytes of `buffer` for writing at file offset `offset`.
@@ -76,7 +84,7 @@ final class BackgroundWriter: @unchecked Sendable {
                 }
             }
             Self.recycle(b.value)
-            slots.signal()
+            Self.slots.signal()
         }
     }
 
@@ -88,9 +96,41 @@ final class BackgroundWriter: @unchecked Sendable {
         if let e = error { throw e }
     }
 
+    /// After the queued writes, closes `fd` (and the direct descriptor) and reports any
+    /// failure to `closes`, without waiting.
+    func finishInBackground(closing fd: Int32, into closes: DeferredCloses) {
+        closes.group.enter()
+        queue.async { [self] in
+            if let e = self.error { closes.record(e) }
+            if Glibc.close(fd) != 0 {
+                closes.record(TesseraError(.io, "closing failed: \(String(cString: strerror(errno)))", file: path))
+            }
+            if directFD >= 0 { Glibc.close(directFD) }
+            directClosed = true
+            closes.group.leave()
+        }
+    }
+
+    // Queued blocks hold the writer, so it goes away only once they have run.
     deinit {
-        queue.sync {}
-        if directFD >= 0 { close(directFD) }
+        if directFD >= 0 && !directClosed { close(directFD) }
+    }
+}
+
+/// Output files finishing in the background: each one's last writes and close happen while
+/// the next file is being filled; ``wait()`` reports the first failure once all are done.
+public final class DeferredCloses: Sendable {
+    let group = DispatchGroup()
+    private let firstError = Mutex<TesseraError?>(nil)
+
+    public init() {}
+
+    func record(_ e: TesseraError) { firstError.withLock { if $0 == nil { $0 = e } } }
+
+    /// Waits for every file handed over; throws the first write or close failure.
+    public func wait() throws(TesseraError) {
+        group.wait()
+        if let e = firstError.withLock({ $0 }) { throw e }
     }
 }
 
@@ -108,6 +148,8 @@ public struct OutputFile: ~Copyable {
     /// File offset of the first byte in `buffer`.
     private var bufferStart = 0
     private var closed = false
+    /// The background writer owns the descriptor (``close(deferringTo:)``).
+    private var handedOff = false
     static let bufferSize = 4 << 20
 
     /// Creates (truncating) the file at `path`.
@@ -147,10 +189,11 @@ public struct OutputFile: ~Copyable {
     /// Hands the gathered bytes to the background writer.
     private mutating func submit() throws(TesseraError) {
         if let e = writer.error { throw e }
-        guard buffered > 0, let b = buffer else { return }
+        guard let b = buffer else { return }
+        buffer = nil
+        guard buffered > 0 else { BackgroundWriter.giveBack(b); return }
         writer.submit(b, count: buffered, at: bufferStart)
         bufferStart += buffered
-        buffer = nil
         buffered = 0
     }
 
@@ -194,6 +237,14 @@ public struct OutputFile: ~Copyable {
 
 
 
+    /// Hands the rest of the file to the background: its last buffers are written and the
+    /// file closed while the caller goes on; `closes.wait()` reports any failure.
+    public consuming func close(deferringTo closes: DeferredCloses) throws(TesseraError) {
+        try submit()
+        handedOff = true
+        writer.finishInBackground(closing: fd, into: closes)
+    }
+
     /// Writes out what is gathered and closes the file, reporting any failure (a full disk).
     public consuming func close() throws(TesseraError) {
         defer { closed = true }
@@ -205,8 +256,9 @@ public struct OutputFile: ~Copyable {
 
     deinit {
         if let b = buffer {
-            if !closed, buffered > 0 { writer.submit(b, count: buffered, at: bufferStart) } else { BackgroundWriter.recycle(b) }
+            if !closed, buffered > 0 { writer.submit(b, count: buffered, at: bufferStart) } else { BackgroundWriter.giveBack(b) }
         }
+        guard !handedOff else { return }
         try? writer.drain()
         if !closed { Glibc.close(fd) }
     }

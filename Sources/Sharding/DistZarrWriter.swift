@@ -43,6 +43,7 @@ struct DistZarrWriter {
         var regions: [(GlobalTensor, Box)] = []
         for t in plan.tensors { regions += try Self.chunks(t, tp: plan.layout.tp).boxes.map { (t.source, $0) } }
         let readAhead = ReadAhead(streamer: streamer, regions: regions)
+        let closes = DeferredCloses()
         for t in plan.tensors {
             let (key, layer) = Self.key(t.name)
             let (chunk, boxes) = try Self.chunks(t, tp: plan.layout.tp).self
@@ -62,9 +63,10 @@ struct DistZarrWriter {
                     try out.write(run)
                     progress(run.count)
                 }
-                try out.close()
+                try out.close(deferringTo: closes)
             }
         }
+        try closes.wait()
         try writeObjects(dir, layers: layers)
     }
 

@@ -23,19 +23,21 @@ struct LegacyWriter {
             for lt in try plan.rankTensors(tp: t, pp: p) { regions += lt.parts.map { (lt.tensor.source, $0) } }
         }
         let readAhead = ReadAhead(streamer: streamer, regions: regions)
+        let closes = DeferredCloses()
         for (t, p) in ranks {
             let folder = Self.rankFolder(tp: t, pp: p, layout: plan.layout)
             let dir = folder.isEmpty ? root : root + "/" + folder
             do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
                 throw TesseraError(.io, "cannot create folder: \(error)", file: dir)
             }
-            try writeRank(tp: t, pp: p, path: dir + "/model_weights.ckpt", readAhead: readAhead)
+            try writeRank(tp: t, pp: p, path: dir + "/model_weights.ckpt", readAhead: readAhead, closes: closes)
         }
+        try closes.wait()
     }
 
     private enum Storage { case tensor(LocalTensor), bytes([UInt8]) }
 
-    private func writeRank(tp: Int, pp: Int, path: String, readAhead: ReadAhead) throws(TesseraError) {
+    private func writeRank(tp: Int, pp: Int, path: String, readAhead: ReadAhead, closes: DeferredCloses) throws(TesseraError) {
         let tensors = try plan.rankTensors(tp: tp, pp: pp)
         var entries: [(String, StateValue)] = []
         var storages: [Storage] = []
@@ -80,7 +82,7 @@ struct LegacyWriter {
                 try w.add("data/\(k)", b)
             }
         }
-        try w.finish().close()
+        try w.finish().close(deferringTo: closes)
     }
 
     /// Where an object's module lives.
