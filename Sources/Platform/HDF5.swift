@@ -171,6 +171,10 @@ public struct HDF5File: ~Copyable {
         }
     }
 
+    /// Starts the disk writing what has been written so far, without waiting for it: the
+    /// final sync then has little left to do.
+    public func startWriteback() { _ = tessera_start_writeback(handle.id) }
+
     /// Flushes everything to the file.
     public func flush() { H5Fflush(handle.id, H5F_SCOPE_GLOBAL) }
 }

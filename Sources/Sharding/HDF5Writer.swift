@@ -3,6 +3,7 @@ import CHDF5
 import Dispatch
 import Foundation
 import Platform
+import Synchronization
 
 /// Writes the Tessera HDF5 store (Schemas/hdf5-store.md) for a target layout: chunks
 /// aligned to the layout's shards, compressed (byte shuffle + zstd) on all cores outside
@@ -34,50 +35,10 @@ struct HDF5Writer {
         return c
     }
 
-    /// Per-slot buffers (raw, shuffled, compressed), allocated once for the whole store.
-    final class Workspace: @unchecked Sendable {
-        let raw: [UnsafeMutableRawBufferPointer]
-        let shuffled: [UnsafeMutableRawBufferPointer]
-        let packed: [UnsafeMutableRawBufferPointer]
-        let sizes: UnsafeMutableBufferPointer<Int>
-        let failures: UnsafeMutableBufferPointer<TesseraError?>
-        /// One compression context per worker, reused for every chunk.
-        var contexts: [ZstdCompressor] = []
-        init(slots: Int, chunkBytes: Int) {
-            raw = (0..<slots).map { _ in .allocate(byteCount: chunkBytes, alignment: 64) }
-            shuffled = (0..<slots).map { _ in .allocate(byteCount: chunkBytes, alignment: 64) }
-            packed = (0..<slots).map { _ in .allocate(byteCount: ZstdCompressor.bound(chunkBytes), alignment: 64) }
-            sizes = .allocate(capacity: slots)
-            failures = .allocate(capacity: slots)
-            failures.initialize(repeating: nil)
-        }
-        deinit {
-            for b in raw + shuffled + packed { b.deallocate() }
-            sizes.deallocate()
-            failures.deallocate()
-        }
-    }
-
     func write(to path: String, configText: String, artifacts: [(String, [UInt8])]) throws(TesseraError) {
-        // The digests are taken from the source on their own thread, in C order, while the
-        // chunks are compressed and written.
-        let digests = UncheckedSendable(UnsafeMutableBufferPointer<Result<String, TesseraError>?>.allocate(capacity: plan.tensors.count))
-        digests.value.initialize(repeating: nil)
-        defer { digests.value.deallocate() }
-        let hashing = DispatchGroup()
-        let tensors = plan.tensors, streamer = self.streamer
-        DispatchQueue.global().async(group: hashing) {
-            for (i, t) in tensors.enumerated() {
-                var h = SHA256Hasher()
-                do throws(TesseraError) {
-                    try streamer.forEachRun(of: t.source, region: Box(offset: t.shape.map { _ in 0 }, shape: t.shape)) { run in h.update(run) }
-                    digests.value[i] = .success(h.finalizeHex())
-                } catch {
-                    digests.value[i] = .failure(error)
-                }
-            }
-        }
-        defer { hashing.wait() }
+        // Compressed, each tensor's digest is taken as its bytes are compressed; uncompressed,
+        // as they are copied.
+        var digests = [String?](repeating: nil, count: plan.tensors.count)
         var contiguous: [(Int, Int)] = []
         do {
             let file = try HDF5File.create(path)
@@ -92,7 +53,7 @@ struct HDF5Writer {
             try file.setStringAttribute("provenance", try json(provenance))
             try file.setStringAttribute("model_config_yaml", configText)
             try file.setStringAttribute("compression", level.map { "zstd:\($0)" } ?? "none")
-            var jobs: [(tensor: Int, box: Box)] = []
+            var jobs: [TensorJob] = []
             for (i, t) in plan.tensors.enumerated() {
                 let dpath = HDF5Store.path(t.name, under: "/weights")
                 let chunk = level == nil ? nil : try Self.chunkShape(t, tp: plan.layout.tp)
@@ -100,12 +61,14 @@ struct HDF5Writer {
                 try ds.setStringAttribute("dtype", t.dtype.rawValue)
                 try ds.setStringAttribute("role", t.rule.role.rawValue)
                 if let chunk {
-                    jobs += Box.grid(shape: t.shape, chunk: chunk).map { (i, $0.box) }
+                    jobs.append(TensorJob(tensor: i, chunk: chunk))
                 } else if let offset = ds.datasetInfo().contiguousOffset {
                     contiguous.append((i, offset))
                 }
             }
-            if let level { try writeChunks(jobs, file: file, level: level) }
+            if let level {
+                for (job, digest) in zip(jobs, try writeChunks(jobs, file: file, level: level)) { digests[job.tensor] = digest }
+            }
             for object in plan.source.objects {
                 let o = try object.resolved(cache: streamer.cache)
                 let bytes = o.bytes ?? []
@@ -127,93 +90,248 @@ struct HDF5Writer {
             for (i, offset) in contiguous {
                 let t = plan.tensors[i]
                 var at = offset
+                var h = SHA256Hasher()
                 try streamer.forEachRun(of: t.source, region: Box(offset: t.shape.map { _ in 0 }, shape: t.shape)) { (run) throws(TesseraError) in
+                    h.update(run)
                     try out.write(run, at: at)
                     at += run.count
                     progress(run.count)
                 }
+                digests[i] = h.finalizeHex()
             }
             try out.close()
         }
-        hashing.wait()
         let file = try HDF5File.openForUpdate(path)
         for (i, t) in plan.tensors.enumerated() {
-            guard let result = digests.value[i] else { continue }
-            try file.setStringAttribute("sha256", try result.get(), at: HDF5Store.path(t.name, under: "/weights"))
+            guard let digest = digests[i] else { continue }
+            try file.setStringAttribute("sha256", digest, at: HDF5Store.path(t.name, under: "/weights"))
         }
     }
 
-    /// Compresses every chunk on `threads` threads and lands them in order with
-    /// `H5Dwrite_chunk`: while one batch is written, the next is compressed. Each worker owns
-    /// its buffers and zstd context for the whole store: nothing is allocated per chunk.
-    private func writeChunks(_ jobs: [(tensor: Int, box: Box)], file: borrowing HDF5File, level: Int32) throws(TesseraError) {
-        var largest = 1
-        for j in jobs { largest = max(largest, j.box.elementCount * plan.tensors[j.tensor].dtype.size) }
-        let workspaces = (Workspace(slots: threads * 4, chunkBytes: largest), Workspace(slots: threads * 4, chunkBytes: largest))
-        for ws in [workspaces.0, workspaces.1] { ws.contexts = (0..<threads).map { _ in ZstdCompressor(level: level) } }
-        let slots = workspaces.0.raw.count
-        let tensors = plan.tensors, streamer = self.streamer, workers = threads
-        func compress(_ group: ArraySlice<(tensor: Int, box: Box)>, into ws: Workspace) -> DispatchGroup {
-            let done = DispatchGroup()
-            let w = UncheckedSendable(ws), batch = Array(group)
+    /// A tensor to compress and the chunk shape of its dataset.
+    struct TensorJob: Sendable {
+        var tensor: Int
+        var chunk: [Int]
+    }
+
+    /// What a worker hands to the thread that lands chunks in the file.
+    enum Landing: @unchecked Sendable {
+        case chunk(tensor: Int, offset: [Int], buffer: UnsafeMutableRawBufferPointer, size: Int, rawBytes: Int)
+        case failed(TesseraError)
+        case finished
+    }
+
+    /// The state the workers and the landing thread share: the next tensor to take, a pool of
+    /// compressed-chunk buffers (bounding memory) and the queue of chunks to land, in order.
+    final class Pipeline: @unchecked Sendable {
+        let next = Atomic<Int>(0)
+        let cancelled = Atomic<Bool>(false)
+        private let pool: Mutex<[UncheckedSendable<UnsafeMutableRawBufferPointer>]>
+        private let poolCount: DispatchSemaphore
+        private let queue = Mutex<[Landing]>([])
+        private let queueCount = DispatchSemaphore(value: 0)
+        private let all: [UnsafeMutableRawBufferPointer]
+
+        init(buffers: Int, bytes: Int) {
+            all = (0..<buffers).map { _ in .allocate(byteCount: bytes, alignment: 64) }
+            pool = Mutex(all.map { UncheckedSendable($0) })
+            poolCount = DispatchSemaphore(value: buffers)
+        }
+        deinit { for b in all { b.deallocate() } }
+
+        /// A free compressed-chunk buffer, waiting for the landing thread to return one.
+        func take() -> UnsafeMutableRawBufferPointer {
+            poolCount.wait()
+            return pool.withLock { $0.removeLast() }.value
+        }
+        func give(_ b: UnsafeMutableRawBufferPointer) {
+            let b = UncheckedSendable(b)
+            pool.withLock { $0.append(b) }
+            poolCount.signal()
+        }
+        func land(_ l: Landing) {
+            queue.withLock { $0.append(l) }
+            queueCount.signal()
+        }
+        /// The next landing, in the order they were handed over.
+        func nextLanding() -> Landing {
+            queueCount.wait()
+            return queue.withLock { $0.removeFirst() }
+        }
+    }
+
+    /// Compresses the chunks of `jobs` on `threads` workers, each taking whole tensors: a
+    /// worker streams a tensor band by band (the rows of one row of chunks, in C order),
+    /// hashes each band while it is in cache, shuffles its chunks straight out of it and
+    /// compresses them with its own zstd context; this thread lands the chunks with
+    /// `H5Dwrite_chunk` as they come and keeps the disk writing behind them. Returns the
+    /// tensors' digests, in the order of `jobs`.
+    private func writeChunks(_ jobs: [TensorJob], file: borrowing HDF5File, level: Int32) throws(TesseraError) -> [String] {
+        var largestChunk = 1, largestBand = 1
+        for j in jobs {
+            let t = plan.tensors[j.tensor]
+            largestChunk = max(largestChunk, j.chunk.reduce(1, *) * t.dtype.size)
+            largestBand = max(largestBand, (j.chunk.first ?? 1) * t.shape.dropFirst().reduce(1, *) * t.dtype.size)
+        }
+        let workers = max(1, min(threads, jobs.count)), chunkBytes = largestChunk, bandBytes = largestBand
+        let pipeline = Pipeline(buffers: 4 * workers, bytes: ZstdCompressor.bound(largestChunk))
+        let digests = UncheckedSendable(UnsafeMutableBufferPointer<String>.allocate(capacity: jobs.count))
+        digests.value.initialize(repeating: "")
+        defer { digests.value.deinitialize(); digests.value.deallocate() }
+        let done = DispatchGroup()
+        let writer = self
+        for _ in 0..<workers {
             DispatchQueue.global().async(group: done) {
-                let ws = w.value
-                ws.failures.initialize(repeating: nil)
-                DispatchQueue.concurrentPerform(iterations: workers) { worker in
-                    let z = ws.contexts[worker]
-                    for k in stride(from: worker, to: batch.count, by: workers) {
-                        let t = tensors[batch[k].tensor], box = batch[k].box, esize = t.dtype.size
-                        do throws(TesseraError) {
-                            var at = 0
-                            let dst = ws.raw[k]
-                            try streamer.forEachRun(of: t.source, region: box) { (run) throws(TesseraError) in
-                                dst.baseAddress!.advanced(by: at).copyMemory(from: run.baseAddress!, byteCount: run.count)
-                                at += run.count
-                            }
-                            let n = box.elementCount * esize
-                            byteShuffle(UnsafeRawBufferPointer(rebasing: dst[0..<n]),
-                                        into: UnsafeMutableRawBufferPointer(rebasing: ws.shuffled[k][0..<n]), elementSize: esize)
-                            ws.sizes[k] = try z.compress(UnsafeRawBufferPointer(rebasing: ws.shuffled[k][0..<n]), into: ws.packed[k])
-                        } catch {
-                            ws.failures[k] = error.forTensor(t.name)
+                let band = UnsafeMutableRawBufferPointer.allocate(byteCount: bandBytes, alignment: 64)
+                let shuffled = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkBytes, alignment: 64)
+                defer { band.deallocate(); shuffled.deallocate() }
+                let z = ZstdCompressor(level: level)
+                while !pipeline.cancelled.load(ordering: .relaxed) {
+                    let k = pipeline.next.wrappingAdd(1, ordering: .relaxed).oldValue
+                    guard k < jobs.count else { break }
+                    if k + 1 < jobs.count { writer.willNeed(jobs[k + 1]) }
+                    do throws(TesseraError) {
+                        if let digest = try writer.compress(jobs[k], pipeline: pipeline, band: band, shuffled: shuffled, z: z) {
+                            digests.value[k] = digest
                         }
+                    } catch {
+                        pipeline.land(.failed(error.forTensor(writer.plan.tensors[jobs[k].tensor].name)))
+                        break
                     }
                 }
+                pipeline.land(.finished)
             }
-            return done
         }
-        // Datasets stay open while their chunks arrive.
+        if let first = jobs.first { willNeed(first) }
+        var finished = 0
+        var failure: TesseraError?
         var openIndex = -1
         var openDataset: HDF5Object?
-        var inflight: (DispatchGroup, ArraySlice<(tensor: Int, box: Box)>, Workspace)?
-        var batch = 0
-        for start in stride(from: 0, to: jobs.count + slots, by: slots) {
-            var next: (DispatchGroup, ArraySlice<(tensor: Int, box: Box)>, Workspace)?
-            if start < jobs.count {
-                let group = jobs[start..<min(start + slots, jobs.count)]
-                let ws = batch % 2 == 0 ? workspaces.0 : workspaces.1
-                next = (compress(group, into: ws), group, ws)
-                batch += 1
-            }
-            if let (done, group, ws) = inflight {
-                done.wait()
-                do throws(TesseraError) {
-                    for (k, job) in group.enumerated() {
-                        if let e = ws.failures[k] { throw e }
-                        if openIndex != job.tensor {
-                            openDataset = try file.openDataset(HDF5Store.path(tensors[job.tensor].name, under: "/weights"))
-                            openIndex = job.tensor
+        var unsynced = 0
+        while finished < workers {
+            switch pipeline.nextLanding() {
+            case .finished:
+                finished += 1
+            case .failed(let error):
+                failure = failure ?? error
+                pipeline.cancelled.store(true, ordering: .relaxed)
+            case .chunk(let tensor, let offset, let buffer, let size, let rawBytes):
+                if failure == nil {
+                    do throws(TesseraError) {
+                        if openIndex != tensor {
+                            openDataset = try file.openDataset(HDF5Store.path(plan.tensors[tensor].name, under: "/weights"))
+                            openIndex = tensor
                         }
-                        try file.writeChunk(openDataset!, offset: job.box.offset,
-                                            bytes: UnsafeRawBufferPointer(rebasing: ws.packed[k][0..<ws.sizes[k]]))
-                        progress(job.box.elementCount * tensors[job.tensor].dtype.size)
+                        try file.writeChunk(openDataset!, offset: offset, bytes: UnsafeRawBufferPointer(rebasing: buffer[0..<size]))
+                        progress(rawBytes)
+                        unsynced += size
+                        if unsynced >= 64 << 20 {
+                            file.startWriteback()
+                            unsynced = 0
+                        }
+                    } catch {
+                        failure = error
+                        pipeline.cancelled.store(true, ordering: .relaxed)
                     }
-                } catch {
-                    next?.0.wait()
-                    throw error
+                }
+                pipeline.give(buffer)
+            }
+        }
+        done.wait()
+        if let failure { throw failure }
+        return Array(digests.value)
+    }
+
+    /// Asks the kernel to start reading the source bytes of a job's tensor.
+    private func willNeed(_ job: TensorJob) {
+        for p in plan.tensors[job.tensor].source.pieces {
+            (try? streamer.cache.file(p.storage.path))?.willNeed(p.storage.offset..<(p.storage.offset + p.storage.count))
+        }
+    }
+
+    /// Streams, hashes, shuffles and compresses one tensor, handing its chunks to the landing
+    /// thread; returns its digest (nil when the store was abandoned meanwhile).
+    private func compress(_ job: TensorJob, pipeline: Pipeline, band: UnsafeMutableRawBufferPointer,
+                          shuffled: UnsafeMutableRawBufferPointer, z: ZstdCompressor) throws(TesseraError) -> String? {
+        let t = plan.tensors[job.tensor], shape = t.shape, esize = t.dtype.size
+        var bandStreamer = streamer
+        bandStreamer.prefetchLimit = 0   // the whole tensor was asked for by willNeed
+        var h = SHA256Hasher()
+        let grid = Box.grid(shape: shape, chunk: job.chunk)
+        var start = 0
+        while start < grid.count {
+            // The chunks of one band share their first index.
+            var end = start + 1
+            while end < grid.count, grid[end].index.first == grid[start].index.first { end += 1 }
+            let first = grid[start].box
+            var region = Box(offset: shape.map { _ in 0 }, shape: shape)
+            if !shape.isEmpty {
+                region.offset[0] = first.offset[0]
+                region.shape[0] = first.shape[0]
+            }
+            let bandBytes = region.elementCount * esize
+            var at = 0
+            var landed = false
+            try bandStreamer.forEachRun(of: t.source, region: region) { (run) throws(TesseraError) in
+                h.update(run)
+                if at == 0, run.count == bandBytes {
+                    // The whole band is one run of the source: work on it where it is.
+                    try landBand(grid[start..<end], of: region, from: run.baseAddress!, job: job, pipeline: pipeline, shuffled: shuffled, z: z)
+                    landed = true
+                } else {
+                    (band.baseAddress! + at).copyMemory(from: run.baseAddress!, byteCount: run.count)
+                }
+                at += run.count
+            }
+            if pipeline.cancelled.load(ordering: .relaxed) { return nil }
+            if !landed {
+                try landBand(grid[start..<end], of: region, from: UnsafeRawPointer(band.baseAddress!), job: job,
+                             pipeline: pipeline, shuffled: shuffled, z: z)
+            }
+            start = end
+        }
+        return h.finalizeHex()
+    }
+
+    /// Shuffles each chunk of a band out of the band's C-order bytes (segment by segment when
+    /// the chunk is narrower than the band), compresses it and hands it over.
+    private func landBand(_ chunks: ArraySlice<(index: [Int], box: Box)>, of region: Box, from bytes: UnsafeRawPointer,
+                          job: TensorJob, pipeline: Pipeline, shuffled: UnsafeMutableRawBufferPointer,
+                          z: ZstdCompressor) throws(TesseraError) {
+        let esize = plan.tensors[job.tensor].dtype.size
+        var strides = [Int](repeating: 1, count: region.shape.count)
+        for k in strides.indices.reversed().dropFirst() { strides[k] = strides[k + 1] * region.shape[k + 1] }
+        for (_, box) in chunks {
+            // Dimensions after `d` are whole in the chunk, so it is contiguous from `d` on.
+            var d = max(0, box.shape.count - 1)
+            while d > 0, box.shape[d] == region.shape[d] { d -= 1 }
+            let segment = box.shape[d...].reduce(1, *)
+            let count = box.elementCount
+            var outer = [Int](repeating: 0, count: d)
+            var written = 0
+            while written < count {
+                var element = d < box.offset.count ? (box.offset[d] - region.offset[d]) * strides[d] : 0
+                for k in 0..<d { element += (box.offset[k] - region.offset[k] + outer[k]) * strides[k] }
+                byteShuffle(bytes + element * esize, count: segment, elementSize: esize,
+                            into: shuffled.baseAddress!, chunkElements: count, at: written)
+                written += segment
+                var k = d - 1
+                while k >= 0 {
+                    outer[k] += 1
+                    if outer[k] < box.shape[k] { break }
+                    outer[k] = 0
+                    k -= 1
                 }
             }
-            inflight = next
+            let buffer = pipeline.take()
+            let size: Int
+            do {
+                size = try z.compress(UnsafeRawBufferPointer(rebasing: shuffled[0..<(count * esize)]), into: buffer)
+            } catch {
+                pipeline.give(buffer)
+                throw error
+            }
+            pipeline.land(.chunk(tensor: job.tensor, offset: box.offset, buffer: buffer, size: size, rawBytes: count * esize))
         }
     }
 

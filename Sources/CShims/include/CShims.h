@@ -31,6 +31,10 @@ extern int syncfs(int fd);
    compatible with hdf5plugin. Returns 0 on success. */
 int tessera_register_zstd(void);
 
+/* Starts (without waiting for) the writeback of a file's dirty pages, so the disk writes
+   while the rest is computed; file is an HDF5 file opened with the default (sec2) driver. */
+int tessera_start_writeback(hid_t file);
+
 /* Newline-separated paths (relative to loc) of every dataset below loc; malloc'd, caller frees. */
 char *tessera_list_datasets(hid_t loc);
 
@@ -47,6 +51,19 @@ int tessera_read_int_attr(hid_t obj, const char *name, int64_t *value);
 /* HDF5's byte shuffle filter and its inverse over n elements of es bytes (trailing bytes untouched). */
 void tessera_shuffle(const uint8_t *src, uint8_t *dst, size_t n, size_t es);
 void tessera_unshuffle(const uint8_t *src, uint8_t *dst, size_t n, size_t es);
+
+/* Part of a shuffle: the k elements at src become elements at..at+k of the n-element shuffled
+   chunk dst (byte b of element i at b*n + i). AVX-512 VBMI for 2-byte elements when present. */
+void tessera_shuffle_into(const uint8_t *src, size_t k, size_t es, uint8_t *dst, size_t n, size_t at);
+
+/* Part of an unshuffle: elements at..at+k of the n-element shuffled chunk src, as k whole
+   elements at dst. */
+void tessera_unshuffle_from(const uint8_t *src, size_t n, size_t at, size_t k, size_t es, uint8_t *dst);
+
+/* Makes a zstd context parse every block as literals only (no match search): for weights,
+   whose redundancy is all in the byte statistics. Returns 0 if this libzstd cannot (< 1.5.4). */
+struct ZSTD_CCtx_s;
+int tessera_zstd_literals_only(struct ZSTD_CCtx_s *ctx);
 
 
 /* Makes glibc serve large blocks from the heap (not one mmap each) and keep freed memory for
