@@ -6,7 +6,7 @@
    text on one thread and on two; --tokenizer-only stops here.
 2. Scoring on the engine benchmark model (hidden 2048, 24 layers, bf16; bench_reshard.py's
    checkpoint, with the fixture tokenizer): 4-turn conversations through `tessera score`
-   (end-to-end tokens/s, against `tessera forward` on the same number of tokens), and the
+   (end-to-end tokens/s, against `tessera forward --input` on the same conversations), and the
    speed-up of prefix reuse over scoring each turn's string from scratch (--no-prefix-reuse).
 """
 import argparse, json, os, random, subprocess, sys, time
@@ -95,18 +95,21 @@ def main():
         dt = time.perf_counter() - t
         lines = [json.loads(l) for l in open(out)]
         results[label] = (dt, rss, lines)
-    sp_tokens = 0
+    # The engine alone on the same conversations' tokens: one batched forward of every
+    # conversation's whole text (what the prefill computes), in one process like the scoring.
     sp_fixture = spm.SentencePieceProcessor(model_file=TOK)
+    seqs = []
     for obj in results["prefix reuse"][2]:
         text = "<extra_id_0>System\nA chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions.\n"
         for turn in obj["conversations"]:
             text += ("<extra_id_1>User\n" if turn["from"] == "User" else "<extra_id_1>Assistant\n") + turn["value"] + "\n"
-        sp_tokens += len(sp_fixture.encode(text))
-    ids = ",".join(str(i % 500) for i in range(sp_tokens // a.conversations))
-    t = time.perf_counter()
-    for _ in range(1):
-        subprocess.run([a.tessera, "forward", src, "--tokens", ids, "--json"], capture_output=True, check=True)
-    t_fwd = (time.perf_counter() - t) * a.conversations
+        seqs.append(sp_fixture.encode(text))
+    sp_tokens = sum(len(s) for s in seqs)
+    seq_path = os.path.join(a.work, "conversation-ids.jsonl")
+    with open(seq_path, "w") as f:
+        for s in seqs:
+            f.write(json.dumps(s) + "\n")
+    t_fwd = min(timed([a.tessera, "forward", src, "--input", seq_path])[0] for _ in range(2))
     dt, rss, lines = results["prefix reuse"]
     dt2 = results["each turn from scratch"][0]
     same = all(t1.get("label") == t2.get("label") for o1, o2 in zip(lines, results["each turn from scratch"][2])
@@ -114,7 +117,7 @@ def main():
     print(f"scoring: {a.conversations} conversations x 4 scored turns, {sp_tokens} conversation tokens")
     print(f"  prefix reuse: {dt:.2f} s, {sp_tokens / dt:.0f} tokens/s end to end, peak RSS {rss:.0f} MiB")
     print(f"  each turn from scratch: {dt2:.2f} s; prefix reuse speed-up {dt2 / dt:.2f}x; labels equal: {same}")
-    print(f"  engine forward on the same token count (one sequence per conversation, separate processes): {t_fwd:.2f} s, "
+    print(f"  engine forward of the same conversations (one batch, `tessera forward --input`): {t_fwd:.2f} s, "
           f"{sp_tokens / t_fwd:.0f} tokens/s; scoring / forward throughput {t_fwd / dt:.2f}")
 
 
