@@ -35,6 +35,12 @@ enum Kernels {
 
     @inline(__always) static func bf16(_ f: Float) -> Float { f.bfloat16Rounded }
 
+    /// An array of `count` elements left unset, for buffers that are written in full before
+    /// being read (zero-filling tens of MB per layer would run on one core).
+    static func uninitialized<T: BitwiseCopyable>(_: T.Type, _ count: Int) -> [T] {
+        [T](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
+    }
+
     /// BF16 bit patterns of `n` floats (nearest, ties to even), over the cores.
     static func toBF16(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<UInt16>, _ n: Int) {
         let (x, out) = (UncheckedSendable(x), UncheckedSendable(out))

@@ -132,7 +132,7 @@ public final class Model: @unchecked Sendable {
             throw TesseraError(.inconsistent, "expected \(k) input columns, the weight has shape \(t.shape)", tensor: t.name)
         }
         let n = t.shape[0]
-        var y = [Float](repeating: 0, count: tokens * n)
+        var y = Kernels.uninitialized(Float.self, tokens * n)   // every row is written by the piece that first covers it
         // Pieces in rank order along the input dimension: the first writes, the rest add.
         let pieces = t.pieces.sorted { ($0.globalOffset[1], $0.globalOffset[0]) < ($1.globalOffset[1], $1.globalOffset[0]) }
         var written = [Bool](repeating: false, count: n)
@@ -140,7 +140,7 @@ public final class Model: @unchecked Sendable {
         // FP32 weights (BF16 ones widened exactly by the kernel).
         var xq = [UInt16]()
         if precision == .bf16 {
-            xq = [UInt16](repeating: 0, count: x.count)
+            xq = Kernels.uninitialized(UInt16.self, x.count)
             x.withUnsafeBufferPointer { xb in xq.withUnsafeMutableBufferPointer { Kernels.toBF16(xb.baseAddress!, $0.baseAddress!, x.count) } }
         }
         let inPlace = t.dtype == .bfloat16 || (t.dtype == .float32 && precision == .fp32)
@@ -183,6 +183,9 @@ public final class Model: @unchecked Sendable {
                     }
                 }
             }
+        }
+        guard written.allSatisfy({ $0 }) else {
+            throw TesseraError(.inconsistent, "the pieces do not cover every output row", tensor: t.name)
         }
         return try finishLinear(name, consume y, tokens: tokens, n: n, precision: precision)
     }
@@ -312,7 +315,7 @@ public final class Model: @unchecked Sendable {
             let a = try norm(weight: p + "self_attention.linear_qkv.layer_norm_weight",
                              bias: p + "self_attention.linear_qkv.layer_norm_bias", x, tokens: T, precision: precision)
             let qkv = try linear(p + "self_attention.linear_qkv", a, tokens: T, k: h, precision: precision)
-            var ctx = [Float](repeating: 0, count: T * ctxWidth)
+            var ctx = Kernels.uninitialized(Float.self, T * ctxWidth)   // each segment fills its rows
             for (si, seg) in segments.enumerated() {
                 let pastKV = seg.past.map { (cache: $0, layer: layer, count: seg.pastCount * kvWidth) }
                 let rows = qkv[(starts[si] * qkvWidth)..<(starts[si + 1] * qkvWidth)]
@@ -376,10 +379,10 @@ public final class Model: @unchecked Sendable {
         }
         let total = start + T
         // Keys and values of all positions: [position][group][d]; queries [token][head][d].
-        var keys = [Float](repeating: 0, count: total * groups * d), values = keys
+        // Positions before `start` come from the cache, the rest from qkv; queries and context are all written.
+        var keys = Kernels.uninitialized(Float.self, total * groups * d), values = Kernels.uninitialized(Float.self, total * groups * d)
         if let past { past.cache.copy(layer: past.layer, first: past.count, keys: &keys, values: &values) }
-        var q = [Float](repeating: 0, count: T * heads * d)
-        var ctx = [Float](repeating: 0, count: T * heads * d)
+        var q = Kernels.uninitialized(Float.self, T * heads * d), ctx = Kernels.uninitialized(Float.self, T * heads * d)
         let scale = 1 / Float(d).squareRoot()
         qkv.withUnsafeBufferPointer { src in
             q.withUnsafeMutableBufferPointer { qb in

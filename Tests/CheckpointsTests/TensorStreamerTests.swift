@@ -1,4 +1,4 @@
-import Checkpoints
+@testable import Checkpoints
 import Foundation
 import Platform
 import Testing
@@ -73,4 +73,16 @@ private func collect(_ t: GlobalTensor) throws -> [Int16] {
     try TensorStreamer(cache: MappingCache()).forEachRun(of: t, region: Box(offset: [0, 1], shape: [3, 2])) { out += $0 }
     let values = stride(from: 0, to: out.count, by: 2).map { Int16(out[$0]) | Int16(out[$0 + 1]) << 8 }
     #expect(values == [1, 2, 5, 6, 0, 0])
+}
+
+/// Read-ahead asks for the file bytes of the rows a region touches, within the piece: a
+/// 10 x 8 BF16 piece stored at byte 100 of its file, placed at global rows 20..<30.
+@Test func readAheadCoversTheRowsARegionTouches() {
+    let piece = Piece(storage: FileSlice(path: "/x", offset: 100, count: 160), dtype: .bfloat16, storageOffset: 0,
+                      strides: [8, 1], shape: [10, 8], globalOffset: [20, 0], origin: "test")
+    // Rows 22..<25, columns 2..<4: from the start of row 2 to the end of row 4's last column.
+    #expect(TensorStreamer.storedRange(of: piece, in: Box(offset: [22, 2], shape: [3, 2]), dtype: .bfloat16) == (100 + 32)..<(100 + 80))
+    // A region past the piece's end is clamped to it; one outside it asks for nothing.
+    #expect(TensorStreamer.storedRange(of: piece, in: Box(offset: [28, 0], shape: [10, 8]), dtype: .bfloat16) == (100 + 128)..<260)
+    #expect(TensorStreamer.storedRange(of: piece, in: Box(offset: [40, 0], shape: [2, 8]), dtype: .bfloat16).isEmpty)
 }
