@@ -185,60 +185,102 @@ static _Thread_local uint32_t *packed_a, *packed_w;
 static _Thread_local float *block_acc; /* a block's results for one panel, [mc][NR]: C's own rows may alias in cache */
 static _Thread_local size_t packed_a_size;
 
-/* C (+)= A W^T over `E` packed elements per row (pairs of inputs for BF16_PAIRS). */
-AVX512 static int
-gemm_avx512(enum kind kind, const void *A, size_t lda, const void *W, size_t ldw, float *C, size_t ldc,
-            size_t T, size_t N, size_t E, int accumulate) {
-    size_t a_es = kind == BF16_PAIRS ? 2 : 4, w_es = kind == F32_FROM_F32 ? 4 : 2;
-    size_t kblocks = (E + KP - 1) / KP;
+/* Tokens per block for `E` packed elements per row: a block's packed activations stay in cache
+   while every weight panel passes over them. */
+static size_t block_tokens(enum kind kind, size_t E) {
     size_t mc = (kind == BF16_PAIRS ? A_BUDGET_BF16 : A_BUDGET_F32) / (4 * (E + 1)) / MR * MR;
-    if (mc < MR) mc = MR;
-    if (mc > MC_MAX) mc = MC_MAX;
-    size_t need = kblocks * ((mc + MR - 1) / MR) * KP * MR * 4 + 64;
+    return mc < MR ? MR : mc > MC_MAX ? MC_MAX : mc;
+}
+
+/* Tokens m0..m1 of C (+)= A W^T over `E` packed elements per row, their packed tiles at `a`
+   (tile j of element block kb at a + (kb * kb_stride + j) * KP * MR). */
+AVX512 static int block_product(enum kind kind, const uint32_t *a, size_t kb_stride, size_t m0, size_t m1, const void *W, size_t ldw,
+                                float *C, size_t ldc, size_t N, size_t E, int accumulate) {
+    size_t w_es = kind == F32_FROM_F32 ? 4 : 2, kblocks = (E + KP - 1) / KP, tiles = (m1 - m0 + MR - 1) / MR;
     if (!packed_w) packed_w = aligned_alloc(64, KP * NR * 4);
     if (!block_acc) block_acc = aligned_alloc(64, (MC_MAX + MR) * NR * 4);
+    if (!packed_w || !block_acc) return -1;
+    for (size_t n0 = 0; n0 < N; n0 += NR) {
+        size_t cols = N - n0 < NR ? N - n0 : NR;
+        for (size_t kb = 0; kb < kblocks; kb++) {
+            size_t e0 = kb * KP, kp = E - e0 < KP ? E - e0 : KP;
+            pack_weights(kind, (const char *)W + n0 * ldw * w_es, ldw, cols, e0, kp, packed_w);
+            /* Prefetch the next panel slice (same columns, next elements; or the next columns). */
+            size_t ne0 = kb + 1 < kblocks ? e0 + KP : 0, nn0 = kb + 1 < kblocks ? n0 : n0 + NR;
+            size_t ncols = nn0 < N ? (N - nn0 < NR ? N - nn0 : NR) : 0;
+            size_t nkp = E - ne0 < KP ? E - ne0 : KP;
+            size_t elem_bytes = kind == F32_FROM_BF16 ? 2 : 4, elems_per_line = 64 / elem_bytes;
+            size_t row_lines = (nkp + elems_per_line - 1) / elems_per_line, lines = ncols * row_lines;
+            size_t per_tile = (lines + tiles - 1) / tiles, next_line = 0;
+            for (size_t j = 0; j < tiles; j++) {
+                for (size_t l = 0; l < per_tile && next_line < lines; l++, next_line++)
+                    _mm_prefetch((const char *)W + ((nn0 + next_line / row_lines) * ldw) * w_es + ne0 * elem_bytes +
+                                     64 * (next_line % row_lines), _MM_HINT_T1);
+                size_t t = m0 + j * MR;
+                tile(kind == BF16_PAIRS, m1 - t < MR ? m1 - t : MR, a + (kb * kb_stride + j) * KP * MR, packed_w, kp,
+                     block_acc + j * MR * NR, kb > 0);
+            }
+        }
+        if (kblocks == 0) memset(block_acc, 0, (m1 - m0) * NR * sizeof(float));
+        store_block(block_acc, m1 - m0, C + m0 * ldc + n0, ldc, cols, accumulate);
+    }
+    return 0;
+}
+
+/* Packs tiles tile0..tile1 of A's rows (all T of them) as [kb][tile][MR][KP], `tiles` tiles in all. */
+static void pack_tiles(enum kind kind, const void *A, size_t lda, size_t T, size_t E, size_t tile0, size_t tile1, size_t tiles,
+                       uint32_t *packed) {
+    size_t a_es = kind == BF16_PAIRS ? 2 : 4;
+    for (size_t kb = 0; kb * KP < E; kb++) {
+        size_t e0 = kb * KP, kp = E - e0 < KP ? E - e0 : KP;
+        for (size_t j = tile0; j < tile1; j++) {
+            size_t t = j * MR;
+            pack_activations(kind, (const char *)A + t * lda * a_es, lda, T - t < MR ? T - t : MR, e0, kp,
+                             packed + (kb * tiles + j) * KP * MR);
+        }
+    }
+}
+
+/* C (+)= A W^T over `E` packed elements per row, activations packed a block at a time. */
+AVX512 static int gemm_avx512(enum kind kind, const void *A, size_t lda, const void *W, size_t ldw, float *C, size_t ldc,
+                              size_t T, size_t N, size_t E, int accumulate) {
+    size_t mc = block_tokens(kind, E), tiles_max = (mc + MR - 1) / MR;
+    size_t need = (E + KP - 1) / KP * tiles_max * KP * MR * 4 + 64;
     if (packed_a_size < need) {
         free(packed_a);
         packed_a = aligned_alloc(64, (need + 63) & ~(size_t)63);
         packed_a_size = packed_a ? need : 0;
     }
-    if (!packed_w || !packed_a || !block_acc) return -1;
+    if (!packed_a) return -1;
+    size_t a_es = kind == BF16_PAIRS ? 2 : 4;
     for (size_t m0 = 0; m0 < T; m0 += mc) {
         size_t m1 = T - m0 < mc ? T : m0 + mc, tiles = (m1 - m0 + MR - 1) / MR;
-        for (size_t kb = 0; kb < kblocks; kb++) {
-            size_t e0 = kb * KP, kp = E - e0 < KP ? E - e0 : KP;
-            for (size_t t = m0; t < m1; t += MR)
-                pack_activations(kind, (const char *)A + t * lda * a_es, lda, m1 - t < MR ? m1 - t : MR, e0, kp,
-                                 packed_a + (kb * tiles + (t - m0) / MR) * KP * MR);
-        }
-        for (size_t n0 = 0; n0 < N; n0 += NR) {
-            size_t cols = N - n0 < NR ? N - n0 : NR;
-            for (size_t kb = 0; kb < kblocks; kb++) {
-                size_t e0 = kb * KP, kp = E - e0 < KP ? E - e0 : KP;
-                pack_weights(kind, (const char *)W + n0 * ldw * w_es, ldw, cols, e0, kp, packed_w);
-                /* Prefetch the next panel slice (same columns, next elements; or the next columns). */
-                size_t ne0 = kb + 1 < kblocks ? e0 + KP : 0, nn0 = kb + 1 < kblocks ? n0 : n0 + NR;
-                size_t ncols = nn0 < N ? (N - nn0 < NR ? N - nn0 : NR) : 0;
-                size_t nkp = E - ne0 < KP ? E - ne0 : KP;
-                size_t elems_per_line = 64 / (kind == F32_FROM_F32 ? 4 : kind == BF16_PAIRS ? 4 : 2);
-                size_t row_lines = (nkp + elems_per_line - 1) / elems_per_line, lines = ncols * row_lines;
-                size_t per_tile = (lines + tiles - 1) / tiles, next_line = 0;
-                size_t elem_bytes = kind == F32_FROM_F32 ? 4 : kind == BF16_PAIRS ? 4 : 2;
-                for (size_t t = m0; t < m1; t += MR) {
-                    for (size_t l = 0; l < per_tile && next_line < lines; l++, next_line++)
-                        _mm_prefetch((const char *)W + ((nn0 + next_line / row_lines) * ldw) * w_es + ne0 * elem_bytes +
-                                         64 * (next_line % row_lines), _MM_HINT_T1);
-                    tile(kind == BF16_PAIRS, m1 - t < MR ? m1 - t : MR, packed_a + (kb * tiles + (t - m0) / MR) * KP * MR,
-                         packed_w, kp, block_acc + (t - m0) * NR, kb > 0);
-                }
-            }
-            if (kblocks == 0) memset(block_acc, 0, (m1 - m0) * NR * sizeof(float));
-            store_block(block_acc, m1 - m0, C + m0 * ldc + n0, ldc, cols, accumulate);
-        }
+        pack_tiles(kind, (const char *)A + m0 * lda * a_es, lda, m1 - m0, E, 0, tiles, tiles, packed_a);
+        if (block_product(kind, packed_a, tiles, m0, m1, W, ldw, C, ldc, N, E, accumulate) != 0) return -1;
+    }
+    return 0;
+}
+
+/* C (+)= A W^T with A packed beforehand for all T rows (`tessera_gemm_pack_activations`). */
+AVX512 static int gemm_packed_avx512(enum kind kind, const uint32_t *packed, size_t T, const void *W, size_t ldw, float *C, size_t ldc,
+                                     size_t N, size_t E, int accumulate) {
+    size_t mc = block_tokens(kind, E), tiles = (T + MR - 1) / MR;
+    for (size_t m0 = 0; m0 < T; m0 += mc) {
+        size_t m1 = T - m0 < mc ? T : m0 + mc;
+        if (block_product(kind, packed + (m0 / MR) * KP * MR, tiles, m0, m1, W, ldw, C, ldc, N, E, accumulate) != 0) return -1;
     }
     return 0;
 }
 #endif
+
+/* C += the products of the odd last input of BF16 rows, which no pair holds. */
+static void add_odd_input(const void *A, size_t lda, const void *W, size_t ldw, float *C, size_t ldc, size_t T, size_t N, size_t K) {
+    const uint16_t *a16 = A, *w16 = W;
+    for (size_t t = 0; t < T; t++) {
+        float a = bf16_to_f32(a16[t * lda + K - 1]);
+        for (size_t n = 0; n < N; n++) C[t * ldc + n] += a * bf16_to_f32(w16[n * ldw + K - 1]);
+    }
+}
 
 int tessera_gemm_bf16_nt(const uint16_t *A, size_t lda, const uint16_t *W, size_t ldw, float *C, size_t ldc,
                          size_t T, size_t N, size_t K, int accumulate) {
@@ -246,11 +288,7 @@ int tessera_gemm_bf16_nt(const uint16_t *A, size_t lda, const uint16_t *W, size_
 #if defined(__x86_64__)
     if (tessera_has_avx512bf16()) {
         if (gemm_avx512(BF16_PAIRS, A, lda, W, ldw, C, ldc, T, N, K / 2, accumulate) != 0) return -1;
-        if (K & 1) /* the odd last input, which no pair holds */
-            for (size_t t = 0; t < T; t++) {
-                float a = bf16_to_f32(A[t * lda + K - 1]);
-                for (size_t n = 0; n < N; n++) C[t * ldc + n] += a * bf16_to_f32(W[n * ldw + K - 1]);
-            }
+        if (K & 1) add_odd_input(A, lda, W, ldw, C, ldc, T, N, K);
         return 0;
     }
 #endif
@@ -266,5 +304,50 @@ int tessera_gemm_f32_nt(const float *A, size_t lda, const void *W, int w_is_bf16
         return gemm_avx512(w_is_bf16 ? F32_FROM_BF16 : F32_FROM_F32, A, lda, W, ldw, C, ldc, T, N, K, accumulate);
 #endif
     tessera_gemm_f32_nt_portable(A, lda, W, w_is_bf16, ldw, C, ldc, T, N, K, accumulate);
+    return 0;
+}
+
+size_t tessera_gemm_packed_bytes(size_t T, size_t K, int bf16) {
+#if defined(__x86_64__)
+    size_t E = bf16 ? K / 2 : K;
+    return ((E + KP - 1) / KP) * ((T + MR - 1) / MR) * KP * MR * 4 + 64;
+#else
+    (void)T; (void)K; (void)bf16;
+    return 64;
+#endif
+}
+
+size_t tessera_gemm_pack_granule(void) {
+#if defined(__x86_64__)
+    return MR;
+#else
+    return 1;
+#endif
+}
+
+void tessera_gemm_pack_activations(const void *A, size_t lda, size_t T, size_t K, int bf16, size_t t0, size_t t1, void *packed) {
+#if defined(__x86_64__)
+    if (!tessera_has_avx512bf16()) return;
+    size_t tiles = (T + MR - 1) / MR;
+    pack_tiles(bf16 ? BF16_PAIRS : F32_FROM_F32, A, lda, T, bf16 ? K / 2 : K, t0 / MR, (t1 + MR - 1) / MR, tiles, packed);
+#else
+    (void)A; (void)lda; (void)T; (void)K; (void)bf16; (void)t0; (void)t1; (void)packed;
+#endif
+}
+
+int tessera_gemm_packed_nt(const void *A, size_t lda, int bf16, const void *packed, const void *W, int w_is_bf16, size_t ldw,
+                           float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate) {
+    if (T == 0 || N == 0) return 0;
+#if defined(__x86_64__)
+    if (tessera_has_avx512bf16()) {
+        enum kind kind = bf16 ? BF16_PAIRS : w_is_bf16 ? F32_FROM_BF16 : F32_FROM_F32;
+        if (gemm_packed_avx512(kind, packed, T, W, ldw, C, ldc, N, bf16 ? K / 2 : K, accumulate) != 0) return -1;
+        if (bf16 && (K & 1)) add_odd_input(A, lda, W, ldw, C, ldc, T, N, K);
+        return 0;
+    }
+#endif
+    (void)packed;
+    if (bf16) tessera_gemm_bf16_nt_portable(A, lda, W, ldw, C, ldc, T, N, K, accumulate);
+    else tessera_gemm_f32_nt_portable(A, lda, W, w_is_bf16, ldw, C, ldc, T, N, K, accumulate);
     return 0;
 }

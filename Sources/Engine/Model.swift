@@ -483,18 +483,28 @@ private struct Operands {
         defer { failed.value.deallocate() }
         failed.value.pointee = false
         let me = UncheckedSendable(self), wp = UncheckedSendable(w)
+        guard Kernels.hasNativeGEMM else {
+            Kernels.parallel(rows, granule: 64) { r0, r1 in
+                me.value.blasProduct(wp.value + r0 * ldw * (bf16Weights ? 2 : 4), bf16Weights: bf16Weights, ldw: ldw, rows: r1 - r0,
+                                     col0: col0, cols: cols, c: me.value.y + row0 + r0, accumulate: accumulate)
+            }
+            return true
+        }
+        // The activations are packed once, by both cores, then each core multiplies them by
+        // its share of the output columns.
+        let bf16 = precision == .bf16
+        let a = UncheckedSendable(bf16 ? UnsafeRawPointer(xq! + col0) : UnsafeRawPointer(x + col0))
+        let packed = UncheckedSendable(UnsafeMutableRawPointer.allocate(byteCount: tessera_gemm_packed_bytes(tokens, cols, bf16 ? 1 : 0),
+                                                                        alignment: 64))
+        defer { packed.value.deallocate() }
+        Kernels.parallel(tokens, granule: tessera_gemm_pack_granule()) { t0, t1 in
+            tessera_gemm_pack_activations(a.value, me.value.k, me.value.tokens, cols, bf16 ? 1 : 0, t0, t1, packed.value)
+        }
         Kernels.parallel(rows, granule: 64) { r0, r1 in
             let o = me.value
-            let wr = wp.value + r0 * ldw * (bf16Weights ? 2 : 4), c = o.y + row0 + r0
-            guard Kernels.hasNativeGEMM else {
-                o.blasProduct(wr, bf16Weights: bf16Weights, ldw: ldw, rows: r1 - r0, col0: col0, cols: cols, c: c, accumulate: accumulate)
-                return
-            }
-            let status = o.precision == .bf16
-                ? tessera_gemm_bf16_nt(o.xq! + col0, o.k, wr.assumingMemoryBound(to: UInt16.self), ldw, c, o.n, o.tokens, r1 - r0,
-                                       cols, accumulate ? 1 : 0)
-                : tessera_gemm_f32_nt(o.x + col0, o.k, wr, bf16Weights ? 1 : 0, ldw, c, o.n, o.tokens, r1 - r0, cols,
-                                      accumulate ? 1 : 0)
+            let status = tessera_gemm_packed_nt(a.value, o.k, bf16 ? 1 : 0, packed.value, wp.value + r0 * ldw * (bf16Weights ? 2 : 4),
+                                                bf16Weights ? 1 : 0, ldw, o.y + row0 + r0, o.n, o.tokens, r1 - r0, cols,
+                                                accumulate ? 1 : 0)
             if status != 0 { failed.value.pointee = true }
         }
         return !failed.value.pointee

@@ -51,6 +51,27 @@ private func check(_ product: Product, shape: (t: Int, n: Int, k: Int), portable
     let initial = values(t * ldc, seed: 99)
     var c = initial
     gemm(&c, accumulate: false)
+    if !portable {
+        // The same product from activations packed beforehand, in two parts, as two threads do.
+        let bf16 = product == .bf16
+        var packed = [UInt8](repeating: 0, count: tessera_gemm_packed_bytes(t, k, bf16 ? 1 : 0))
+        let split = min(t, (t / 2) / tessera_gemm_pack_granule() * tessera_gemm_pack_granule())
+        var fromPacked = initial
+        func run(_ a: UnsafeRawPointer, _ w: UnsafeRawPointer) {
+            packed.withUnsafeMutableBytes { p in
+                tessera_gemm_pack_activations(a, lda, t, k, bf16 ? 1 : 0, 0, split, p.baseAddress!)
+                tessera_gemm_pack_activations(a, lda, t, k, bf16 ? 1 : 0, split, t, p.baseAddress!)
+                #expect(tessera_gemm_packed_nt(a, lda, bf16 ? 1 : 0, p.baseAddress!, w, product == .f32 ? 0 : 1, ldw, &fromPacked, ldc,
+                                               t, n, k, 0) == 0)
+            }
+        }
+        switch product {
+        case .bf16: qa.withUnsafeBytes { a in qw.withUnsafeBytes { w in run(a.baseAddress!, w.baseAddress!) } }
+        case .f32: fa.withUnsafeBytes { a in fw.withUnsafeBytes { w in run(a.baseAddress!, w.baseAddress!) } }
+        case .f32WithBF16Weights: fa.withUnsafeBytes { a in qw.withUnsafeBytes { w in run(a.baseAddress!, w.baseAddress!) } }
+        }
+        #expect(fromPacked == c, "\(product) \(shape) from packed activations")
+    }
     var accumulated = initial
     gemm(&accumulated, accumulate: true)
     var worst = 0.0, worstAccumulated = 0.0
