@@ -40,7 +40,7 @@ struct Forward: ParsableCommand {
     @Flag(help: "Print {\"reward\": [...], \"logits\": [...], \"hidden\": [...]} (one line per sequence).")
     var json = false
 
-    @Flag(help: "Print the forward pass's own time and tokens/s on stderr (start-up and output excluded).")
+    @Flag(help: "Print the start-up time and the forward pass's own time and tokens/s on stderr.")
     var timing = false
 
     func validate() throws {
@@ -67,7 +67,8 @@ struct Forward: ParsableCommand {
             let results = try model.forward(batch: sequences.map { Model.Segment(ids: $0) }, precision: precision)
             if timing {
                 let seconds = Date().timeIntervalSince(start), count = sequences.reduce(0) { $0 + $1.count }
-                let line = "forward: \(String(format: "%.3f", seconds)) s for \(count) tokens, "
+                let line = "start-up: \(String(format: "%.3f", start.timeIntervalSince(processStart))) s (checkpoint opened, "
+                    + "weights mapped); forward: \(String(format: "%.3f", seconds)) s for \(count) tokens, "
                     + "\(String(format: "%.1f", Double(count) / seconds)) tokens/s\n"
                 FileHandle.standardError.write(Data(line.utf8))
             }

@@ -19,11 +19,15 @@ struct Tessera: ParsableCommand {
     )
 
     static func main() {
+        _ = processStart
         ProcessMemory.keepLargeAllocationsInHeap()
         main(nil)
     }
 }
 
+
+/// When `main` began, for start-up times.
+let processStart = Date()
 
 /// Signal sources kept alive for the life of the process.
 nonisolated(unsafe) private var signalSources: [DispatchSourceSignal] = []
