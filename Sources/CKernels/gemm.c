@@ -163,8 +163,9 @@ AVX512 static void tile(int bf16, size_t mr, const uint32_t *a, const uint32_t *
     if (bf16) { MICRO_CASES(1) } else { MICRO_CASES(0) }
 }
 
-/* C[t][0..cols] = (accumulate ? C[t][0..cols] : 0) + acc[t][0..cols] for `rows` rows. */
-AVX512 static void store_block(const float *acc, size_t rows, float *C, size_t ldc, size_t cols, int accumulate) {
+/* C[t][0..cols] = (accumulate ? C[t][0..cols] : 0) + acc[t][0..cols] for `rows` rows, rounded to
+   the nearest BF16 (kept in FP32) when `round`. */
+AVX512 static void store_block(const float *acc, size_t rows, float *C, size_t ldc, size_t cols, int accumulate, int round) {
     __mmask16 m[4];
     for (int j = 0; j < 4; j++) {
         long r = (long)cols - 16 * j;
@@ -176,6 +177,7 @@ AVX512 static void store_block(const float *acc, size_t rows, float *C, size_t l
             __m512 v = _mm512_load_ps(acc + t * NR + 16 * j);
             float *c = C + t * ldc + 16 * j;
             if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m[j], c));
+            if (round) v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(v)), 16));
             _mm512_mask_storeu_ps(c, m[j], v);
         }
 }
@@ -195,7 +197,7 @@ static size_t block_tokens(enum kind kind, size_t E) {
 /* Tokens m0..m1 of C (+)= A W^T over `E` packed elements per row, their packed tiles at `a`
    (tile j of element block kb at a + (kb * kb_stride + j) * KP * MR). */
 AVX512 static int block_product(enum kind kind, const uint32_t *a, size_t kb_stride, size_t m0, size_t m1, const void *W, size_t ldw,
-                                float *C, size_t ldc, size_t N, size_t E, int accumulate) {
+                                float *C, size_t ldc, size_t N, size_t E, int accumulate, int round) {
     size_t w_es = kind == F32_FROM_F32 ? 4 : 2, kblocks = (E + KP - 1) / KP, tiles = (m1 - m0 + MR - 1) / MR;
     if (!packed_w) packed_w = aligned_alloc(64, KP * NR * 4);
     if (!block_acc) block_acc = aligned_alloc(64, (MC_MAX + MR) * NR * 4);
@@ -222,7 +224,7 @@ AVX512 static int block_product(enum kind kind, const uint32_t *a, size_t kb_str
             }
         }
         if (kblocks == 0) memset(block_acc, 0, (m1 - m0) * NR * sizeof(float));
-        store_block(block_acc, m1 - m0, C + m0 * ldc + n0, ldc, cols, accumulate);
+        store_block(block_acc, m1 - m0, C + m0 * ldc + n0, ldc, cols, accumulate, round);
     }
     return 0;
 }
@@ -256,18 +258,18 @@ AVX512 static int gemm_avx512(enum kind kind, const void *A, size_t lda, const v
     for (size_t m0 = 0; m0 < T; m0 += mc) {
         size_t m1 = T - m0 < mc ? T : m0 + mc, tiles = (m1 - m0 + MR - 1) / MR;
         pack_tiles(kind, (const char *)A + m0 * lda * a_es, lda, m1 - m0, E, 0, tiles, tiles, packed_a);
-        if (block_product(kind, packed_a, tiles, m0, m1, W, ldw, C, ldc, N, E, accumulate) != 0) return -1;
+        if (block_product(kind, packed_a, tiles, m0, m1, W, ldw, C, ldc, N, E, accumulate, 0) != 0) return -1;
     }
     return 0;
 }
 
 /* C (+)= A W^T with A packed beforehand for all T rows (`tessera_gemm_pack_activations`). */
 AVX512 static int gemm_packed_avx512(enum kind kind, const uint32_t *packed, size_t T, const void *W, size_t ldw, float *C, size_t ldc,
-                                     size_t N, size_t E, int accumulate) {
+                                     size_t N, size_t E, int accumulate, int round) {
     size_t mc = block_tokens(kind, E), tiles = (T + MR - 1) / MR;
     for (size_t m0 = 0; m0 < T; m0 += mc) {
         size_t m1 = T - m0 < mc ? T : m0 + mc;
-        if (block_product(kind, packed + (m0 / MR) * KP * MR, tiles, m0, m1, W, ldw, C, ldc, N, E, accumulate) != 0) return -1;
+        if (block_product(kind, packed + (m0 / MR) * KP * MR, tiles, m0, m1, W, ldw, C, ldc, N, E, accumulate, round) != 0) return -1;
     }
     return 0;
 }
@@ -336,18 +338,21 @@ void tessera_gemm_pack_activations(const void *A, size_t lda, size_t T, size_t K
 }
 
 int tessera_gemm_packed_nt(const void *A, size_t lda, int bf16, const void *packed, const void *W, int w_is_bf16, size_t ldw,
-                           float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate) {
+                           float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate, int round_output) {
     if (T == 0 || N == 0) return 0;
 #if defined(__x86_64__)
     if (tessera_has_avx512bf16()) {
         enum kind kind = bf16 ? BF16_PAIRS : w_is_bf16 ? F32_FROM_BF16 : F32_FROM_F32;
-        if (gemm_packed_avx512(kind, packed, T, W, ldw, C, ldc, N, bf16 ? K / 2 : K, accumulate) != 0) return -1;
-        if (bf16 && (K & 1)) add_odd_input(A, lda, W, ldw, C, ldc, T, N, K);
+        int odd = bf16 && (K & 1); /* the odd last input is added afterwards, and rounding after it */
+        if (gemm_packed_avx512(kind, packed, T, W, ldw, C, ldc, N, bf16 ? K / 2 : K, accumulate, round_output && !odd) != 0) return -1;
+        if (odd) add_odd_input(A, lda, W, ldw, C, ldc, T, N, K);
+        if (odd && round_output) for (size_t t = 0; t < T; t++) tessera_round_bf16(C + t * ldc, N);
         return 0;
     }
 #endif
     (void)packed;
     if (bf16) tessera_gemm_bf16_nt_portable(A, lda, W, ldw, C, ldc, T, N, K, accumulate);
     else tessera_gemm_f32_nt_portable(A, lda, W, w_is_bf16, ldw, C, ldc, T, N, K, accumulate);
+    if (round_output) for (size_t t = 0; t < T; t++) tessera_round_bf16(C + t * ldc, N);
     return 0;
 }

@@ -144,6 +144,9 @@ public final class Model: @unchecked Sendable {
             x.withUnsafeBufferPointer { xb in xq.withUnsafeMutableBufferPointer { Kernels.toBF16(xb.baseAddress!, $0.baseAddress!, x.count) } }
         }
         let inPlace = t.dtype == .bfloat16 || (t.dtype == .float32 && precision == .fp32)
+        // BF16 results are rounded as the kernel stores them, by each row's last product, unless
+        // a bias is still to be added.
+        let roundInKernel = precision == .bf16 && Kernels.hasNativeGEMM && weights.catalogue.tensor(name + ".bias") == nil
         var converted = [UInt16]()
         try x.withUnsafeBufferPointer { (xb) throws(TesseraError) in
             try xq.withUnsafeBufferPointer { (xqb) throws(TesseraError) in
@@ -151,8 +154,12 @@ public final class Model: @unchecked Sendable {
                     let operands = Operands(x: xb.baseAddress!, xq: xqb.baseAddress, k: k, y: yb.baseAddress!, n: n, tokens: tokens,
                                             precision: precision)
                     func product(_ p: Piece, _ w: UnsafeRawPointer, bf16Weights: Bool, ldw: Int, row0: Int, rows: Int) throws(TesseraError) {
+                        // The last piece along the inputs for these rows completes them.
+                        let last = !pieces.contains { q in
+                            q.globalOffset[1] > p.globalOffset[1] && q.globalOffset[0] < row0 + rows && row0 < q.globalOffset[0] + q.shape[0]
+                        }
                         guard operands.product(w, bf16Weights: bf16Weights, ldw: ldw, rows: rows, row0: row0, col0: p.globalOffset[1],
-                                               cols: p.shape[1], accumulate: written[row0]) else {
+                                               cols: p.shape[1], accumulate: written[row0], round: roundInKernel && last) else {
                             throw TesseraError(.outOfMemory, "cannot allocate the matrix product's packing buffers", tensor: t.name)
                         }
                         for r in row0..<(row0 + rows) { written[r] = true }
@@ -187,10 +194,11 @@ public final class Model: @unchecked Sendable {
         guard written.allSatisfy({ $0 }) else {
             throw TesseraError(.inconsistent, "the pieces do not cover every output row", tensor: t.name)
         }
-        return try finishLinear(name, consume y, tokens: tokens, n: n, precision: precision)
+        return try finishLinear(name, consume y, tokens: tokens, n: n, precision: roundInKernel ? .fp32 : precision)
     }
 
-    /// Adds the layer's bias, if any, and rounds to BF16 in BF16 mode.
+    /// Adds the layer's bias, if any, and rounds to BF16 in BF16 mode (`.fp32` when the
+    /// products are already rounded).
     func finishLinear(_ name: String, _ product: consuming [Float], tokens: Int, n: Int, precision: Precision) throws(TesseraError) -> [Float] {
         var y = product
         if let bias = weights.catalogue.tensor(name + ".bias") {
@@ -476,9 +484,10 @@ private struct Operands {
     let precision: Precision
 
     /// y[:, row0..<row0+rows] (+)= x[:, col0..<col0+cols] w^T, over the cores (split on the
-    /// kernels' 64-column panels). False when the kernels cannot allocate their buffers.
+    /// kernels' 64-column panels), rounded to BF16 when `round`. False when the kernels cannot
+    /// allocate their buffers.
     func product(_ w: UnsafeRawPointer, bf16Weights: Bool, ldw: Int, rows: Int, row0: Int, col0: Int, cols: Int,
-                 accumulate: Bool) -> Bool {
+                 accumulate: Bool, round: Bool) -> Bool {
         let failed = UncheckedSendable(UnsafeMutablePointer<Bool>.allocate(capacity: 1))
         defer { failed.value.deallocate() }
         failed.value.pointee = false
@@ -504,7 +513,7 @@ private struct Operands {
             let o = me.value
             let status = tessera_gemm_packed_nt(a.value, o.k, bf16 ? 1 : 0, packed.value, wp.value + r0 * ldw * (bf16Weights ? 2 : 4),
                                                 bf16Weights ? 1 : 0, ldw, o.y + row0 + r0, o.n, o.tokens, r1 - r0, cols,
-                                                accumulate ? 1 : 0)
+                                                accumulate ? 1 : 0, round ? 1 : 0)
             if status != 0 { failed.value.pointee = true }
         }
         return !failed.value.pointee

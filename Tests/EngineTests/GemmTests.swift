@@ -1,4 +1,5 @@
 import CKernels
+import Platform
 import Testing
 
 /// Deterministic values in (-1, 1).
@@ -62,7 +63,14 @@ private func check(_ product: Product, shape: (t: Int, n: Int, k: Int), portable
                 tessera_gemm_pack_activations(a, lda, t, k, bf16 ? 1 : 0, 0, split, p.baseAddress!)
                 tessera_gemm_pack_activations(a, lda, t, k, bf16 ? 1 : 0, split, t, p.baseAddress!)
                 #expect(tessera_gemm_packed_nt(a, lda, bf16 ? 1 : 0, p.baseAddress!, w, product == .f32 ? 0 : 1, ldw, &fromPacked, ldc,
-                                               t, n, k, 0) == 0)
+                                               t, n, k, 0, 0) == 0)
+                // Rounded as stored: each result to its nearest BF16.
+                var rounded = initial
+                #expect(tessera_gemm_packed_nt(a, lda, bf16 ? 1 : 0, p.baseAddress!, w, product == .f32 ? 0 : 1, ldw, &rounded, ldc,
+                                               t, n, k, 0, 1) == 0)
+                for i in 0..<t {
+                    for j in 0..<n { #expect(rounded[i * ldc + j] == c[i * ldc + j].bfloat16Rounded || c[i * ldc + j].magnitude < 1e-30) }
+                }
             }
         }
         switch product {

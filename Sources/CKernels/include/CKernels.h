@@ -32,13 +32,14 @@ void tessera_gemm_f32_nt_portable(const float *A, size_t lda, const void *W, int
 /* Several threads sharing one packing of the activations (each then computes its own output
    columns): bytes of the packed form of T rows of K inputs (BF16 when bf16 != 0, else FP32);
    rows t0..t1 packed by one call (t0 a multiple of tessera_gemm_pack_granule(), t1 too or T);
-   then C (+)= A W^T from it, as tessera_gemm_bf16_nt (bf16 != 0) or tessera_gemm_f32_nt would.
-   A is still passed: the portable path and an odd K's last input read it. */
+   then C (+)= A W^T from it, as tessera_gemm_bf16_nt (bf16 != 0) or tessera_gemm_f32_nt would,
+   each result rounded to the nearest BF16 (kept in FP32) when round_output != 0. A is still
+   passed: the portable path and an odd K's last input read it. */
 size_t tessera_gemm_packed_bytes(size_t T, size_t K, int bf16);
 size_t tessera_gemm_pack_granule(void);
 void tessera_gemm_pack_activations(const void *A, size_t lda, size_t T, size_t K, int bf16, size_t t0, size_t t1, void *packed);
 int tessera_gemm_packed_nt(const void *A, size_t lda, int bf16, const void *packed, const void *W, int w_is_bf16, size_t ldw,
-                           float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate);
+                           float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate, int round_output);
 
 /* Rounds n floats to BF16 (nearest, ties to even; NaN stays NaN) into dst. */
 void tessera_f32_to_bf16(const float *src, uint16_t *dst, size_t n);
