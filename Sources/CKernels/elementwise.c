@@ -11,11 +11,16 @@
 #define VECTOR_CLONES
 #endif
 
-static inline float round_bf16(float f) {
+/* The nearest BF16 (ties to even) as the bits of an FP32; a NaN stays a quiet NaN. */
+static inline uint32_t round_bf16_bits(float f) {
     uint32_t b;
     memcpy(&b, &f, 4);
     uint32_t r = (b + 0x7fff + ((b >> 16) & 1)) & 0xffff0000u;
-    r = (b & 0x7fffffffu) > 0x7f800000u ? (b | 0x00400000u) & 0xffff0000u : r; /* NaN stays a quiet NaN */
+    return (b & 0x7fffffffu) > 0x7f800000u ? (b | 0x00400000u) & 0xffff0000u : r;
+}
+
+static inline float round_bf16(float f) {
+    uint32_t r = round_bf16_bits(f);
     float out;
     memcpy(&out, &r, 4);
     return out;
@@ -38,13 +43,12 @@ VECTOR_CLONES void tessera_add_bias(float *y, size_t rows, size_t width, const f
 }
 
 VECTOR_CLONES void tessera_norm(const float *x, size_t rows, size_t width, const float *gamma, const float *beta, float eps,
-                                int rms, int round, float *out) {
+                                int rms, int round, float *out, uint16_t *out_bf16) {
 #if defined(__clang__)
 #pragma clang fp reassociate(on) /* vectorised sums */
 #endif
     for (size_t r = 0; r < rows; r++) {
         const float *row = x + r * width;
-        float *o = out + r * width;
         float mean = 0;
         if (!rms) {
             for (size_t i = 0; i < width; i++) mean += row[i];
@@ -54,9 +58,16 @@ VECTOR_CLONES void tessera_norm(const float *x, size_t rows, size_t width, const
         for (size_t i = 0; i < width; i++) { float d = row[i] - mean; var += d * d; }
         var /= (float)width;
         float inv = 1.0f / sqrtf(var + eps);
-        for (size_t i = 0; i < width; i++) {
-            float v = (row[i] - mean) * inv * gamma[i] + (beta ? beta[i] : 0.0f);
-            o[i] = round ? round_bf16(v) : v;
+        if (out_bf16) {
+            uint16_t *o = out_bf16 + r * width;
+            for (size_t i = 0; i < width; i++)
+                o[i] = (uint16_t)(round_bf16_bits((row[i] - mean) * inv * gamma[i] + (beta ? beta[i] : 0.0f)) >> 16);
+        } else {
+            float *o = out + r * width;
+            for (size_t i = 0; i < width; i++) {
+                float v = (row[i] - mean) * inv * gamma[i] + (beta ? beta[i] : 0.0f);
+                o[i] = round ? round_bf16(v) : v;
+            }
         }
     }
 }
@@ -64,25 +75,28 @@ VECTOR_CLONES void tessera_norm(const float *x, size_t rows, size_t width, const
 static inline float gelu(float v) { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); }
 static inline float silu(float v) { return v / (1.0f + expf(-v)); }
 
-/* One loop per activation, so each vectorises. */
-#define ACTIVATION_LOOP(expr)                                                     \
+/* One loop per activation and output form, so each vectorises. */
+#define ACTIVATION_LOOP(expr, store)                                              \
     for (size_t t = 0; t < rows; t++) {                                           \
         const float *in = y + t * width;                                          \
-        float *o = out + t * f;                                                   \
         for (size_t j = 0; j < f; j++) {                                          \
             float v = in[j];                                                      \
             float r = (expr) * (gated ? in[f + j] : 1.0f);                        \
-            o[j] = round ? round_bf16(r) : r;                                     \
+            store;                                                                \
         }                                                                         \
     }
+#define ACTIVATION(expr)                                                                                   \
+    if (out_bf16) ACTIVATION_LOOP(expr, out_bf16[t * f + j] = (uint16_t)(round_bf16_bits(r) >> 16))       \
+    else ACTIVATION_LOOP(expr, out[t * f + j] = round ? round_bf16(r) : r)
 
-VECTOR_CLONES void tessera_activation(int kind, const float *y, size_t rows, size_t f, int gated, int round, float *out) {
+VECTOR_CLONES void tessera_activation(int kind, const float *y, size_t rows, size_t f, int gated, int round, float *out,
+                                      uint16_t *out_bf16) {
     size_t width = gated ? 2 * f : f;
     switch (kind) {
-    case TESSERA_SQUARED_RELU: ACTIVATION_LOOP(v > 0 ? v * v : 0.0f) break;
-    case TESSERA_RELU: ACTIVATION_LOOP(v > 0 ? v : 0.0f) break;
-    case TESSERA_GELU: ACTIVATION_LOOP(gelu(v)) break;
-    default: ACTIVATION_LOOP(silu(v)) break;
+    case TESSERA_SQUARED_RELU: ACTIVATION(v > 0 ? v * v : 0.0f) break;
+    case TESSERA_RELU: ACTIVATION(v > 0 ? v : 0.0f) break;
+    case TESSERA_GELU: ACTIVATION(gelu(v)) break;
+    default: ACTIVATION(silu(v)) break;
     }
 }
 

@@ -63,33 +63,61 @@ enum Kernels {
     /// LayerNorm (or RMSNorm) over rows of `width`, statistics in FP32, rounded to BF16 when `round`.
     static func norm(_ x: [Float], rows: Int, width: Int, gamma: [Float], beta: [Float]?, eps: Float, rms: Bool, round: Bool) -> [Float] {
         [Float](unsafeUninitializedCapacity: x.count) { out, count in
-            x.withUnsafeBufferPointer { xb in
-                gamma.withUnsafeBufferPointer { gb in
-                    (beta ?? []).withUnsafeBufferPointer { bb in
-                        let (xp, gp, bp, op) = (UncheckedSendable(xb.baseAddress!), UncheckedSendable(gb.baseAddress!),
-                                                UncheckedSendable(beta == nil ? nil : bb.baseAddress), UncheckedSendable(out.baseAddress!))
-                        parallel(rows, granule: 8) { lo, hi in
-                            tessera_norm(xp.value + lo * width, hi - lo, width, gp.value, bp.value, eps, rms ? 1 : 0, round ? 1 : 0,
-                                         op.value + lo * width)
-                        }
-                    }
-                }
-            }
+            norm(x, rows: rows, width: width, gamma: gamma, beta: beta, eps: eps, rms: rms, round: round, out: out.baseAddress, bits: nil)
             count = x.count
         }
     }
 
-    /// The MLP activation of fc1's output rows (`[gate; up]` halves when gated).
-    static func activation(_ kind: Int32, _ y: [Float], rows: Int, f: Int, gated: Bool, round: Bool) -> [Float] {
-        [Float](unsafeUninitializedCapacity: rows * f) { out, count in
-            y.withUnsafeBufferPointer { yb in
-                let (yp, op) = (UncheckedSendable(yb.baseAddress!), UncheckedSendable(out.baseAddress!))
-                let width = gated ? 2 * f : f
-                parallel(rows, granule: 8) { lo, hi in
-                    tessera_activation(kind, yp.value + lo * width, hi - lo, f, gated ? 1 : 0, round ? 1 : 0, op.value + lo * f)
+    /// The same norm as BF16 bits, the input of a BF16 matrix product.
+    static func normBF16(_ x: [Float], rows: Int, width: Int, gamma: [Float], beta: [Float]?, eps: Float, rms: Bool) -> [UInt16] {
+        [UInt16](unsafeUninitializedCapacity: x.count) { out, count in
+            norm(x, rows: rows, width: width, gamma: gamma, beta: beta, eps: eps, rms: rms, round: true, out: nil, bits: out.baseAddress)
+            count = x.count
+        }
+    }
+
+    private static func norm(_ x: [Float], rows: Int, width: Int, gamma: [Float], beta: [Float]?, eps: Float, rms: Bool, round: Bool,
+                             out: UnsafeMutablePointer<Float>?, bits: UnsafeMutablePointer<UInt16>?) {
+        x.withUnsafeBufferPointer { xb in
+            gamma.withUnsafeBufferPointer { gb in
+                (beta ?? []).withUnsafeBufferPointer { bb in
+                    let (xp, gp, bp) = (UncheckedSendable(xb.baseAddress!), UncheckedSendable(gb.baseAddress!),
+                                        UncheckedSendable(beta == nil ? nil : bb.baseAddress))
+                    let (op, hp) = (UncheckedSendable(out), UncheckedSendable(bits))
+                    parallel(rows, granule: 8) { lo, hi in
+                        tessera_norm(xp.value + lo * width, hi - lo, width, gp.value, bp.value, eps, rms ? 1 : 0, round ? 1 : 0,
+                                     op.value.map { $0 + lo * width }, hp.value.map { $0 + lo * width })
+                    }
                 }
             }
+        }
+    }
+
+    /// The MLP activation of fc1's output rows (`[gate; up]` halves when gated), rounded to BF16 when `round`.
+    static func activation(_ kind: Int32, _ y: [Float], rows: Int, f: Int, gated: Bool, round: Bool) -> [Float] {
+        [Float](unsafeUninitializedCapacity: rows * f) { out, count in
+            activation(kind, y, rows: rows, f: f, gated: gated, round: round, out: out.baseAddress, bits: nil)
             count = rows * f
+        }
+    }
+
+    /// The same activation as BF16 bits, the input of a BF16 matrix product.
+    static func activationBF16(_ kind: Int32, _ y: [Float], rows: Int, f: Int, gated: Bool) -> [UInt16] {
+        [UInt16](unsafeUninitializedCapacity: rows * f) { out, count in
+            activation(kind, y, rows: rows, f: f, gated: gated, round: true, out: nil, bits: out.baseAddress)
+            count = rows * f
+        }
+    }
+
+    private static func activation(_ kind: Int32, _ y: [Float], rows: Int, f: Int, gated: Bool, round: Bool,
+                                   out: UnsafeMutablePointer<Float>?, bits: UnsafeMutablePointer<UInt16>?) {
+        y.withUnsafeBufferPointer { yb in
+            let (yp, op, hp) = (UncheckedSendable(yb.baseAddress!), UncheckedSendable(out), UncheckedSendable(bits))
+            let width = gated ? 2 * f : f
+            parallel(rows, granule: 8) { lo, hi in
+                tessera_activation(kind, yp.value + lo * width, hi - lo, f, gated ? 1 : 0, round ? 1 : 0,
+                                   op.value.map { $0 + lo * f }, hp.value.map { $0 + lo * f })
+            }
         }
     }
 }

@@ -127,6 +127,19 @@ public final class Model: @unchecked Sendable {
 
     /// `y = x W^T (+ b)` for the linear layer `name` (x: tokens x k, y: tokens x n).
     func linear(_ name: String, _ x: [Float], tokens: Int, k: Int, precision: Precision) throws(TesseraError) -> [Float] {
+        try linear(name, .values(x), tokens: tokens, k: k, precision: precision)
+    }
+
+    /// A linear layer's input: FP32 values, or the BF16 bits the step before made for a BF16 product.
+    enum LayerInput {
+        case values([Float])
+        case bf16([UInt16])
+    }
+
+    /// Whether the steps before BF16 products hand them BF16 bits directly.
+    func bitsInput(_ precision: Precision) -> Bool { precision == .bf16 && Kernels.hasNativeGEMM }
+
+    func linear(_ name: String, _ input: LayerInput, tokens: Int, k: Int, precision: Precision) throws(TesseraError) -> [Float] {
         let t = try weights.tensor(name + ".weight")
         guard t.shape.count == 2, t.shape[1] == k else {
             throw TesseraError(.inconsistent, "expected \(k) input columns, the weight has shape \(t.shape)", tensor: t.name)
@@ -138,10 +151,19 @@ public final class Model: @unchecked Sendable {
         var written = [Bool](repeating: false, count: n)
         // BF16 mode multiplies BF16 activations by BF16 weights; FP32 mode FP32 activations by
         // FP32 weights (BF16 ones widened exactly by the kernel).
-        var xq = [UInt16]()
-        if precision == .bf16 {
-            xq = Kernels.uninitialized(UInt16.self, x.count)
-            x.withUnsafeBufferPointer { xb in xq.withUnsafeMutableBufferPointer { Kernels.toBF16(xb.baseAddress!, $0.baseAddress!, x.count) } }
+        var x = [Float](), xq = [UInt16]()
+        switch input {
+        case .bf16(let bits):
+            guard precision == .bf16, Kernels.hasNativeGEMM else {
+                throw TesseraError(.invalidArgument, "BF16 input bits for a product that is not BF16", tensor: t.name)
+            }
+            xq = bits
+        case .values(let values):
+            x = values
+            if precision == .bf16 {
+                xq = Kernels.uninitialized(UInt16.self, x.count)
+                x.withUnsafeBufferPointer { xb in xq.withUnsafeMutableBufferPointer { Kernels.toBF16(xb.baseAddress!, $0.baseAddress!, x.count) } }
+            }
         }
         let inPlace = t.dtype == .bfloat16 || (t.dtype == .float32 && precision == .fp32)
         // BF16 results are rounded as the kernel stores them, by each row's last product, unless
@@ -151,7 +173,7 @@ public final class Model: @unchecked Sendable {
         try x.withUnsafeBufferPointer { (xb) throws(TesseraError) in
             try xq.withUnsafeBufferPointer { (xqb) throws(TesseraError) in
                 try y.withUnsafeMutableBufferPointer { (yb) throws(TesseraError) in
-                    let operands = Operands(x: xb.baseAddress!, xq: xqb.baseAddress, k: k, y: yb.baseAddress!, n: n, tokens: tokens,
+                    let operands = Operands(x: xb.baseAddress, xq: xqb.baseAddress, k: k, y: yb.baseAddress!, n: n, tokens: tokens,
                                             precision: precision)
                     func product(_ p: Piece, _ w: UnsafeRawPointer, bf16Weights: Bool, ldw: Int, row0: Int, rows: Int) throws(TesseraError) {
                         // The last piece along the inputs for these rows completes them.
@@ -210,13 +232,25 @@ public final class Model: @unchecked Sendable {
     }
 
     /// The layer norm `prefix.layer_norm_*` (or `prefix.weight/bias` for the final norm).
-    func norm(weight: String, bias: String, _ x: [Float], tokens: Int, precision: Precision) throws(TesseraError) -> [Float] {
+    /// The layer norm as the input of the linear layer after it (BF16 bits in a BF16 product).
+    func normInput(weight: String, bias: String, _ x: [Float], tokens: Int, precision: Precision) throws(TesseraError) -> LayerInput {
+        guard bitsInput(precision) else { return .values(try norm(weight: weight, bias: bias, x, tokens: tokens, precision: precision)) }
+        let (gamma, beta) = try normWeights(weight: weight, bias: bias, precision: precision)
+        return .bf16(Kernels.normBF16(x, rows: tokens, width: config.hiddenSize, gamma: gamma, beta: beta,
+                                      eps: Float(config.layernormEpsilon), rms: config.normalization.lowercased().contains("rms")))
+    }
+
+    func normWeights(weight: String, bias: String, precision: Precision) throws(TesseraError) -> ([Float], [Float]?) {
         var gamma = try weights.vector(weight)
         if config.layernormZeroCenteredGamma {
             // NeMo adds the 1 in the weights' dtype (BF16 in a BF16 model).
             gamma = gamma.map { precision == .bf16 ? Kernels.bf16($0 + 1) : $0 + 1 }
         }
-        let beta = weights.catalogue.tensor(bias) != nil ? try weights.vector(bias) : nil
+        return (gamma, weights.catalogue.tensor(bias) != nil ? try weights.vector(bias) : nil)
+    }
+
+    func norm(weight: String, bias: String, _ x: [Float], tokens: Int, precision: Precision) throws(TesseraError) -> [Float] {
+        let (gamma, beta) = try normWeights(weight: weight, bias: bias, precision: precision)
         return Kernels.norm(x, rows: tokens, width: config.hiddenSize, gamma: gamma, beta: beta, eps: Float(config.layernormEpsilon),
                             rms: config.normalization.lowercased().contains("rms"), round: precision == .bf16)
     }
@@ -320,7 +354,7 @@ public final class Model: @unchecked Sendable {
         let ctxWidth = config.numAttentionHeads * config.kvChannels
         for layer in 0..<config.numLayers {
             let p = "decoder.layers.\(layer)."
-            let a = try norm(weight: p + "self_attention.linear_qkv.layer_norm_weight",
+            let a = try normInput(weight: p + "self_attention.linear_qkv.layer_norm_weight",
                              bias: p + "self_attention.linear_qkv.layer_norm_bias", x, tokens: T, precision: precision)
             let qkv = try linear(p + "self_attention.linear_qkv", a, tokens: T, k: h, precision: precision)
             var ctx = Kernels.uninitialized(Float.self, T * ctxWidth)   // each segment fills its rows
@@ -333,7 +367,7 @@ public final class Model: @unchecked Sendable {
             }
             let proj = try linear(p + "self_attention.linear_proj", ctx, tokens: T, k: ctxWidth, precision: precision)
             x = add(x, proj, precision)
-            let m = try norm(weight: p + "mlp.linear_fc1.layer_norm_weight", bias: p + "mlp.linear_fc1.layer_norm_bias",
+            let m = try normInput(weight: p + "mlp.linear_fc1.layer_norm_weight", bias: p + "mlp.linear_fc1.layer_norm_bias",
                              x, tokens: T, precision: precision)
             let fc1 = try linear(p + "mlp.linear_fc1", m, tokens: T, k: h, precision: precision)
             let act = activate(fc1, tokens: T, precision: precision)
@@ -350,7 +384,7 @@ public final class Model: @unchecked Sendable {
     }
 
     /// fc1 output -> activation (squared ReLU, GeLU, or a gated unit over `[gate; up]`).
-    func activate(_ y: [Float], tokens: Int, precision: Precision) -> [Float] {
+    func activate(_ y: [Float], tokens: Int, precision: Precision) -> LayerInput {
         let kind: Int32
         switch config.activation {
         case "squared-relu": kind = Int32(TESSERA_SQUARED_RELU)
@@ -358,7 +392,9 @@ public final class Model: @unchecked Sendable {
         case "gelu", "geglu", "fast-geglu": kind = Int32(TESSERA_GELU)
         default: kind = Int32(TESSERA_SILU)   // swiglu, fast-swiglu
         }
-        return Kernels.activation(kind, y, rows: tokens, f: config.ffnHiddenSize, gated: config.gatedLinearUnit, round: precision == .bf16)
+        let f = config.ffnHiddenSize, gated = config.gatedLinearUnit
+        if bitsInput(precision) { return .bf16(Kernels.activationBF16(kind, y, rows: tokens, f: f, gated: gated)) }
+        return .values(Kernels.activation(kind, y, rows: tokens, f: f, gated: gated, round: precision == .bf16))
     }
 
     /// Causal grouped-query attention with rotary embeddings over new positions
@@ -474,7 +510,8 @@ public final class Model: @unchecked Sendable {
 
 /// The activations and output of one linear layer, for products with its weight pieces.
 private struct Operands {
-    let x: UnsafePointer<Float>
+    /// x as FP32 (absent when a BF16 product was handed BF16 bits).
+    let x: UnsafePointer<Float>?
     /// x rounded to BF16 (BF16 mode only).
     let xq: UnsafePointer<UInt16>?
     let k: Int
@@ -502,7 +539,7 @@ private struct Operands {
         // The activations are packed once, by both cores, then each core multiplies them by
         // its share of the output columns.
         let bf16 = precision == .bf16
-        let a = UncheckedSendable(bf16 ? UnsafeRawPointer(xq! + col0) : UnsafeRawPointer(x + col0))
+        let a = UncheckedSendable(bf16 ? UnsafeRawPointer(xq! + col0) : UnsafeRawPointer(x! + col0))
         let packed = UncheckedSendable(UnsafeMutableRawPointer.allocate(byteCount: tessera_gemm_packed_bytes(tokens, cols, bf16 ? 1 : 0),
                                                                         alignment: 64))
         defer { packed.value.deallocate() }
@@ -524,7 +561,7 @@ private struct Operands {
     func blasProduct(_ w: UnsafeRawPointer, bf16Weights: Bool, ldw: Int, rows: Int, col0: Int, cols: Int,
                      c: UnsafeMutablePointer<Float>, accumulate: Bool) {
         guard bf16Weights else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(rows), Int32(cols), 1, x + col0, Int32(k),
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(rows), Int32(cols), 1, x! + col0, Int32(k),
                         w.assumingMemoryBound(to: Float.self), Int32(ldw), accumulate ? 1 : 0, c, Int32(n))
             return
         }
@@ -534,7 +571,7 @@ private struct Operands {
         for r0 in stride(from: 0, to: rows, by: 64) {
             let count = min(64, rows - r0)
             for r in 0..<count { for j in 0..<cols { widened[r * cols + j] = Float(bitPattern: UInt32(src[(r0 + r) * ldw + j]) << 16) } }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(count), Int32(cols), 1, x + col0, Int32(k),
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(count), Int32(cols), 1, x! + col0, Int32(k),
                         widened, Int32(cols), accumulate ? 1 : 0, c + r0, Int32(n))
         }
     }

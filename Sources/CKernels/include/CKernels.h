@@ -52,13 +52,15 @@ void tessera_add(const float *a, const float *b, float *out, size_t n, int round
 /* y[r][i] += bias[i]. */
 void tessera_add_bias(float *y, size_t rows, size_t width, const float *bias);
 /* LayerNorm (rms = 0: (x - mean) / sqrt(var + eps) * gamma + beta) or RMSNorm (rms != 0:
-   x / sqrt(mean(x^2) + eps) * gamma + beta), statistics in FP32; beta may be NULL. */
+   x / sqrt(mean(x^2) + eps) * gamma + beta), statistics in FP32; beta may be NULL. With
+   out_bf16 != NULL the results go there as BF16 bits (rounded) instead of to `out`. */
 void tessera_norm(const float *x, size_t rows, size_t width, const float *gamma, const float *beta, float eps,
-                  int rms, int round, float *out);
+                  int rms, int round, float *out, uint16_t *out_bf16);
 
 enum { TESSERA_SQUARED_RELU = 0, TESSERA_RELU = 1, TESSERA_GELU = 2, TESSERA_SILU = 3 };
-/* out[t][j] = act(y[t][j]) (times y[t][f + j] when gated, y rows being [gate; up] of 2f). */
-void tessera_activation(int kind, const float *y, size_t rows, size_t f, int gated, int round, float *out);
+/* out[t][j] = act(y[t][j]) (times y[t][f + j] when gated, y rows being [gate; up] of 2f); with
+   out_bf16 != NULL the results go there as BF16 bits (rounded) instead. */
+void tessera_activation(int kind, const float *y, size_t rows, size_t f, int gated, int round, float *out, uint16_t *out_bf16);
 /* Softmax of scale * row[0..visible) in place; row[visible..total) set to 0. */
 void tessera_causal_softmax(float *row, size_t visible, size_t total, float scale, int round);
 #endif
