@@ -1,6 +1,7 @@
 import CHDF5
 import Foundation
 import Platform
+import Synchronization
 
 /// The Tessera HDF5 store (see Schemas/hdf5-store.md): one dataset per global tensor
 /// under `/weights`, `_extra_state` objects under `/objects`, the checkpoint's other files
@@ -146,4 +147,217 @@ public struct HDF5ArtifactContainer: Container {
         guard let s = files[p] else { throw TesseraError(.missing, "no artifact '\(p)' in the store", file: path) }
         return s
     }
+}
+
+extension HDF5Store {
+    /// Digests of tensors stored as compressed chunks (nil when some tensor is not, and the
+    /// general path applies), checked against the recorded ones. Each of `threads` workers
+    /// carries two tensors at a time and takes them band by band (a row of chunks: each
+    /// chunk decompressed and unshuffled straight into its place in C order), feeding both
+    /// bands through the SHA unit together.
+    static func bandDigests(_ tensors: [GlobalTensor], cache: MappingCache, threads: Int,
+                            progress: (@Sendable (Int) -> Void)?) throws(TesseraError) -> [String]? {
+        var plans: [ChunkBands] = []
+        for t in tensors {
+            guard let bands = ChunkBands(t) else { return nil }
+            plans.append(bands)
+        }
+        guard !plans.isEmpty else { return nil }
+        let tensorBands = plans
+        let bandBytes = plans.map(\.bandBytes).max()!, decodedBytes = plans.map(\.decodedBytes).max()!
+        let results = UncheckedSendable(UnsafeMutableBufferPointer<Result<String, TesseraError>?>.allocate(capacity: plans.count))
+        results.value.initialize(repeating: nil)
+        defer { results.value.deinitialize(); results.value.deallocate() }
+        let next = Atomic<Int>(0)
+        let workers = max(1, min(threads, tensorBands.count))
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: decodedBytes, alignment: 64)
+            let buffers = (0..<2).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: bandBytes, alignment: 64) }
+            defer { scratch.deallocate(); buffers.forEach { $0.deallocate() } }
+            let z = ZstdDecompressor()
+            var slots: [BandSlot?] = [nil, nil]
+            while true {
+                for s in slots.indices where slots[s] == nil {
+                    let k = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                    guard k < tensorBands.count else { break }
+                    do throws(TesseraError) {
+                        slots[s] = try BandSlot(tensorBands[k], index: k, cache: cache)
+                    } catch {
+                        results.value[k] = .failure(error)
+                    }
+                }
+                guard slots.contains(where: { $0 != nil }) else { return }
+                // Every tensor in hand gets bytes to hash, or ends.
+                for s in slots.indices {
+                    guard let slot = slots[s], slot.pending.isEmpty else { continue }
+                    if slot.band == slot.plan.bands.count {
+                        results.value[slot.index] = .success(slot.sha.finalizeHex())
+                        slot.release()
+                        progress?(slot.plan.tensor.byteCount)
+                        slots[s] = nil
+                        continue
+                    }
+                    do throws(TesseraError) {
+                        let n = try slot.plan.decode(band: slot.band, views: slot.views, into: buffers[s], scratch: scratch, z: z)
+                        slot.pending = UnsafeRawBufferPointer(rebasing: buffers[s][0..<n])
+                        slot.band += 1
+                    } catch {
+                        results.value[slot.index] = .failure(error)
+                        slot.release()
+                        slots[s] = nil
+                    }
+                }
+                if let a = slots[0], let b = slots[1], !a.pending.isEmpty, !b.pending.isEmpty {
+                    let n = min(a.pending.count, b.pending.count)
+                    SHA256Stream.update(&a.sha, UnsafeRawBufferPointer(rebasing: a.pending[0..<n]),
+                                        &b.sha, UnsafeRawBufferPointer(rebasing: b.pending[0..<n]))
+                    a.pending = UnsafeRawBufferPointer(rebasing: a.pending[n...])
+                    b.pending = UnsafeRawBufferPointer(rebasing: b.pending[n...])
+                } else {
+                    for case let slot? in slots where !slot.pending.isEmpty {
+                        slot.sha.update(slot.pending)
+                        slot.pending = UnsafeRawBufferPointer(start: nil, count: 0)
+                    }
+                }
+            }
+        }
+        var out: [String] = []
+        for (plan, result) in zip(plans, results.value) {
+            let t = plan.tensor, digest = try result!.get()
+            if let recorded = t.recordedDigest, recorded != digest {
+                throw TesseraError(.corrupt, "data does not match its recorded SHA-256 (recorded \(recorded), computed \(digest))",
+                                   file: t.pieces.first?.storage.path, tensor: t.name)
+            }
+            out.append(digest)
+        }
+        return out
+    }
+}
+
+/// A tensor stored as compressed chunks, as bands: the chunks sharing a first-dimension
+/// offset, which together are a contiguous run of the tensor's bytes in C order.
+struct ChunkBands: Sendable {
+    let tensor: GlobalTensor
+    /// Piece indices of each band, in row order.
+    let bands: [[Int]]
+    let bandBytes: Int
+    let decodedBytes: Int
+
+    init?(_ t: GlobalTensor) {
+        guard !t.shape.isEmpty, !t.pieces.isEmpty, t.replicas.isEmpty,
+              t.pieces.allSatisfy({ $0.encoding != .raw && $0.storageOffset == 0 && $0.shape.count == t.shape.count }) else { return nil }
+        let groups = Dictionary(grouping: t.pieces.indices, by: { t.pieces[$0].globalOffset[0] })
+        var bands: [[Int]] = []
+        var row = 0, widest = 0, decoded = 0
+        let rowBytes = t.shape.dropFirst().reduce(1, *) * t.dtype.size
+        for start in groups.keys.sorted() {
+            let band = groups[start]!
+            let rows = t.pieces[band[0]].shape[0]
+            guard start == row, band.allSatisfy({ t.pieces[$0].shape[0] == rows }) else { return nil }
+            bands.append(band)
+            row += rows
+            widest = max(widest, rows * rowBytes)
+            for i in band { decoded = max(decoded, ChunkDecoder.decodedBytes(t.pieces[i])) }
+        }
+        guard row == t.shape[0] else { return nil }
+        tensor = t
+        self.bands = bands
+        bandBytes = widest
+        decodedBytes = decoded
+    }
+
+    /// Decodes band `b` into `out` in C order and returns its byte count.
+    func decode(band b: Int, views: [UnsafeRawBufferPointer], into out: UnsafeMutableRawBufferPointer,
+                scratch: UnsafeMutableRawBufferPointer, z: ZstdDecompressor) throws(TesseraError) -> Int {
+        let t = tensor, esize = t.dtype.size, last = t.shape.count - 1
+        let r0 = t.pieces[bands[b][0]].globalOffset[0], rows = t.pieces[bands[b][0]].shape[0]
+        let bandShape = [rows] + t.shape.dropFirst()
+        var strides = [Int](repeating: 1, count: bandShape.count)
+        for k in strides.indices.reversed().dropFirst() { strides[k] = strides[k + 1] * bandShape[k + 1] }
+        for i in bands[b] {
+            let p = t.pieces[i], input = views[i]
+            let data: UnsafeRawPointer, shuffled: Bool, count: Int
+            do throws(TesseraError) {
+                switch p.encoding {
+                case .zstd(let s, let n):
+                    try z.decompress(input, into: UnsafeMutableRawBufferPointer(rebasing: scratch[0..<n]))
+                    (data, shuffled, count) = (UnsafeRawPointer(scratch.baseAddress!), s, n)
+                case .shuffled(let n):
+                    guard input.count == n else { throw TesseraError(.corrupt, "chunk holds \(input.count) bytes, expected \(n)") }
+                    (data, shuffled, count) = (input.baseAddress!, true, n)
+                case .raw:
+                    throw TesseraError(.unsupported, "not a compressed chunk")
+                }
+            } catch {
+                throw TesseraError(.corrupt, "chunk at \(p.globalOffset): \(error.message)", file: p.storage.path, tensor: t.name)
+            }
+            let chunkElements = count / esize
+            // Rows of the chunk (its last dimension) go to their places in the band; a chunk as
+            // wide as the tensor is one run.
+            let whole = Array(p.shape.dropFirst()) == Array(t.shape.dropFirst()) && p.strides == strides
+            let segment = whole ? p.elementCount : p.shape[last]
+            var outer = [Int](repeating: 0, count: whole ? 0 : last)
+            var done = 0
+            while done < p.elementCount {
+                var at = 0, to = whole ? 0 : p.globalOffset[last]
+                for k in outer.indices {
+                    at += outer[k] * p.strides[k]
+                    to += (outer[k] + p.globalOffset[k] - (k == 0 ? r0 : 0)) * strides[k]
+                }
+                if shuffled {
+                    byteUnshuffle(data, chunkElements: chunkElements, at: at, count: segment, elementSize: esize,
+                                  into: out.baseAddress! + to * esize)
+                } else {
+                    (out.baseAddress! + to * esize).copyMemory(from: data + at * esize, byteCount: segment * esize)
+                }
+                done += segment
+                var k = outer.count - 1
+                while k >= 0 {
+                    outer[k] += 1
+                    if outer[k] < p.shape[k] { break }
+                    outer[k] = 0
+                    k -= 1
+                }
+            }
+        }
+        return rows * strides[0] * esize
+    }
+}
+
+/// One tensor a digest worker has in hand: its mapped chunks, the next band and what of the
+/// last band is still to be hashed.
+final class BandSlot {
+    let plan: ChunkBands
+    let index: Int
+    let views: [UnsafeRawBufferPointer]
+    private let file: MappedFile
+    private let range: Range<Int>
+    var band = 0
+    var sha = SHA256Stream()
+    var pending = UnsafeRawBufferPointer(start: nil, count: 0)
+
+    init(_ plan: ChunkBands, index: Int, cache: MappingCache) throws(TesseraError) {
+        self.plan = plan
+        self.index = index
+        let t = plan.tensor
+        do throws(TesseraError) {
+            file = try cache.file(t.pieces[0].storage.path)
+            var views: [UnsafeRawBufferPointer] = []
+            for p in t.pieces {
+                guard p.storage.path == t.pieces[0].storage.path else {
+                    throw TesseraError(.unsupported, "chunks of one dataset in several files")
+                }
+                views.append(try file.bytes(offset: p.storage.offset, count: p.storage.count))
+            }
+            self.views = views
+        } catch {
+            throw error.forTensor(t.name)
+        }
+        let lo = t.pieces.map(\.storage.offset).min()!
+        range = lo..<t.pieces.map { $0.storage.offset + $0.storage.count }.max()!
+        file.willNeed(range)
+    }
+
+    /// Lets the kernel drop the tensor's mapped pages.
+    func release() { file.release(range) }
 }

@@ -1,4 +1,5 @@
 import CCrypto
+import CShims
 
 /// Incremental SHA-256 over libcrypto; the context is freed with the owner.
 public struct SHA256Hasher: ~Copyable {
@@ -25,6 +26,39 @@ public struct SHA256Hasher: ~Copyable {
     }
 
     deinit { EVP_MD_CTX_free(context) }
+}
+
+/// SHA-256 by Tessera's own code (the CPU's SHA extensions when present, portable C
+/// otherwise), which can feed two messages at once: their rounds interleave on one core, at
+/// about 1.4x the throughput of one message.
+public struct SHA256Stream {
+    private var state = tessera_sha256()
+
+    public init() { tessera_sha256_init(&state) }
+
+    /// Feeds `bytes` into the digest.
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        tessera_sha256_update(&state, base, bytes.count)
+    }
+
+    /// Feeds `a` into `first` and `b` into `second` together (two different messages).
+    public static func update(_ first: inout SHA256Stream, _ a: UnsafeRawBufferPointer,
+                              _ second: inout SHA256Stream, _ b: UnsafeRawBufferPointer) {
+        guard let pa = a.baseAddress, let pb = b.baseAddress, a.count > 0, b.count > 0 else {
+            first.update(a)
+            second.update(b)
+            return
+        }
+        tessera_sha256_update2(&first.state, pa, a.count, &second.state, pb, b.count)
+    }
+
+    /// The digest as lowercase hex.
+    public mutating func finalizeHex() -> String {
+        var out = [UInt8](repeating: 0, count: 32)
+        tessera_sha256_final(&state, &out)
+        return hex(out)
+    }
 }
 
 /// Lowercase hex of `bytes`.

@@ -66,6 +66,14 @@ struct ZSTD_CCtx_s;
 int tessera_zstd_literals_only(struct ZSTD_CCtx_s *ctx);
 
 
+/* SHA-256 (the x86 SHA extensions when present, portable C otherwise). update2 feeds two
+   independent messages at once, interleaving their rounds on one core. */
+typedef struct { uint32_t h[8]; uint8_t buffer[64]; size_t buffered; uint64_t total; } tessera_sha256;
+void tessera_sha256_init(tessera_sha256 *s);
+void tessera_sha256_update(tessera_sha256 *s, const void *data, size_t n);
+void tessera_sha256_update2(tessera_sha256 *s, const void *data, size_t n, tessera_sha256 *r, const void *data2, size_t n2);
+void tessera_sha256_final(tessera_sha256 *s, uint8_t out[32]);
+
 /* Makes glibc serve large blocks from the heap (not one mmap each) and keep freed memory for
    reuse, so buffers of tens of MB allocated again and again are not page-faulted in each time. */
 void tessera_keep_large_allocations_in_heap(void);
