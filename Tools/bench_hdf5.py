@@ -10,9 +10,13 @@ legacy), in one run, each from a cold page cache and followed by sync:
   * Tessera reading the store (`inspect --digests`: decompression + SHA-256 of every byte).
 Reports compression ratio, throughput (of uncompressed bytes) and peak RSS.
 
+With --repeat N the whole sequence runs N times (disk throughput on a shared machine is
+noisy) and each figure is reported as best and median over the rounds; ratios to h5py and
+cp are taken within each round, then summarised the same way.
+
 Run: /work/venv/bin/python Tools/bench_hdf5.py   (needs h5py, hdf5plugin)
 """
-import argparse, os, shutil, subprocess, sys, time
+import argparse, os, shutil, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_inspect import make_checkpoint, files_of, timed  # noqa: E402
@@ -63,6 +67,7 @@ def main():
     ap.add_argument("--layers", type=int, default=24)
     ap.add_argument("--tessera", default=".build/release/tessera")
     ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of the whole sequence (best and median reported)")
     a = ap.parse_args()
     src = os.path.join(a.work, f"reshard-src-h{a.hidden}-l{a.layers}-tp4pp2")
     make_checkpoint(src, a.hidden, a.layers, 4, 2)
@@ -70,36 +75,64 @@ def main():
     store = os.path.join(a.work, "store.h5")
     back = os.path.join(a.work, "store-back")
     other = os.path.join(a.work, "h5py.h5")
-    for p in (store, other):
-        if os.path.exists(p): os.remove(p)
-    shutil.rmtree(back, ignore_errors=True)
     scripts = {}
     for name, text in (("w", H5PY_WRITE), ("r", H5PY_READ)):
         scripts[name] = os.path.join(a.work, f"h5py_{name}.py")
         open(scripts[name], "w").write(text)
 
-    t_cp, _, rss_cp = run_cold(["cp", "-r", src, os.path.join(a.work, "cp-copy")])
-    shutil.rmtree(os.path.join(a.work, "cp-copy"), ignore_errors=True)
-    t_w, _, rss_w = run_cold([a.tessera, "convert", src, store, "--tp", "4", "--pp", "2", "--format", "hdf5"])
+    rounds = [one_round(a, src, store, back, other, scripts) for _ in range(a.repeat)]
     stored = os.path.getsize(store)
-    t_b, _, rss_b = run_cold([a.tessera, "convert", store, back, "--tp", "4", "--pp", "2"])
-    t_r, _, rss_r = run_cold([a.tessera, "inspect", "--json", "--digests", store])
-    _, out, rss_pw = run_cold([a.python, scripts["w"], store, other])
-    t_pw = float(out.strip().splitlines()[-1])
-    _, out, rss_pr = run_cold([a.python, scripts["r"], store])
-    t_pr = float(out.strip().split()[0])
-
     print(f"source {size/1e9:.2f} GB bf16 N(0, 0.02); store {stored/1e9:.2f} GB: compression ratio {size/stored:.3f}")
-    rows = [("cp -r (raw bytes)", t_cp, rss_cp),
-            ("tessera NeMo -> HDF5 (zstd:1, shuffle)", t_w, rss_w),
-            ("h5py + hdf5plugin write (same filters/chunks)", t_pw, rss_pw),
-            ("tessera HDF5 -> NeMo", t_b, rss_b),
-            ("tessera read store (decompress + sha256)", t_r, rss_r),
-            ("h5py + hdf5plugin read", t_pr, rss_pr)]
-    for label, t, rss in rows:
-        print(f"{label:48s} {t:7.2f} s {size/t/1e9:6.2f} GB/s  peak RSS {rss:7.0f} MiB")
-    print(f"write: {t_pw/t_w:.2f}x h5py+hdf5plugin, {t_cp/t_w:.2f}x cp;  read: {size/t_r/1e9:.2f} GB/s decompressed")
+    labels = [("cp", "cp -r (raw bytes)"),
+              ("w", "tessera NeMo -> HDF5 (zstd:1, shuffle)"),
+              ("pw", "h5py + hdf5plugin write (same filters/chunks)"),
+              ("b", "tessera HDF5 -> NeMo"),
+              ("r", "tessera read store (decompress + sha256)"),
+              ("pr", "h5py + hdf5plugin read")]
+    many = len(rounds) > 1
+    if many:
+        print(f"{len(rounds)} rounds; GB/s best / median")
+    for key, label in labels:
+        times = [r[key][0] for r in rounds]
+        rss = max(r[key][1] for r in rounds)
+        if many:
+            print(f"{label:48s} {min(times):7.2f} s {size/min(times)/1e9:6.2f} / {size/statistics.median(times)/1e9:4.2f} GB/s"
+                  f"  peak RSS {rss:7.0f} MiB")
+        else:
+            print(f"{label:48s} {times[0]:7.2f} s {size/times[0]/1e9:6.2f} GB/s  peak RSS {rss:7.0f} MiB")
+    vs_h5py = [r["pw"][0] / r["w"][0] for r in rounds]
+    vs_cp = [r["cp"][0] / r["w"][0] for r in rounds]
+    read = [size / r["r"][0] / 1e9 for r in rounds]
+    if many:
+        print(f"write: {max(vs_h5py):.2f} / {statistics.median(vs_h5py):.2f}x h5py+hdf5plugin, "
+              f"{max(vs_cp):.2f} / {statistics.median(vs_cp):.2f}x cp;  "
+              f"read: {max(read):.2f} / {statistics.median(read):.2f} GB/s decompressed  (best / median)")
+    else:
+        print(f"write: {vs_h5py[0]:.2f}x h5py+hdf5plugin, {vs_cp[0]:.2f}x cp;  read: {read[0]:.2f} GB/s decompressed")
     shutil.rmtree(back, ignore_errors=True)
+
+
+def one_round(a, src, store, back, other, scripts):
+    """One cold run of every command: {key: (seconds, peak RSS MiB)}."""
+    for p in (store, other):
+        if os.path.exists(p): os.remove(p)
+    shutil.rmtree(back, ignore_errors=True)
+    r = {}
+    t, _, rss = run_cold(["cp", "-r", src, os.path.join(a.work, "cp-copy")])
+    r["cp"] = (t, rss)
+    shutil.rmtree(os.path.join(a.work, "cp-copy"), ignore_errors=True)
+    t, _, rss = run_cold([a.tessera, "convert", src, store, "--tp", "4", "--pp", "2", "--format", "hdf5"])
+    r["w"] = (t, rss)
+    t, _, rss = run_cold([a.tessera, "convert", store, back, "--tp", "4", "--pp", "2"])
+    r["b"] = (t, rss)
+    t, _, rss = run_cold([a.tessera, "inspect", "--json", "--digests", store])
+    r["r"] = (t, rss)
+    _, out, rss = run_cold([a.python, scripts["w"], store, other])
+    r["pw"] = (float(out.strip().splitlines()[-1]), rss)
+    _, out, rss = run_cold([a.python, scripts["r"], store])
+    r["pr"] = (float(out.strip().split()[0]), rss)
+    shutil.rmtree(back, ignore_errors=True)
+    return r
 
 
 if __name__ == "__main__":
