@@ -358,12 +358,15 @@ public final class Model: @unchecked Sendable {
                              bias: p + "self_attention.linear_qkv.layer_norm_bias", x, tokens: T, precision: precision)
             let qkv = try linear(p + "self_attention.linear_qkv", a, tokens: T, k: h, precision: precision)
             var ctx = Kernels.uninitialized(Float.self, T * ctxWidth)   // each segment fills its rows
-            for (si, seg) in segments.enumerated() {
-                let pastKV = seg.past.map { (cache: $0, layer: layer, count: seg.pastCount * kvWidth) }
-                let rows = qkv[(starts[si] * qkvWidth)..<(starts[si + 1] * qkvWidth)]
-                let (c, keys, values) = attention(Array(rows), tokens: counts[si], start: seg.pastCount, past: pastKV, precision: precision)
-                ctx.replaceSubrange((starts[si] * ctxWidth)..<(starts[si + 1] * ctxWidth), with: c)
-                if keepCache { caches[si]!.append(keys: keys, values: values, bf16: precision == .bf16) }
+            qkv.withUnsafeBufferPointer { qb in
+                ctx.withUnsafeMutableBufferPointer { cb in
+                    for (si, seg) in segments.enumerated() {
+                        let pastKV = seg.past.map { (cache: $0, layer: layer, count: seg.pastCount * kvWidth) }
+                        let (keys, values) = attention(qb.baseAddress! + starts[si] * qkvWidth, tokens: counts[si], start: seg.pastCount,
+                                                       past: pastKV, precision: precision, into: cb.baseAddress! + starts[si] * ctxWidth)
+                        if keepCache { caches[si]!.append(keys: keys, values: values, bf16: precision == .bf16) }
+                    }
+                }
             }
             let proj = try linear(p + "self_attention.linear_proj", ctx, tokens: T, k: ctxWidth, precision: precision)
             x = add(x, proj, precision)
@@ -401,8 +404,8 @@ public final class Model: @unchecked Sendable {
     /// `start..<start+T` and `past` keys/values of positions `0..<start`; qkv rows are grouped
     /// per query group as `[q heads of the group, k, v]`. Returns the context and the keys and
     /// values of all positions.
-    func attention(_ qkv: [Float], tokens T: Int, start: Int, past: (cache: KVCache, layer: Int, count: Int)?,
-                   precision: Precision) -> ([Float], [Float], [Float]) {
+    func attention(_ qkv: UnsafePointer<Float>, tokens T: Int, start: Int, past: (cache: KVCache, layer: Int, count: Int)?,
+                   precision: Precision, into ctx: UnsafeMutablePointer<Float>) -> ([Float], [Float]) {
         let heads = config.numAttentionHeads, groups = config.numQueryGroups, d = config.kvChannels
         let hpg = heads / groups, width = (heads + 2 * groups) * d
         let rot = Int(Double(d) * config.rotaryPercentage)
@@ -426,18 +429,18 @@ public final class Model: @unchecked Sendable {
         // Positions before `start` come from the cache, the rest from qkv; queries and context are all written.
         var keys = Kernels.uninitialized(Float.self, total * groups * d), values = Kernels.uninitialized(Float.self, total * groups * d)
         if let past { past.cache.copy(layer: past.layer, first: past.count, keys: &keys, values: &values) }
-        var q = Kernels.uninitialized(Float.self, T * heads * d), ctx = Kernels.uninitialized(Float.self, T * heads * d)
+        var q = Kernels.uninitialized(Float.self, T * heads * d)
         let scale = 1 / Float(d).squareRoot()
-        qkv.withUnsafeBufferPointer { src in
+        do {
             q.withUnsafeMutableBufferPointer { qb in
                 keys.withUnsafeMutableBufferPointer { kb in
                     values.withUnsafeMutableBufferPointer { vb in
-                        ctx.withUnsafeMutableBufferPointer { cb in
+                        do {
                             cosT.withUnsafeBufferPointer { cosb in
                                 sinT.withUnsafeBufferPointer { sinb in
-                                    let (src, qp, kp, vp, cp) = (UncheckedSendable(src.baseAddress!), UncheckedSendable(qb.baseAddress!),
+                                    let (src, qp, kp, vp, cp) = (UncheckedSendable(qkv), UncheckedSendable(qb.baseAddress!),
                                                                  UncheckedSendable(kb.baseAddress!), UncheckedSendable(vb.baseAddress!),
-                                                                 UncheckedSendable(cb.baseAddress!))
+                                                                 UncheckedSendable(ctx))
                                     let (cosp, sinp) = (UncheckedSendable(cosb.baseAddress!), UncheckedSendable(sinb.baseAddress!))
                                     // Rotate-half RoPE on the first `rot` values of one head vector, in place.
                                     @Sendable func rope(_ v: UnsafeMutablePointer<Float>, _ t: Int) {
@@ -503,8 +506,8 @@ public final class Model: @unchecked Sendable {
                 }
             }
         }
-        if round { ctx.withUnsafeMutableBufferPointer { Kernels.roundToBF16($0.baseAddress!, $0.count) } }
-        return (ctx, keys, values)
+        if round { Kernels.roundToBF16(ctx, T * heads * d) }
+        return (keys, values)
     }
 }
 
