@@ -160,10 +160,10 @@ struct HDF5Writer {
         }
     }
 
-    /// Compresses the chunks of `jobs` on `threads` workers, each taking whole tensors: a
-    /// worker streams a tensor band by band (the rows of one row of chunks, in C order),
-    /// hashes each band while it is in cache, shuffles its chunks straight out of it and
-    /// compresses them with its own zstd context; this thread lands the chunks with
+    /// Compresses the chunks of `jobs` on `threads` workers, each taking whole tensors, two at
+    /// a time: a worker streams each tensor band by band (the rows of one row of chunks, in C
+    /// order), shuffles its chunks straight out of the band and compresses them with its own
+    /// zstd context, then hashes the two tensors' bands together while they are in cache; this thread lands the chunks with
     /// `H5Dwrite_chunk` as they come and keeps the disk writing behind them. Returns the
     /// tensors' digests, in the order of `jobs`.
     private func writeChunks(_ jobs: [TensorJob], file: borrowing HDF5File, level: Int32) throws(TesseraError) -> [String] {
@@ -182,21 +182,45 @@ struct HDF5Writer {
         let writer = self
         for _ in 0..<workers {
             DispatchQueue.global().async(group: done) {
-                let band = UnsafeMutableRawBufferPointer.allocate(byteCount: bandBytes, alignment: 64)
+                let bands = (0..<2).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: bandBytes, alignment: 64) }
                 let shuffled = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkBytes, alignment: 64)
-                defer { band.deallocate(); shuffled.deallocate() }
+                defer { bands.forEach { $0.deallocate() }; shuffled.deallocate() }
                 let z = ZstdCompressor(level: level)
-                while !pipeline.cancelled.load(ordering: .relaxed) {
-                    let k = pipeline.next.wrappingAdd(1, ordering: .relaxed).oldValue
-                    guard k < jobs.count else { break }
-                    if k + 1 < jobs.count { writer.willNeed(jobs[k + 1]) }
-                    do throws(TesseraError) {
-                        if let digest = try writer.compress(jobs[k], pipeline: pipeline, band: band, shuffled: shuffled, z: z) {
-                            digests.value[k] = digest
+                // Two tensors in hand, so that their bands go through the SHA unit together.
+                var slots: [TensorSlot?] = [nil, nil]
+                work: while !pipeline.cancelled.load(ordering: .relaxed) {
+                    for s in slots.indices where slots[s] == nil {
+                        let k = pipeline.next.wrappingAdd(1, ordering: .relaxed).oldValue
+                        guard k < jobs.count else { break }
+                        if k + 1 < jobs.count { writer.willNeed(jobs[k + 1]) }
+                        slots[s] = TensorSlot(index: k, job: jobs[k], tensor: writer.plan.tensors[jobs[k].tensor], buffer: bands[s])
+                    }
+                    guard slots.contains(where: { $0 != nil }) else { break }
+                    for s in slots.indices {
+                        guard let slot = slots[s], slot.pending.isEmpty else { continue }
+                        if slot.next == slot.grid.count {
+                            digests.value[slot.index] = slot.sha.finalizeHex()
+                            slots[s] = nil
+                            continue
                         }
-                    } catch {
-                        pipeline.land(.failed(error.forTensor(writer.plan.tensors[jobs[k].tensor].name)))
-                        break
+                        do throws(TesseraError) {
+                            try writer.compressBand(of: slot, pipeline: pipeline, shuffled: shuffled, z: z)
+                        } catch {
+                            pipeline.land(.failed(error.forTensor(slot.tensor.name)))
+                            break work
+                        }
+                    }
+                    if let a = slots[0], let b = slots[1], !a.pending.isEmpty, !b.pending.isEmpty {
+                        let n = min(a.pending.count, b.pending.count)
+                        SHA256Stream.update(&a.sha, UnsafeRawBufferPointer(rebasing: a.pending[0..<n]),
+                                            &b.sha, UnsafeRawBufferPointer(rebasing: b.pending[0..<n]))
+                        a.pending = UnsafeRawBufferPointer(rebasing: a.pending[n...])
+                        b.pending = UnsafeRawBufferPointer(rebasing: b.pending[n...])
+                    } else {
+                        for case let slot? in slots where !slot.pending.isEmpty {
+                            slot.sha.update(slot.pending)
+                            slot.pending = UnsafeRawBufferPointer(start: nil, count: 0)
+                        }
                     }
                 }
                 pipeline.land(.finished)
@@ -249,48 +273,62 @@ struct HDF5Writer {
         }
     }
 
-    /// Streams, hashes, shuffles and compresses one tensor, handing its chunks to the landing
-    /// thread; returns its digest (nil when the store was abandoned meanwhile).
-    private func compress(_ job: TensorJob, pipeline: Pipeline, band: UnsafeMutableRawBufferPointer,
-                          shuffled: UnsafeMutableRawBufferPointer, z: ZstdCompressor) throws(TesseraError) -> String? {
-        let t = plan.tensors[job.tensor], shape = t.shape, esize = t.dtype.size
+    /// A tensor a worker has in hand: its chunk grid, the first chunk of its next band, and
+    /// the bytes of its last band still to be hashed.
+    final class TensorSlot {
+        let index: Int
+        let job: TensorJob
+        let tensor: TargetTensor
+        let grid: [(index: [Int], box: Box)]
+        /// Holds a band unless the source's own mapped bytes can be used.
+        let buffer: UnsafeMutableRawBufferPointer
+        var next = 0
+        var sha = SHA256Stream()
+        var pending = UnsafeRawBufferPointer(start: nil, count: 0)
+
+        init(index: Int, job: TensorJob, tensor: TargetTensor, buffer: UnsafeMutableRawBufferPointer) {
+            self.index = index
+            self.job = job
+            self.tensor = tensor
+            self.buffer = buffer
+            grid = Box.grid(shape: tensor.shape, chunk: job.chunk)
+        }
+    }
+
+    /// Streams the next band of a slot's tensor (the chunks sharing a first index: a run of
+    /// rows in C order), shuffles and compresses its chunks and hands them to the landing
+    /// thread; the band's bytes are left in the slot to be hashed.
+    private func compressBand(of slot: TensorSlot, pipeline: Pipeline, shuffled: UnsafeMutableRawBufferPointer,
+                              z: ZstdCompressor) throws(TesseraError) {
+        let t = slot.tensor, shape = t.shape, grid = slot.grid
         var bandStreamer = streamer
         bandStreamer.prefetchLimit = 0   // the whole tensor was asked for by willNeed
-        var h = SHA256Hasher()
-        let grid = Box.grid(shape: shape, chunk: job.chunk)
-        var start = 0
-        while start < grid.count {
-            // The chunks of one band share their first index.
-            var end = start + 1
-            while end < grid.count, grid[end].index.first == grid[start].index.first { end += 1 }
-            let first = grid[start].box
-            var region = Box(offset: shape.map { _ in 0 }, shape: shape)
-            if !shape.isEmpty {
-                region.offset[0] = first.offset[0]
-                region.shape[0] = first.shape[0]
-            }
-            let bandBytes = region.elementCount * esize
-            var at = 0
-            var landed = false
-            try bandStreamer.forEachRun(of: t.source, region: region) { (run) throws(TesseraError) in
-                h.update(run)
-                if at == 0, run.count == bandBytes {
-                    // The whole band is one run of the source: work on it where it is.
-                    try landBand(grid[start..<end], of: region, from: run.baseAddress!, job: job, pipeline: pipeline, shuffled: shuffled, z: z)
-                    landed = true
-                } else {
-                    (band.baseAddress! + at).copyMemory(from: run.baseAddress!, byteCount: run.count)
-                }
-                at += run.count
-            }
-            if pipeline.cancelled.load(ordering: .relaxed) { return nil }
-            if !landed {
-                try landBand(grid[start..<end], of: region, from: UnsafeRawPointer(band.baseAddress!), job: job,
-                             pipeline: pipeline, shuffled: shuffled, z: z)
-            }
-            start = end
+        let start = slot.next
+        var end = start + 1
+        while end < grid.count, grid[end].index.first == grid[start].index.first { end += 1 }
+        var region = Box(offset: shape.map { _ in 0 }, shape: shape)
+        if !shape.isEmpty {
+            region.offset[0] = grid[start].box.offset[0]
+            region.shape[0] = grid[start].box.shape[0]
         }
-        return h.finalizeHex()
+        let bandBytes = region.elementCount * t.dtype.size
+        // Raw sources stay mapped: a band that is one run of them is used where it is.
+        let mapped = t.source.pieces.allSatisfy { $0.encoding == .raw }
+        var at = 0
+        var direct: UnsafeRawBufferPointer?
+        try bandStreamer.forEachRun(of: t.source, region: region) { (run) throws(TesseraError) in
+            if at == 0, run.count == bandBytes, mapped {
+                direct = run
+            } else {
+                (slot.buffer.baseAddress! + at).copyMemory(from: run.baseAddress!, byteCount: run.count)
+            }
+            at += run.count
+        }
+        let bytes = direct ?? UnsafeRawBufferPointer(rebasing: slot.buffer[0..<bandBytes])
+        try landBand(grid[start..<end], of: region, from: bytes.baseAddress!, job: slot.job, pipeline: pipeline,
+                     shuffled: shuffled, z: z)
+        slot.pending = bytes
+        slot.next = end
     }
 
     /// Shuffles each chunk of a band out of the band's C-order bytes (segment by segment when
