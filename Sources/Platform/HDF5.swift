@@ -54,10 +54,18 @@ public struct HDF5File: ~Copyable {
     public let path: String
     public let handle: HDF5Object
 
-    /// Creates (truncating) a file.
-    public static func create(_ path: String) throws(TesseraError) -> HDF5File {
+    /// Creates (truncating) a file. `direct`: its data reach the disk with O_DIRECT, through
+    /// Tessera's file driver (no page-cache copies; ordinary writes where the filesystem has
+    /// no O_DIRECT); the file is a plain HDF5 file either way.
+    public static func create(_ path: String, direct: Bool = false) throws(TesseraError) -> HDF5File {
         try HDF5Library.prepare()
-        let id = H5Fcreate(path, tessera_h5f_acc_trunc(), hid_t(H5P_DEFAULT), hid_t(H5P_DEFAULT))
+        var fapl = hid_t(H5P_DEFAULT)
+        if direct {
+            fapl = tessera_direct_fapl()
+            guard fapl >= 0 else { throw TesseraError(.io, "HDF5: cannot set up the O_DIRECT file driver", file: path) }
+        }
+        defer { if direct { H5Pclose(fapl) } }
+        let id = H5Fcreate(path, tessera_h5f_acc_trunc(), hid_t(H5P_DEFAULT), fapl)
         return HDF5File(path: path, handle: try HDF5Object(id, .file, "create", file: path))
     }
 
@@ -170,10 +178,6 @@ public struct HDF5File: ~Copyable {
             throw TesseraError(.io, "HDF5: writing a dataset failed", file: path)
         }
     }
-
-    /// Starts the disk writing what has been written so far, without waiting for it: the
-    /// final sync then has little left to do.
-    public func startWriteback() { _ = tessera_start_writeback(handle.id) }
 
     /// Flushes everything to the file.
     public func flush() { H5Fflush(handle.id, H5F_SCOPE_GLOBAL) }

@@ -41,7 +41,7 @@ struct HDF5Writer {
         var digests = [String?](repeating: nil, count: plan.tensors.count)
         var contiguous: [(Int, Int)] = []
         do {
-            let file = try HDF5File.create(path)
+            let file = try HDF5File.create(path, direct: level != nil)
             let layout: [String: Any] = ["tp": plan.layout.tp, "pp": plan.layout.pp, "key_spelling": plan.layout.spelling.rawValue,
                                          "stage_layers": plan.stages]
             let provenance: [String: Any] = ["tool": "tessera", "source": plan.source.container.displayPath,
@@ -163,9 +163,9 @@ struct HDF5Writer {
     /// Compresses the chunks of `jobs` on `threads` workers, each taking whole tensors, two at
     /// a time: a worker streams each tensor band by band (the rows of one row of chunks, in C
     /// order), shuffles its chunks straight out of the band and compresses them with its own
-    /// zstd context, then hashes the two tensors' bands together while they are in cache; this thread lands the chunks with
-    /// `H5Dwrite_chunk` as they come and keeps the disk writing behind them. Returns the
-    /// tensors' digests, in the order of `jobs`.
+    /// zstd context, then hashes the two tensors' bands together while they are in cache; this
+    /// thread lands the chunks with `H5Dwrite_chunk` as they come, into a file whose data go
+    /// to the disk with O_DIRECT. Returns the tensors' digests, in the order of `jobs`.
     private func writeChunks(_ jobs: [TensorJob], file: borrowing HDF5File, level: Int32) throws(TesseraError) -> [String] {
         var largestChunk = 1, largestBand = 1
         for j in jobs {
@@ -174,12 +174,15 @@ struct HDF5Writer {
             largestBand = max(largestBand, (j.chunk.first ?? 1) * t.shape.dropFirst().reduce(1, *) * t.dtype.size)
         }
         let workers = max(1, min(threads, jobs.count)), chunkBytes = largestChunk, bandBytes = largestBand
-        let pipeline = Pipeline(buffers: 4 * workers, bytes: ZstdCompressor.bound(largestChunk))
+        // Enough compressed chunks in flight that the workers go on while this thread waits
+        // for the disk (its direct writes go out 16 MiB at a time).
+        let pipeline = Pipeline(buffers: 12 * workers, bytes: ZstdCompressor.bound(largestChunk))
         let digests = UncheckedSendable(UnsafeMutableBufferPointer<String>.allocate(capacity: jobs.count))
         digests.value.initialize(repeating: "")
         defer { digests.value.deinitialize(); digests.value.deallocate() }
         let done = DispatchGroup()
         let writer = self
+        let prefetch = PrefetchWindow(streamer: streamer, tensors: jobs.map { plan.tensors[$0.tensor].source })
         for _ in 0..<workers {
             DispatchQueue.global().async(group: done) {
                 let bands = (0..<2).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: bandBytes, alignment: 64) }
@@ -192,7 +195,7 @@ struct HDF5Writer {
                     for s in slots.indices where slots[s] == nil {
                         let k = pipeline.next.wrappingAdd(1, ordering: .relaxed).oldValue
                         guard k < jobs.count else { break }
-                        if k + 1 < jobs.count { writer.willNeed(jobs[k + 1]) }
+                        prefetch.taking(k)
                         slots[s] = TensorSlot(index: k, job: jobs[k], tensor: writer.plan.tensors[jobs[k].tensor], buffer: bands[s])
                     }
                     guard slots.contains(where: { $0 != nil }) else { break }
@@ -222,16 +225,18 @@ struct HDF5Writer {
                             slot.pending = UnsafeRawBufferPointer(start: nil, count: 0)
                         }
                     }
+                    for case let slot? in slots where slot.pending.isEmpty {
+                        if let (file, range) = slot.mapped { file.release(range) }
+                        slot.mapped = nil
+                    }
                 }
                 pipeline.land(.finished)
             }
         }
-        if let first = jobs.first { willNeed(first) }
         var finished = 0
         var failure: TesseraError?
         var openIndex = -1
         var openDataset: HDF5Object?
-        var unsynced = 0
         while finished < workers {
             switch pipeline.nextLanding() {
             case .finished:
@@ -248,11 +253,6 @@ struct HDF5Writer {
                         }
                         try file.writeChunk(openDataset!, offset: offset, bytes: UnsafeRawBufferPointer(rebasing: buffer[0..<size]))
                         progress(rawBytes)
-                        unsynced += size
-                        if unsynced >= 64 << 20 {
-                            file.startWriteback()
-                            unsynced = 0
-                        }
                     } catch {
                         failure = error
                         pipeline.cancelled.store(true, ordering: .relaxed)
@@ -264,13 +264,6 @@ struct HDF5Writer {
         done.wait()
         if let failure { throw failure }
         return Array(digests.value)
-    }
-
-    /// Asks the kernel to start reading the source bytes of a job's tensor.
-    private func willNeed(_ job: TensorJob) {
-        for p in plan.tensors[job.tensor].source.pieces {
-            (try? streamer.cache.file(p.storage.path))?.willNeed(p.storage.offset..<(p.storage.offset + p.storage.count))
-        }
     }
 
     /// A tensor a worker has in hand: its chunk grid, the first chunk of its next band, and
@@ -285,6 +278,8 @@ struct HDF5Writer {
         var next = 0
         var sha = SHA256Stream()
         var pending = UnsafeRawBufferPointer(start: nil, count: 0)
+        /// The source pages the pending band was used from in place, let go once it is hashed.
+        var mapped: (file: MappedFile, range: Range<Int>)?
 
         init(index: Int, job: TensorJob, tensor: TargetTensor, buffer: UnsafeMutableRawBufferPointer) {
             self.index = index
@@ -302,7 +297,7 @@ struct HDF5Writer {
                               z: ZstdCompressor) throws(TesseraError) {
         let t = slot.tensor, shape = t.shape, grid = slot.grid
         var bandStreamer = streamer
-        bandStreamer.prefetchLimit = 0   // the whole tensor was asked for by willNeed
+        bandStreamer.prefetchLimit = 0   // the whole tensor was asked for by the prefetch window
         let start = slot.next
         var end = start + 1
         while end < grid.count, grid[end].index.first == grid[start].index.first { end += 1 }
@@ -319,6 +314,14 @@ struct HDF5Writer {
         try bandStreamer.forEachRun(of: t.source, region: region) { (run) throws(TesseraError) in
             if at == 0, run.count == bandBytes, mapped {
                 direct = run
+                for p in t.source.pieces {
+                    let f = try streamer.cache.file(p.storage.path), base = f.bytes.baseAddress!
+                    if run.baseAddress! >= base, run.baseAddress! + run.count <= base + f.count {
+                        let start = run.baseAddress! - base
+                        slot.mapped = (f, start..<(start + run.count))
+                        break
+                    }
+                }
             } else {
                 (slot.buffer.baseAddress! + at).copyMemory(from: run.baseAddress!, byteCount: run.count)
             }

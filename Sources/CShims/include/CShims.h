@@ -31,9 +31,10 @@ extern int syncfs(int fd);
    compatible with hdf5plugin. Returns 0 on success. */
 int tessera_register_zstd(void);
 
-/* Starts (without waiting for) the writeback of a file's dirty pages, so the disk writes
-   while the rest is computed; file is an HDF5 file opened with the default (sec2) driver. */
-int tessera_start_writeback(hid_t file);
+/* A file-access property list for creating an HDF5 file whose data reach the disk with
+   O_DIRECT (ordinary writes where the filesystem has no O_DIRECT); the file is a plain HDF5
+   file. The caller closes the list; -1 on failure. */
+hid_t tessera_direct_fapl(void);
 
 /* Newline-separated paths (relative to loc) of every dataset below loc; malloc'd, caller frees. */
 char *tessera_list_datasets(hid_t loc);
