@@ -36,8 +36,8 @@ struct HDF5Writer {
     }
 
     func write(to path: String, configText: String, artifacts: [(String, [UInt8])]) throws(TesseraError) {
-        // Compressed, each tensor's digest is taken as its bytes are compressed; uncompressed,
-        // as they are copied.
+        // Compressed, each tensor's digest is taken as its bytes are compressed (and recorded
+        // before the file is closed); uncompressed, as they are copied.
         var digests = [String?](repeating: nil, count: plan.tensors.count)
         var contiguous: [(Int, Int)] = []
         do {
@@ -67,7 +67,9 @@ struct HDF5Writer {
                 }
             }
             if let level {
-                for (job, digest) in zip(jobs, try writeChunks(jobs, file: file, level: level)) { digests[job.tensor] = digest }
+                for (job, digest) in zip(jobs, try writeChunks(jobs, file: file, level: level)) {
+                    try file.setStringAttribute("sha256", digest, at: HDF5Store.path(plan.tensors[job.tensor].name, under: "/weights"))
+                }
             }
             for object in plan.source.objects {
                 let o = try object.resolved(cache: streamer.cache)
@@ -101,10 +103,12 @@ struct HDF5Writer {
             }
             try out.close()
         }
-        let file = try HDF5File.openForUpdate(path)
-        for (i, t) in plan.tensors.enumerated() {
-            guard let digest = digests[i] else { continue }
-            try file.setStringAttribute("sha256", digest, at: HDF5Store.path(t.name, under: "/weights"))
+        if !contiguous.isEmpty {
+            let file = try HDF5File.openForUpdate(path)
+            for (i, t) in plan.tensors.enumerated() {
+                guard let digest = digests[i] else { continue }
+                try file.setStringAttribute("sha256", digest, at: HDF5Store.path(t.name, under: "/weights"))
+            }
         }
     }
 
