@@ -67,6 +67,8 @@ struct HDF5Writer {
                 }
             }
             if let level {
+                // Largest tensors first: the workers end together, on small ones.
+                jobs.sort { plan.tensors[$0.tensor].source.byteCount > plan.tensors[$1.tensor].source.byteCount }
                 for (job, digest) in zip(jobs, try writeChunks(jobs, file: file, level: level)) {
                     try file.setStringAttribute("sha256", digest, at: HDF5Store.path(plan.tensors[job.tensor].name, under: "/weights"))
                 }
