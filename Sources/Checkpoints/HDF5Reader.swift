@@ -178,38 +178,44 @@ extension HDF5Store {
             let z = ZstdDecompressor()
             var slots: [BandSlot?] = [nil, nil]
             while true {
-                for s in slots.indices where slots[s] == nil {
-                    let k = next.wrappingAdd(1, ordering: .relaxed).oldValue
-                    guard k < tensorBands.count else { break }
-                    prefetch.taking(k)
-                    do throws(TesseraError) {
-                        slots[s] = try BandSlot(tensorBands[k], index: k, cache: cache)
-                    } catch {
-                        results.value[k] = .failure(error)
+                // Each slot gets a band to hash: the next of its tensor, or the first of the
+                // next tensor once its own is done.
+                for s in slots.indices {
+                    while true {
+                        if slots[s] == nil {
+                            let k = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                            guard k < tensorBands.count else { break }
+                            prefetch.taking(k)
+                            do throws(TesseraError) {
+                                slots[s] = try BandSlot(tensorBands[k], index: k, cache: cache)
+                            } catch {
+                                results.value[k] = .failure(error)
+                                continue
+                            }
+                        }
+                        guard let slot = slots[s], slot.pending.isEmpty else { break }
+                        if slot.band == slot.plan.bands.count {
+                            results.value[slot.index] = .success(slot.sha.finalizeHex())
+                            slot.release()
+                            progress?(slot.plan.tensor.byteCount)
+                            slots[s] = nil
+                            continue
+                        }
+                        do throws(TesseraError) {
+                            let n = try slot.plan.decode(band: slot.band, views: slot.views, into: buffers[s], scratch: scratch, z: z)
+                            slot.release(band: slot.band)
+                            slot.pending = UnsafeRawBufferPointer(rebasing: buffers[s][0..<n])
+                            slot.band += 1
+                        } catch {
+                            results.value[slot.index] = .failure(error)
+                            slot.release()
+                            slots[s] = nil
+                            continue
+                        }
+                        break
                     }
                 }
                 guard slots.contains(where: { $0 != nil }) else { return }
-                // Every tensor in hand gets bytes to hash, or ends.
-                for s in slots.indices {
-                    guard let slot = slots[s], slot.pending.isEmpty else { continue }
-                    if slot.band == slot.plan.bands.count {
-                        results.value[slot.index] = .success(slot.sha.finalizeHex())
-                        slot.release()
-                        progress?(slot.plan.tensor.byteCount)
-                        slots[s] = nil
-                        continue
-                    }
-                    do throws(TesseraError) {
-                        let n = try slot.plan.decode(band: slot.band, views: slot.views, into: buffers[s], scratch: scratch, z: z)
-                        slot.release(band: slot.band)
-                        slot.pending = UnsafeRawBufferPointer(rebasing: buffers[s][0..<n])
-                        slot.band += 1
-                    } catch {
-                        results.value[slot.index] = .failure(error)
-                        slot.release()
-                        slots[s] = nil
-                    }
-                }
                 if let a = slots[0], let b = slots[1], !a.pending.isEmpty, !b.pending.isEmpty {
                     let n = min(a.pending.count, b.pending.count)
                     SHA256Stream.update(&a.sha, UnsafeRawBufferPointer(rebasing: a.pending[0..<n]),

@@ -198,27 +198,32 @@ struct HDF5Writer {
                 // Two tensors in hand, so that their bands go through the SHA unit together.
                 var slots: [TensorSlot?] = [nil, nil]
                 work: while !pipeline.cancelled.load(ordering: .relaxed) {
-                    for s in slots.indices where slots[s] == nil {
-                        let k = pipeline.next.wrappingAdd(1, ordering: .relaxed).oldValue
-                        guard k < jobs.count else { break }
-                        prefetch.taking(k)
-                        slots[s] = TensorSlot(index: k, job: jobs[k], tensor: writer.plan.tensors[jobs[k].tensor], buffer: bands[s])
+                    // Each slot gets a band to hash: the next of its tensor, or the first of
+                    // the next tensor once its own is done.
+                    for s in slots.indices {
+                        while true {
+                            if slots[s] == nil {
+                                let k = pipeline.next.wrappingAdd(1, ordering: .relaxed).oldValue
+                                guard k < jobs.count else { break }
+                                prefetch.taking(k)
+                                slots[s] = TensorSlot(index: k, job: jobs[k], tensor: writer.plan.tensors[jobs[k].tensor], buffer: bands[s])
+                            }
+                            guard let slot = slots[s], slot.pending.isEmpty else { break }
+                            if slot.next == slot.grid.count {
+                                digests.value[slot.index] = slot.sha.finalizeHex()
+                                slots[s] = nil
+                                continue
+                            }
+                            do throws(TesseraError) {
+                                try writer.compressBand(of: slot, pipeline: pipeline, shuffled: shuffled, z: z)
+                            } catch {
+                                pipeline.land(.failed(error.forTensor(slot.tensor.name)))
+                                break work
+                            }
+                            break
+                        }
                     }
                     guard slots.contains(where: { $0 != nil }) else { break }
-                    for s in slots.indices {
-                        guard let slot = slots[s], slot.pending.isEmpty else { continue }
-                        if slot.next == slot.grid.count {
-                            digests.value[slot.index] = slot.sha.finalizeHex()
-                            slots[s] = nil
-                            continue
-                        }
-                        do throws(TesseraError) {
-                            try writer.compressBand(of: slot, pipeline: pipeline, shuffled: shuffled, z: z)
-                        } catch {
-                            pipeline.land(.failed(error.forTensor(slot.tensor.name)))
-                            break work
-                        }
-                    }
                     if let a = slots[0], let b = slots[1], !a.pending.isEmpty, !b.pending.isEmpty {
                         let n = min(a.pending.count, b.pending.count)
                         SHA256Stream.update(&a.sha, UnsafeRawBufferPointer(rebasing: a.pending[0..<n]),
