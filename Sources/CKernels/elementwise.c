@@ -75,19 +75,23 @@ VECTOR_CLONES void tessera_norm(const float *x, size_t rows, size_t width, const
 static inline float gelu(float v) { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); }
 static inline float silu(float v) { return v / (1.0f + expf(-v)); }
 
-/* One loop per activation and output form, so each vectorises. */
-#define ACTIVATION_LOOP(expr, store)                                              \
+/* One loop per activation, gating and output form, so each vectorises. */
+#define ACTIVATION_LOOP(expr, gate, store)                                        \
     for (size_t t = 0; t < rows; t++) {                                           \
         const float *in = y + t * width;                                          \
         for (size_t j = 0; j < f; j++) {                                          \
             float v = in[j];                                                      \
-            float r = (expr) * (gated ? in[f + j] : 1.0f);                        \
+            float r = (expr) gate;                                                \
             store;                                                                \
         }                                                                         \
     }
-#define ACTIVATION(expr)                                                                                   \
-    if (out_bf16) ACTIVATION_LOOP(expr, out_bf16[t * f + j] = (uint16_t)(round_bf16_bits(r) >> 16))       \
-    else ACTIVATION_LOOP(expr, out[t * f + j] = round ? round_bf16(r) : r)
+#define ACTIVATION_STORES(expr, gate)                                                                          \
+    if (out_bf16) ACTIVATION_LOOP(expr, gate, out_bf16[t * f + j] = (uint16_t)(round_bf16_bits(r) >> 16))        \
+    else if (round) ACTIVATION_LOOP(expr, gate, out[t * f + j] = round_bf16(r))                                  \
+    else ACTIVATION_LOOP(expr, gate, out[t * f + j] = r)
+#define ACTIVATION(expr)                                                                                       \
+    if (gated) ACTIVATION_STORES(expr, * in[f + j])                                                           \
+    else ACTIVATION_STORES(expr, )
 
 VECTOR_CLONES void tessera_activation(int kind, const float *y, size_t rows, size_t f, int gated, int round, float *out,
                                       uint16_t *out_bf16) {
