@@ -33,6 +33,13 @@ __attribute__((target("avx512f,avx512bf16"))) static void f32_to_bf16_avx512(con
 }
 #endif
 
+void tessera_bf16_to_f32(const uint16_t *src, float *dst, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t b = (uint32_t)src[i] << 16;
+        memcpy(&dst[i], &b, 4);
+    }
+}
+
 void tessera_f32_to_bf16(const float *src, uint16_t *dst, size_t n) {
 #if defined(__x86_64__)
     if (tessera_has_avx512bf16()) { f32_to_bf16_avx512(src, dst, n); return; }

@@ -159,3 +159,23 @@ void tessera_causal_softmax(float *row, size_t visible, size_t total, float scal
     for (size_t s = 0; s < visible; s++) row[s] = round ? round_bf16(row[s] * inv) : row[s] * inv;
     for (size_t s = visible; s < total; s++) row[s] = 0;
 }
+
+VECTOR_CLONES void tessera_attend_row(const float *q, const float *keys, const float *values, size_t ld, size_t visible, size_t d,
+                                      float scale, int round, float *scores, float *out) {
+#if defined(__clang__)
+#pragma clang fp reassociate(on) /* vectorised dot products */
+#endif
+    for (size_t s = 0; s < visible; s++) {
+        const float *k = keys + s * ld;
+        float dot = 0;
+        for (size_t i = 0; i < d; i++) dot += q[i] * k[i];
+        scores[s] = dot;
+    }
+    tessera_causal_softmax(scores, visible, visible, scale, round);
+    for (size_t i = 0; i < d; i++) out[i] = 0;
+    for (size_t s = 0; s < visible; s++) {
+        const float *v = values + s * ld;
+        float p = scores[s];
+        for (size_t i = 0; i < d; i++) out[i] += p * v[i];
+    }
+}

@@ -59,10 +59,8 @@ public struct KVCache: Sendable {
     /// Writes the first `n` values of layer `layer` into `keys` and `values` (FP32).
     func copy(layer: Int, first n: Int, keys k: inout [Float], values v: inout [Float]) {
         if !keys16.isEmpty {
-            for i in 0..<n {
-                k[i] = Float(bitPattern: UInt32(keys16[layer][i]) << 16)
-                v[i] = Float(bitPattern: UInt32(values16[layer][i]) << 16)
-            }
+            keys16[layer].withUnsafeBufferPointer { src in k.withUnsafeMutableBufferPointer { tessera_bf16_to_f32(src.baseAddress!, $0.baseAddress!, n) } }
+            values16[layer].withUnsafeBufferPointer { src in v.withUnsafeMutableBufferPointer { tessera_bf16_to_f32(src.baseAddress!, $0.baseAddress!, n) } }
         } else {
             k.replaceSubrange(0..<n, with: keys[layer][0..<n])
             v.replaceSubrange(0..<n, with: values[layer][0..<n])
@@ -480,6 +478,16 @@ public final class Model: @unchecked Sendable {
                                         var transposed = -1
                                         for head in h0..<h1 {
                                             let g = head / hpg
+                                            if T < 16 {
+                                                // A few new positions (a scored turn after its cached prefix): dot
+                                                // products straight over the keys and values, nothing to pack.
+                                                for t in 0..<T {
+                                                    tessera_attend_row(qp.value + (t * heads + head) * d, kp.value + g * d, vp.value + g * d,
+                                                                       groups * d, start + t + 1, d, scale, round ? 1 : 0, scores,
+                                                                       cp.value + t * heads * d + head * d)
+                                                }
+                                                continue
+                                            }
                                             if transposed != g {
                                                 for pos in 0..<total { for i in 0..<d { vt[i * total + pos] = vp.value[(pos * groups + g) * d + i] } }
                                                 transposed = g

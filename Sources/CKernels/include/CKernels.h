@@ -41,6 +41,9 @@ void tessera_gemm_pack_activations(const void *A, size_t lda, size_t T, size_t K
 int tessera_gemm_packed_nt(const void *A, size_t lda, int bf16, const void *packed, const void *W, int w_is_bf16, size_t ldw,
                            float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate, int round_output);
 
+/* Widens n BF16 bit patterns to floats (exactly). */
+void tessera_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
+
 /* Rounds n floats to BF16 (nearest, ties to even; NaN stays NaN) into dst. */
 void tessera_f32_to_bf16(const float *src, uint16_t *dst, size_t n);
 
@@ -61,6 +64,10 @@ enum { TESSERA_SQUARED_RELU = 0, TESSERA_RELU = 1, TESSERA_GELU = 2, TESSERA_SIL
 /* out[t][j] = act(y[t][j]) (times y[t][f + j] when gated, y rows being [gate; up] of 2f); with
    out_bf16 != NULL the results go there as BF16 bits (rounded) instead. */
 void tessera_activation(int kind, const float *y, size_t rows, size_t f, int gated, int round, float *out, uint16_t *out_bf16);
+/* Attention of one query row: out[0..d) = softmax(scale * q . keys[s]) . values over the first
+   `visible` positions (keys and values rows `ld` floats apart); `scores` is scratch of `visible`. */
+void tessera_attend_row(const float *q, const float *keys, const float *values, size_t ld, size_t visible, size_t d,
+                        float scale, int round, float *scores, float *out);
 /* Softmax of scale * row[0..visible) in place; row[visible..total) set to 0. */
 void tessera_causal_softmax(float *row, size_t visible, size_t total, float scale, int round);
 #endif
