@@ -56,11 +56,21 @@ public struct KVCache: Sendable {
         return out
     }
 
+    /// The first `n` BF16 values of `src` widened into `dst`, over the cores.
+    static func widen(_ src: [UInt16], into dst: inout [Float], _ n: Int) {
+        src.withUnsafeBufferPointer { sb in
+            dst.withUnsafeMutableBufferPointer { db in
+                let (s, d) = (UncheckedSendable(sb.baseAddress!), UncheckedSendable(db.baseAddress!))
+                Kernels.parallel(n, granule: 1 << 16) { lo, hi in tessera_bf16_to_f32(s.value + lo, d.value + lo, hi - lo) }
+            }
+        }
+    }
+
     /// Writes the first `n` values of layer `layer` into `keys` and `values` (FP32).
     func copy(layer: Int, first n: Int, keys k: inout [Float], values v: inout [Float]) {
         if !keys16.isEmpty {
-            keys16[layer].withUnsafeBufferPointer { src in k.withUnsafeMutableBufferPointer { tessera_bf16_to_f32(src.baseAddress!, $0.baseAddress!, n) } }
-            values16[layer].withUnsafeBufferPointer { src in v.withUnsafeMutableBufferPointer { tessera_bf16_to_f32(src.baseAddress!, $0.baseAddress!, n) } }
+            Self.widen(keys16[layer], into: &k, n)
+            Self.widen(values16[layer], into: &v, n)
         } else {
             k.replaceSubrange(0..<n, with: keys[layer][0..<n])
             v.replaceSubrange(0..<n, with: values[layer][0..<n])
