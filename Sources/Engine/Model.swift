@@ -344,7 +344,7 @@ public final class Model: @unchecked Sendable {
                     throw TesseraError(.invalidArgument, "token id \(id) is outside the vocabulary (\(emb.shape[0]) rows)")
                 }
                 try x.withUnsafeMutableBufferPointer { (b) throws(TesseraError) in
-                    try weights.read(emb, region: Box(offset: [id, 0], shape: [1, h]), into: b.baseAddress! + (starts[si] + i) * h)
+                    try embeddingRow(emb, id, into: b.baseAddress! + (starts[si] + i) * h)
                 }
             }
             if let pos {
@@ -388,6 +388,29 @@ public final class Model: @unchecked Sendable {
         let final = try norm(weight: "decoder.final_layernorm.weight", bias: "decoder.final_layernorm.bias", x, tokens: T,
                              precision: precision)
         return (segments.indices.map { Array(final[(starts[$0] * h)..<(starts[$0 + 1] * h)]) }, caches)
+    }
+
+    /// Row `id` of the embedding table as FP32: read straight from its mapped piece when that
+    /// is raw BF16 or FP32 (a token at a time through the streamer costs a read-ahead request each).
+    func embeddingRow(_ emb: GlobalTensor, _ id: Int, into out: UnsafeMutablePointer<Float>) throws(TesseraError) {
+        let h = emb.shape[1]
+        if let p = emb.pieces.first(where: { id >= $0.globalOffset[0] && id < $0.globalOffset[0] + $0.shape[0] }),
+           p.encoding == .raw, p.shape.count == 2, p.shape[1] == h, p.globalOffset[1] == 0, p.strides[1] == 1,
+           emb.dtype == .bfloat16 || emb.dtype == .float32 {
+            let file = try weights.streamer.cache.file(p.storage.path)
+            let bytes = try file.bytes(offset: p.storage.offset, count: p.storage.count)
+            let element = p.storageOffset + (id - p.globalOffset[0]) * p.strides[0]
+            guard (element + h) * emb.dtype.size <= bytes.count else {
+                throw TesseraError(.corrupt, "embedding row \(id) lies beyond its stored bytes", file: p.storage.path, tensor: emb.name)
+            }
+            if emb.dtype == .bfloat16 {
+                tessera_bf16_to_f32(bytes.baseAddress!.assumingMemoryBound(to: UInt16.self) + element, out, h)
+            } else {
+                out.update(from: bytes.baseAddress!.assumingMemoryBound(to: Float.self) + element, count: h)
+            }
+            return
+        }
+        try weights.read(emb, region: Box(offset: [id, 0], shape: [1, h]), into: out)
     }
 
     func add(_ a: [Float], _ b: [Float], _ precision: Precision) -> [Float] {
