@@ -216,18 +216,7 @@ extension HDF5Store {
                     }
                 }
                 guard slots.contains(where: { $0 != nil }) else { return }
-                if let a = slots[0], let b = slots[1], !a.pending.isEmpty, !b.pending.isEmpty {
-                    let n = min(a.pending.count, b.pending.count)
-                    SHA256Stream.update(&a.sha, UnsafeRawBufferPointer(rebasing: a.pending[0..<n]),
-                                        &b.sha, UnsafeRawBufferPointer(rebasing: b.pending[0..<n]))
-                    a.pending = UnsafeRawBufferPointer(rebasing: a.pending[n...])
-                    b.pending = UnsafeRawBufferPointer(rebasing: b.pending[n...])
-                } else {
-                    for case let slot? in slots where !slot.pending.isEmpty {
-                        slot.sha.update(slot.pending)
-                        slot.pending = UnsafeRawBufferPointer(start: nil, count: 0)
-                    }
-                }
+                SHA256Stream.hashPending(slots)
             }
         }
         var out: [String] = []
@@ -335,7 +324,7 @@ struct ChunkBands: Sendable {
 
 /// One tensor a digest worker has in hand: its mapped chunks (asked for ahead by a
 /// ``PrefetchWindow``), the next band and what of the last band is still to be hashed.
-final class BandSlot {
+final class BandSlot: PendingDigest {
     let plan: ChunkBands
     let index: Int
     let views: [UnsafeRawBufferPointer]

@@ -71,3 +71,29 @@ public func hex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
     }
     return String(decoding: chars, as: UTF8.self)
 }
+
+/// A digest being fed bytes as they become ready: `pending` holds the bytes not hashed yet.
+public protocol PendingDigest: AnyObject {
+    var sha: SHA256Stream { get set }
+    var pending: UnsafeRawBufferPointer { get set }
+}
+
+extension SHA256Stream {
+    /// Hashes what the digests of `slots` have pending: when two have bytes, the length they
+    /// share goes through both lanes at once; otherwise each hashes all it has.
+    public static func hashPending<D: PendingDigest>(_ slots: [D?]) {
+        let ready = slots.compactMap { $0 }.filter { !$0.pending.isEmpty }
+        if ready.count == 2 {
+            let (a, b) = (ready[0], ready[1])
+            let n = min(a.pending.count, b.pending.count)
+            update(&a.sha, UnsafeRawBufferPointer(rebasing: a.pending[0..<n]), &b.sha, UnsafeRawBufferPointer(rebasing: b.pending[0..<n]))
+            a.pending = UnsafeRawBufferPointer(rebasing: a.pending[n...])
+            b.pending = UnsafeRawBufferPointer(rebasing: b.pending[n...])
+        } else {
+            for slot in ready {
+                slot.sha.update(slot.pending)
+                slot.pending = UnsafeRawBufferPointer(start: nil, count: 0)
+            }
+        }
+    }
+}

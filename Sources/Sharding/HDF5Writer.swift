@@ -224,18 +224,7 @@ struct HDF5Writer {
                         }
                     }
                     guard slots.contains(where: { $0 != nil }) else { break }
-                    if let a = slots[0], let b = slots[1], !a.pending.isEmpty, !b.pending.isEmpty {
-                        let n = min(a.pending.count, b.pending.count)
-                        SHA256Stream.update(&a.sha, UnsafeRawBufferPointer(rebasing: a.pending[0..<n]),
-                                            &b.sha, UnsafeRawBufferPointer(rebasing: b.pending[0..<n]))
-                        a.pending = UnsafeRawBufferPointer(rebasing: a.pending[n...])
-                        b.pending = UnsafeRawBufferPointer(rebasing: b.pending[n...])
-                    } else {
-                        for case let slot? in slots where !slot.pending.isEmpty {
-                            slot.sha.update(slot.pending)
-                            slot.pending = UnsafeRawBufferPointer(start: nil, count: 0)
-                        }
-                    }
+                    SHA256Stream.hashPending(slots)
                     for case let slot? in slots where slot.pending.isEmpty {
                         if let (file, range) = slot.mapped { file.release(range) }
                         slot.mapped = nil
@@ -279,7 +268,7 @@ struct HDF5Writer {
 
     /// A tensor a worker has in hand: its chunk grid, the first chunk of its next band, and
     /// the bytes of its last band still to be hashed.
-    final class TensorSlot {
+    final class TensorSlot: PendingDigest {
         let index: Int
         let job: TensorJob
         let tensor: TargetTensor
