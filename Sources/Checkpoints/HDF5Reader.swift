@@ -170,7 +170,7 @@ extension HDF5Store {
         defer { results.value.deinitialize(); results.value.deallocate() }
         let next = Atomic<Int>(0)
         let workers = max(1, min(threads, tensorBands.count))
-        let prefetch = PrefetchWindow(streamer: TensorStreamer(cache: cache), tensors: tensors)
+        let prefetch = ReadAheadWindow(streamer: TensorStreamer(cache: cache), tensors: tensors, window: 512 << 20)
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
             let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: decodedBytes, alignment: 64)
             let buffers = (0..<2).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: bandBytes, alignment: 64) }
@@ -185,7 +185,7 @@ extension HDF5Store {
                         if slots[s] == nil {
                             let k = next.wrappingAdd(1, ordering: .relaxed).oldValue
                             guard k < tensorBands.count else { break }
-                            prefetch.taking(k)
+                            prefetch.reached(k)
                             do throws(TesseraError) {
                                 slots[s] = try BandSlot(tensorBands[k], index: k, cache: cache)
                             } catch {
@@ -323,7 +323,7 @@ struct ChunkBands: Sendable {
 }
 
 /// One tensor a digest worker has in hand: its mapped chunks (asked for ahead by a
-/// ``PrefetchWindow``), the next band and what of the last band is still to be hashed.
+/// ``ReadAheadWindow``), the next band and what of the last band is still to be hashed.
 final class BandSlot: PendingDigest {
     let plan: ChunkBands
     let index: Int
@@ -362,36 +362,5 @@ final class BandSlot: PendingDigest {
     func release(band b: Int) {
         let pieces = plan.bands[b].map { plan.tensor.pieces[$0].storage }
         file.release(pieces.map(\.offset).min()!..<pieces.map { $0.offset + $0.count }.max()!)
-    }
-}
-
-/// Keeps the disk reading a bounded window ahead of workers that take tensors in order:
-/// when tensor `k` is taken, the tensors after it are asked for (on the streamer's background
-/// prefetch thread) until `window` bytes beyond it are on their way.
-public final class PrefetchWindow: Sendable {
-    private let streamer: TensorStreamer
-    private let tensors: [GlobalTensor]
-    private let window: Int
-    private let asked = Mutex(0)
-
-    public init(streamer: TensorStreamer, tensors: [GlobalTensor], window: Int = 512 << 20) {
-        self.streamer = streamer
-        self.tensors = tensors
-        self.window = window
-    }
-
-    /// Tensor `k` is being taken.
-    public func taking(_ k: Int) {
-        let range = asked.withLock { (asked: inout Int) -> Range<Int> in
-            var ahead = 0, end = k
-            while end < tensors.count, end < asked || ahead < window {
-                ahead += tensors[end].byteCount
-                end += 1
-            }
-            defer { asked = max(asked, end) }
-            return asked..<max(asked, end)
-        }
-        guard !range.isEmpty else { return }
-        streamer.prefetch(tensors[range].map { ($0, Box(offset: $0.shape.map { _ in 0 }, shape: $0.shape)) })
     }
 }

@@ -24,7 +24,7 @@ struct DistTorchWriter {
         var order: [String] = []
         var regions: [(GlobalTensor, Box)] = []
         for t in plan.tensors { regions += try DistZarrWriter.chunks(t, tp: plan.layout.tp).boxes.map { (t.source, $0) } }
-        let readAhead = ReadAhead(streamer: streamer, regions: regions)
+        let readAhead = ReadAheadWindow(streamer: streamer, regions: regions)
         for t in plan.tensors {
             let (key, layer) = DistZarrWriter.key(t.name)
             let (_, boxes) = try DistZarrWriter.chunks(t, tp: plan.layout.tp)

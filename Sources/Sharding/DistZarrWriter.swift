@@ -42,7 +42,7 @@ struct DistZarrWriter {
         var written = Set<String>()
         var regions: [(GlobalTensor, Box)] = []
         for t in plan.tensors { regions += try Self.chunks(t, tp: plan.layout.tp).boxes.map { (t.source, $0) } }
-        let readAhead = ReadAhead(streamer: streamer, regions: regions)
+        let readAhead = ReadAheadWindow(streamer: streamer, regions: regions)
         let closes = DeferredCloses()
         for t in plan.tensors {
             let (key, layer) = Self.key(t.name)

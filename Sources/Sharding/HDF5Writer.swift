@@ -188,7 +188,7 @@ struct HDF5Writer {
         defer { digests.value.deinitialize(); digests.value.deallocate() }
         let done = DispatchGroup()
         let writer = self
-        let prefetch = PrefetchWindow(streamer: streamer, tensors: jobs.map { plan.tensors[$0.tensor].source })
+        let prefetch = ReadAheadWindow(streamer: streamer, tensors: jobs.map { plan.tensors[$0.tensor].source }, window: 512 << 20)
         for _ in 0..<workers {
             DispatchQueue.global().async(group: done) {
                 let bands = (0..<2).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: bandBytes, alignment: 64) }
@@ -205,7 +205,7 @@ struct HDF5Writer {
                             if slots[s] == nil {
                                 let k = pipeline.next.wrappingAdd(1, ordering: .relaxed).oldValue
                                 guard k < jobs.count else { break }
-                                prefetch.taking(k)
+                                prefetch.reached(k)
                                 slots[s] = TensorSlot(index: k, job: jobs[k], tensor: writer.plan.tensors[jobs[k].tensor], buffer: bands[s])
                             }
                             guard let slot = slots[s], slot.pending.isEmpty else { break }

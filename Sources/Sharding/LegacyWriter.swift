@@ -22,7 +22,7 @@ struct LegacyWriter {
         for (t, p) in ranks {
             for lt in try plan.rankTensors(tp: t, pp: p) { regions += lt.parts.map { (lt.tensor.source, $0) } }
         }
-        let readAhead = ReadAhead(streamer: streamer, regions: regions)
+        let readAhead = ReadAheadWindow(streamer: streamer, regions: regions)
         let closes = DeferredCloses()
         for (t, p) in ranks {
             let folder = Self.rankFolder(tp: t, pp: p, layout: plan.layout)
@@ -37,7 +37,7 @@ struct LegacyWriter {
 
     private enum Storage { case tensor(LocalTensor), bytes([UInt8]) }
 
-    private func writeRank(tp: Int, pp: Int, path: String, readAhead: ReadAhead, closes: DeferredCloses) throws(TesseraError) {
+    private func writeRank(tp: Int, pp: Int, path: String, readAhead: ReadAheadWindow, closes: DeferredCloses) throws(TesseraError) {
         let tensors = try plan.rankTensors(tp: tp, pp: pp)
         var entries: [(String, StateValue)] = []
         var storages: [Storage] = []
