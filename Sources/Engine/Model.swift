@@ -462,83 +462,79 @@ public final class Model: @unchecked Sendable {
         if let past { past.cache.copy(layer: past.layer, first: past.count, keys: &keys, values: &values) }
         var q = Kernels.uninitialized(Float.self, T * heads * d)
         let scale = 1 / Float(d).squareRoot()
-        do {
-            q.withUnsafeMutableBufferPointer { qb in
-                keys.withUnsafeMutableBufferPointer { kb in
-                    values.withUnsafeMutableBufferPointer { vb in
-                        do {
-                            cosT.withUnsafeBufferPointer { cosb in
-                                sinT.withUnsafeBufferPointer { sinb in
-                                    let (src, qp, kp, vp, cp) = (UncheckedSendable(qkv), UncheckedSendable(qb.baseAddress!),
-                                                                 UncheckedSendable(kb.baseAddress!), UncheckedSendable(vb.baseAddress!),
-                                                                 UncheckedSendable(ctx))
-                                    let (cosp, sinp) = (UncheckedSendable(cosb.baseAddress!), UncheckedSendable(sinb.baseAddress!))
-                                    // Rotate-half RoPE on the first `rot` values of one head vector, in place.
-                                    @Sendable func rope(_ v: UnsafeMutablePointer<Float>, _ t: Int) {
-                                        guard useRope else { return }
-                                        let c = cosp.value + t * half, s = sinp.value + t * half
-                                        for i in 0..<half {
-                                            let a = v[i], b = v[i + half]
-                                            let x = a * c[i] - b * s[i], y = b * c[i] + a * s[i]
-                                            v[i] = round ? x.bfloat16Rounded : x
-                                            v[i + half] = round ? y.bfloat16Rounded : y
+        q.withUnsafeMutableBufferPointer { qb in
+            keys.withUnsafeMutableBufferPointer { kb in
+                values.withUnsafeMutableBufferPointer { vb in
+                    cosT.withUnsafeBufferPointer { cosb in
+                        sinT.withUnsafeBufferPointer { sinb in
+                            let (src, qp, kp, vp, cp) = (UncheckedSendable(qkv), UncheckedSendable(qb.baseAddress!),
+                                                         UncheckedSendable(kb.baseAddress!), UncheckedSendable(vb.baseAddress!),
+                                                         UncheckedSendable(ctx))
+                            let (cosp, sinp) = (UncheckedSendable(cosb.baseAddress!), UncheckedSendable(sinb.baseAddress!))
+                            // Rotate-half RoPE on the first `rot` values of one head vector, in place.
+                            @Sendable func rope(_ v: UnsafeMutablePointer<Float>, _ t: Int) {
+                                guard useRope else { return }
+                                let c = cosp.value + t * half, s = sinp.value + t * half
+                                for i in 0..<half {
+                                    let a = v[i], b = v[i + half]
+                                    let x = a * c[i] - b * s[i], y = b * c[i] + a * s[i]
+                                    v[i] = round ? x.bfloat16Rounded : x
+                                    v[i + half] = round ? y.bfloat16Rounded : y
+                                }
+                            }
+                            // Split qkv rows ([q heads of the group, k, v] per group) and rotate.
+                            Kernels.parallel(T, granule: 8) { t0, t1 in
+                                for t in t0..<t1 {
+                                    for g in 0..<groups {
+                                        let base = src.value + t * width + g * (hpg + 2) * d
+                                        for j in 0..<hpg {
+                                            let dst = qp.value + (t * heads + g * hpg + j) * d
+                                            dst.update(from: base + j * d, count: d)
+                                            rope(dst, t)
                                         }
+                                        let at = ((start + t) * groups + g) * d
+                                        (kp.value + at).update(from: base + hpg * d, count: d)
+                                        rope(kp.value + at, t)
+                                        (vp.value + at).update(from: base + (hpg + 1) * d, count: d)
                                     }
-                                    // Split qkv rows ([q heads of the group, k, v] per group) and rotate.
-                                    Kernels.parallel(T, granule: 8) { t0, t1 in
-                                        for t in t0..<t1 {
-                                            for g in 0..<groups {
-                                                let base = src.value + t * width + g * (hpg + 2) * d
-                                                for j in 0..<hpg {
-                                                    let dst = qp.value + (t * heads + g * hpg + j) * d
-                                                    dst.update(from: base + j * d, count: d)
-                                                    rope(dst, t)
-                                                }
-                                                let at = ((start + t) * groups + g) * d
-                                                (kp.value + at).update(from: base + hpg * d, count: d)
-                                                rope(kp.value + at, t)
-                                                (vp.value + at).update(from: base + (hpg + 1) * d, count: d)
-                                            }
+                                }
+                            }
+                            // Per head, in blocks of query rows that see only the keys up to their last row:
+                            // scores = Q K^T * scale, causal softmax, context = P V (with V transposed once per group).
+                            let block = 64
+                            Kernels.parallel(heads) { h0, h1 in
+                                let scores = UnsafeMutablePointer<Float>.allocate(capacity: block * total)
+                                let vt = UnsafeMutablePointer<Float>.allocate(capacity: d * total)
+                                defer { scores.deallocate(); vt.deallocate() }
+                                var transposed = -1
+                                for head in h0..<h1 {
+                                    let g = head / hpg
+                                    if T < 16 {
+                                        // A few new positions (a scored turn after its cached prefix): dot
+                                        // products straight over the keys and values, nothing to pack.
+                                        for t in 0..<T {
+                                            tessera_attend_row(qp.value + (t * heads + head) * d, kp.value + g * d, vp.value + g * d,
+                                                               groups * d, start + t + 1, d, scale, round ? 1 : 0, scores,
+                                                               cp.value + t * heads * d + head * d)
                                         }
+                                        continue
                                     }
-                                    // Per head, in blocks of query rows that see only the keys up to their last row:
-                                    // scores = Q K^T * scale, causal softmax, context = P V (with V transposed once per group).
-                                    let block = 64
-                                    Kernels.parallel(heads) { h0, h1 in
-                                        let scores = UnsafeMutablePointer<Float>.allocate(capacity: block * total)
-                                        let vt = UnsafeMutablePointer<Float>.allocate(capacity: d * total)
-                                        defer { scores.deallocate(); vt.deallocate() }
-                                        var transposed = -1
-                                        for head in h0..<h1 {
-                                            let g = head / hpg
-                                            if T < 16 {
-                                                // A few new positions (a scored turn after its cached prefix): dot
-                                                // products straight over the keys and values, nothing to pack.
-                                                for t in 0..<T {
-                                                    tessera_attend_row(qp.value + (t * heads + head) * d, kp.value + g * d, vp.value + g * d,
-                                                                       groups * d, start + t + 1, d, scale, round ? 1 : 0, scores,
-                                                                       cp.value + t * heads * d + head * d)
-                                                }
-                                                continue
-                                            }
-                                            if transposed != g {
-                                                for pos in 0..<total { for i in 0..<d { vt[i * total + pos] = vp.value[(pos * groups + g) * d + i] } }
-                                                transposed = g
-                                            }
-                                            var t0 = 0
-                                            while t0 < T {
-                                                let rows = min(block, T - t0), visible = start + t0 + rows
-                                                var status = tessera_gemm_f32_nt(qp.value + t0 * heads * d + head * d, heads * d, kp.value + g * d, 0, groups * d,
-                                                                        scores, visible, rows, visible, d, 0)
-                                                for r in 0..<rows {
-                                                    tessera_causal_softmax(scores + r * visible, start + t0 + r + 1, visible, scale, round ? 1 : 0)
-                                                }
-                                                status |= tessera_gemm_f32_nt(scores, visible, vt, 0, total, cp.value + t0 * heads * d + head * d, heads * d,
-                                                                        rows, d, visible, 0)
-                                                precondition(status == 0, "out of memory for the attention products' packing buffers")
-                                                t0 += rows
-                                            }
+                                    if transposed != g {
+                                        for pos in 0..<total { for i in 0..<d { vt[i * total + pos] = vp.value[(pos * groups + g) * d + i] } }
+                                        transposed = g
+                                    }
+                                    var t0 = 0
+                                    while t0 < T {
+                                        let rows = min(block, T - t0), visible = start + t0 + rows
+                                        var status = tessera_gemm_f32_nt(qp.value + t0 * heads * d + head * d, heads * d, kp.value + g * d, 0, groups * d,
+                                                                scores, visible, rows, visible, d, 0)
+                                        for r in 0..<rows {
+                                            tessera_causal_softmax(scores + r * visible, start + t0 + r + 1, visible, scale, round ? 1 : 0)
                                         }
+                                        status |= tessera_gemm_f32_nt(scores, visible, vt, 0, total, cp.value + t0 * heads * d + head * d, heads * d,
+                                                                rows, d, visible, 0)
+                                        precondition(status == 0, "out of memory for the attention products' packing buffers")
+                                        t0 += rows
                                     }
                                 }
                             }
