@@ -70,9 +70,11 @@ public struct TensorStreamer: Sendable {
                 throw error.forTensor(t.name)
             }
         }
-        // Start reading every piece the region touches, so disk reads overlap with the work.
+        // Start reading the stored bytes the region touches (not a piece's start when the region
+        // lies further in), so disk reads overlap with the work.
         for (p, f) in zip(pieces, files) where p.intersects(region) {
-            f.willNeed(p.storage.offset..<(p.storage.offset + min(p.storage.count, prefetchLimit)))
+            let r = Self.storedRange(of: p, in: region, dtype: t.dtype)
+            f.willNeed(r.lowerBound..<min(r.upperBound, r.lowerBound + prefetchLimit))
         }
         let decoder = ChunkDecoder(pieces: pieces, encoded: views, threads: decodeThreads, region: region)
         defer { decoder.releaseAll() }
