@@ -47,7 +47,7 @@ fi
 # 2. The binary (built only if missing; waits while another build holds the lock).
 if [ ! -x "$BIN" ]; then
     for attempt in $(seq 1 40); do
-        if log=$(swift build -c release --product tessera 2>&1); then
+        if log=$(swift build -c release --static-swift-stdlib --product tessera 2>&1); then
             echo "$log" | tail -n 3
             break
         fi

@@ -206,6 +206,14 @@ void tessera_unshuffle_from(const uint8_t *restrict src, size_t n, size_t at, si
     }
 }
 
+void tessera_unshuffle_rows(const uint8_t *src, size_t n, size_t at, size_t src_stride, size_t rows, size_t k,
+                            size_t es, int shuffled, uint8_t *dst, size_t dst_stride) {
+    for (size_t r = 0; r < rows; r++, at += src_stride, dst += dst_stride * es) {
+        if (shuffled) tessera_unshuffle_from(src, n, at, k, es, dst);
+        else memcpy(dst, src + at * es, k * es);
+    }
+}
+
 void tessera_shuffle(const uint8_t *restrict src, uint8_t *restrict dst, size_t n, size_t es) {
     tessera_shuffle_into(src, n, es, dst, n, 0);
 }

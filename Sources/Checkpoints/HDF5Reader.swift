@@ -152,10 +152,12 @@ public struct HDF5ArtifactContainer: Container {
 extension HDF5Store {
     /// Digests of tensors stored as compressed chunks (nil when some tensor is not, and the
     /// general path applies), checked against the recorded ones. Each of `threads` workers
-    /// carries two tensors at a time and takes them band by band (a row of chunks: each
-    /// chunk decompressed and unshuffled straight into its place in C order), feeding both
-    /// bands through the SHA unit together.
-    static func bandDigests(_ tensors: [GlobalTensor], cache: MappingCache, threads: Int,
+    /// carries two tensors at a time, each slot fed by its own ``BandStream`` (chunks read
+    /// around the page cache, ahead of use). A band (a row of chunks) is decompressed and
+    /// unshuffled straight into its place in C order, and both slots' bands go through the
+    /// SHA unit together.
+    /// `groupBytes` and `depth` size each slot's reads (``BandStream``).
+    static func bandDigests(_ tensors: [GlobalTensor], threads: Int, groupBytes: Int = 4 << 20, depth: Int = 3,
                             progress: (@Sendable (Int) -> Void)?) throws(TesseraError) -> [String]? {
         var plans: [ChunkBands] = []
         for t in tensors {
@@ -163,56 +165,59 @@ extension HDF5Store {
             plans.append(bands)
         }
         guard !plans.isEmpty else { return nil }
-        let tensorBands = plans
+        var readers: [String: DirectReader] = [:]
+        for path in Set(tensors.flatMap { $0.pieces.map(\.storage.path) }) { readers[path] = try DirectReader(path: path) }
+        let tensorBands = plans, files = readers, orders = BandStream.orders(plans)
         let bandBytes = plans.map(\.bandBytes).max()!, decodedBytes = plans.map(\.decodedBytes).max()!
         let results = UncheckedSendable(UnsafeMutableBufferPointer<Result<String, TesseraError>?>.allocate(capacity: plans.count))
         results.value.initialize(repeating: nil)
         defer { results.value.deinitialize(); results.value.deallocate() }
         let next = Atomic<Int>(0)
+        let claim: @Sendable () -> Int? = {
+            let k = next.wrappingAdd(1, ordering: .relaxed).oldValue
+            return k < tensorBands.count ? k : nil
+        }
         let workers = max(1, min(threads, tensorBands.count))
-        let prefetch = ReadAheadWindow(streamer: TensorStreamer(cache: cache), tensors: tensors, window: 512 << 20)
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
             let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: decodedBytes, alignment: 64)
             let buffers = (0..<2).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: bandBytes, alignment: 64) }
             defer { scratch.deallocate(); buffers.forEach { $0.deallocate() } }
             let z = ZstdDecompressor()
+            let streams = (0..<2).map { _ in BandStream(plans: tensorBands, orders: orders, readers: files, groupBytes: groupBytes, depth: depth, claim: claim) }
             var slots: [BandSlot?] = [nil, nil]
+            var active = [true, true]
             while true {
-                // Each slot gets a band to hash: the next of its tensor, or the first of the
-                // next tensor once its own is done.
-                for s in slots.indices {
+                for s in slots.indices where active[s] {
+                    if let slot = slots[s], !slot.pending.isEmpty { continue }
+                    if let slot = slots[s], slot.band == slot.plan.bands.count {
+                        results.value[slot.index] = .success(slot.sha.finalizeHex())
+                        progress?(slot.plan.tensor.byteCount)
+                        slots[s] = nil
+                    }
+                    // Chunks of the slot's next band, decoded into their places in its buffer;
+                    // the band is then hashed.
                     while true {
-                        if slots[s] == nil {
-                            let k = next.wrappingAdd(1, ordering: .relaxed).oldValue
-                            guard k < tensorBands.count else { break }
-                            prefetch.reached(k)
-                            do throws(TesseraError) {
-                                slots[s] = try BandSlot(tensorBands[k], index: k, cache: cache)
-                            } catch {
-                                results.value[k] = .failure(error)
-                                continue
-                            }
-                        }
-                        guard let slot = slots[s], slot.pending.isEmpty else { break }
-                        if slot.band == slot.plan.bands.count {
-                            results.value[slot.index] = .success(slot.sha.finalizeHex())
-                            slot.release()
-                            progress?(slot.plan.tensor.byteCount)
-                            slots[s] = nil
-                            continue
+                        guard let chunk = streams[s].next() else {
+                            active[s] = false
+                            break
                         }
                         do throws(TesseraError) {
-                            let n = try slot.plan.decode(band: slot.band, views: slot.views, into: buffers[s], scratch: scratch, z: z)
-                            slot.release(band: slot.band)
-                            slot.pending = UnsafeRawBufferPointer(rebasing: buffers[s][0..<n])
-                            slot.band += 1
+                            let bytes = try chunk.bytes.get()
+                            if slots[s]?.index != chunk.tensor { slots[s] = BandSlot(tensorBands[chunk.tensor], index: chunk.tensor) }
+                            let slot = slots[s]!
+                            try slot.plan.decode(chunk: chunk.piece, band: chunk.band, input: bytes, into: buffers[s], scratch: scratch, z: z)
+                            slot.decoded += 1
+                            if slot.decoded == slot.plan.bands[slot.band].count {
+                                slot.pending = UnsafeRawBufferPointer(rebasing: buffers[s][0..<slot.plan.byteCount(band: slot.band)])
+                                slot.band += 1
+                                slot.decoded = 0
+                                break
+                            }
                         } catch {
-                            results.value[slot.index] = .failure(error)
-                            slot.release()
+                            results.value[chunk.tensor] = .failure(error)
+                            streams[s].abandon(chunk.tensor)
                             slots[s] = nil
-                            continue
                         }
-                        break
                     }
                 }
                 guard slots.contains(where: { $0 != nil }) else { return }
@@ -264,103 +269,82 @@ struct ChunkBands: Sendable {
         decodedBytes = decoded
     }
 
-    /// Decodes band `b` into `out` in C order and returns its byte count.
-    func decode(band b: Int, views: [UnsafeRawBufferPointer], into out: UnsafeMutableRawBufferPointer,
-                scratch: UnsafeMutableRawBufferPointer, z: ZstdDecompressor) throws(TesseraError) -> Int {
+    /// Bytes of band `b` in C order.
+    func byteCount(band b: Int) -> Int {
+        rowBytes * tensor.pieces[bands[b][0]].shape[0]
+    }
+
+    private var rowBytes: Int { tensor.shape.dropFirst().reduce(1, *) * tensor.dtype.size }
+
+    /// Decodes chunk `i` (a piece of band `b`, encoded bytes `input`) into its place in
+    /// `out`, which holds band `b` in C order.
+    func decode(chunk i: Int, band b: Int, input: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer,
+                scratch: UnsafeMutableRawBufferPointer, z: ZstdDecompressor) throws(TesseraError) {
         let t = tensor, esize = t.dtype.size, last = t.shape.count - 1
         let r0 = t.pieces[bands[b][0]].globalOffset[0], rows = t.pieces[bands[b][0]].shape[0]
         let bandShape = [rows] + t.shape.dropFirst()
         var strides = [Int](repeating: 1, count: bandShape.count)
         for k in strides.indices.reversed().dropFirst() { strides[k] = strides[k + 1] * bandShape[k + 1] }
-        for i in bands[b] {
-            let p = t.pieces[i], input = views[i]
-            let data: UnsafeRawPointer, shuffled: Bool, count: Int
-            do throws(TesseraError) {
-                switch p.encoding {
-                case .zstd(let s, let n):
-                    try z.decompress(input, into: UnsafeMutableRawBufferPointer(rebasing: scratch[0..<n]))
-                    (data, shuffled, count) = (UnsafeRawPointer(scratch.baseAddress!), s, n)
-                case .shuffled(let n):
-                    guard input.count == n else { throw TesseraError(.corrupt, "chunk holds \(input.count) bytes, expected \(n)") }
-                    (data, shuffled, count) = (input.baseAddress!, true, n)
-                case .raw:
-                    throw TesseraError(.unsupported, "not a compressed chunk")
-                }
-            } catch {
-                throw TesseraError(.corrupt, "chunk at \(p.globalOffset): \(error.message)", file: p.storage.path, tensor: t.name)
+        let p = t.pieces[i]
+        let data: UnsafeRawPointer, shuffled: Bool, count: Int
+        do throws(TesseraError) {
+            switch p.encoding {
+            case .zstd(let s, let n):
+                try z.decompress(input, into: UnsafeMutableRawBufferPointer(rebasing: scratch[0..<n]))
+                (data, shuffled, count) = (UnsafeRawPointer(scratch.baseAddress!), s, n)
+            case .shuffled(let n):
+                guard input.count == n else { throw TesseraError(.corrupt, "chunk holds \(input.count) bytes, expected \(n)") }
+                (data, shuffled, count) = (input.baseAddress!, true, n)
+            case .raw:
+                throw TesseraError(.unsupported, "not a compressed chunk")
             }
-            let chunkElements = count / esize
-            // Rows of the chunk (its last dimension) go to their places in the band; a chunk as
-            // wide as the tensor is one run.
-            let whole = Array(p.shape.dropFirst()) == Array(t.shape.dropFirst()) && p.strides == strides
-            let segment = whole ? p.elementCount : p.shape[last]
-            var outer = [Int](repeating: 0, count: whole ? 0 : last)
-            var done = 0
-            while done < p.elementCount {
-                var at = 0, to = whole ? 0 : p.globalOffset[last]
-                for k in outer.indices {
-                    at += outer[k] * p.strides[k]
-                    to += (outer[k] + p.globalOffset[k] - (k == 0 ? r0 : 0)) * strides[k]
-                }
-                if shuffled {
-                    byteUnshuffle(data, chunkElements: chunkElements, at: at, count: segment, elementSize: esize,
-                                  into: out.baseAddress! + to * esize)
-                } else {
-                    (out.baseAddress! + to * esize).copyMemory(from: data + at * esize, byteCount: segment * esize)
-                }
-                done += segment
-                var k = outer.count - 1
-                while k >= 0 {
-                    outer[k] += 1
-                    if outer[k] < p.shape[k] { break }
-                    outer[k] = 0
-                    k -= 1
-                }
-            }
+        } catch {
+            throw TesseraError(.corrupt, "chunk at \(p.globalOffset): \(error.message)", file: p.storage.path, tensor: t.name)
         }
-        return rows * strides[0] * esize
+        let chunkElements = count / esize
+        // A chunk as wide as the tensor is one run of the band; otherwise its rows (the last
+        // dimension) go to their places, a plane of the last two dimensions per call.
+        if Array(p.shape.dropFirst()) == Array(t.shape.dropFirst()) && p.strides == strides {
+            byteUnshuffleRows(data, chunkElements: chunkElements, shuffled: shuffled, at: 0, sourceStride: 0, rows: 1,
+                              count: p.elementCount, elementSize: esize, into: out.baseAddress!, destinationStride: 0)
+            return
+        }
+        let plane = last - 1
+        var outer = [Int](repeating: 0, count: plane)
+        while true {
+            var at = 0, to = p.globalOffset[last] + (p.globalOffset[plane] - (plane == 0 ? r0 : 0)) * strides[plane]
+            for k in outer.indices {
+                at += outer[k] * p.strides[k]
+                to += (outer[k] + p.globalOffset[k] - (k == 0 ? r0 : 0)) * strides[k]
+            }
+            byteUnshuffleRows(data, chunkElements: chunkElements, shuffled: shuffled, at: at, sourceStride: p.strides[plane],
+                              rows: p.shape[plane], count: p.shape[last], elementSize: esize,
+                              into: out.baseAddress! + to * esize, destinationStride: strides[plane])
+            var k = outer.count - 1
+            while k >= 0 {
+                outer[k] += 1
+                if outer[k] < p.shape[k] { break }
+                outer[k] = 0
+                k -= 1
+            }
+            if k < 0 { return }
+        }
     }
 }
 
-/// One tensor a digest worker has in hand: its mapped chunks (asked for ahead by a
-/// ``ReadAheadWindow``), the next band and what of the last band is still to be hashed.
+/// One tensor a digest worker has in hand: the next band and what of the last band is
+/// still to be hashed.
 final class BandSlot: PendingDigest {
     let plan: ChunkBands
     let index: Int
-    let views: [UnsafeRawBufferPointer]
-    private let file: MappedFile
-    private let range: Range<Int>
     var band = 0
+    /// Chunks of `band` decoded so far.
+    var decoded = 0
     var sha = SHA256Stream()
     var pending = UnsafeRawBufferPointer(start: nil, count: 0)
 
-    init(_ plan: ChunkBands, index: Int, cache: MappingCache) throws(TesseraError) {
+    init(_ plan: ChunkBands, index: Int) {
         self.plan = plan
         self.index = index
-        let t = plan.tensor
-        do throws(TesseraError) {
-            file = try cache.file(t.pieces[0].storage.path)
-            var views: [UnsafeRawBufferPointer] = []
-            for p in t.pieces {
-                guard p.storage.path == t.pieces[0].storage.path else {
-                    throw TesseraError(.unsupported, "chunks of one dataset in several files")
-                }
-                views.append(try file.bytes(offset: p.storage.offset, count: p.storage.count))
-            }
-            self.views = views
-        } catch {
-            throw error.forTensor(t.name)
-        }
-        let lo = t.pieces.map(\.storage.offset).min()!
-        range = lo..<t.pieces.map { $0.storage.offset + $0.storage.count }.max()!
-    }
-
-    /// Lets the kernel drop the tensor's mapped pages.
-    func release() { file.release(range) }
-
-    /// Lets the kernel drop the mapped pages of band `b`'s chunks.
-    func release(band b: Int) {
-        let pieces = plan.bands[b].map { plan.tensor.pieces[$0].storage }
-        file.release(pieces.map(\.offset).min()!..<pieces.map { $0.offset + $0.count }.max()!)
     }
 }

@@ -43,9 +43,12 @@ public enum HDF5Library {
         return tessera_register_zstd() == 0
     }()
 
-    /// Makes sure the library is initialised and the zstd filter (32015) is registered.
+    /// Makes sure the library is initialised and the zstd filter (32015) is registered, and
+    /// that HDF5 prints no error stacks on this thread (a thread-safe libhdf5 keeps that
+    /// setting per thread; failures reach the user as ``TesseraError``s instead).
     public static func prepare() throws(TesseraError) {
         guard ready else { throw TesseraError(.unsupported, "cannot register the zstd HDF5 filter (32015)") }
+        H5Eset_auto2(hid_t(0), nil, nil)
     }
 }
 

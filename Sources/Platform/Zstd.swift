@@ -105,6 +105,16 @@ public func byteShuffle(_ source: UnsafeRawPointer, count: Int, elementSize: Int
                          chunk.assumingMemoryBound(to: UInt8.self), chunkElements, at)
 }
 
+/// Rows of a chunk put in place: `rows` runs of `count` elements starting at element `at` of
+/// the (shuffled, when `shuffled`) chunk of `chunkElements` elements, `sourceStride` elements
+/// apart, written `destinationStride` elements apart from `destination`.
+public func byteUnshuffleRows(_ chunk: UnsafeRawPointer, chunkElements: Int, shuffled: Bool, at: Int, sourceStride: Int,
+                              rows: Int, count: Int, elementSize: Int,
+                              into destination: UnsafeMutableRawPointer, destinationStride: Int) {
+    tessera_unshuffle_rows(chunk.assumingMemoryBound(to: UInt8.self), chunkElements, at, sourceStride, rows, count,
+                           elementSize, shuffled ? 1 : 0, destination.assumingMemoryBound(to: UInt8.self), destinationStride)
+}
+
 /// Part of a byte unshuffle: elements `at..<at + count` of the shuffled chunk `chunk` of
 /// `chunkElements` elements, written as `count` whole elements at `destination`.
 public func byteUnshuffle(_ chunk: UnsafeRawPointer, chunkElements: Int, at: Int, count: Int, elementSize: Int,

@@ -60,6 +60,10 @@ void tessera_shuffle_into(const uint8_t *src, size_t k, size_t es, uint8_t *dst,
 /* Part of an unshuffle: elements at..at+k of the n-element shuffled chunk src, as k whole
    elements at dst. */
 void tessera_unshuffle_from(const uint8_t *src, size_t n, size_t at, size_t k, size_t es, uint8_t *dst);
+/* `rows` runs of `k` elements, at `at`, `at + src_stride`, ... of a chunk of `n` elements
+   (shuffled when `shuffled`, else plain), written `dst_stride` elements apart at `dst`. */
+void tessera_unshuffle_rows(const uint8_t *src, size_t n, size_t at, size_t src_stride, size_t rows, size_t k,
+                            size_t es, int shuffled, uint8_t *dst, size_t dst_stride);
 
 /* Makes a zstd context parse every block as literals only (no match search): for weights,
    whose redundancy is all in the byte statistics. Returns 0 if this libzstd cannot (< 1.5.4). */
