@@ -7,8 +7,11 @@ legacy), in one run, each from a cold page cache and followed by sync:
   * h5py + hdf5plugin writing the same tensors with the same filters and chunks (data held
     in memory beforehand, so only compression + writing is timed), and reading them all;
   * `cp` of the raw source bytes;
-  * Tessera reading the store (`inspect --digests`: decompression + SHA-256 of every byte).
-Reports compression ratio, throughput (of uncompressed bytes) and peak RSS.
+  * Tessera reading the store (`inspect --digests`: decompression + SHA-256 of every byte);
+  * the disk's own limit for that read: `dd iflag=direct bs=64M` of the store's bytes.
+Reports compression ratio, throughput (of uncompressed bytes) and peak RSS; the read is also
+given in stored (compressed) bytes per second as a fraction of the disk's direct-read speed
+in the same round.
 
 With --repeat N the whole sequence runs N times (disk throughput on a shared machine is
 noisy) and each figure is reported as best and median over the rounds; ratios to h5py and
@@ -88,6 +91,7 @@ def main():
               ("pw", "h5py + hdf5plugin write (same filters/chunks)"),
               ("b", "tessera HDF5 -> NeMo"),
               ("r", "tessera read store (decompress + sha256)"),
+              ("dd", "dd iflag=direct of the store (disk limit)"),
               ("pr", "h5py + hdf5plugin read")]
     many = len(rounds) > 1
     if many:
@@ -95,14 +99,20 @@ def main():
     for key, label in labels:
         times = [r[key][0] for r in rounds]
         rss = max(r[key][1] for r in rounds)
+        n = stored if key == "dd" else size   # dd moves the stored (compressed) bytes
+        unit = "GB/s stored" if key == "dd" else "GB/s"
         if many:
-            print(f"{label:48s} {min(times):7.2f} s {size/min(times)/1e9:6.2f} / {size/statistics.median(times)/1e9:4.2f} GB/s"
+            print(f"{label:48s} {min(times):7.2f} s {n/min(times)/1e9:6.2f} / {n/statistics.median(times)/1e9:4.2f} {unit}"
                   f"  peak RSS {rss:7.0f} MiB")
         else:
-            print(f"{label:48s} {times[0]:7.2f} s {size/times[0]/1e9:6.2f} GB/s  peak RSS {rss:7.0f} MiB")
+            print(f"{label:48s} {times[0]:7.2f} s {n/times[0]/1e9:6.2f} {unit}  peak RSS {rss:7.0f} MiB")
     vs_h5py = [r["pw"][0] / r["w"][0] for r in rounds]
     vs_cp = [r["cp"][0] / r["w"][0] for r in rounds]
     read = [size / r["r"][0] / 1e9 for r in rounds]
+    disk = [r["dd"][0] / r["r"][0] for r in rounds]
+    print(f"read of stored bytes vs the disk's direct read, same round: "
+          + ", ".join(f"{stored/r['r'][0]/1e9:.2f} of {stored/r['dd'][0]/1e9:.2f} GB/s" for r in rounds)
+          + f"  (best {max(disk):.2f}x, median {statistics.median(disk):.2f}x)")
     if many:
         print(f"write: {max(vs_h5py):.2f} / {statistics.median(vs_h5py):.2f}x h5py+hdf5plugin, "
               f"{max(vs_cp):.2f} / {statistics.median(vs_cp):.2f}x cp;  "
@@ -127,6 +137,8 @@ def one_round(a, src, store, back, other, scripts):
     r["b"] = (t, rss)
     t, _, rss = run_cold([a.tessera, "inspect", "--json", "--digests", store])
     r["r"] = (t, rss)
+    t, _, rss = run_cold(["dd", f"if={store}", "of=/dev/null", "bs=64M", "iflag=direct"])
+    r["dd"] = (t, rss)
     _, out, rss = run_cold([a.python, scripts["w"], store, other])
     r["pw"] = (float(out.strip().splitlines()[-1]), rss)
     _, out, rss = run_cold([a.python, scripts["r"], store])
