@@ -7,23 +7,18 @@ import Foundation
 public final class DirectReader: Sendable {
     /// Alignment of buffers, offsets and lengths of direct reads.
     public static let alignment = 4096
-    public let path: String
-    /// File size in bytes.
-    public let size: Int
-    private let fd: Int32
+    /// The file, for plain reads.
+    private let file: ReadOnlyFile
     /// The file opened with O_DIRECT (-1 when unavailable).
     private let directFD: Int32
+    public var path: String { file.path }
+    /// File size in bytes.
+    public var size: Int { file.size }
 
     public init(path: String) throws(TesseraError) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw TesseraError(.io, "cannot open: \(String(cString: strerror(errno)))", file: path) }
-        var st = stat()
-        fstat(fd, &st)
-        self.path = path
-        self.fd = fd
-        size = Int(st.st_size)
+        file = try ReadOnlyFile(path: path)
         // O_DIRECT = 0o40000 on Linux x86-64 and arm64.
-        directFD = open(path, O_RDONLY | O_CLOEXEC | 0o40000)
+        directFD = (try? ReadOnlyFile.open(path, flags: 0o40000).0) ?? -1
     }
 
     /// Bytes a buffer needs to receive `range` through ``read(_:into:)``.
@@ -43,7 +38,7 @@ public final class DirectReader: Sendable {
                      "DirectReader.read: buffer too small or misaligned")
         var done = 0, direct = directFD >= 0
         while lo + done < range.upperBound {
-            let n = pread(direct ? directFD : fd, buffer.baseAddress! + done, count - done, off_t(lo + done))
+            let n = pread(direct ? directFD : file.fd, buffer.baseAddress! + done, count - done, off_t(lo + done))
             if n < 0, errno == EINTR { continue }
             if n < 0, errno == EINVAL, direct {
                 direct = false
@@ -61,7 +56,6 @@ public final class DirectReader: Sendable {
     }
 
     deinit {
-        close(fd)
         if directFD >= 0 { close(directFD) }
     }
 }

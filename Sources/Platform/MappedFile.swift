@@ -122,20 +122,24 @@ public final class MappingCache: Sendable {
 
 /// A file opened for small positioned reads (metadata), closed with its owner. Reading
 /// metadata this way keeps it out of the process's mapped, resident pages.
-public struct ReadOnlyFile: ~Copyable {
+public struct ReadOnlyFile: ~Copyable, Sendable {
     public let path: String
-    private let fd: Int32
+    let fd: Int32
     /// File size in bytes.
     public let size: Int
 
     public init(path: String) throws(TesseraError) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        (fd, size) = try Self.open(path)
+        self.path = path
+    }
+
+    /// A read-only descriptor of `path` (closed on exec) and the file's size.
+    static func open(_ path: String, flags: Int32 = 0) throws(TesseraError) -> (Int32, Int) {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | flags)
         guard fd >= 0 else { throw TesseraError(.io, "cannot open: \(String(cString: strerror(errno)))", file: path) }
         var st = stat()
         fstat(fd, &st)
-        self.path = path
-        self.fd = fd
-        self.size = Int(st.st_size)
+        return (fd, Int(st.st_size))
     }
 
     /// `count` bytes at `offset`, bounds-checked.

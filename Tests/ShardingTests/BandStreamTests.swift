@@ -7,12 +7,7 @@ import Testing
 
 /// A compressed TP=2 store of a model wide enough for several chunks per band.
 private func store() throws -> (Catalogue, MappingCache) {
-    var model = SyntheticModel()
-    model.hidden = 256
-    model.heads = 8
-    model.groups = 4
-    model.ffn = 512
-    let (_, source) = try model.make()
+    let (_, source) = try SyntheticModel.wide.make()
     let cache = MappingCache()
     let h5 = NSTemporaryDirectory() + "tessera-bands-\(UUID().uuidString).h5"
     try Converter.convert(source, to: h5, layout: TargetLayout(tp: 2, pp: 1, format: .hdf5), force: false, cache: cache)

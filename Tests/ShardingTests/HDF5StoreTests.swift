@@ -194,11 +194,7 @@ func segmentedShuffleIsHDF5sShuffle(_ esize: Int) {
 /// one store into another at TP=4 and back to NeMo: every digest recorded and every tensor
 /// unchanged.
 @Test func widerModelsRoundTripThroughCompressedStores() throws {
-    var model = SyntheticModel()
-    model.hidden = 256
-    model.heads = 8
-    model.groups = 4
-    model.ffn = 512
+    var model = SyntheticModel.wide
     model.vocab = 200
     model.divisor = 48
     let (_, source) = try model.make()

@@ -11,6 +11,16 @@ struct SyntheticModel {
 
     var kv: Int { hidden / heads }
 
+    /// A model with rows long enough for the vector shuffle and several chunks per band.
+    static var wide: SyntheticModel {
+        var model = SyntheticModel()
+        model.hidden = 256
+        model.heads = 8
+        model.groups = 4
+        model.ffn = 512
+        return model
+    }
+
     var shapes: [(String, [Int])] {
         var s: [(String, [Int])] = [("embedding.word_embeddings.weight", [vocab, hidden])]
         for l in 0..<layers {
