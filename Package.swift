@@ -16,7 +16,6 @@ let package = Package(
         // System libraries: module maps only.
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
-        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CISAL", pkgConfig: "libisal", providers: [.apt(["libisal-dev"])]),
         // C macros Swift cannot import (HDF5 property classes, mmap flags).
@@ -32,7 +31,7 @@ let package = Package(
         // Target layouts, the conversion plan and the streaming writers.
         .target(name: "Sharding", dependencies: ["Checkpoints", "TorchFormat", "Platform"]),
         // The Nemotron forward pass and the reward head, from any catalogue.
-        .target(name: "Engine", dependencies: ["Checkpoints", "Platform", "COpenBLAS", "CKernels"]),
+        .target(name: "Engine", dependencies: ["Checkpoints", "Platform", "CKernels"]),
         // SentencePiece models read and applied exactly as the sentencepiece library does.
         .target(name: "Tokenizer", dependencies: ["Platform"]),
         // NeMo-Aligner's attribute annotation and pairwise evaluation on one host.

@@ -1,19 +1,15 @@
 import CKernels
-import COpenBLAS
 import Platform
 import Foundation
 
-/// Numeric kernels over FP32 activations (matrix products in CKernels; OpenBLAS in attention).
+/// Numeric kernels over FP32 activations (matrix products in CKernels; OpenBLAS where the CPU lacks AVX512-BF16).
 enum Kernels {
     /// True when the CPU runs Tessera's AVX-512 GEMMs; otherwise products go through OpenBLAS.
     static let hasNativeGEMM = tessera_has_avx512bf16() != 0 && ProcessInfo.processInfo.environment["TESSERA_PORTABLE_GEMM"] == nil
 
-    /// Worker threads of the engine: one per core. OpenBLAS runs single-threaded inside them
-    /// (its own pool would spin against ours for the same cores).
-    static let workers: Int = {
-        openblas_set_num_threads(1)
-        return max(1, ProcessInfo.processInfo.activeProcessorCount)
-    }()
+    /// Worker threads of the engine: one per core. OpenBLAS, where used, runs single-threaded
+    /// inside them (its own pool would spin against ours for the same cores).
+    static let workers = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
     /// Runs `body(start, end)` over `count` items split into one contiguous range per worker,
     /// range boundaries on multiples of `granule`.

@@ -1,5 +1,4 @@
 import Checkpoints
-import COpenBLAS
 import CKernels
 import Dispatch
 import Foundation
@@ -601,8 +600,7 @@ private struct Operands {
     func blasProduct(_ w: UnsafeRawPointer, bf16Weights: Bool, ldw: Int, rows: Int, col0: Int, cols: Int,
                      c: UnsafeMutablePointer<Float>, accumulate: Bool) {
         guard bf16Weights else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(rows), Int32(cols), 1, x! + col0, Int32(k),
-                        w.assumingMemoryBound(to: Float.self), Int32(ldw), accumulate ? 1 : 0, c, Int32(n))
+            tessera_blas_sgemm_nt(x! + col0, k, w.assumingMemoryBound(to: Float.self), ldw, c, n, tokens, rows, cols, accumulate ? 1 : 0)
             return
         }
         let widened = UnsafeMutablePointer<Float>.allocate(capacity: 64 * cols)
@@ -611,8 +609,7 @@ private struct Operands {
         for r0 in stride(from: 0, to: rows, by: 64) {
             let count = min(64, rows - r0)
             for r in 0..<count { for j in 0..<cols { widened[r * cols + j] = Float(bitPattern: UInt32(src[(r0 + r) * ldw + j]) << 16) } }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(count), Int32(cols), 1, x! + col0, Int32(k),
-                        widened, Int32(cols), accumulate ? 1 : 0, c + r0, Int32(n))
+            tessera_blas_sgemm_nt(x! + col0, k, widened, cols, c + r0, n, tokens, count, cols, accumulate ? 1 : 0)
         }
     }
 }
