@@ -48,7 +48,7 @@ let package = Package(
         .testTarget(name: "ScoringTests", dependencies: ["Scoring", "Engine", "Tokenizer", "Checkpoints", "Platform"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Platform"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Checkpoints", "Platform", "CKernels"]),
-        .testTarget(name: "CLITests", dependencies: ["tessera"]),
+        .testTarget(name: "CLITests", dependencies: ["tessera", "Platform"]),
         .testTarget(name: "ShardingTests", dependencies: ["Sharding", "Checkpoints", "Platform"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "TorchFormat", "Platform"],
                     resources: []),

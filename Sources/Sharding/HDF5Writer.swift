@@ -44,7 +44,8 @@ struct HDF5Writer {
             let file = try HDF5File.create(path, direct: level != nil)
             let layout: [String: Any] = ["tp": plan.layout.tp, "pp": plan.layout.pp, "key_spelling": plan.layout.spelling.rawValue,
                                          "stage_layers": plan.stages]
-            let provenance: [String: Any] = ["tool": "tessera", "source": plan.source.container.displayPath,
+            let provenance: [String: Any] = ["tool": "tessera", "tool_version": TesseraVersion.string,
+                                             "source": plan.source.container.displayPath,
                                              "source_format": plan.source.format.rawValue,
                                              "created": ISO8601DateFormatter().string(from: Date())]
             try file.setStringAttribute("format", HDF5Store.formatName)

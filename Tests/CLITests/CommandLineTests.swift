@@ -1,4 +1,5 @@
 import Foundation
+import Platform
 import Testing
 
 /// The `tessera` binary built beside the test bundle.
@@ -42,6 +43,9 @@ private var legacyFixture: String? {
     let r = try run(["--help"])
     #expect(r.status == 0)
     for word in ["inspect", "convert", "demo"] { #expect(r.stdout.contains(word)) }
+    let v = try run(["--version"])
+    #expect(v.status == 0)
+    #expect(v.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == TesseraVersion.string)
 }
 
 @Test func badInputExitsWithTwoAndNamesTheFile() throws {
