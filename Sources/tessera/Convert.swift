@@ -9,14 +9,14 @@ extension OutputFormat: ExpressibleByArgument {}
 
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Reshard a checkpoint to another TP/PP layout and write it in any NeMo format.",
+        abstract: "Reshard a checkpoint to another TP/PP layout and write it in any NeMo format or as an HDF5 store.",
         discussion: """
-        Streams every byte once, straight from the source's mapped files to the destination, in a
-        few buffers of memory whatever the checkpoint's size. The output is written under a
-        temporary name and renamed into place only when complete. A DST ending in .nemo is written
+        Streams every byte once, straight from the source's mapped files to the destination, in a \
+        few buffers of memory whatever the checkpoint's size. The output is written under a \
+        temporary name and renamed into place only when complete. A DST ending in .nemo is written \
         as a tar; otherwise a folder.
 
-        When the tensor-parallel size changes the padded vocabulary NeMo would build, zero rows are
+        When the tensor-parallel size changes the padded vocabulary NeMo would build, zero rows are \
         added, or padding rows (beyond the tokenizer's vocabulary) dropped; the output says so.
         """
     )

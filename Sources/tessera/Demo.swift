@@ -11,8 +11,8 @@ struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Walk through Tessera on the small reward checkpoint that ships in the repository.",
         discussion: """
-        Reads the shipped .nemo (a tiny Nemotron-4-architecture reward model saved by megatron-core
-        at TP=2 PP=2), reshards it to other layouts and formats, and proves each result holds the
+        Reads the shipped .nemo (a tiny Nemotron-4-architecture reward model saved by megatron-core \
+        at TP=2 PP=2), reshards it to other layouts and formats, and proves each result holds the \
         same global tensors, bit for bit.
         """
     )

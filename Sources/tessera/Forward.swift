@@ -10,14 +10,14 @@ struct Forward: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the model on token sequences and print the reward, logits and hidden state.",
         discussion: """
-        Weights are read where they lie, in any format and layout; each linear layer is computed
+        Weights are read where they lie, in any format and layout; each linear layer is computed \
         piece by piece as its tensor-parallel shards are stored. No BOS/EOS is added.
 
-        With --input, every sequence of the file runs in one batch: each layer is applied to all
-        of them before the next layer is read, so the weights pass once whatever the batch size.
+        With --input, every sequence of the file runs in one batch: each layer is applied to all \
+        of them before the next layer is read, so the weights pass once whatever the batch size. \
         Results are printed one per line, in input order.
 
-        --max-memory bounds resident memory for models larger than RAM: each layer's weights are
+        --max-memory bounds resident memory for models larger than RAM: each layer's weights are \
         dropped once used, and a batch whose activations would not fit is refused before any work.
         """
     )

@@ -7,9 +7,9 @@ struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Describe a checkpoint: format, layout, model and every global tensor.",
         discussion: """
-        Without --digests only metadata is read, so this takes the same time for a tiny model and
-        for a 682 GB one. With --digests every tensor is streamed once and its SHA-256 (over the
-        global tensor's bytes in C order, in its stored dtype) is printed; replicated copies on
+        Without --digests only metadata is read, so this takes the same time for a tiny model and \
+        for a 682 GB one. With --digests every tensor is streamed once and its SHA-256 (over the \
+        global tensor's bytes in C order, in its stored dtype) is printed; replicated copies on \
         other tensor-parallel ranks are checked to be identical.
         """
     )

@@ -146,10 +146,10 @@ struct Score: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Annotate NeMo-Aligner conversation JSONL with the reward model's per-turn attribute scores.",
         discussion: """
-        Writes each input object with every turn whose label is not null labelled as NeMo-Aligner's
-        attribute_annotate.py does (quality:X,toxicity:X,... over all nine attributes, clipped to
-        0..4, rounded half to even), plus the raw floats in "rewards". Lines already in the output
-        are skipped (resume); each line is flushed as it is written. Turns of a conversation share
+        Writes each input object with every turn whose label is not null labelled as NeMo-Aligner's \
+        attribute_annotate.py does (quality:X,toxicity:X,... over all nine attributes, clipped to \
+        0..4, rounded half to even), plus the raw floats in "rewards". Lines already in the output \
+        are skipped (resume); each line is flushed as it is written. Turns of a conversation share \
         the computation of their common prefix.
         """
     )

@@ -9,9 +9,10 @@ struct Tessera: ParsableCommand {
         commandName: "tessera",
         abstract: "Read, reshard, verify and run NeMo/Megatron reward-model checkpoints.",
         discussion: """
-        Every checkpoint form NeMo writes is understood: .nemo tar or unpacked folder, legacy
-        per-rank torch.save files (model_weights.ckpt, mp_rank_XX/, tp_rank_XX_pp_rank_XXX/) and
-        Megatron distributed checkpoints (model_weights/, zarr or torch_dist).
+        Every checkpoint form NeMo writes is understood: .nemo tar or unpacked folder; legacy \
+        per-rank torch.save files (model_weights.ckpt, mp_rank_XX/, tp_rank_XX_pp_rank_XXX/); \
+        Megatron distributed checkpoints (model_weights/, zarr or torch_dist). So is Tessera's \
+        compressed HDF5 store, one self-describing file (see Schemas/hdf5-store.md).
 
         Exit codes: 0 success, 1 a negative verdict, 2 bad input or failure.
         """,

@@ -9,9 +9,9 @@ struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Prove two checkpoints (any formats, any layouts) hold the same model.",
         discussion: """
-        Compares the architecture, the set of tensors, every global tensor exactly (SHA-256, then
-        the first differing element), and, unless --weights-only, the engine's outputs on probe
-        inputs. Each checkpoint is computed in its own partitioning, piece by piece as its TP
+        Compares the architecture, the set of tensors, every global tensor exactly (SHA-256, then \
+        the first differing element), and, unless --weights-only, the engine's outputs on probe \
+        inputs. Each checkpoint is computed in its own partitioning, piece by piece as its TP \
         ranks hold it. Exit 0 when equivalent, 1 when not, 2 on bad input.
         """
     )
