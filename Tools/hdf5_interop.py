@@ -70,30 +70,34 @@ def main():
         check(f"h5py + hdf5plugin read {len(names)} datasets of {os.path.basename(out)} ({comp}, filters {filters})",
               not bad and len(names) == len(ref[dtype]), f"mismatch: {bad[:3]}" if bad else "")
 
-    # 2. h5py writes the documented layout, Tessera reads.
+    # 2. h5py writes the documented layout, Tessera reads: bf16 in a 2 x 2 chunk grid, and fp32
+    #    in chunks of a third (clipped edge chunks, chunks narrower than their rows).
     import ml_dtypes  # noqa: F401
-    src = os.path.join(FIX, "tiny/legacy_tp1pp1_bf16_te_bytesio")
-    r = tessera(a.tessera, "convert", src, os.path.join(work, "plain.h5"), "--tp", "1", "--pp", "1",
-                "--format", "hdf5", "--compression", "none")
-    h5_by_py = os.path.join(work, "by_h5py.h5")
-    with h5py.File(os.path.join(work, "plain.h5"), "r") as tf, h5py.File(h5_by_py, "w") as f:
-        f.attrs["format"] = "tessera-hdf5"
-        f.attrs["format_version"] = "1"
-        f.attrs["layout"] = json.dumps({"tp": 1, "pp": 1, "key_spelling": "te"})
-        f.attrs["model_config_yaml"] = tf.attrs["model_config_yaml"]
-        def copy(name, d):
-            if isinstance(d, h5py.Dataset) and name.startswith("weights/"):
-                data = d[()]
-                chunks = tuple(max(1, s // 2) for s in data.shape)
-                nd = f.create_dataset(name, data=data, chunks=chunks, shuffle=True, compression=hdf5plugin.Zstd(clevel=1))
-                nd.attrs["dtype"] = d.attrs["dtype"]
-        tf.visititems(copy)
-    r = tessera(a.tessera, "inspect", "--json", "--digests", h5_by_py)
-    ok = r.returncode == 0
-    if ok:
-        got = {t["name"]: t["sha256"] for t in json.loads(r.stdout)["tensors"]}
-        ok = got == {k: v["sha256"] for k, v in ref["bf16"].items()}
-    check("Tessera reads a store written by h5py + hdf5plugin (zstd, shuffle, chunks of its own)", ok, r.stderr.strip())
+    for dtype, grid in (("bf16", lambda s: max(1, s // 2)), ("fp32", lambda s: max(1, (s + 2) // 3))):
+        src = os.path.join(FIX, "tiny/legacy_tp1pp1_bf16_te_bytesio" if dtype == "bf16" else "tiny/legacy_tp1pp1_fp32_te_uint8_pickle")
+        plain = os.path.join(work, f"plain_{dtype}.h5")
+        r = tessera(a.tessera, "convert", src, plain, "--tp", "1", "--pp", "1",
+                    "--format", "hdf5", "--compression", "none")
+        h5_by_py = os.path.join(work, f"by_h5py_{dtype}.h5")
+        with h5py.File(plain, "r") as tf, h5py.File(h5_by_py, "w") as f:
+            f.attrs["format"] = "tessera-hdf5"
+            f.attrs["format_version"] = "1"
+            f.attrs["layout"] = json.dumps({"tp": 1, "pp": 1, "key_spelling": "te"})
+            f.attrs["model_config_yaml"] = tf.attrs["model_config_yaml"]
+            def copy(name, d):
+                if isinstance(d, h5py.Dataset) and name.startswith("weights/"):
+                    data = d[()]
+                    chunks = tuple(grid(s) for s in data.shape)
+                    nd = f.create_dataset(name, data=data, chunks=chunks, shuffle=True, compression=hdf5plugin.Zstd(clevel=1))
+                    nd.attrs["dtype"] = d.attrs["dtype"]
+            tf.visititems(copy)
+        r = tessera(a.tessera, "inspect", "--json", "--digests", h5_by_py)
+        ok = r.returncode == 0
+        if ok:
+            got = {t["name"]: t["sha256"] for t in json.loads(r.stdout)["tensors"]}
+            ok = got == {k: v["sha256"] for k, v in ref[dtype].items()}
+        check(f"Tessera reads a {dtype} store written by h5py + hdf5plugin (zstd, shuffle, chunks of its own)", ok,
+              r.stderr.strip())
 
     # 3. An unsupported filter is named.
     gz = os.path.join(work, "gzip.h5")
