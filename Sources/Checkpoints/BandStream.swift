@@ -6,6 +6,7 @@ import Platform
 /// (``DirectReader``) in groups of about `groupBytes`, `depth` groups ahead of the chunk being
 /// decoded. Each slot reading ahead on its own keeps several large reads in flight for the
 /// disk while the cores decompress and hash, and no slot ever waits on another's progress.
+/// A group already in the page cache is used where it lies in the file's mapping instead.
 final class BandStream: @unchecked Sendable {
     /// One chunk ready to decode: piece `piece` of band `band` of tensor `tensor`, with its
     /// encoded bytes or why they could not be read.
@@ -24,6 +25,8 @@ final class BandStream: @unchecked Sendable {
         let done = DispatchSemaphore(value: 0)
         /// Where each chunk's bytes landed, in `chunks` order.
         var views: Result<[UnsafeRawBufferPointer], TesseraError> = .success([])
+        /// The mapped pages used in place (let go once the group is decoded).
+        var mapped: [(MappedFile, Range<Int>)] = []
         init(tensor: Int, chunks: Range<Int>, buffer: Int) {
             self.tensor = tensor
             self.chunks = chunks
@@ -35,6 +38,7 @@ final class BandStream: @unchecked Sendable {
     /// Each tensor's chunks in decoding order: (band, piece index).
     private let orders: [[(band: Int, piece: Int)]]
     private let readers: [String: DirectReader]
+    private let cache: MappingCache?
     private let claim: @Sendable () -> Int?
     private let groupBytes: Int
     private let queue = DispatchQueue(label: "tessera.band-reads")
@@ -49,12 +53,14 @@ final class BandStream: @unchecked Sendable {
     private var failed: Set<Int> = []
 
     /// A stream over the tensors `claim` hands out (nil when none is left), reading groups
-    /// of about `groupBytes` encoded bytes (a larger chunk alone), `depth` of them at a time.
+    /// of about `groupBytes` encoded bytes (a larger chunk alone), `depth` of them at a time;
+    /// with a `cache`, groups whose pages are all in the page cache are used from its mappings.
     init(plans: [ChunkBands], orders: [[(band: Int, piece: Int)]], readers: [String: DirectReader],
-         groupBytes: Int = 4 << 20, depth: Int = 3, claim: @escaping @Sendable () -> Int?) {
+         cache: MappingCache? = nil, groupBytes: Int = 4 << 20, depth: Int = 3, claim: @escaping @Sendable () -> Int?) {
         self.plans = plans
         self.orders = orders
         self.readers = readers
+        self.cache = cache
         self.groupBytes = groupBytes
         self.claim = claim
         buffers = (0..<max(2, depth)).map { _ in UnsafeMutableRawBufferPointer(start: nil, count: 0) }
@@ -83,6 +89,7 @@ final class BandStream: @unchecked Sendable {
                              bytes: g.views.map { $0[position - g.chunks.lowerBound] })
             }
             if let g = current {
+                for (file, range) in g.mapped { file.release(range) }
                 free.append(g.buffer)
                 current = nil
             }
@@ -148,6 +155,12 @@ final class BandStream: @unchecked Sendable {
                 runs.append((s.path, s.offset..<(s.offset + s.count), [m - g.chunks.lowerBound]))
             }
         }
+        reads.append(g)
+        if let views = residentViews(runs, group: g, storage: g.chunks.map { t.pieces[order[$0].piece].storage }) {
+            g.views = .success(views)
+            g.done.signal()
+            return
+        }
         let needed = runs.reduce(0) { $0 + DirectReader.span($1.range) }
         if buffers[g.buffer].count < needed {
             if buffers[g.buffer].baseAddress != nil { buffers[g.buffer].deallocate() }
@@ -156,7 +169,6 @@ final class BandStream: @unchecked Sendable {
         let buffer = UncheckedSendable(buffers[g.buffer]), readers = readers, count = g.chunks.count
         let storage = g.chunks.map { t.pieces[order[$0].piece].storage }
         let runList = UncheckedSendable(runs), name = t.name
-        reads.append(g)
         queue.async {
             var views = [UnsafeRawBufferPointer](repeating: UnsafeRawBufferPointer(start: nil, count: 0), count: count)
             var at = 0
@@ -177,5 +189,23 @@ final class BandStream: @unchecked Sendable {
             }
             g.done.signal()
         }
+    }
+
+    /// Views of a group's chunks in the files' mappings when every page of its runs is in
+    /// the page cache (nil otherwise, or without a cache).
+    private func residentViews(_ runs: [(path: String, range: Range<Int>, members: [Int])], group g: GroupRead,
+                               storage: [FileSlice]) -> [UnsafeRawBufferPointer]? {
+        guard let cache else { return nil }
+        var views = [UnsafeRawBufferPointer](repeating: UnsafeRawBufferPointer(start: nil, count: 0), count: storage.count)
+        var mapped: [(MappedFile, Range<Int>)] = []
+        for run in runs {
+            guard let file = try? cache.file(run.path), run.range.upperBound <= file.count, file.isResident(run.range) else { return nil }
+            for m in run.members {
+                views[m] = UnsafeRawBufferPointer(rebasing: file.bytes[storage[m].offset..<(storage[m].offset + storage[m].count)])
+            }
+            mapped.append((file, run.range))
+        }
+        g.mapped = mapped
+        return views
     }
 }

@@ -157,7 +157,7 @@ extension HDF5Store {
     /// unshuffled straight into its place in C order, and both slots' bands go through the
     /// SHA unit together.
     /// `groupBytes` and `depth` size each slot's reads (``BandStream``).
-    static func bandDigests(_ tensors: [GlobalTensor], threads: Int, groupBytes: Int = 4 << 20, depth: Int = 3,
+    static func bandDigests(_ tensors: [GlobalTensor], cache: MappingCache?, threads: Int, groupBytes: Int = 4 << 20, depth: Int = 3,
                             progress: (@Sendable (Int) -> Void)?) throws(TesseraError) -> [String]? {
         var plans: [ChunkBands] = []
         for t in tensors {
@@ -183,7 +183,7 @@ extension HDF5Store {
             let buffers = (0..<2).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: bandBytes, alignment: 64) }
             defer { scratch.deallocate(); buffers.forEach { $0.deallocate() } }
             let z = ZstdDecompressor()
-            let streams = (0..<2).map { _ in BandStream(plans: tensorBands, orders: orders, readers: files, groupBytes: groupBytes, depth: depth, claim: claim) }
+            let streams = (0..<2).map { _ in BandStream(plans: tensorBands, orders: orders, readers: files, cache: cache, groupBytes: groupBytes, depth: depth, claim: claim) }
             var slots: [BandSlot?] = [nil, nil]
             var active = [true, true]
             while true {

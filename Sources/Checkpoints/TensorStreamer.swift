@@ -200,7 +200,7 @@ public struct TensorStreamer: Sendable {
     public func digests(_ tensors: [GlobalTensor], threads: Int = 2,
                         progress: (@Sendable (Int) -> Void)? = nil) throws(TesseraError) -> [String] {
         // Compressed HDF5 stores: chunks decoded band by band, two tensors hashed at once.
-        if let digests = try HDF5Store.bandDigests(tensors, threads: threads, progress: progress) { return digests }
+        if let digests = try HDF5Store.bandDigests(tensors, cache: cache, threads: threads, progress: progress) { return digests }
         let results = Mutex<[Int: Result<String, TesseraError>]>([:])
         let next = Atomic<Int>(0)
         let workers = max(1, min(threads, tensors.count))

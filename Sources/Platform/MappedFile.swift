@@ -47,6 +47,18 @@ public struct MappedRegion: ~Copyable, @unchecked Sendable {
         madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
     }
 
+    /// True when every page of `range` is in the page cache, so reading it needs no disk access.
+    public func isResident(_ range: Range<Int>) -> Bool {
+        guard let base, !range.isEmpty else { return true }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (range.lowerBound / page) * page
+        let end = min(count, range.upperBound)
+        guard end > start else { return true }
+        var pages = [UInt8](repeating: 0, count: (end - start + page - 1) / page)
+        guard mincore(UnsafeMutableRawPointer(mutating: base + start), end - start, &pages) == 0 else { return false }
+        return pages.allSatisfy { $0 & 1 != 0 }
+    }
+
     /// Asks the kernel to start reading the pages of `range` now (asynchronously).
     public func willNeed(_ range: Range<Int>) {
         guard let base, !range.isEmpty else { return }
@@ -93,6 +105,9 @@ public final class MappedFile: Sendable {
 
     /// Starts reading the pages of `range` ahead of use.
     public func willNeed(_ range: Range<Int>) { region.willNeed(range) }
+
+    /// True when every page of `range` is in the page cache.
+    public func isResident(_ range: Range<Int>) -> Bool { region.isResident(range) }
 }
 
 /// Opens each file once and hands out shared mappings; safe to use from several threads.

@@ -40,3 +40,29 @@ private func tempFile(_ bytes: [UInt8]) throws -> String {
     let a = try cache.file(path), b = try cache.file(path)
     #expect(a === b)
 }
+
+/// Residency follows the page cache: pages dropped from it are reported missing (except on
+/// tmpfs, which has nowhere else to keep them), and read back they are reported present.
+@Test func residencyFollowsThePageCache() throws {
+    let path = try tempFile((0..<(64 << 10)).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let file = try MappedFile(path: path)
+    let fd = open(path, O_RDONLY)
+    defer { close(fd) }
+    fsync(fd)
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+    // The file system holding the file: that of the longest mount point above it.
+    var fsType = "", longest = -1
+    for line in ((try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? "").split(separator: "\n") {
+        let fields = line.split(separator: " ").map(String.init)
+        guard fields.count > 2 else { continue }
+        let point = fields[1] == "/" ? "/" : fields[1] + "/"
+        if path.hasPrefix(point), point.count > longest { (fsType, longest) = (fields[2], point.count) }
+    }
+    let tmpfs = fsType == "tmpfs"
+    #expect(file.isResident(0..<file.count) == tmpfs)
+    _ = FileManager.default.contents(atPath: path)
+    #expect(file.isResident(0..<file.count))
+    #expect(file.isResident(100..<200))
+    #expect(file.isResident(0..<0))
+}

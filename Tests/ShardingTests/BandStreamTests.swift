@@ -14,16 +14,25 @@ private func store() throws -> (Catalogue, MappingCache) {
     return (try Checkpoint.open(h5, cache: cache), cache)
 }
 
-/// However the reads are grouped (one chunk per read, a few, everything) and however deep
-/// each slot reads ahead, the chunk-by-chunk digests equal those of the mapped-file path.
+/// However the reads are grouped (one chunk per read, a few, everything), however deep each
+/// slot reads ahead, and whether chunks come from the disk or from the page cache's pages in
+/// place, the chunk-by-chunk digests equal those of the mapped-file path.
 @Test(arguments: [(1, 2), (40_000, 2), (100_000, 3), (1 << 30, 4)])
 func digestsDoNotDependOnHowChunksAreRead(_ groupBytes: Int, _ depth: Int) throws {
     let (catalogue, cache) = try store()
     let streamer = TensorStreamer(cache: cache)
     let expected = try catalogue.tensors.map { t in try streamer.sha256(t) }
+    let path = catalogue.tensors[0].pieces[0].storage.path
     for threads in [1, 2] {
-        let got = try HDF5Store.bandDigests(catalogue.tensors, threads: threads, groupBytes: groupBytes, depth: depth, progress: nil)
-        #expect(got == expected, "groups of \(groupBytes) bytes, depth \(depth), \(threads) threads")
+        let direct = try HDF5Store.bandDigests(catalogue.tensors, cache: nil, threads: threads, groupBytes: groupBytes, depth: depth,
+                                               progress: nil)
+        #expect(direct == expected, "read: groups of \(groupBytes) bytes, depth \(depth), \(threads) threads")
+        // The whole file read once: every page is in the page cache, and mapped pages are used.
+        _ = FileManager.default.contents(atPath: path)
+        #expect(try cache.file(path).isResident(0..<(try cache.file(path).count)))
+        let mapped = try HDF5Store.bandDigests(catalogue.tensors, cache: cache, threads: threads, groupBytes: groupBytes, depth: depth,
+                                               progress: nil)
+        #expect(mapped == expected, "in place: groups of \(groupBytes) bytes, depth \(depth), \(threads) threads")
     }
 }
 
