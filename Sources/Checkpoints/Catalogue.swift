@@ -185,6 +185,8 @@ struct CatalogueBuilder {
         return out
     }
 
+    /// Checks that `pieces` tile tensor `t` exactly: each of its rank and inside its shape,
+    /// none overlapping another, together every element.
     static func checkCover(_ pieces: [Piece], tensor t: GlobalTensor) throws(TesseraError) {
         var total = 0
         for p in pieces {
@@ -198,16 +200,21 @@ struct CatalogueBuilder {
             }
             total += p.elementCount
         }
-        for i in pieces.indices {
-            for j in pieces.indices where j > i {
-                let a = pieces[i], b = pieces[j]
-                let overlap = t.shape.indices.allSatisfy { d in
-                    a.globalOffset[d] < b.globalOffset[d] + b.shape[d] && b.globalOffset[d] < a.globalOffset[d] + a.shape[d]
-                }
-                if overlap {
-                    throw TesseraError(.inconsistent, "pieces from \(a.origin) and \(b.origin) overlap", tensor: t.name)
-                }
+        // Overlaps, by a sweep along the first dimension: each piece is compared only with
+        // the pieces whose rows reach its first row (a band of a chunk grid), not with all.
+        func overlap(_ a: Piece, _ b: Piece) -> Bool {
+            t.shape.indices.allSatisfy { d in
+                a.globalOffset[d] < b.globalOffset[d] + b.shape[d] && b.globalOffset[d] < a.globalOffset[d] + a.shape[d]
             }
+        }
+        let first: (Piece) -> Int = { $0.globalOffset.first ?? 0 }
+        var active: [Piece] = []
+        for a in pieces.sorted(by: { first($0) < first($1) }) {
+            active.removeAll { b in !t.shape.isEmpty && first(b) + b.shape[0] <= first(a) }
+            if let b = active.first(where: { overlap(a, $0) }) {
+                throw TesseraError(.inconsistent, "pieces from \(b.origin) and \(a.origin) overlap", tensor: t.name)
+            }
+            active.append(a)
         }
         guard total == t.elementCount else {
             throw TesseraError(.missing,
