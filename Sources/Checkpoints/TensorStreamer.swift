@@ -311,14 +311,13 @@ final class ChunkDecoder: @unchecked Sendable {
                 errs.value[k] = error
             }
         }
-        for (k, j) in batch.enumerated() {
-            if let e = errors[k] {
-                for o in outputs { BufferPool.give(o) }
-                throw TesseraError(.corrupt, "chunk at \(pieces[j].globalOffset): \(e.message)",
-                                   file: pieces[j].storage.path, tensor: tensor)
-            }
-            decoded[j] = outputs[k]
+        // On failure every buffer of the batch goes back to the pool, none having been kept.
+        if let k = batch.indices.first(where: { errors[$0] != nil }), let e = errors[k] {
+            for o in outputs { BufferPool.give(o) }
+            throw TesseraError(.corrupt, "chunk at \(pieces[batch[k]].globalOffset): \(e.message)",
+                               file: pieces[batch[k]].storage.path, tensor: tensor)
         }
+        for (k, j) in batch.enumerated() { decoded[j] = outputs[k] }
         return UnsafeRawBufferPointer(decoded[i]!)
     }
 

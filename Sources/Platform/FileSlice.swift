@@ -56,6 +56,9 @@ public enum BufferPool {
     /// Returns a buffer obtained from ``take(_:)``; a few of each size are kept.
     public static func give(_ b: UnsafeMutableRawBufferPointer) {
         let keep = free.withLock { table -> Bool in
+            // A buffer given twice would later have two owners writing into it.
+            precondition(!table[b.count, default: []].contains { $0.value.baseAddress == b.baseAddress },
+                         "BufferPool: a buffer was given back twice")
             guard table[b.count, default: []].count < 16 else { return false }
             table[b.count, default: []].append(UncheckedSendable(b))
             return true
