@@ -231,6 +231,11 @@ static size_t literals_only(void *state, ZSTD_Sequence *out, size_t capacity, co
     return 1;
 }
 
+int tessera_zstd_ignore_checksum(ZSTD_DCtx *ctx, int ignore) {
+    size_t r = ZSTD_DCtx_setParameter(ctx, ZSTD_d_forceIgnoreChecksum, ignore ? ZSTD_d_ignoreChecksum : ZSTD_d_validateChecksum);
+    return ZSTD_isError(r) ? -1 : 0;
+}
+
 int tessera_zstd_literals_only(ZSTD_CCtx *ctx) {
 #if ZSTD_VERSION_NUMBER >= 10504
     ZSTD_registerSequenceProducer(ctx, NULL, literals_only);

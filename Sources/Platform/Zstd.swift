@@ -59,7 +59,12 @@ public final class ZstdCompressor: @unchecked Sendable {
 public final class ZstdDecompressor: @unchecked Sendable {
     private let ctx: OpaquePointer
 
-    public init() { ctx = ZSTD_createDCtx() }
+    /// A context; `verifyingChecksums: false` skips the frames' content checksums, for
+    /// callers that check a digest of the whole tensor anyway.
+    public init(verifyingChecksums: Bool = true) {
+        ctx = ZSTD_createDCtx()
+        if !verifyingChecksums { _ = tessera_zstd_ignore_checksum(ctx, 1) }
+    }
 
     /// Decompresses one frame into exactly `output.count` bytes.
     public func decompress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws(TesseraError) {

@@ -70,6 +70,11 @@ void tessera_unshuffle_rows(const uint8_t *src, size_t n, size_t at, size_t src_
 struct ZSTD_CCtx_s;
 int tessera_zstd_literals_only(struct ZSTD_CCtx_s *ctx);
 
+/* Makes a zstd decompression context skip (ignore != 0) or check frames' content checksums.
+   Returns 0, or -1 when this libzstd cannot. */
+struct ZSTD_DCtx_s;
+int tessera_zstd_ignore_checksum(struct ZSTD_DCtx_s *ctx, int ignore);
+
 
 /* SHA-256 (the x86 SHA extensions when present, portable C otherwise). update2 feeds two
    independent messages at once, interleaving their rounds on one core. */
