@@ -172,10 +172,12 @@ extension HDF5Store {
         let results = UncheckedSendable(UnsafeMutableBufferPointer<Result<String, TesseraError>?>.allocate(capacity: plans.count))
         results.value.initialize(repeating: nil)
         defer { results.value.deinitialize(); results.value.deallocate() }
+        // Largest tensors first, so that the last ones, which one slot may finish alone, are small.
         let next = Atomic<Int>(0)
+        let claimOrder = plans.indices.sorted { plans[$0].tensor.byteCount > plans[$1].tensor.byteCount }
         let claim: @Sendable () -> Int? = {
             let k = next.wrappingAdd(1, ordering: .relaxed).oldValue
-            return k < tensorBands.count ? k : nil
+            return k < claimOrder.count ? claimOrder[k] : nil
         }
         let workers = max(1, min(threads, tensorBands.count))
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
