@@ -129,6 +129,8 @@ public struct Catalogue: Sendable {
     public var container: any Container
     /// Folder inside the container that holds the weights ("" or "model_weights").
     public var weightsPath: String
+    /// Layers per pipeline stage, where the checkpoint tells (legacy rank files, HDF5 stores).
+    public var stageLayers: [Int]?
 
     public init(format: CheckpointFormat, tp: Int, pp: Int, config: ModelConfig?, tensors: [GlobalTensor],
                 objects: [ObjectEntry], spelling: CanonicalName.Spelling?, container: any Container, weightsPath: String) {

@@ -44,11 +44,13 @@ public enum HDF5Store {
         if let yaml = file.stringAttribute("model_config_yaml") { config = try ModelConfig(yaml: yaml, file: path + ":/model_config_yaml") }
         var tp = config?.tensorModelParallelSize ?? 1, pp = config?.pipelineModelParallelSize ?? 1
         var spelling: CanonicalName.Spelling?
+        var stageLayers: [Int]?
         if let layoutText = file.stringAttribute("layout"),
            let layout = try? JSONSerialization.jsonObject(with: Data(layoutText.utf8)) as? [String: Any] {
             tp = layout["tp"] as? Int ?? tp
             pp = layout["pp"] as? Int ?? pp
             spelling = (layout["key_spelling"] as? String).flatMap(CanonicalName.Spelling.init(rawValue:))
+            stageLayers = (layout["stage_layers"] as? [Int]).flatMap { pp > 1 && $0.count == pp && $0.allSatisfy { $0 > 0 } ? $0 : nil }
         }
         var tensors: [GlobalTensor] = []
         for dpath in file.datasets(under: "/weights") {
@@ -117,8 +119,10 @@ public enum HDF5Store {
         objects.sort { CanonicalName.order($0.name) < CanonicalName.order($1.name) }
         if let emb = tensors.first(where: { $0.name == "embedding.word_embeddings.weight" }) { config?.paddedVocabSize = emb.shape[0] }
         let container = try HDF5ArtifactContainer(file: file, path: path)
-        return Catalogue(format: .hdf5, tp: tp, pp: pp, config: config, tensors: tensors, objects: objects,
-                         spelling: spelling, container: container, weightsPath: "")
+        var catalogue = Catalogue(format: .hdf5, tp: tp, pp: pp, config: config, tensors: tensors, objects: objects,
+                                  spelling: spelling, container: container, weightsPath: "")
+        catalogue.stageLayers = stageLayers
+        return catalogue
     }
 }
 

@@ -68,7 +68,7 @@ enum LegacyReader {
             archives.append(r)
         }
         // Layers per stage from TP rank 0 of each stage; offsets are their running sums.
-        var offsets: [Int] = []
+        var offsets: [Int] = [], stageLayers: [Int] = []
         var total = 0
         for p in 0..<pp {
             offsets.append(total)
@@ -81,6 +81,7 @@ enum LegacyReader {
                                    file: c.describe(files[p][0]))
             }
             total += layers.count
+            stageLayers.append(layers.count)
         }
         if let config, config.numLayers != total {
             throw TesseraError(.inconsistent,
@@ -132,8 +133,10 @@ enum LegacyReader {
         var cfg = config
         let tensors = try builder.finish()
         if let emb = tensors.first(where: { $0.name == "embedding.word_embeddings.weight" }) { cfg?.paddedVocabSize = emb.shape[0] }
-        return Catalogue(format: .nemoLegacy, tp: tp, pp: pp, config: cfg, tensors: tensors, objects: objects,
-                         spelling: spelling, container: c, weightsPath: base)
+        var catalogue = Catalogue(format: .nemoLegacy, tp: tp, pp: pp, config: cfg, tensors: tensors, objects: objects,
+                                  spelling: spelling, container: c, weightsPath: base)
+        catalogue.stageLayers = pp > 1 ? stageLayers : nil
+        return catalogue
     }
 
     /// An `_extra_state` value as TransformerEngine left it: None, a BytesIO, or a uint8 tensor.

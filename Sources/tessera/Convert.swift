@@ -18,6 +18,9 @@ struct Convert: ParsableCommand {
 
         When the tensor-parallel size changes the padded vocabulary NeMo would build, zero rows are \
         added, or padding rows (beyond the tokenizer's vocabulary) dropped; the output says so.
+
+        Without --tp and --pp the source's layout is kept: an HDF5 store goes back to the layout \
+        it records, an uneven pipeline split included.
         """
     )
 
@@ -27,11 +30,11 @@ struct Convert: ParsableCommand {
     @Argument(help: "Where to write: a folder, or a .nemo file.")
     var destination: String
 
-    @Option(help: "Target tensor-parallel size.")
-    var tp: Int
+    @Option(help: "Target tensor-parallel size (default: the source's; for an HDF5 store, the layout it records).")
+    var tp: Int?
 
-    @Option(help: "Target pipeline-parallel size.")
-    var pp: Int
+    @Option(help: "Target pipeline-parallel size (default: the source's; for an HDF5 store, the layout it records).")
+    var pp: Int?
 
     @Option(help: "Output format: nemo (legacy per-rank torch.save files), dist-zarr, dist-torch or hdf5.")
     var format: OutputFormat = .nemo
@@ -81,6 +84,10 @@ struct Convert: ParsableCommand {
                 }
                 stages = parsed.map { $0! }
             }
+            // Without --tp/--pp the source's own layout (an HDF5 store's recorded one, its
+            // uneven pipeline split included).
+            let tp = self.tp ?? cat.tp, pp = self.pp ?? cat.pp
+            if self.pp == nil, stages == nil { stages = cat.stageLayers }
             var layout = TargetLayout(tp: tp, pp: pp, format: format, spelling: spell, stageLayers: stages)
             layout.compressionLevel = try Self.level(compression)
             let bar = Progress(total: cat.byteCount, label: "convert", enabled: !json)

@@ -61,6 +61,7 @@ struct InspectReport: Encodable {
     var format: String
     var tp: Int
     var pp: Int
+    var stage_layers: [Int]?
     var config: ModelConfig?
     var key_spelling: String?
     var total_bytes: Int
@@ -71,6 +72,7 @@ struct InspectReport: Encodable {
         format = c.format.rawValue
         tp = c.tp
         pp = c.pp
+        stage_layers = c.stageLayers
         config = c.config
         key_spelling = c.spelling?.rawValue
         total_bytes = c.byteCount
@@ -89,7 +91,7 @@ struct InspectReport: Encodable {
     func text() -> String {
         var out: [String] = []
         out.append("format      \(format)")
-        out.append("layout      TP=\(tp) PP=\(pp)")
+        out.append("layout      TP=\(tp) PP=\(pp)" + (stage_layers.map { " (layers per stage: " + $0.map(String.init).joined(separator: ", ") + ")" } ?? ""))
         if let c = config {
             out.append("model       \(c.numLayers) layers, hidden \(c.hiddenSize), ffn \(c.ffnHiddenSize) (\(c.activation)), " +
                        "\(c.numAttentionHeads) heads / \(c.numQueryGroups) query groups x \(c.kvChannels)")

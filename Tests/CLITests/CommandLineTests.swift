@@ -178,3 +178,28 @@ private func startStalledConversion(to name: String, tp: Int, pp: Int) throws ->
     #expect(tooSmall.stderr.contains("--max-memory"))
     #expect(try run(["forward", path, "--input", batch, "--max-memory", "1G"]).status == 0)
 }
+
+/// Without --tp/--pp, convert keeps the source's layout: an HDF5 store goes back to the layout
+/// it records, its uneven pipeline split included.
+@Test func convertDefaultsToTheLayoutAStoreRecords() throws {
+    let source = fixtures + "/tiny/legacy_tp2pp2_bf16_te_bytesio"
+    let dir = NSTemporaryDirectory() + "tessera-cli-layout-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let store = dir + "/store.h5", back = dir + "/back"
+    let made = try run(["convert", source, store, "--tp", "2", "--pp", "2", "--stage-layers", "1,3", "--format", "hdf5"])
+    #expect(made.status == 0, "\(made.stderr)")
+    let r = try run(["convert", store, back, "--json"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let report = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+    #expect(report["tp"] as? Int == 2 && report["pp"] as? Int == 2)
+    let ranks = try FileManager.default.contentsOfDirectory(atPath: back).filter { $0.hasPrefix("tp_rank_") }.sorted()
+    #expect(ranks == ["tp_rank_00_pp_rank_000", "tp_rank_00_pp_rank_001", "tp_rank_01_pp_rank_000", "tp_rank_01_pp_rank_001"])
+    // One layer in stage 0, three in stage 1: the store's split, not an even one.
+    let info = try run(["inspect", "--json", back])
+    #expect(info.status == 0)
+    let described = try #require(try JSONSerialization.jsonObject(with: Data(info.stdout.utf8)) as? [String: Any])
+    #expect(described["stage_layers"] as? [Int] == [1, 3])
+    let verified = try run(["verify", source, back, "--weights-only"])
+    #expect(verified.status == 0, "\(verified.stdout)")
+}
