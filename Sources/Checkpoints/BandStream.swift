@@ -22,15 +22,18 @@ final class BandStream: @unchecked Sendable {
         let tensor: Int
         let chunks: Range<Int>
         let buffer: Int
+        /// Encoded bytes of the group's chunks.
+        let bytes: Int
         let done = DispatchSemaphore(value: 0)
         /// Where each chunk's bytes landed, in `chunks` order.
         var views: Result<[UnsafeRawBufferPointer], TesseraError> = .success([])
         /// The mapped pages used in place (let go once the group is decoded).
         var mapped: [(MappedFile, Range<Int>)] = []
-        init(tensor: Int, chunks: Range<Int>, buffer: Int) {
+        init(tensor: Int, chunks: Range<Int>, buffer: Int, bytes: Int) {
             self.tensor = tensor
             self.chunks = chunks
             self.buffer = buffer
+            self.bytes = bytes
         }
     }
 
@@ -51,6 +54,10 @@ final class BandStream: @unchecked Sendable {
     private var cursor: (tensor: Int, position: Int)?
     private var exhausted = false
     private var failed: Set<Int> = []
+    /// Encoded bytes of the groups read or being read and not yet decoded.
+    private var inFlight = 0
+    /// A group that would have overrun the read-ahead budget, submitted once there is room.
+    private var held: (tensor: Int, chunks: Range<Int>, bytes: Int)?
 
     /// A stream over the tensors `claim` hands out (nil when none is left), reading groups
     /// of about `groupBytes` encoded bytes (a larger chunk alone), `depth` of them at a time;
@@ -91,6 +98,7 @@ final class BandStream: @unchecked Sendable {
             if let g = current {
                 for (file, range) in g.mapped { file.release(range) }
                 free.append(g.buffer)
+                inFlight -= g.bytes
                 current = nil
             }
             fill()
@@ -110,15 +118,24 @@ final class BandStream: @unchecked Sendable {
     /// Skips the rest of tensor `k` (its data could not be decoded).
     func abandon(_ k: Int) { failed.insert(k) }
 
-    /// Starts reads until every buffer is busy or no tensor is left.
+    /// Starts reads until every buffer is busy, the read-ahead budget (`depth` groups' worth
+    /// of bytes) is used, or no tensor is left. A group larger than the budget (one huge
+    /// chunk) is read alone, so memory stays a few chunks whatever the chunk size.
     private func fill() {
-        while !free.isEmpty, let (k, chunks) = nextGroup() {
-            submit(GroupRead(tensor: k, chunks: chunks, buffer: free.removeLast()))
+        while !free.isEmpty {
+            guard let next = held ?? nextGroup() else { break }
+            if (current != nil || !reads.isEmpty), inFlight + next.bytes > groupBytes * buffers.count {
+                held = next
+                break
+            }
+            held = nil
+            inFlight += next.bytes
+            submit(GroupRead(tensor: next.tensor, chunks: next.chunks, buffer: free.removeLast(), bytes: next.bytes))
         }
     }
 
     /// The chunk positions of the next group to read, claiming a tensor when the last one is done.
-    private func nextGroup() -> (Int, Range<Int>)? {
+    private func nextGroup() -> (tensor: Int, chunks: Range<Int>, bytes: Int)? {
         if cursor == nil {
             guard !exhausted, let k = claim() else {
                 exhausted = true
@@ -134,7 +151,7 @@ final class BandStream: @unchecked Sendable {
             end += 1
         }
         cursor = end == order.count ? nil : (k, end)
-        return (k, start..<end)
+        return (k, start..<end, total)
     }
 
     /// Reads a group's chunks into its buffer on the stream's queue: runs of chunks at most
