@@ -13,7 +13,7 @@ Reports compression ratio, throughput (of uncompressed bytes) and peak RSS; the 
 given in stored (compressed) bytes per second as a fraction of the disk's direct-read speed
 in the same round.
 
-With --repeat N the whole sequence runs N times (disk throughput on a shared machine is
+The whole sequence runs --repeat N times (default 3; disk throughput on a shared machine is
 noisy) and each figure is reported as best and median over the rounds; ratios to h5py and
 cp are taken within each round, then summarised the same way.
 
@@ -70,7 +70,7 @@ def main():
     ap.add_argument("--layers", type=int, default=24)
     ap.add_argument("--tessera", default=".build/release/tessera")
     ap.add_argument("--python", default=sys.executable)
-    ap.add_argument("--repeat", type=int, default=1, help="rounds of the whole sequence (best and median reported)")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of the whole sequence (best and median reported; disk speed here drifts)")
     a = ap.parse_args()
     src = os.path.join(a.work, f"reshard-src-h{a.hidden}-l{a.layers}-tp4pp2")
     make_checkpoint(src, a.hidden, a.layers, 4, 2)
