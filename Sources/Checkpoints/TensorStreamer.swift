@@ -185,7 +185,7 @@ public struct TensorStreamer: Sendable {
     /// SHA-256 of a tensor's bytes in C order (for `pieces`, defaulting to its main cover),
     /// checked against the digest the store recorded, if any.
     public func sha256(_ t: GlobalTensor, pieces: [Piece]? = nil) throws(TesseraError) -> String {
-        var h = SHA256Hasher()
+        var h = SHA256Stream()
         try forEachRun(of: t, pieces: pieces) { (run) throws(TesseraError) in h.update(run) }
         let digest = h.finalizeHex()
         if let recorded = t.recordedDigest, pieces == nil, recorded != digest {

@@ -1,36 +1,8 @@
-import CCrypto
 import CShims
 
-/// Incremental SHA-256 over libcrypto; the context is freed with the owner.
-public struct SHA256Hasher: ~Copyable {
-    private let context: OpaquePointer
-
-    public init() {
-        guard let ctx = EVP_MD_CTX_new() else { fatalError("EVP_MD_CTX_new failed: out of memory") }
-        EVP_DigestInit_ex(ctx, EVP_sha256(), nil)
-        context = ctx
-    }
-
-    /// Feeds `bytes` into the digest.
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
-        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
-        EVP_DigestUpdate(context, base, bytes.count)
-    }
-
-    /// The digest as lowercase hex; the hasher is consumed.
-    public consuming func finalizeHex() -> String {
-        var out = [UInt8](repeating: 0, count: 32)
-        var len: UInt32 = 0
-        EVP_DigestFinal_ex(context, &out, &len)
-        return hex(out.prefix(Int(len)))
-    }
-
-    deinit { EVP_MD_CTX_free(context) }
-}
-
-/// SHA-256 by Tessera's own code (the CPU's SHA extensions when present, portable C
-/// otherwise), which can feed two messages at once: their rounds interleave on one core, at
-/// about 1.4x the throughput of one message.
+/// Incremental SHA-256, Tessera's one implementation (the CPU's SHA extensions when present,
+/// portable C otherwise). It can feed two messages at once: their rounds interleave on one
+/// core, at about 1.4x the throughput of one message.
 public struct SHA256Stream {
     private var state = tessera_sha256()
 

@@ -95,7 +95,7 @@ struct HDF5Writer {
             for (i, offset) in contiguous {
                 let t = plan.tensors[i]
                 var at = offset
-                var h = SHA256Hasher()
+                var h = SHA256Stream()
                 try streamer.forEachRun(of: t.source, region: Box(offset: t.shape.map { _ in 0 }, shape: t.shape)) { (run) throws(TesseraError) in
                     h.update(run)
                     try out.write(run, at: at)

@@ -57,7 +57,7 @@ private func collect(_ t: GlobalTensor) throws -> [Int16] {
     ], replicas: [])
     let whole = try storage([0, 1, 2, 3, 4, 5, 6, 7])
     let file = try MappedFile(path: whole.path)
-    var h = SHA256Hasher()
+    var h = SHA256Stream()
     h.update(file.bytes)
     #expect(try TensorStreamer(cache: MappingCache()).sha256(t) == h.finalizeHex())
 }

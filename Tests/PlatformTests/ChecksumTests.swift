@@ -1,20 +1,29 @@
 import Platform
 import Testing
 
-@Test func emptyInputHasTheKnownDigest() {
-    let h = SHA256Hasher()
-    #expect(h.finalizeHex() == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-}
-
-@Test func incrementalUpdatesEqualOneUpdate() {
-    let text = Array("abc".utf8)
-    var a = SHA256Hasher()
-    text.withUnsafeBytes { a.update($0) }
-    var b = SHA256Hasher()
-    for byte in text { [byte].withUnsafeBytes { b.update($0) } }
-    let da = a.finalizeHex(), db = b.finalizeHex()
-    #expect(da == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-    #expect(da == db)
+/// The FIPS 180-2 examples: empty, one block, two blocks, and a million bytes fed unevenly.
+@Test func sha256GivesTheStandardsDigests() {
+    func digest(_ text: String) -> String {
+        var h = SHA256Stream()
+        Array(text.utf8).withUnsafeBytes { h.update($0) }
+        return h.finalizeHex()
+    }
+    #expect(digest("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    #expect(digest("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    #expect(digest("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")
+            == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+    var million = SHA256Stream()
+    let a = [UInt8](repeating: UInt8(ascii: "a"), count: 1_000_000)
+    a.withUnsafeBytes { all in
+        var at = 0, step = 1
+        while at < all.count {
+            let n = min(step, all.count - at)
+            million.update(UnsafeRawBufferPointer(rebasing: all[at..<(at + n)]))
+            at += n
+            step = step * 3 + 1
+        }
+    }
+    #expect(million.finalizeHex() == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
 }
 
 @Test func crc32MatchesTheZipChecksum() {
