@@ -51,6 +51,11 @@ public struct Piece: Sendable, Equatable {
     /// Elements in the slice.
     public var elementCount: Int { shape.reduce(1, *) }
 
+    /// The error for this piece (a stored chunk) failing to decode, naming the chunk.
+    func damaged(_ cause: TesseraError, tensor: String) -> TesseraError {
+        TesseraError(.corrupt, "chunk at \(globalOffset): \(cause.message)", file: storage.path, tensor: tensor)
+    }
+
     /// True when the piece overlaps the global box `b`.
     public func intersects(_ b: Box) -> Bool {
         globalOffset.indices.allSatisfy { d in

@@ -251,13 +251,8 @@ extension HDF5Store {
         let z = ZstdDecompressor(), scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: plan.decodedBytes, alignment: 64)
         defer { scratch.deallocate() }
         for p in plan.tensor.pieces {
-            guard case .zstd(_, let n) = p.encoding else { continue }
             let input = try cache.file(p.storage.path).bytes(offset: p.storage.offset, count: p.storage.count)
-            do throws(TesseraError) {
-                try z.decompress(input, into: UnsafeMutableRawBufferPointer(rebasing: scratch[0..<n]))
-            } catch {
-                throw TesseraError(.corrupt, "chunk at \(p.globalOffset): \(error.message)", file: p.storage.path, tensor: plan.tensor.name)
-            }
+            do { _ = try ChunkDecoder.unpack(input, p.encoding, scratch: scratch, z: z) } catch { throw p.damaged(error, tensor: plan.tensor.name) }
         }
     }
 }
@@ -311,22 +306,10 @@ struct ChunkBands: Sendable {
         var strides = [Int](repeating: 1, count: bandShape.count)
         for k in strides.indices.reversed().dropFirst() { strides[k] = strides[k + 1] * bandShape[k + 1] }
         let p = t.pieces[i]
-        let data: UnsafeRawPointer, shuffled: Bool, count: Int
-        do throws(TesseraError) {
-            switch p.encoding {
-            case .zstd(let s, let n):
-                try z.decompress(input, into: UnsafeMutableRawBufferPointer(rebasing: scratch[0..<n]))
-                (data, shuffled, count) = (UnsafeRawPointer(scratch.baseAddress!), s, n)
-            case .shuffled(let n):
-                guard input.count == n else { throw TesseraError(.corrupt, "chunk holds \(input.count) bytes, expected \(n)") }
-                (data, shuffled, count) = (input.baseAddress!, true, n)
-            case .raw:
-                throw TesseraError(.unsupported, "not a compressed chunk")
-            }
-        } catch {
-            throw TesseraError(.corrupt, "chunk at \(p.globalOffset): \(error.message)", file: p.storage.path, tensor: t.name)
-        }
-        let chunkElements = count / esize
+        let unpacked: (bytes: UnsafeRawBufferPointer, shuffled: Bool)
+        do { unpacked = try ChunkDecoder.unpack(input, p.encoding, scratch: scratch, z: z) } catch { throw p.damaged(error, tensor: t.name) }
+        let (data, shuffled) = (unpacked.bytes.baseAddress!, unpacked.shuffled)
+        let chunkElements = unpacked.bytes.count / esize
         // A chunk as wide as the tensor is one run of the band; otherwise its rows (the last
         // dimension) go to their places, a plane of the last two dimensions per call.
         if Array(p.shape.dropFirst()) == Array(t.shape.dropFirst()) && p.strides == strides {

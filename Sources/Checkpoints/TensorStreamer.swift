@@ -314,8 +314,7 @@ final class ChunkDecoder: @unchecked Sendable {
         // On failure every buffer of the batch goes back to the pool, none having been kept.
         if let k = batch.indices.first(where: { errors[$0] != nil }), let e = errors[k] {
             for o in outputs { BufferPool.give(o) }
-            throw TesseraError(.corrupt, "chunk at \(pieces[batch[k]].globalOffset): \(e.message)",
-                               file: pieces[batch[k]].storage.path, tensor: tensor)
+            throw pieces[batch[k]].damaged(e, tensor: tensor)
         }
         for (k, j) in batch.enumerated() { decoded[j] = outputs[k] }
         return UnsafeRawBufferPointer(decoded[i]!)
@@ -330,22 +329,33 @@ final class ChunkDecoder: @unchecked Sendable {
 
     static func decode(_ input: UnsafeRawBufferPointer, _ encoding: PieceEncoding, into out: UnsafeMutableRawBufferPointer,
                        elementSize: Int) throws(TesseraError) {
+        // A shuffled frame is decompressed aside, then unshuffled into place; anything else
+        // lands in `out` directly.
+        let aside: UnsafeMutableRawBufferPointer? = if case .zstd(true, _) = encoding { BufferPool.take(out.count) } else { nil }
+        defer { aside.map(BufferPool.give) }
+        let (bytes, shuffled) = try unpack(input, encoding, scratch: aside ?? out, z: ZstdDecompressor())
+        if shuffled {
+            byteUnshuffle(bytes, into: out, elementSize: elementSize)
+        } else if bytes.baseAddress != UnsafeRawPointer(out.baseAddress) {
+            guard bytes.count == out.count else { throw TesseraError(.corrupt, "chunk holds \(bytes.count) bytes, expected \(out.count)") }
+            out.copyMemory(from: bytes)
+        }
+    }
+
+    /// The bytes of an encoded chunk before unshuffling, and whether they are still
+    /// shuffled: a zstd frame decompressed into `scratch`, or the stored bytes themselves.
+    static func unpack(_ input: UnsafeRawBufferPointer, _ encoding: PieceEncoding, scratch: UnsafeMutableRawBufferPointer,
+                       z: ZstdDecompressor) throws(TesseraError) -> (bytes: UnsafeRawBufferPointer, shuffled: Bool) {
         switch encoding {
         case .raw:
-            out.copyMemory(from: input)
-        case .shuffled:
-            guard input.count == out.count else { throw TesseraError(.corrupt, "chunk holds \(input.count) bytes, expected \(out.count)") }
-            byteUnshuffle(input, into: out, elementSize: elementSize)
-        case .zstd(let shuffled, _):
-            let z = ZstdDecompressor()
-            if shuffled {
-                let tmp = BufferPool.take(out.count)
-                defer { BufferPool.give(tmp) }
-                try z.decompress(input, into: tmp)
-                byteUnshuffle(UnsafeRawBufferPointer(tmp), into: out, elementSize: elementSize)
-            } else {
-                try z.decompress(input, into: out)
-            }
+            return (input, false)
+        case .shuffled(let n):
+            guard input.count == n else { throw TesseraError(.corrupt, "chunk holds \(input.count) bytes, expected \(n)") }
+            return (input, true)
+        case .zstd(let shuffled, let n):
+            let out = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<n])
+            try z.decompress(input, into: out)
+            return (UnsafeRawBufferPointer(out), shuffled)
         }
     }
 

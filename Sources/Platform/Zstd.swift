@@ -121,11 +121,3 @@ public func byteUnshuffleRows(_ chunk: UnsafeRawPointer, chunkElements: Int, shu
     tessera_unshuffle_rows(chunk.assumingMemoryBound(to: UInt8.self), chunkElements, at, sourceStride, rows, count,
                            elementSize, shuffled ? 1 : 0, destination.assumingMemoryBound(to: UInt8.self), destinationStride)
 }
-
-/// Part of a byte unshuffle: elements `at..<at + count` of the shuffled chunk `chunk` of
-/// `chunkElements` elements, written as `count` whole elements at `destination`.
-public func byteUnshuffle(_ chunk: UnsafeRawPointer, chunkElements: Int, at: Int, count: Int, elementSize: Int,
-                          into destination: UnsafeMutableRawPointer) {
-    tessera_unshuffle_from(chunk.assumingMemoryBound(to: UInt8.self), chunkElements, at, count, elementSize,
-                           destination.assumingMemoryBound(to: UInt8.self))
-}

@@ -194,8 +194,8 @@ func segmentedShuffleIsHDF5sShuffle(_ esize: Int) {
         shuffled.withUnsafeBytes { src in
             back.withUnsafeMutableBytes { dst in
                 for (a, b) in zip(cuts, cuts.dropFirst()) {
-                    byteUnshuffle(src.baseAddress!, chunkElements: n, at: a, count: b - a, elementSize: esize,
-                                  into: dst.baseAddress! + a * esize)
+                    byteUnshuffleRows(src.baseAddress!, chunkElements: n, shuffled: true, at: a, sourceStride: 0, rows: 1,
+                                      count: b - a, elementSize: esize, into: dst.baseAddress! + a * esize, destinationStride: 0)
                 }
             }
         }
