@@ -17,8 +17,7 @@ public final class DirectReader: Sendable {
 
     public init(path: String) throws(TesseraError) {
         file = try ReadOnlyFile(path: path)
-        // O_DIRECT = 0o40000 on Linux x86-64 and arm64.
-        directFD = (try? ReadOnlyFile.open(path, flags: 0o40000).0) ?? -1
+        directFD = (try? ReadOnlyFile.open(path, flags: openDirect).0) ?? -1
     }
 
     /// Bytes a buffer needs to receive `range` through ``read(_:into:)``.

@@ -11,16 +11,8 @@ public struct MappedRegion: ~Copyable, @unchecked Sendable {
 
     /// Maps the whole file at `path` read-only.
     public init(path: String) throws(TesseraError) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw TesseraError(.io, "cannot open: \(String(cString: strerror(errno)))", file: path)
-        }
+        let (fd, size) = try ReadOnlyFile.open(path)
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else {
-            throw TesseraError(.io, "cannot stat: \(String(cString: strerror(errno)))", file: path)
-        }
-        let size = Int(st.st_size)
         if size == 0 {
             base = nil
             count = 0
@@ -37,36 +29,35 @@ public struct MappedRegion: ~Copyable, @unchecked Sendable {
     /// The mapped bytes.
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 
-    /// Tells the kernel the pages in `range` may be dropped from this process (they stay in the page cache).
-    public func release(_ range: Range<Int>) {
-        guard let base, !range.isEmpty else { return }
+    /// The whole pages `range` touches, clipped to the mapping (nil when none).
+    private func pages(_ range: Range<Int>) -> (start: UnsafeMutableRawPointer, count: Int)? {
+        guard let base, !range.isEmpty else { return nil }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = (range.lowerBound / page) * page
         let end = min(count, range.upperBound)
-        guard end > start else { return }
-        madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+        guard end > start else { return nil }
+        return (UnsafeMutableRawPointer(mutating: base + start), end - start)
+    }
+
+    /// Tells the kernel the pages in `range` may be dropped from this process (they stay in the page cache).
+    public func release(_ range: Range<Int>) {
+        guard let (start, count) = pages(range) else { return }
+        madvise(start, count, MADV_DONTNEED)
     }
 
     /// True when every page of `range` is in the page cache, so reading it needs no disk access.
     public func isResident(_ range: Range<Int>) -> Bool {
-        guard let base, !range.isEmpty else { return true }
+        guard let (start, count) = pages(range) else { return true }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let start = (range.lowerBound / page) * page
-        let end = min(count, range.upperBound)
-        guard end > start else { return true }
-        var pages = [UInt8](repeating: 0, count: (end - start + page - 1) / page)
-        guard mincore(UnsafeMutableRawPointer(mutating: base + start), end - start, &pages) == 0 else { return false }
-        return pages.allSatisfy { $0 & 1 != 0 }
+        var resident = [UInt8](repeating: 0, count: (count + page - 1) / page)
+        guard mincore(start, count, &resident) == 0 else { return false }
+        return resident.allSatisfy { $0 & 1 != 0 }
     }
 
     /// Asks the kernel to start reading the pages of `range` now (asynchronously).
     public func willNeed(_ range: Range<Int>) {
-        guard let base, !range.isEmpty else { return }
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let start = (range.lowerBound / page) * page
-        let end = min(count, range.upperBound)
-        guard end > start else { return }
-        madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_WILLNEED)
+        guard let (start, count) = pages(range) else { return }
+        madvise(start, count, MADV_WILLNEED)
     }
 
     deinit {
@@ -135,6 +126,10 @@ public final class MappingCache: Sendable {
 
 }
 
+/// `O_DIRECT` (0o40000 on Linux x86-64 and arm64; Glibc does not export it to Swift): reads
+/// and writes between the disk and aligned buffers, sparing the page-cache copy.
+let openDirect: Int32 = 0o40000
+
 /// A file opened for small positioned reads (metadata), closed with its owner. Reading
 /// metadata this way keeps it out of the process's mapped, resident pages.
 public struct ReadOnlyFile: ~Copyable, Sendable {
@@ -153,7 +148,11 @@ public struct ReadOnlyFile: ~Copyable, Sendable {
         let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | flags)
         guard fd >= 0 else { throw TesseraError(.io, "cannot open: \(String(cString: strerror(errno)))", file: path) }
         var st = stat()
-        fstat(fd, &st)
+        guard fstat(fd, &st) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw TesseraError(.io, "cannot stat: \(reason)", file: path)
+        }
         return (fd, Int(st.st_size))
     }
 

@@ -41,8 +41,7 @@ final class BackgroundWriter: @unchecked Sendable {
     init(fd: Int32, path: String, direct: Bool) {
         self.fd = fd
         self.path = path
-        // O_DIRECT = 0o40000 on Linux x86-64 and arm64; it spares the copy into the page cache.
-        directFD = direct ? open(path, O_WRONLY | O_CLOEXEC | 0o40000) : -1
+        directFD = direct ? open(path, O_WRONLY | O_CLOEXEC | openDirect) : -1
     }
 
     /// A buffer to fill (waits while every buffer is being written).
@@ -234,8 +233,6 @@ public struct OutputFile: ~Copyable {
         guard let base = bytes.baseAddress else { return }
         try Self.writeAll(fd, path, base, bytes.count, at: offset)
     }
-
-
 
     /// Hands the rest of the file to the background: its last buffers are written and the
     /// file closed while the caller goes on; `closes.wait()` reports any failure.

@@ -22,12 +22,9 @@ struct DistTorchWriter {
         var out = try OutputFile(creating: dir + "/" + fileName)
         var entries: [String: DCPTensor] = [:]
         var order: [String] = []
-        var regions: [(GlobalTensor, Box)] = []
-        for t in plan.tensors { regions += try DistZarrWriter.chunks(t, tp: plan.layout.tp).boxes.map { (t.source, $0) } }
-        let readAhead = ReadAheadWindow(streamer: streamer, regions: regions)
-        for t in plan.tensors {
+        let (grids, readAhead) = try DistZarrWriter.grids(plan, streamer: streamer)
+        for (t, (_, boxes)) in zip(plan.tensors, grids) {
             let (key, layer) = DistZarrWriter.key(t.name)
-            let (_, boxes) = try DistZarrWriter.chunks(t, tp: plan.layout.tp)
             if entries[key] == nil {
                 order.append(key)
                 entries[key] = DCPTensor(fqn: key, dtype: t.dtype, size: layer == nil ? t.shape : [layers] + t.shape, chunks: [])

@@ -32,6 +32,16 @@ struct DistZarrWriter {
         return (chunk, boxes)
     }
 
+    /// Every tensor's chunk grid, in plan order, and a read-ahead window over their boxes in
+    /// the order the distributed writers stream them.
+    static func grids(_ plan: ConversionPlan, streamer: TensorStreamer) throws(TesseraError)
+        -> (grids: [(chunk: [Int], boxes: [Box])], readAhead: ReadAheadWindow) {
+        var grids: [(chunk: [Int], boxes: [Box])] = []
+        for t in plan.tensors { grids.append(try chunks(t, tp: plan.layout.tp)) }
+        let regions = zip(plan.tensors, grids).flatMap { t, g in g.boxes.map { (t.source, $0) } }
+        return (grids, ReadAheadWindow(streamer: streamer, regions: regions))
+    }
+
     func write(into root: String) throws(TesseraError) {
         let dir = root + "/model_weights"
         try makeDir(dir)
@@ -40,13 +50,10 @@ struct DistZarrWriter {
         try writeCommon(dir)
         let layers = plan.config.numLayers
         var written = Set<String>()
-        var regions: [(GlobalTensor, Box)] = []
-        for t in plan.tensors { regions += try Self.chunks(t, tp: plan.layout.tp).boxes.map { (t.source, $0) } }
-        let readAhead = ReadAheadWindow(streamer: streamer, regions: regions)
+        let (grids, readAhead) = try Self.grids(plan, streamer: streamer)
         let closes = DeferredCloses()
-        for t in plan.tensors {
+        for (t, (chunk, boxes)) in zip(plan.tensors, grids) {
             let (key, layer) = Self.key(t.name)
-            let (chunk, boxes) = try Self.chunks(t, tp: plan.layout.tp).self
             let arrayDir = dir + "/" + key
             if written.insert(key).inserted {
                 try makeDir(arrayDir)

@@ -105,8 +105,6 @@ struct HDF5Writer {
                 digests[i] = h.finalizeHex()
             }
             try out.close()
-        }
-        if !contiguous.isEmpty {
             let file = try HDF5File.openForUpdate(path)
             for (i, t) in plan.tensors.enumerated() {
                 guard let digest = digests[i] else { continue }

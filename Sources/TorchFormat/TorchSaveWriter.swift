@@ -109,7 +109,6 @@ public struct TorchSaveWriter: ~Copyable {
 
     /// Writes the trailing `version` record and the central directory; returns the file, to
     /// append more to or to ``OutputFile/close()`` (which reports write failures).
-    @discardableResult
     public consuming func finish() throws(TesseraError) -> OutputFile {
         try add("version", Array("3\n".utf8))
         let cdStart = out.position - base
