@@ -26,14 +26,14 @@ static void load(void) {
     }
 }
 
-int tessera_blas_available(void) {
+static int blas_available(void) {
     pthread_once(&loaded, load);
     return sgemm != NULL;
 }
 
 void tessera_blas_sgemm_nt(const float *A, size_t lda, const float *W, size_t ldw, float *C, size_t ldc,
                            size_t T, size_t N, size_t K, int accumulate) {
-    if (!tessera_blas_available()) {
+    if (!blas_available()) {
         tessera_gemm_f32_nt_portable(A, lda, W, 0, ldw, C, ldc, T, N, K, accumulate);
         return;
     }

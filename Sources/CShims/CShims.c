@@ -190,7 +190,9 @@ void tessera_shuffle_into(const uint8_t *restrict src, size_t k, size_t es, uint
     }
 }
 
-void tessera_unshuffle_from(const uint8_t *restrict src, size_t n, size_t at, size_t k, size_t es, uint8_t *restrict dst) {
+/* Part of an unshuffle: elements at..at+k of the n-element shuffled chunk src, as k whole
+   elements at dst. */
+static void unshuffle_from(const uint8_t *restrict src, size_t n, size_t at, size_t k, size_t es, uint8_t *restrict dst) {
     if (es == 2) {
         const uint8_t *lo = src + at, *hi = src + n + at;
         size_t i = 0;
@@ -209,7 +211,7 @@ void tessera_unshuffle_from(const uint8_t *restrict src, size_t n, size_t at, si
 void tessera_unshuffle_rows(const uint8_t *src, size_t n, size_t at, size_t src_stride, size_t rows, size_t k,
                             size_t es, int shuffled, uint8_t *dst, size_t dst_stride) {
     for (size_t r = 0; r < rows; r++, at += src_stride, dst += dst_stride * es) {
-        if (shuffled) tessera_unshuffle_from(src, n, at, k, es, dst);
+        if (shuffled) unshuffle_from(src, n, at, k, es, dst);
         else memcpy(dst, src + at * es, k * es);
     }
 }
@@ -219,7 +221,7 @@ void tessera_shuffle(const uint8_t *restrict src, uint8_t *restrict dst, size_t 
 }
 
 void tessera_unshuffle(const uint8_t *restrict src, uint8_t *restrict dst, size_t n, size_t es) {
-    tessera_unshuffle_from(src, n, 0, n, es, dst);
+    unshuffle_from(src, n, 0, n, es, dst);
 }
 
 /* Level 1 for weights: every block parsed as literals only (no match search). */

@@ -33,8 +33,6 @@ void tessera_gemm_f32_nt_portable(const float *A, size_t lda, const void *W, int
    single-threaded, loaded on first use (the portable product when OpenBLAS is missing). */
 void tessera_blas_sgemm_nt(const float *A, size_t lda, const float *W, size_t ldw, float *C, size_t ldc,
                            size_t T, size_t N, size_t K, int accumulate);
-/* 1 when OpenBLAS could be loaded. */
-int tessera_blas_available(void);
 
 /* Several threads sharing one packing of the activations (each then computes its own output
    columns): bytes of the packed form of T rows of K inputs (BF16 when bf16 != 0, else FP32);

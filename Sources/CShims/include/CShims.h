@@ -57,9 +57,6 @@ void tessera_unshuffle(const uint8_t *src, uint8_t *dst, size_t n, size_t es);
    chunk dst (byte b of element i at b*n + i). AVX-512 VBMI for 2-byte elements when present. */
 void tessera_shuffle_into(const uint8_t *src, size_t k, size_t es, uint8_t *dst, size_t n, size_t at);
 
-/* Part of an unshuffle: elements at..at+k of the n-element shuffled chunk src, as k whole
-   elements at dst. */
-void tessera_unshuffle_from(const uint8_t *src, size_t n, size_t at, size_t k, size_t es, uint8_t *dst);
 /* `rows` runs of `k` elements, at `at`, `at + src_stride`, ... of a chunk of `n` elements
    (shuffled when `shuffled`, else plain), written `dst_stride` elements apart at `dst`. */
 void tessera_unshuffle_rows(const uint8_t *src, size_t n, size_t at, size_t src_stride, size_t rows, size_t k,
