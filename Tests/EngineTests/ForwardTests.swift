@@ -30,6 +30,17 @@ private func fixtureList() -> [(path: String, dtype: String)] {
     }
 }
 
+/// The engine over the fixture at `rel` (relative to the fixtures folder).
+private func model(_ rel: String) throws -> Model {
+    let cache = MappingCache()
+    return try Model(try Checkpoint.open(fixtures + "/" + rel, cache: cache), cache: cache)
+}
+
+/// The engine over the first fixture stored in `dtype` (any dtype when nil).
+private func model(dtype: String?) throws -> Model {
+    try model(try #require(fixtureList().first { dtype == nil || $0.dtype == dtype }?.path))
+}
+
 private func maxDiff(_ a: [Float], _ b: [Double]) -> Double {
     zip(a, b).map { abs(Double($0) - $1) }.max() ?? .infinity
 }
@@ -40,8 +51,7 @@ private func maxDiff(_ a: [Float], _ b: [Double]) -> Double {
 func forwardMatchesMegatronCore(_ rel: String) throws {
     let ref = try #require(Reference.shared)
     let dtype = fixtureList().first { $0.path == rel }?.dtype ?? "bf16"
-    let cache = MappingCache()
-    let model = try Model(try Checkpoint.open(fixtures + "/" + rel, cache: cache), cache: cache)
+    let model = try model(rel)
     let precision: Precision = dtype == "fp32" ? .fp32 : .bf16
     let tolerance = dtype == "fp32" ? 1e-4 : 0.1
     let expected = try #require(ref.outputs[dtype])
@@ -55,9 +65,7 @@ func forwardMatchesMegatronCore(_ rel: String) throws {
 
 @Test func fp32IsCloserToTheReferenceThanBF16() throws {
     let ref = try #require(Reference.shared)
-    let rel = try #require(fixtureList().first { $0.dtype == "fp32" }?.path)
-    let cache = MappingCache()
-    let model = try Model(try Checkpoint.open(fixtures + "/" + rel, cache: cache), cache: cache)
+    let model = try model(dtype: "fp32")
     let ids = ref.ids[3]
     let exact = try model.forward(tokens: ids, precision: .fp32)
     let rounded = try model.forward(tokens: ids, precision: .bf16)
@@ -66,9 +74,7 @@ func forwardMatchesMegatronCore(_ rel: String) throws {
 }
 
 @Test func tokensOutsideTheVocabularyAreRefused() throws {
-    let rel = try #require(fixtureList().first?.path)
-    let cache = MappingCache()
-    let model = try Model(try Checkpoint.open(fixtures + "/" + rel, cache: cache), cache: cache)
+    let model = try model(dtype: nil)
     #expect(throws: TesseraError.self) { _ = try model.forward(tokens: [1, 100_000]) }
     #expect(throws: TesseraError.self) { _ = try model.forward(tokens: []) }
 }
@@ -76,9 +82,7 @@ func forwardMatchesMegatronCore(_ rel: String) throws {
 /// The outputs at a token appended to a cached prefix equal a full forward over both.
 @Test func cachedPrefixGivesTheSameOutputsAsAFullForward() throws {
     let ref = try #require(Reference.shared)
-    let rel = try #require(fixtureList().first { $0.dtype == "fp32" }?.path)
-    let cache = MappingCache()
-    let model = try Model(try Checkpoint.open(fixtures + "/" + rel, cache: cache), cache: cache)
+    let model = try model(dtype: "fp32")
     let ids = ref.ids[3]
     let kv = try model.prefill(tokens: ids, precision: .fp32)
     for cut in [1, 10, ids.count - 1] {
@@ -92,9 +96,7 @@ func forwardMatchesMegatronCore(_ rel: String) throws {
 /// Sequences of different lengths run together give what each gives alone (no padding).
 @Test func batchesOfDifferentLengthsEqualSingleRuns() throws {
     let ref = try #require(Reference.shared)
-    let rel = try #require(fixtureList().first { $0.dtype == "fp32" }?.path)
-    let cache = MappingCache()
-    let model = try Model(try Checkpoint.open(fixtures + "/" + rel, cache: cache), cache: cache)
+    let model = try model(dtype: "fp32")
     let seqs = [ref.ids[3], ref.ids[0], ref.ids[1]]
     let together = try model.forward(batch: seqs.map { Model.Segment(ids: $0) }, precision: .fp32)
     for (seq, r) in zip(seqs, together) {
@@ -108,9 +110,7 @@ func forwardMatchesMegatronCore(_ rel: String) throws {
 /// the full forward within BF16 rounding (the GEMMs see other shapes).
 @Test func bf16CacheStepEqualsTheFullForward() throws {
     let ref = try #require(Reference.shared)
-    let rel = try #require(fixtureList().first { $0.dtype == "bf16" }?.path)
-    let cache = MappingCache()
-    let model = try Model(try Checkpoint.open(fixtures + "/" + rel, cache: cache), cache: cache)
+    let model = try model(dtype: "bf16")
     let ids = ref.ids[3]
     let kv = try model.prefill(tokens: ids, precision: .bf16)
     let step = try model.forward(next: 6, after: kv, prefix: 20, precision: .bf16)
@@ -120,9 +120,7 @@ func forwardMatchesMegatronCore(_ rel: String) throws {
 
 @Test func logitsCanBeSkippedWithoutChangingTheReward() throws {
     let ref = try #require(Reference.shared)
-    let rel = try #require(fixtureList().first { $0.dtype == "fp32" }?.path)
-    let cache = MappingCache()
-    let model = try Model(try Checkpoint.open(fixtures + "/" + rel, cache: cache), cache: cache)
+    let model = try model(dtype: "fp32")
     let with = try model.forward(batch: [Model.Segment(ids: ref.ids[1])], precision: .fp32)[0]
     let without = try model.forward(batch: [Model.Segment(ids: ref.ids[1])], precision: .fp32, logits: false)[0]
     #expect(with.logits != nil && without.logits == nil)
