@@ -17,12 +17,13 @@ let package = Package(
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CISAL", pkgConfig: "libisal", providers: [.apt(["libisal-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // C macros Swift cannot import (HDF5 property classes, mmap flags).
         .target(name: "CShims", dependencies: ["CHDF5", "CZstd"]),
         // The engine's numeric kernels: the AVX-512 BF16 GEMM (with a portable fallback), BF16 conversion.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         // The thin layer over C: mapped files, digests, typed errors, atomic outputs.
-        .target(name: "Platform", dependencies: ["CISAL", "CZstd", "CHDF5", "CShims"]),
+        .target(name: "Platform", dependencies: ["CISAL", "CZlib", "CZstd", "CHDF5", "CShims"]),
         // torch.save zip archives and the safe unpickler.
         .target(name: "TorchFormat", dependencies: ["Platform"]),
         // Readers, the catalogue of global tensors, partition rules, model config.

@@ -165,6 +165,7 @@ final class BandStream: @unchecked Sendable {
         var runs: [(path: String, range: Range<Int>, members: [Int])] = []
         for m in members {
             let s = t.pieces[order[m].piece].storage
+            guard s.count > 0 else { continue }   // a chunk never written: nothing to read
             if let last = runs.last, last.path == s.path, s.offset - last.range.upperBound <= 64 << 10 {
                 runs[runs.count - 1].range = last.range.lowerBound..<max(last.range.upperBound, s.offset + s.count)
                 runs[runs.count - 1].members.append(m - g.chunks.lowerBound)

@@ -16,6 +16,16 @@ public enum PieceEncoding: Sendable, Equatable {
     case zstd(shuffled: Bool, decodedBytes: Int)
     /// An HDF5 chunk stored with only the shuffle filter.
     case shuffled(decodedBytes: Int)
+    /// A chunk never written (its dataset's fill value, zero): no bytes on disk.
+    case zeros(decodedBytes: Int)
+
+    /// True when the stored bytes must be decoded into a buffer before use.
+    public var needsDecoding: Bool {
+        switch self {
+        case .raw, .zeros: false
+        case .zstd, .shuffled: true
+        }
+    }
 }
 
 /// A rectangular slice of a global tensor stored somewhere on disk as a strided view.

@@ -93,6 +93,17 @@ public enum HDF5Store {
                     }
                     pieces.append(p)
                 }
+                // Chunks never written hold the fill value: zeros, when it is zero.
+                if info.fillIsZero, pieces.count < Box.gridCount(shape: shape, chunk: chunk) {
+                    let stored = Set(pieces.map(\.globalOffset))
+                    for (_, box) in Box.grid(shape: shape, chunk: chunk) where !stored.contains(box.offset) {
+                        var p = Piece(storage: FileSlice(path: path, offset: 0, count: 0), dtype: dtype, storageOffset: 0,
+                                      strides: strides, shape: box.shape, globalOffset: box.offset,
+                                      origin: "\(path):\(dpath) chunk \(box.offset) (not written: zeros)")
+                        p.encoding = .zeros(decodedBytes: decoded)
+                        pieces.append(p)
+                    }
+                }
             } else if let offset = info.contiguousOffset {
                 pieces.append(Piece(storage: FileSlice(path: path, offset: offset, count: shape.reduce(1, *) * dtype.size),
                                     dtype: dtype, storageOffset: 0, strides: DistReader.cStrides(shape), shape: shape,

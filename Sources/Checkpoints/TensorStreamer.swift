@@ -82,25 +82,33 @@ public struct TensorStreamer: Sendable {
         var sinceRelease = 0
         var pending: UnsafeRawBufferPointer?
         var scratch: [UInt8] = []
-        var zeros: [UInt8] = []
         func flush() throws(TesseraError) {
             if let p = pending, p.count > 0 { try body(p) }
             pending = nil
         }
+        // Adjacent runs are joined: mapped bytes up to 8 MiB, zeros (holes, padding) up to a
+        // whole view of the zero pages, so a writer skips them in one step.
         func emit(_ run: UnsafeRawBufferPointer) throws(TesseraError) {
-            if let p = pending, let pe = p.baseAddress, pe + p.count == run.baseAddress {
+            guard run.count > 0 else { return }
+            if let p = pending, ZeroPages.contains(p), ZeroPages.contains(run), p.count + run.count <= ZeroPages.size {
+                pending = ZeroPages.run(p.count + run.count)
+                return
+            }
+            if let p = pending, let pe = p.baseAddress, pe + p.count == run.baseAddress, !ZeroPages.contains(p) {
                 pending = UnsafeRawBufferPointer(start: pe, count: p.count + run.count)
             } else {
                 try flush()
                 pending = run
             }
-            if pending!.count >= (8 << 20) { try flush() }
+            if pending!.count >= (8 << 20), !ZeroPages.contains(pending!) { try flush() }
         }
         func emitZeros(_ count: Int) throws(TesseraError) {
-            guard count > 0 else { return }
-            try flush()
-            if zeros.count < count { zeros = [UInt8](repeating: 0, count: count) }
-            try withBytes(zeros) { (z) throws(TesseraError) in try body(UnsafeRawBufferPointer(rebasing: z[0..<count])) }
+            var left = count
+            while left > 0 {
+                let n = min(left, ZeroPages.size)
+                try emit(ZeroPages.run(n))
+                left -= n
+            }
         }
         let n = t.shape.count
         guard region.shape.allSatisfy({ $0 > 0 }) else { return }
@@ -114,8 +122,10 @@ public struct TensorStreamer: Sendable {
         let colStart = region.offset[last], colEnd = colStart + region.shape[last]
         let rows = region.shape[..<last].reduce(1, *)
         var outer = Array(region.offset[..<last])
-        // Pieces sorted by their offset in the last dimension, so a row's segments come in order.
-        let order = pieces.indices.sorted { pieces[$0].globalOffset[last] < pieces[$1].globalOffset[last] }
+        // The pieces the region touches (a layer of a stacked tensor is a few of hundreds),
+        // sorted by their offset in the last dimension, so a row's segments come in order.
+        let order = pieces.indices.filter { pieces[$0].intersects(region) }
+            .sorted { pieces[$0].globalOffset[last] < pieces[$1].globalOffset[last] }
         for _ in 0..<rows {
             let rowInside = (0..<last).allSatisfy { outer[$0] < t.shape[$0] }
             var col = colStart
@@ -141,7 +151,13 @@ public struct TensorStreamer: Sendable {
                     let stride = p.strides[last]
                     if stride == 1 || width == 1 {
                         let start = elem * esize
-                        try emit(UnsafeRawBufferPointer(rebasing: view[start..<(start + width * esize)]))
+                        if p.encoding == .raw {
+                            // Straight from the file: holes come as zeros, never faulted in.
+                            let at = p.storage.offset + start
+                            try files[i].forEachRun(at..<(at + width * esize)) { (run) throws(TesseraError) in try emit(run) }
+                        } else {
+                            try emit(UnsafeRawBufferPointer(rebasing: view[start..<(start + width * esize)]))
+                        }
                         watermark[i] = max(watermark[i], start + width * esize)
                     } else {
                         try flush()
@@ -248,6 +264,12 @@ public struct Box: Sendable, Equatable {
     }
     public var elementCount: Int { shape.reduce(1, *) }
 
+    /// How many chunks a grid of `chunk`-shaped chunks over `shape` has.
+    public static func gridCount(shape: [Int], chunk: [Int]) -> Int {
+        guard shape.allSatisfy({ $0 > 0 }), chunk.allSatisfy({ $0 > 0 }) else { return 0 }
+        return zip(shape, chunk).map { ($0 + $1 - 1) / $1 }.reduce(1, *)
+    }
+
     /// The boxes of a chunk grid covering `shape` in C order of their chunk indices (edge
     /// chunks clipped), each with its index in the grid.
     public static func grid(shape: [Int], chunk: [Int]) -> [(index: [Int], box: Box)] {
@@ -284,7 +306,7 @@ final class ChunkDecoder: @unchecked Sendable {
         self.pieces = pieces
         self.encoded = encoded
         self.threads = max(1, threads)
-        order = pieces.indices.filter { pieces[$0].encoding != .raw && pieces[$0].intersects(region) }
+        order = pieces.indices.filter { pieces[$0].encoding.needsDecoding && pieces[$0].intersects(region) }
             .sorted { (pieces[$0].globalOffset.first ?? 0, pieces[$0].globalOffset.last ?? 0)
                     < (pieces[$1].globalOffset.first ?? 0, pieces[$1].globalOffset.last ?? 0) }
     }
@@ -292,6 +314,7 @@ final class ChunkDecoder: @unchecked Sendable {
     /// The bytes the view of piece `i` indexes (decoded when needed).
     func view(_ i: Int, row: Int, tensor: String) throws(TesseraError) -> UnsafeRawBufferPointer {
         if pieces[i].encoding == .raw { return encoded[i] }
+        if case .zeros(let n) = pieces[i].encoding { return ZeroPages.run(n) }
         if let d = decoded[i] { return UnsafeRawBufferPointer(d) }
         // Decode this piece and the next few in sweep order together.
         let start = order.firstIndex(of: i) ?? 0
@@ -323,7 +346,7 @@ final class ChunkDecoder: @unchecked Sendable {
     static func decodedBytes(_ p: Piece) -> Int {
         switch p.encoding {
         case .raw: p.storage.count
-        case .zstd(_, let n), .shuffled(let n): n
+        case .zstd(_, let n), .shuffled(let n), .zeros(let n): n
         }
     }
 
@@ -349,6 +372,8 @@ final class ChunkDecoder: @unchecked Sendable {
         switch encoding {
         case .raw:
             return (input, false)
+        case .zeros(let n):
+            return (ZeroPages.run(n), false)
         case .shuffled(let n):
             guard input.count == n else { throw TesseraError(.corrupt, "chunk holds \(input.count) bytes, expected \(n)") }
             return (input, true)

@@ -182,11 +182,25 @@ public final class Model: @unchecked Sendable {
                 try y.withUnsafeMutableBufferPointer { (yb) throws(TesseraError) in
                     let operands = Operands(x: xb.baseAddress, xq: xqb.baseAddress, k: k, y: yb.baseAddress!, n: n, tokens: tokens,
                                             precision: precision)
-                    func product(_ p: Piece, _ w: UnsafeRawPointer, bf16Weights: Bool, ldw: Int, row0: Int, rows: Int) throws(TesseraError) {
-                        // The last piece along the inputs for these rows completes them.
-                        let last = !pieces.contains { q in
+                    // The last piece along the inputs for these rows completes them.
+                    func isLast(_ p: Piece, row0: Int, rows: Int) -> Bool {
+                        !pieces.contains { q in
                             q.globalOffset[1] > p.globalOffset[1] && q.globalOffset[0] < row0 + rows && row0 < q.globalOffset[0] + q.shape[0]
                         }
+                    }
+                    // Rows whose weights lie in a hole of the file are zeros: they add nothing
+                    // (rows not yet written become zero; finished rows are rounded as the kernel would).
+                    func zeroRows(_ p: Piece, row0: Int, rows: Int) {
+                        let finishing = roundInKernel && isLast(p, row0: row0, rows: rows)
+                        for r in row0..<(row0 + rows) {
+                            for tok in 0..<tokens where !written[r] || finishing {
+                                yb[tok * n + r] = written[r] ? Kernels.bf16(yb[tok * n + r]) : 0
+                            }
+                            written[r] = true
+                        }
+                    }
+                    func product(_ p: Piece, _ w: UnsafeRawPointer, bf16Weights: Bool, ldw: Int, row0: Int, rows: Int) throws(TesseraError) {
+                        let last = isLast(p, row0: row0, rows: rows)
                         guard operands.product(w, bf16Weights: bf16Weights, ldw: ldw, rows: rows, row0: row0, col0: p.globalOffset[1],
                                                cols: p.shape[1], accumulate: written[row0], round: roundInKernel && last) else {
                             throw TesseraError(.outOfMemory, "cannot allocate the matrix product's packing buffers", tensor: t.name)
@@ -198,8 +212,17 @@ public final class Model: @unchecked Sendable {
                             // Zero-copy: the weights straight from the mapped file.
                             let file = try weights.streamer.cache.file(p.storage.path)
                             let bytes = try file.bytes(offset: p.storage.offset, count: p.storage.count)
-                            try product(p, UnsafeRawPointer(bytes.baseAddress!) + p.storageOffset * t.dtype.size,
-                                        bf16Weights: t.dtype == .bfloat16, ldw: p.strides[0], row0: p.globalOffset[0], rows: p.shape[0])
+                            let esize = t.dtype.size, ldw = p.strides[0]
+                            let base = UnsafeRawPointer(bytes.baseAddress!) + p.storageOffset * esize
+                            // Only the rows holding data are multiplied; rows in holes are never read.
+                            var r = 0
+                            for data in Self.dataRows(of: p, in: file, elementSize: esize) {
+                                if data.lowerBound > r { zeroRows(p, row0: p.globalOffset[0] + r, rows: data.lowerBound - r) }
+                                try product(p, base + data.lowerBound * ldw * esize, bf16Weights: t.dtype == .bfloat16, ldw: ldw,
+                                            row0: p.globalOffset[0] + data.lowerBound, rows: data.count)
+                                r = data.upperBound
+                            }
+                            if r < p.shape[0] { zeroRows(p, row0: p.globalOffset[0] + r, rows: p.shape[0] - r) }
                             if releaseWeights { file.release(p.storage.offset..<(p.storage.offset + p.storage.count)) }
                             continue
                         }
@@ -224,6 +247,28 @@ public final class Model: @unchecked Sendable {
             throw TesseraError(.inconsistent, "the pieces do not cover every output row", tensor: t.name)
         }
         return try finishLinear(name, consume y, tokens: tokens, n: n, precision: roundInKernel ? .fp32 : precision)
+    }
+
+    /// The rows of a raw 2-D piece (local row ranges, in order) that hold any data in `file`;
+    /// the other rows lie wholly in holes and are zeros.
+    static func dataRows(of p: Piece, in file: MappedFile, elementSize esize: Int) -> [Range<Int>] {
+        let rows = p.shape[0], rowStride = p.strides[0] * esize, used = p.shape[1] * esize
+        let start = p.storage.offset + p.storageOffset * esize
+        let extents = file.extents
+        guard !extents.isDense, rows > 0, rowStride > 0 else { return rows > 0 ? [0..<rows] : [] }
+        var out: [Range<Int>] = []
+        for d in extents.dataRanges(in: start..<(start + (rows - 1) * rowStride + used)) {
+            // Rows whose used bytes [start + r * stride, + used) meet the data range d.
+            let first = max(0, (d.lowerBound - start - used + rowStride) / rowStride)
+            let end = min(rows, (d.upperBound - start + rowStride - 1) / rowStride)
+            guard end > first else { continue }
+            if let last = out.last, last.upperBound >= first {
+                out[out.count - 1] = last.lowerBound..<max(last.upperBound, end)
+            } else {
+                out.append(first..<end)
+            }
+        }
+        return out
     }
 
     /// Adds the layer's bias, if any, and rounds to BF16 in BF16 mode (`.fp32` when the

@@ -144,6 +144,9 @@ public struct HDF5File: ~Copyable {
         if let chunk {
             let c = chunk.map { hsize_t($0) }
             H5Pset_chunk(dcpl.id, Int32(c.count), c)
+            // Chunks left unwritten (all zeros) read as this fill value: zero.
+            var zero = [UInt8](repeating: 0, count: 16)
+            H5Pset_fill_value(dcpl.id, type, &zero)
             if let zstdLevel {
                 H5Pset_shuffle(dcpl.id)
                 var cd: [UInt32] = [UInt32(bitPattern: zstdLevel)]
@@ -198,6 +201,8 @@ public struct HDF5DatasetInfo {
     /// Bytes per element and whether the stored type is an unsigned/float/... class.
     public var elementSize: Int
     public var typeClass: H5T_class_t
+    /// True when chunks never written read as zeros (the fill value is zero or the default).
+    public var fillIsZero: Bool
 }
 
 extension HDF5Object {
@@ -228,9 +233,19 @@ extension HDF5Object {
         let addr = H5Dget_offset(id)
         let type = H5Dget_type(id)
         defer { H5Tclose(type) }
+        var status = H5D_FILL_VALUE_ERROR
+        var fillIsZero = false
+        if H5Pfill_value_defined(dcpl, &status) >= 0 {
+            if status == H5D_FILL_VALUE_DEFAULT {
+                fillIsZero = true
+            } else if status == H5D_FILL_VALUE_USER_DEFINED, H5Tget_size(type) <= 64 {
+                var fill = [UInt8](repeating: 0xFF, count: 64)
+                fillIsZero = H5Pget_fill_value(dcpl, type, &fill) >= 0 && fill.prefix(H5Tget_size(type)).allSatisfy { $0 == 0 }
+            }
+        }
         return HDF5DatasetInfo(shape: dims.prefix(rank).map { Int($0) }, chunk: chunk, filters: filters,
                                contiguousOffset: chunk == nil && addr != tessera_haddr_undef() ? Int(addr) : nil,
-                               elementSize: H5Tget_size(type), typeClass: H5Tget_class(type))
+                               elementSize: H5Tget_size(type), typeClass: H5Tget_class(type), fillIsZero: fillIsZero)
     }
 
     /// Every stored chunk of a chunked dataset.

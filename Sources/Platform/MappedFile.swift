@@ -13,6 +13,11 @@ public struct MappedRegion: ~Copyable, @unchecked Sendable {
     public init(path: String) throws(TesseraError) {
         let (fd, size) = try ReadOnlyFile.open(path)
         defer { close(fd) }
+        try self.init(fd: fd, size: size, path: path)
+    }
+
+    /// Maps the first `size` bytes of the open file `fd` (named `path` in errors) read-only.
+    init(fd: Int32, size: Int, path: String) throws(TesseraError) {
         if size == 0 {
             base = nil
             count = 0
@@ -65,16 +70,53 @@ public struct MappedRegion: ~Copyable, @unchecked Sendable {
     }
 }
 
-/// A mapped file shared by readers; the mapping lives as long as this object.
+/// A mapped file shared by readers; the mapping lives as long as this object. It knows
+/// where the file has holes, so that readers never fault a hole in.
 public final class MappedFile: Sendable {
     /// The path the file was opened at.
     public let path: String
     private let region: MappedRegion
+    /// Kept open for hole queries and page-cache advice.
+    private let fd: Int32
+    private let extentsCache = Mutex<FileExtents?>(nil)
 
     /// Maps `path` read-only.
     public init(path: String) throws(TesseraError) {
         self.path = path
-        self.region = try MappedRegion(path: path)
+        let (fd, size) = try ReadOnlyFile.open(path)
+        do { region = try MappedRegion(fd: fd, size: size, path: path) } catch {
+            close(fd)
+            throw error
+        }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    /// Where the file holds data (read once, on first use).
+    public var extents: FileExtents {
+        if let e = extentsCache.withLock({ $0 }) { return e }
+        let e = FileExtents(fd: fd, size: count)
+        extentsCache.withLock { $0 = e }
+        return e
+    }
+
+    /// The bytes of `range` in pieces that are each all data or all hole: data as views of
+    /// the mapping, holes as views of ``ZeroPages`` (never faulted in from the file).
+    public func forEachRun<E: Error>(_ range: Range<Int>, _ body: (UnsafeRawBufferPointer) throws(E) -> Void) throws(E) {
+        let all = bytes
+        try extents.forEachSegment(in: range) { (r, isData) throws(E) in
+            if isData {
+                try body(UnsafeRawBufferPointer(rebasing: all[r]))
+            } else {
+                var at = r.lowerBound
+                while at < r.upperBound {
+                    let n = min(ZeroPages.size, r.upperBound - at)
+                    try body(ZeroPages.run(n))
+                    at += n
+                }
+            }
+        }
     }
 
     /// The whole file.
@@ -91,11 +133,18 @@ public final class MappedFile: Sendable {
         return UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + length)])
     }
 
-    /// Drops the pages of `range` from this process's resident set.
-    public func release(_ range: Range<Int>) { region.release(range) }
+    /// Drops the pages of `range` from this process's resident set and from the page cache
+    /// (a pass over a model larger than memory does not evict the rest of the machine).
+    public func release(_ range: Range<Int>) {
+        region.release(range)
+        guard !range.isEmpty else { return }
+        _ = posix_fadvise(fd, off_t(range.lowerBound), off_t(range.count), POSIX_FADV_DONTNEED)
+    }
 
-    /// Starts reading the pages of `range` ahead of use.
-    public func willNeed(_ range: Range<Int>) { region.willNeed(range) }
+    /// Starts reading the data pages of `range` ahead of use (holes are not read).
+    public func willNeed(_ range: Range<Int>) {
+        for r in extents.dataRanges(in: range) { region.willNeed(r) }
+    }
 
     /// True when every page of `range` is in the page cache.
     public func isResident(_ range: Range<Int>) -> Bool { region.isResident(range) }

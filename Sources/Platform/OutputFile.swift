@@ -38,10 +38,35 @@ final class BackgroundWriter: @unchecked Sendable {
     /// Set on the queue once `directFD` is closed by a background finish.
     private var directClosed = false
 
-    init(fd: Int32, path: String, direct: Bool) {
+    /// True for a new file (all zeros until written): all-zero blocks are left as holes.
+    let sparse: Bool
+
+    init(fd: Int32, path: String, direct: Bool, sparse: Bool) {
         self.fd = fd
         self.path = path
+        self.sparse = sparse
         directFD = direct ? open(path, O_WRONLY | O_CLOEXEC | openDirect) : -1
+    }
+
+    /// Writes `count` bytes at `offset`, leaving out (as holes) the whole 4 KiB blocks of the
+    /// file that would only hold zeros, when the file is new.
+    private func write(_ base: UnsafeRawPointer, _ count: Int, at offset: Int, fd: Int32) throws(TesseraError) {
+        guard sparse else { return try OutputFile.writeAll(fd, path, base, count, at: offset) }
+        let block = 4096
+        var runStart: Int? = nil
+        var pos = 0
+        while pos < count {
+            let end = min(count, (offset + pos) / block * block + block - offset)
+            let zero = end - pos == block && ZeroPages.isZero(UnsafeRawBufferPointer(start: base + pos, count: block))
+            if zero {
+                if let s = runStart { try OutputFile.writeAll(fd, path, base + s, pos - s, at: offset + s) }
+                runStart = nil
+            } else if runStart == nil {
+                runStart = pos
+            }
+            pos = end
+        }
+        if let s = runStart { try OutputFile.writeAll(fd, path, base + s, count - s, at: offset + s) }
     }
 
     /// A buffer to fill (waits while every buffer is being written).
@@ -68,15 +93,16 @@ final class BackgroundWriter: @unchecked Sendable {
             if self.error == nil {
                 do throws(TesseraError) {
                     let aligned = count % 4096 == 0 && offset % 4096 == 0
+                    let base = UnsafeRawPointer(b.value.baseAddress!)
                     if aligned && directFD >= 0 {
                         do throws(TesseraError) {
-                            try OutputFile.writeAll(directFD, path, UnsafeRawPointer(b.value.baseAddress!), count, at: offset)
+                            try write(base, count, at: offset, fd: directFD)
                         } catch {
                             // Some filesystems refuse direct I/O; fall back to the page cache.
-                            try OutputFile.writeAll(fd, path, UnsafeRawPointer(b.value.baseAddress!), count, at: offset)
+                            try write(base, count, at: offset, fd: fd)
                         }
                     } else {
-                        try OutputFile.writeAll(fd, path, UnsafeRawPointer(b.value.baseAddress!), count, at: offset)
+                        try write(base, count, at: offset, fd: fd)
                     }
                 } catch {
                     lock.lock(); failure = error; lock.unlock()
@@ -95,12 +121,23 @@ final class BackgroundWriter: @unchecked Sendable {
         if let e = error { throw e }
     }
 
-    /// After the queued writes, closes `fd` (and the direct descriptor) and reports any
-    /// failure to `closes`, without waiting.
-    func finishInBackground(closing fd: Int32, into closes: DeferredCloses) {
+    /// Gives the file its final size (a hole at the end was never written).
+    static func setSize(_ fd: Int32, _ path: String, _ size: Int) throws(TesseraError) {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw TesseraError(.io, "cannot stat: \(String(cString: strerror(errno)))", file: path) }
+        guard Int(st.st_size) < size else { return }
+        guard ftruncate(fd, off_t(size)) == 0 else {
+            throw TesseraError(.io, "cannot extend to \(size) bytes: \(String(cString: strerror(errno)))", file: path)
+        }
+    }
+
+    /// After the queued writes, gives the file its `size`, closes `fd` (and the direct
+    /// descriptor) and reports any failure to `closes`, without waiting.
+    func finishInBackground(closing fd: Int32, size: Int, into closes: DeferredCloses) {
         closes.group.enter()
         queue.async { [self] in
             if let e = self.error { closes.record(e) }
+            do throws(TesseraError) { try Self.setSize(fd, path, size) } catch { closes.record(error) }
             if Glibc.close(fd) != 0 {
                 closes.record(TesseraError(.io, "closing failed: \(String(cString: strerror(errno)))", file: path))
             }
@@ -159,7 +196,7 @@ public struct OutputFile: ~Copyable {
         }
         self.path = path
         self.fd = fd
-        writer = BackgroundWriter(fd: fd, path: path, direct: true)
+        writer = BackgroundWriter(fd: fd, path: path, direct: true, sparse: true)
     }
 
     /// Opens an existing file for writing in place (nothing is truncated).
@@ -170,7 +207,7 @@ public struct OutputFile: ~Copyable {
         }
         self.path = path
         self.fd = fd
-        writer = BackgroundWriter(fd: fd, path: path, direct: false)
+        writer = BackgroundWriter(fd: fd, path: path, direct: false, sparse: false)
     }
 
     static func writeAll(_ fd: Int32, _ path: String, _ base: UnsafeRawPointer, _ count: Int, at offset: Int?) throws(TesseraError) {
@@ -202,8 +239,35 @@ public struct OutputFile: ~Copyable {
         try writer.drain()
     }
 
-    /// Appends `bytes`.
+    /// Appends `count` zero bytes. In a new file, zeros past the next 4 KiB boundary are
+    /// not written at all: they stay a hole, which reads as zeros.
+    public mutating func writeZeros(_ count: Int) throws(TesseraError) {
+        guard count > 0 else { return }
+        guard writer.sparse, count >= 64 << 10 else {
+            var left = count
+            while left > 0 {
+                let n = min(left, ZeroPages.size)
+                try copy(ZeroPages.run(n))
+                left -= n
+            }
+            return
+        }
+        // Zeros up to the next block boundary go with the buffered bytes; the rest is a hole.
+        let head = min(count, (4096 - position % 4096) % 4096)
+        if head > 0 { try copy(ZeroPages.run(head)) }
+        try submit()
+        position += count - head
+        bufferStart = position
+    }
+
+    /// Appends `bytes` (a view of ``ZeroPages`` as ``writeZeros(_:)``).
     public mutating func write(_ bytes: UnsafeRawBufferPointer) throws(TesseraError) {
+        if ZeroPages.contains(bytes) { return try writeZeros(bytes.count) }
+        try copy(bytes)
+    }
+
+    /// Gathers `bytes` into the buffers.
+    private mutating func copy(_ bytes: UnsafeRawBufferPointer) throws(TesseraError) {
         guard var src = bytes.baseAddress, bytes.count > 0 else { return }
         position += bytes.count
         var left = bytes.count
@@ -239,13 +303,17 @@ public struct OutputFile: ~Copyable {
     public consuming func close(deferringTo closes: DeferredCloses) throws(TesseraError) {
         try submit()
         handedOff = true
-        writer.finishInBackground(closing: fd, into: closes)
+        writer.finishInBackground(closing: fd, size: position, into: closes)
     }
 
     /// Writes out what is gathered and closes the file, reporting any failure (a full disk).
     public consuming func close() throws(TesseraError) {
         defer { closed = true }
         try flush()
+        do throws(TesseraError) { try BackgroundWriter.setSize(fd, path, position) } catch {
+            Glibc.close(fd)
+            throw error
+        }
         guard Glibc.close(fd) == 0 else {
             throw TesseraError(.io, "closing failed: \(String(cString: strerror(errno)))", file: path)
         }
@@ -258,17 +326,6 @@ public struct OutputFile: ~Copyable {
         guard !handedOff else { return }
         try? writer.drain()
         if !closed { Glibc.close(fd) }
-    }
-}
-
-/// Running CRC-32 (the zip checksum, reflected IEEE polynomial) over ISA-L's
-/// carry-less-multiply kernels.
-public struct CRC32: Sendable {
-    public private(set) var value: UInt32 = 0
-    public init() {}
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
-        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
-        value = crc32_gzip_refl(value, base.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count))
     }
 }
 

@@ -23,10 +23,11 @@ public enum TarWriter {
             }
             let file = try MappedFile(path: full)
             try out.write(header(name: "./" + rel, size: file.count, directory: false))
+            // Holes of the member stay holes in the tar (its data start on 512-byte records).
             var offset = 0
             while offset < file.count {
                 let n = min(8 << 20, file.count - offset)
-                try out.write(try file.bytes(offset: offset, count: n))
+                try file.forEachRun(offset..<(offset + n)) { (run) throws(TesseraError) in try out.write(run) }
                 file.release(offset..<(offset + n))
                 progress(n)
                 offset += n

@@ -363,6 +363,11 @@ struct HDF5Writer {
                     k -= 1
                 }
             }
+            // An all-zero chunk is not written: the dataset's fill value (zero) stands for it.
+            if ZeroPages.isZero(UnsafeRawBufferPointer(rebasing: shuffled[0..<(count * esize)])) {
+                progress(count * esize)
+                continue
+            }
             let buffer = pipeline.take()
             let size: Int
             do {
