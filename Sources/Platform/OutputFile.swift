@@ -125,7 +125,7 @@ final class BackgroundWriter: @unchecked Sendable {
     static func setSize(_ fd: Int32, _ path: String, _ size: Int) throws(TesseraError) {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw TesseraError(.io, "cannot stat: \(String(cString: strerror(errno)))", file: path) }
-        guard Int(st.st_size) < size else { return }
+        guard st.st_mode & S_IFMT == S_IFREG, Int(st.st_size) < size else { return }
         guard ftruncate(fd, off_t(size)) == 0 else {
             throw TesseraError(.io, "cannot extend to \(size) bytes: \(String(cString: strerror(errno)))", file: path)
         }
