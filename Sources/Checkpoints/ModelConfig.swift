@@ -14,6 +14,8 @@ public struct ModelConfig: Sendable, Equatable, Codable {
     /// Set from the embedding's row count when the weights are read.
     public var paddedVocabSize: Int?
     public var makeVocabSizeDivisibleBy: Int
+    /// `override_vocab_size`: when set, NeMo builds the vocabulary from it, not from the tokenizer.
+    public var overrideVocabSize: Int?
     public var seqLength: Int?
     public var activation: String
     public var normalization: String
@@ -41,6 +43,7 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         case numAttentionHeads = "num_attention_heads", numQueryGroups = "num_query_groups"
         case kvChannels = "kv_channels", paddedVocabSize = "padded_vocab_size"
         case makeVocabSizeDivisibleBy = "make_vocab_size_divisible_by", seqLength = "encoder_seq_length"
+        case overrideVocabSize = "override_vocab_size"
         case activation, normalization, layernormZeroCenteredGamma = "layernorm_zero_centered_gamma"
         case layernormEpsilon = "layernorm_epsilon", bias, positionEmbeddingType = "position_embedding_type"
         case rotaryPercentage = "rotary_percentage", rotaryBase = "rotary_base"
@@ -97,6 +100,13 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         kvChannels = int("kv_channels") ?? hiddenSize / max(numAttentionHeads, 1)
         paddedVocabSize = nil
         makeVocabSizeDivisibleBy = int("make_vocab_size_divisible_by") ?? 128
+        overrideVocabSize = int("override_vocab_size")
+        if let v = overrideVocabSize, v <= 0 {
+            throw TesseraError(.corrupt, "override_vocab_size must be positive, not \(v)", file: file)
+        }
+        if makeVocabSizeDivisibleBy <= 0 {
+            throw TesseraError(.corrupt, "make_vocab_size_divisible_by must be positive, not \(makeVocabSizeDivisibleBy)", file: file)
+        }
         seqLength = int("encoder_seq_length") ?? int("seq_length") ?? int("max_position_embeddings")
         activation = string("activation") ?? "gelu"
         normalization = string("normalization") ?? "layernorm"

@@ -35,10 +35,16 @@ public enum SentencePieceInfo {
 }
 
 extension Catalogue {
-    /// The tokenizer's vocabulary size (the model's true vocabulary), when the checkpoint carries one.
-    public func trueVocabulary(cache: MappingCache) -> Int? {
+    /// The size of the tokenizer artifact's vocabulary, when the checkpoint carries one.
+    public func tokenizerVocabulary(cache: MappingCache) -> Int? {
         guard let name = config?.tokenizerModel, container.isFile(name),
               let bytes = try? container.read(name) else { return nil }
         return try? SentencePieceInfo.vocabularySize(bytes)
+    }
+
+    /// The model's true vocabulary as NeMo computes it: `override_vocab_size` when the config
+    /// sets it, otherwise the tokenizer's size (nil when neither is known).
+    public func trueVocabulary(cache: MappingCache) -> Int? {
+        config?.overrideVocabSize ?? tokenizerVocabulary(cache: cache)
     }
 }

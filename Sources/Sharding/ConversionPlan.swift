@@ -33,6 +33,11 @@ public struct ConversionPlan: Sendable {
     public let stages: [Int]
     /// Things the user should know (vocabulary padding changed, rows dropped).
     public let notes: [String]
+    /// What was done to the vocabulary rows: unchanged, padded, dropped-zero-padding, kept or truncated.
+    public let vocabularyAction: String
+    /// Source rows beyond the target's vocabulary that must be all zero to be dropped
+    /// (checked by ``checkDroppedRows(streamer:)`` before anything is written).
+    public let droppedRows: Range<Int>?
 
     public init(_ source: Catalogue, layout: TargetLayout, cache: MappingCache) throws(TesseraError) {
         guard let config = source.config else {
@@ -44,21 +49,12 @@ public struct ConversionPlan: Sendable {
         self.layout = layout
         self.stages = try layout.stages(layers: config.numLayers)
         var notes: [String] = []
-        // Vocabulary padding follows NeMo: ceil(V / (divisor * TP)) * (divisor * TP).
         let sourceRows = source.tensor("embedding.word_embeddings.weight")?.shape[0] ?? config.paddedVocabSize ?? 0
-        var targetRows = sourceRows
-        let multiple = config.makeVocabSizeDivisibleBy * layout.tp
-        if let trueVocab = source.trueVocabulary(cache: cache) {
-            targetRows = config.paddedVocab(trueVocab: trueVocab, tp: layout.tp)
-            if targetRows < sourceRows {
-                notes.append("padded vocabulary \(sourceRows) -> \(targetRows): dropping \(sourceRows - targetRows) padding rows (true vocabulary \(trueVocab))")
-            }
-        } else if sourceRows % multiple != 0 {
-            targetRows = (sourceRows + multiple - 1) / multiple * multiple
-        }
-        if targetRows > sourceRows {
-            notes.append("padded vocabulary \(sourceRows) -> \(targetRows): adding \(targetRows - sourceRows) zero rows")
-        }
+        let vocab = try Self.vocabularyRows(source, config: config, layout: layout, sourceRows: sourceRows, cache: cache)
+        let targetRows = vocab.rows
+        notes += vocab.notes
+        vocabularyAction = vocab.action
+        droppedRows = targetRows < sourceRows && layout.vocabularyRows == .dropZeroPadding ? targetRows..<sourceRows : nil
         guard targetRows % layout.tp == 0 else {
             throw TesseraError(.invalidArgument, "tensor-parallel size \(layout.tp) does not divide the padded vocabulary \(targetRows)")
         }
@@ -78,6 +74,71 @@ public struct ConversionPlan: Sendable {
         }
         self.tensors = tensors
         self.notes = notes
+    }
+
+    /// The target's vocabulary rows, what that does, and notes saying so. NeMo pads the true
+    /// vocabulary (`override_vocab_size`, else the tokenizer's) to a multiple of
+    /// `make_vocab_size_divisible_by` x TP; rows the source has beyond that are dropped only as
+    /// `layout.vocabularyRows` allows.
+    static func vocabularyRows(_ source: Catalogue, config: ModelConfig, layout: TargetLayout, sourceRows: Int,
+                               cache: MappingCache) throws(TesseraError) -> (rows: Int, action: String, notes: [String]) {
+        let multiple = config.makeVocabSizeDivisibleBy * layout.tp
+        let roundedUp = (sourceRows + multiple - 1) / multiple * multiple
+        guard let trueVocab = source.trueVocabulary(cache: cache) else {
+            // No tokenizer and no override: the source's rows, padded up for the new layout.
+            return roundedUp > sourceRows
+                ? (roundedUp, "padded", ["padded vocabulary \(sourceRows) -> \(roundedUp): adding \(roundedUp - sourceRows) zero rows"])
+                : (sourceRows, "unchanged", [])
+        }
+        var notes: [String] = []
+        let tokenizer = source.tokenizerVocabulary(cache: cache)
+        if let o = config.overrideVocabSize, let tokenizer, tokenizer != o {
+            notes.append("override_vocab_size \(o) is used as the true vocabulary; the tokenizer artifact has \(tokenizer) pieces")
+        }
+        let padded = config.paddedVocab(trueVocab: trueVocab, tp: layout.tp)
+        if padded >= sourceRows || layout.vocabularyRows == .keep {
+            let rows = max(padded, roundedUp)
+            if rows > sourceRows { notes.append("padded vocabulary \(sourceRows) -> \(rows): adding \(rows - sourceRows) zero rows") }
+            let action = rows > sourceRows ? "padded" : (padded < sourceRows ? "kept" : "unchanged")
+            if action == "kept" { notes.append("kept all \(sourceRows) vocabulary rows (beyond the true vocabulary \(trueVocab), as asked)") }
+            return (rows, action, notes)
+        }
+        let truncating = layout.vocabularyRows == .truncate
+        notes.append("padded vocabulary \(sourceRows) -> \(padded): dropping \(sourceRows - padded) rows beyond the true vocabulary \(trueVocab)"
+                     + (truncating ? " (truncated as asked, whatever they hold)" : " (all zero: NeMo's padding)"))
+        return (padded, truncating ? "truncated" : "dropped-zero-padding", notes)
+    }
+
+    /// Refuses a conversion that would drop vocabulary rows holding weights: every row of
+    /// ``droppedRows`` of the embedding and output layer must be zero. Reads those rows once
+    /// (holes are not read), before anything is written.
+    public func checkDroppedRows(streamer: TensorStreamer, cache: MappingCache) throws(TesseraError) {
+        guard let dropped = droppedRows else { return }
+        for t in source.tensors where PartitionRule.rule(for: t.name, gated: config.gatedLinearUnit)?.role == .vocabParallel {
+            guard t.shape.count >= 1, t.shape[0] > dropped.lowerBound else { continue }
+            let rowBytes = t.shape.dropFirst().reduce(1, *) * t.dtype.size
+            var region = Box(offset: t.shape.map { _ in 0 }, shape: t.shape)
+            region.offset[0] = dropped.lowerBound
+            region.shape[0] = t.shape[0] - dropped.lowerBound
+            var at = 0
+            var firstNonZero: Int?
+            try streamer.forEachRun(of: t, region: region) { (run) throws(TesseraError) in
+                defer { at += run.count }
+                guard firstNonZero == nil, !ZeroPages.isZero(run) else { return }
+                let bytes = run.bindMemory(to: UInt8.self)
+                let i = bytes.firstIndex { $0 != 0 } ?? 0
+                firstNonZero = dropped.lowerBound + (at + i) / max(rowBytes, 1)
+            }
+            if let row = firstNonZero {
+                let tokenizer = source.tokenizerVocabulary(cache: cache).map(String.init) ?? "none"
+                let override = config.overrideVocabSize.map(String.init) ?? "not set"
+                throw TesseraError(.inconsistent,
+                    "row \(row) holds non-zero weights but lies beyond the true vocabulary (rows \(dropped.lowerBound)..<\(t.shape[0]) would be dropped; "
+                    + "tokenizer artifact: \(tokenizer) pieces, override_vocab_size: \(override)); "
+                    + "use --vocab-rows keep to keep every row, or --vocab-rows truncate to drop them anyway",
+                    file: source.container.displayPath, tensor: t.name)
+            }
+        }
     }
 
     /// First global layer of each stage.

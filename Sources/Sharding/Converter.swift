@@ -7,6 +7,8 @@ public struct ConversionReport: Sendable {
     public var destination: String
     public var bytesWritten: Int
     public var notes: [String]
+    /// What was done to the vocabulary rows (``ConversionPlan/vocabularyAction``).
+    public var vocabulary: String
 }
 
 /// Reader -> plan -> writer: writes a checkpoint in another layout and format, streaming
@@ -17,6 +19,7 @@ public enum Converter {
                                cache: MappingCache, progress: @escaping @Sendable (Int) -> Void = { _ in })
         throws(TesseraError) -> ConversionReport {
         let plan = try ConversionPlan(source, layout: layout, cache: cache)
+        try plan.checkDroppedRows(streamer: TensorStreamer(cache: cache), cache: cache)
         let dest = try AtomicDestination(destination, force: force)
         if layout.format == .hdf5 {
             do throws(TesseraError) {
@@ -29,7 +32,8 @@ public enum Converter {
                 dest.abandon()
                 throw error
             }
-            return ConversionReport(destination: dest.path, bytesWritten: plan.byteCount, notes: plan.notes)
+            return ConversionReport(destination: dest.path, bytesWritten: plan.byteCount, notes: plan.notes,
+                                    vocabulary: plan.vocabularyAction)
         }
         let asTar = destination.hasSuffix(".nemo")
         let folder = asTar ? dest.temporaryPath + ".d" : dest.temporaryPath
@@ -60,7 +64,8 @@ public enum Converter {
             dest.abandon()
             throw error
         }
-        return ConversionReport(destination: dest.path, bytesWritten: plan.byteCount, notes: plan.notes)
+        return ConversionReport(destination: dest.path, bytesWritten: plan.byteCount, notes: plan.notes,
+                                    vocabulary: plan.vocabularyAction)
     }
 
     /// Files other than weights at the top of a checkpoint (NeMo folders and HDF5 stores alike).

@@ -11,6 +11,17 @@ public enum OutputFormat: String, Sendable, CaseIterable {
     case hdf5
 }
 
+/// What a conversion does with embedding and output-layer rows beyond the padded true
+/// vocabulary of the target layout.
+public enum VocabularyRows: String, Sendable, CaseIterable {
+    /// Drop them only when every one is zero (NeMo's padding); refuse otherwise.
+    case dropZeroPadding = "drop-zero-padding"
+    /// Keep every row of the source; padding is only ever added.
+    case keep
+    /// Cut to the padded true vocabulary, whatever the dropped rows hold.
+    case truncate
+}
+
 /// A tensor/pipeline-parallel layout to write, checked against the model.
 public struct TargetLayout: Sendable, Equatable {
     public var tp: Int
@@ -22,6 +33,8 @@ public struct TargetLayout: Sendable, Equatable {
     public var stageLayers: [Int]?
     /// zstd level of the HDF5 store; nil for uncompressed contiguous datasets.
     public var compressionLevel: Int32? = 1
+    /// Rows beyond the true vocabulary: dropped only if zero (default), kept, or truncated.
+    public var vocabularyRows: VocabularyRows = .dropZeroPadding
 
     public init(tp: Int, pp: Int, format: OutputFormat, spelling: CanonicalName.Spelling = .transformerEngine,
                 stageLayers: [Int]? = nil) {

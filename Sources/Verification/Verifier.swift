@@ -43,6 +43,9 @@ public struct VerificationReport: Sendable, Codable {
     public var b: String
     public var equivalent: Bool
     public var configDifferences: [String]
+    /// How each side's tokenizer, `override_vocab_size` and embedding rows relate, and where
+    /// they disagree; a different true vocabulary makes the checkpoints not equivalent.
+    public var vocabulary: [String]
     public var notes: [String]
     public var tensors: [TensorComparison]
     public var outputs: [OutputComparison]
@@ -90,6 +93,7 @@ public struct Verifier {
         }
         if a.tp != b.tp || a.pp != b.pp { notes.append("layouts differ: TP=\(a.tp) PP=\(a.pp) vs TP=\(b.tp) PP=\(b.pp) (allowed)") }
         let trueVocab = a.trueVocabulary(cache: cache) ?? b.trueVocabulary(cache: cache)
+        let (vocabulary, vocabularyAgrees) = vocabularyFindings(a, b)
         let namesA = Set(a.objects.map(\.name)), namesB = Set(b.objects.map(\.name))
         if namesA != namesB {
             notes.append("_extra_state objects differ: \(namesA.subtracting(namesB).count) only in A, \(namesB.subtracting(namesA).count) only in B (not weights)")
@@ -120,9 +124,37 @@ public struct Verifier {
             }
         }
         let weightsOK = tensors.allSatisfy { [.identical, .equalAfterRounding, .paddingDiffers].contains($0.status) }
-        let equivalent = configDiffs.isEmpty && weightsOK && outputs.allSatisfy(\.equivalent)
+        let equivalent = configDiffs.isEmpty && weightsOK && vocabularyAgrees && outputs.allSatisfy(\.equivalent)
         return VerificationReport(a: a.container.displayPath, b: b.container.displayPath, equivalent: equivalent,
-                                  configDifferences: configDiffs, notes: notes, tensors: tensors, outputs: outputs)
+                                  configDifferences: configDiffs, vocabulary: vocabulary, notes: notes, tensors: tensors,
+                                  outputs: outputs)
+    }
+
+    /// Each side's vocabulary facts (tokenizer pieces, `override_vocab_size`, embedding rows),
+    /// mismatches within a side and between the sides; false when the true vocabularies differ.
+    func vocabularyFindings(_ a: Catalogue, _ b: Catalogue) -> ([String], Bool) {
+        var out: [String] = []
+        func facts(_ c: Catalogue, _ side: String) -> (tokenizer: Int?, trueVocab: Int?, rows: Int?) {
+            let tokenizer = c.tokenizerVocabulary(cache: cache), trueVocab = c.trueVocabulary(cache: cache)
+            let rows = c.tensor("embedding.word_embeddings.weight")?.shape.first
+            out.append("\(side): tokenizer \(tokenizer.map { "\($0) pieces" } ?? "absent"), override_vocab_size "
+                       + "\(c.config?.overrideVocabSize.map(String.init) ?? "not set"), embedding \(rows.map { "\($0) rows" } ?? "absent")")
+            if let tokenizer, let rows, tokenizer > rows {
+                out.append("\(side): MISMATCH the tokenizer has \(tokenizer) pieces but the embedding only \(rows) rows")
+            }
+            if let o = c.config?.overrideVocabSize, let tokenizer, o != tokenizer {
+                out.append("\(side): override_vocab_size \(o) differs from the tokenizer's \(tokenizer) pieces (NeMo uses the override)")
+            }
+            return (tokenizer, trueVocab, rows)
+        }
+        let fa = facts(a, "A"), fb = facts(b, "B")
+        var agrees = true
+        if let x = fa.tokenizer, let y = fb.tokenizer, x != y { out.append("MISMATCH tokenizers differ: A has \(x) pieces, B \(y)") }
+        if let x = fa.trueVocab, let y = fb.trueVocab, x != y {
+            out.append("MISMATCH true vocabularies differ: A \(x), B \(y)")
+            agrees = false
+        }
+        return (out, agrees)
     }
 
     /// Deterministic probe sequences: lengths 1, 7 and 33 of ids spread over the vocabulary.

@@ -6,6 +6,7 @@ import Sharding
 import Synchronization
 
 extension OutputFormat: ExpressibleByArgument {}
+extension VocabularyRows: ExpressibleByArgument {}
 
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -17,7 +18,10 @@ struct Convert: ParsableCommand {
         as a tar; otherwise a folder.
 
         When the tensor-parallel size changes the padded vocabulary NeMo would build, zero rows are \
-        added, or padding rows (beyond the tokenizer's vocabulary) dropped; the output says so.
+        added, or padding rows dropped; the output says so. The true vocabulary is the config's \
+        override_vocab_size when set, otherwise the tokenizer's size. Rows beyond it are dropped only \
+        if all zero (NeMo's padding): a row holding weights stops the conversion (exit 2) unless \
+        --vocab-rows keep (keep every row) or --vocab-rows truncate (drop them anyway) says otherwise.
 
         Without --tp and --pp the source's layout is kept: an HDF5 store goes back to the layout \
         it records, an uneven pipeline split included.
@@ -47,6 +51,9 @@ struct Convert: ParsableCommand {
 
     @Option(help: "Comma-separated layers per pipeline stage for an uneven split (e.g. 3,5).")
     var stageLayers: String?
+
+    @Option(help: "Vocabulary rows beyond the true vocabulary: drop-zero-padding (only if all zero), keep, or truncate.")
+    var vocabRows: VocabularyRows = .dropZeroPadding
 
     @Flag(help: "Replace DST if it exists.")
     var force = false
@@ -90,6 +97,7 @@ struct Convert: ParsableCommand {
             if self.pp == nil, stages == nil { stages = cat.stageLayers }
             var layout = TargetLayout(tp: tp, pp: pp, format: format, spelling: spell, stageLayers: stages)
             layout.compressionLevel = try Self.level(compression)
+            layout.vocabularyRows = vocabRows
             let bar = Progress(total: cat.byteCount, label: "convert", enabled: !json)
             let start = Date()
             // Test hook: stall once this many bytes are written, so a test can interrupt a run mid-way.
@@ -105,7 +113,7 @@ struct Convert: ParsableCommand {
             let seconds = Date().timeIntervalSince(start)
             if json {
                 let obj: [String: Any] = ["destination": report.destination, "bytes": report.bytesWritten,
-                                          "seconds": seconds, "notes": report.notes,
+                                          "seconds": seconds, "notes": report.notes, "vocabulary": report.vocabulary,
                                           "tp": tp, "pp": pp, "format": format.rawValue]
                 let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
                 print(String(decoding: data, as: UTF8.self))

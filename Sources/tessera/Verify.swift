@@ -94,6 +94,7 @@ struct Verify: ParsableCommand {
                            + "|d hidden| \(fmt(o.hiddenMaxDiff)) (tolerance \(fmt(o.tolerance))) \(o.equivalent ? "ok" : "DIFFERENT")")
             }
         }
+        for v in r.vocabulary { out.append("vocab    \(v)") }
         for n in r.notes { out.append("note     \(n)") }
         out.append("verdict  " + (r.equivalent ? "EQUIVALENT" : "NOT EQUIVALENT"))
         return out.joined(separator: "\n")
