@@ -142,3 +142,28 @@ private func editedCopy(_ edit: (Catalogue, inout [UInt8], String) throws -> Voi
     #expect(!r.equivalent)
     #expect(r.configDifferences.contains { $0.hasPrefix("rotary_percentage") })
 }
+
+/// A tokenizer that does not match the embedding, or two checkpoints with different true
+/// vocabularies, are findings of their own in the report; different true vocabularies are
+/// not equivalent.
+@Test func vocabularyMismatchesAreFindings() throws {
+    let dir = NSTemporaryDirectory() + "tessera-vocab-verify-\(UUID().uuidString)"
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let src = fixtures + "/tiny/legacy_tp1pp1_bf16_te_bytesio"
+    let other = dir + "/override"
+    try FileManager.default.copyItem(atPath: src, toPath: other)
+    let config = other + "/model_config.yaml"
+    try (try String(contentsOfFile: config, encoding: .utf8) + "override_vocab_size: 512\n")
+        .write(toFile: config, atomically: true, encoding: .utf8)
+    let cache = MappingCache()
+    let r = try Verifier(cache: cache).verify(try open(src, cache), try open(other, cache), weightsOnly: true)
+    #expect(r.vocabulary.contains { $0.hasPrefix("A: tokenizer 500 pieces") && $0.contains("embedding 512 rows") })
+    #expect(r.vocabulary.contains { $0.hasPrefix("B: override_vocab_size 512 differs from the tokenizer's 500") })
+    #expect(r.vocabulary.contains { $0 == "MISMATCH true vocabularies differ: A 500, B 512" })
+    #expect(!r.equivalent)
+    #expect(r.tensors.allSatisfy { $0.status == .identical })
+    let same = try Verifier(cache: cache).verify(try open(src, cache), try open(src, cache), weightsOnly: true)
+    #expect(same.equivalent)
+    #expect(!same.vocabulary.contains { $0.contains("MISMATCH") })
+}
