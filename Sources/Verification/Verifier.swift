@@ -98,20 +98,33 @@ public struct Verifier {
         if namesA != namesB {
             notes.append("_extra_state objects differ: \(namesA.subtracting(namesB).count) only in A, \(namesB.subtracting(namesA).count) only in B (not weights)")
         }
-        // Weights: digests first (one streaming pass each), element comparison only where they differ.
+        // Weights: tensors of the same dtype and shape are compared byte for byte, both
+        // streamed in step (zeros on both sides, such as holes, are never read or hashed);
+        // those with replicated copies by digests, which also check the copies agree. Element
+        // comparison only where they differ.
         let streamer = TensorStreamer(cache: cache)
         let common = a.tensors.filter { b.tensor($0.name) != nil }
-        // One pool over both checkpoints' tensors: no barrier between A and B.
-        let all = try streamer.digests(common + common.map { b.tensor($0.name)! }, progress: progress)
-        let digestsA = Array(all[..<common.count]), digestsB = Array(all[common.count...])
-        var tensors: [TensorComparison] = []
-        for (i, ta) in common.enumerated() {
+        let stepwise = common.filter { ta in
             let tb = b.tensor(ta.name)!
-            if ta.dtype == tb.dtype && ta.shape == tb.shape && digestsA[i] == digestsB[i] {
+            return ta.dtype == tb.dtype && ta.shape == tb.shape && ta.replicas.isEmpty && tb.replicas.isEmpty
+        }
+        let same = try streamer.sameBytes(stepwise.map { ($0, b.tensor($0.name)!) }, progress: progress)
+        var identical = Set(zip(stepwise, same).filter(\.1).map(\.0.name))
+        let stepNames = Set(stepwise.map(\.name))
+        let hashed = common.filter { !stepNames.contains($0.name) }
+        // One pool over both checkpoints' tensors: no barrier between A and B.
+        let all = try streamer.digests(hashed + hashed.map { b.tensor($0.name)! }, progress: progress)
+        for (i, ta) in hashed.enumerated() {
+            let tb = b.tensor(ta.name)!
+            if ta.dtype == tb.dtype && ta.shape == tb.shape && all[i] == all[hashed.count + i] { identical.insert(ta.name) }
+        }
+        var tensors: [TensorComparison] = []
+        for ta in common {
+            if identical.contains(ta.name) {
                 tensors.append(TensorComparison(name: ta.name, status: .identical))
                 continue
             }
-            tensors.append(try compareElements(ta, tb, trueVocab: trueVocab, streamer: streamer))
+            tensors.append(try compareElements(ta, b.tensor(ta.name)!, trueVocab: trueVocab, streamer: streamer))
         }
         for t in a.tensors where b.tensor(t.name) == nil { tensors.append(TensorComparison(name: t.name, status: .missingInB)) }
         for t in b.tensors where a.tensor(t.name) == nil { tensors.append(TensorComparison(name: t.name, status: .missingInA)) }
