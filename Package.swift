@@ -44,7 +44,7 @@ let package = Package(
         ]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
         .testTarget(name: "TorchFormatTests", dependencies: ["TorchFormat", "Platform"]),
-        .testTarget(name: "VerificationTests", dependencies: ["Verification", "Sharding", "Checkpoints", "Platform"]),
+        .testTarget(name: "VerificationTests", dependencies: ["Verification", "Sharding", "Checkpoints", "Engine", "Platform"]),
         .testTarget(name: "ScoringTests", dependencies: ["Scoring", "Engine", "Tokenizer", "Checkpoints", "Platform"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Platform"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Checkpoints", "Platform", "CKernels"]),
