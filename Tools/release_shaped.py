@@ -751,6 +751,10 @@ class LegacyReader:
 
     def rank(self, t, p):
         if (t, p) not in self.sd:
+            # A private mapping of a rank file larger than RAM is refused by the kernel's
+            # overcommit check (a 682 GB TP1PP1 file); a shared one is not. Nothing is written.
+            import mmap
+            self.torch.serialization.set_default_mmap_options(mmap.MAP_SHARED)
             with self.torch.serialization.safe_globals([io.BytesIO]):
                 self.sd[(t, p)] = self.torch.load(self.files[(t, p)], mmap=True, weights_only=True, map_location="cpu")
         return self.sd[(t, p)]

@@ -59,6 +59,13 @@ public struct MappedRegion: ~Copyable, @unchecked Sendable {
         return resident.allSatisfy { $0 & 1 != 0 }
     }
 
+    /// Tells the kernel not to read ahead around faults: for sparse files, whose data is
+    /// asked for explicitly, read-ahead would only fill the page cache with holes' zeros.
+    public func adviseRandomAccess() {
+        guard let base else { return }
+        madvise(UnsafeMutableRawPointer(mutating: base), count, MADV_RANDOM)
+    }
+
     /// Asks the kernel to start reading the pages of `range` now (asynchronously).
     public func willNeed(_ range: Range<Int>) {
         guard let (start, count) = pages(range) else { return }
@@ -98,6 +105,7 @@ public final class MappedFile: Sendable {
         if let e = extentsCache.withLock({ $0 }) { return e }
         let e = FileExtents(fd: fd, size: count)
         extentsCache.withLock { $0 = e }
+        if !e.isDense { region.adviseRandomAccess() }
         return e
     }
 
