@@ -66,4 +66,9 @@ echo "setup: $(( $(date +%s) - t0 )) s"
 status=0
 "$VENV/bin/python" Tools/interop_check.py --tessera "$BIN" --mcore015 "$MCORE015" "$@" || status=$?
 "$VENV/bin/python" Tools/hdf5_interop.py --tessera "$BIN" || status=$?
+# 4. Full width at 2 layers (~33 GB apparent, sparse): the release layout converted to every
+#    format, every stamp found by torch / h5py / the DCP reader, verify, and the engine
+#    against a float64 reference that is itself first checked against megatron-core.
+"$VENV/bin/python" Tools/release_shaped.py validate-reference || status=$?
+TESSERA_BIN="$BIN" "$VENV/bin/python" Tools/fullscale.py --layers 2 --disk-probe-gib 1 || status=$?
 exit $status

@@ -136,7 +136,11 @@ public struct Catalogue: Sendable {
     public var pp: Int
     public var config: ModelConfig?
     /// Tensors in canonical order.
-    public var tensors: [GlobalTensor]
+    public var tensors: [GlobalTensor] {
+        didSet { index = Self.index(tensors) }
+    }
+    /// Position of each tensor by name (lookups stay constant-time with thousands of tensors).
+    private var index: [String: Int]
     public var objects: [ObjectEntry]
     /// Layer-norm spelling of the source, when it tells.
     public var spelling: CanonicalName.Spelling?
@@ -154,6 +158,7 @@ public struct Catalogue: Sendable {
         self.pp = pp
         self.config = config
         self.tensors = tensors
+        self.index = Self.index(tensors)
         self.objects = objects
         self.spelling = spelling
         self.container = container
@@ -161,7 +166,11 @@ public struct Catalogue: Sendable {
     }
 
     /// The tensor called `name`.
-    public func tensor(_ name: String) -> GlobalTensor? { tensors.first { $0.name == name } }
+    public func tensor(_ name: String) -> GlobalTensor? { index[name].map { tensors[$0] } }
+
+    private static func index(_ tensors: [GlobalTensor]) -> [String: Int] {
+        Dictionary(tensors.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { first, _ in first })
+    }
 
     /// Total bytes of all tensors.
     public var byteCount: Int { tensors.reduce(0) { $0 + $1.byteCount } }

@@ -285,6 +285,13 @@ public struct OutputFile: ~Copyable {
         }
     }
 
+    /// Waits until everything written so far is on the disk (after ``flush()``).
+    public func sync() throws(TesseraError) {
+        guard fsync(fd) == 0 else {
+            throw TesseraError(.io, "syncing failed: \(String(cString: strerror(errno)))", file: path)
+        }
+    }
+
     /// Appends `bytes`.
     public mutating func write(_ bytes: [UInt8]) throws(TesseraError) {
         try withBytes(bytes) { (b) throws(TesseraError) in try write(b) }

@@ -5,7 +5,10 @@ import Glibc
 /// (`tarfile.open(path, "w:")` with `arcname="."`): members named `./...`.
 public enum TarWriter {
     /// Writes the tree under `folder` into a new tar at `path`; `progress` gets bytes copied.
-    public static func pack(folder: String, to path: String, progress: (Int) -> Void = { _ in }) throws(TesseraError) {
+    /// With `removingPacked`, each file is deleted once it is in the tar, so the disk holds
+    /// the tar and at most one member twice, not the whole checkpoint twice.
+    public static func pack(folder: String, to path: String, removingPacked: Bool = false,
+                            progress: (Int) -> Void = { _ in }) throws(TesseraError) {
         var out = try OutputFile(creating: path)
         try out.write(header(name: "./", size: 0, directory: true))
         guard let walker = FileManager.default.enumerator(atPath: folder) else {
@@ -34,6 +37,14 @@ public enum TarWriter {
             }
             let pad = (512 - file.count % 512) % 512
             if pad > 0 { try out.write([UInt8](repeating: 0, count: pad)) }
+            if removingPacked {
+                // Its bytes must be in the tar on disk before the only other copy goes.
+                try out.flush()
+                try out.sync()
+                guard unlink(full) == 0 else {
+                    throw TesseraError(.io, "cannot remove after packing: \(String(cString: strerror(errno)))", file: full)
+                }
+            }
         }
         try out.write([UInt8](repeating: 0, count: 1024))
         try out.close()

@@ -55,7 +55,7 @@ public enum Converter {
             }
             try writeConfigAndArtifacts(plan, into: folder, cache: cache)
             if asTar {
-                try TarWriter.pack(folder: folder, to: dest.temporaryPath)
+                try TarWriter.pack(folder: folder, to: dest.temporaryPath, removingPacked: true)
                 try? FileManager.default.removeItem(atPath: folder)
             }
             try dest.commit()
