@@ -65,13 +65,7 @@ for p in range(pp1):
 '''
 
 
-def drop_caches():
-    subprocess.run(["sync"])
-    try:
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-    except OSError:
-        pass
+from benchkit import drop_caches  # noqa: E402,F401  (bench_hdf5 imports it from here)
 
 
 def measure(label, cmd, dst):
