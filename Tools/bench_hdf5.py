@@ -17,11 +17,12 @@ The whole sequence runs --repeat N times (default 3; disk throughput on a shared
 noisy) and each figure is reported as best and median over the rounds; ratios to h5py and
 cp are taken within each round, then summarised the same way.
 
-Run: /work/venv/bin/python Tools/bench_hdf5.py   (needs h5py, hdf5plugin)
+Run: "${TESSERA_VENV:-$HOME/.cache/tessera-venv}"/bin/python Tools/bench_hdf5.py   (needs h5py, hdf5plugin)
 """
 import argparse, os, shutil, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchkit  # noqa: E402
 from bench_inspect import make_checkpoint, files_of, timed  # noqa: E402
 from bench_reshard import drop_caches  # noqa: E402
 
@@ -65,13 +66,14 @@ def run_cold(cmd):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--work", default="/tmp/tessera-bench")
+    ap.add_argument("--work", default=None, help="work folder (default: a new one per run; give one to reuse its source)")
     ap.add_argument("--hidden", type=int, default=2048)
     ap.add_argument("--layers", type=int, default=24)
     ap.add_argument("--tessera", default=".build/release/tessera")
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--repeat", type=int, default=3, help="rounds of the whole sequence (best and median reported; disk speed here drifts)")
     a = ap.parse_args()
+    a.work = a.work or benchkit.work_dir("bench-hdf5")
     src = os.path.join(a.work, f"reshard-src-h{a.hidden}-l{a.layers}-tp4pp2")
     make_checkpoint(src, a.hidden, a.layers, 4, 2)
     size = sum(os.path.getsize(f) for f in files_of(src))

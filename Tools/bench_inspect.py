@@ -8,10 +8,13 @@ a few GB, both TP=2 PP=2, bf16), then measures in the same run:
   * `sha256sum` of the same files (one core), GB/s.
 Page cache is warmed first for both readers so the comparison is CPU-bound and fair.
 
-Run: /work/venv/bin/python Tools/bench_inspect.py [--work DIR] [--hidden 2048 --layers 24]
+Run: "${TESSERA_VENV:-$HOME/.cache/tessera-venv}"/bin/python Tools/bench_inspect.py [--work DIR] [--hidden 2048 --layers 24]
 """
 import argparse, json, os, subprocess, sys, time
 from collections import OrderedDict
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchkit  # noqa: E402
 
 
 def make_checkpoint(root, hidden, layers, tp, pp, vocab=32000):
@@ -108,11 +111,12 @@ def best(cmd, n=3):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--work", default="/tmp/tessera-bench")
+    ap.add_argument("--work", default=None, help="work folder (default: a new one per run; give one to reuse its source)")
     ap.add_argument("--hidden", type=int, default=2048)
     ap.add_argument("--layers", type=int, default=24)
     ap.add_argument("--tessera", default=".build/release/tessera")
     a = ap.parse_args()
+    a.work = a.work or benchkit.work_dir("bench-inspect")
     small = os.path.join(a.work, "small")
     large = os.path.join(a.work, f"large-h{a.hidden}-l{a.layers}")
     make_checkpoint(small, 256, 4, 2, 2, vocab=4096)

@@ -13,11 +13,12 @@ Disk speed here varies by a factor of two from minute to minute, so the commands
 each round and the median over rounds is reported (with the best time and the largest peak
 RSS). The torch reshard, 5-8x slower than the rest, runs in the first round only.
 
-Run (as root, for drop_caches): /work/venv/bin/python Tools/bench_reshard.py
+Run (as root, for drop_caches): "${TESSERA_VENV:-$HOME/.cache/tessera-venv}"/bin/python Tools/bench_reshard.py
 """
 import argparse, os, shutil, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchkit  # noqa: E402
 from bench_inspect import make_checkpoint, files_of, timed  # noqa: E402
 
 TORCH_RESHARD = r'''
@@ -80,13 +81,14 @@ def measure(label, cmd, dst):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--work", default="/tmp/tessera-bench")
+    ap.add_argument("--work", default=None, help="work folder (default: a new one per run; give one to reuse its source)")
     ap.add_argument("--hidden", type=int, default=2048)
     ap.add_argument("--layers", type=int, default=24)
     ap.add_argument("--tessera", default=".build/release/tessera")
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--repeat", type=int, default=5)
     a = ap.parse_args()
+    a.work = a.work or benchkit.work_dir("bench-reshard")
     src = os.path.join(a.work, f"reshard-src-h{a.hidden}-l{a.layers}-tp4pp2")
     make_checkpoint(src, a.hidden, a.layers, 4, 2)
     size = sum(os.path.getsize(f) for f in files_of(src))

@@ -9,6 +9,7 @@ Reports the throughput ratio and peak RSS.
 import argparse, os, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchkit  # noqa: E402
 from bench_inspect import make_checkpoint, files_of, timed  # noqa: E402
 from bench_reshard import drop_caches  # noqa: E402
 
@@ -19,10 +20,11 @@ def all_files(root):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--work", default="/tmp/tessera-bench")
+    ap.add_argument("--work", default=None, help="work folder (default: a new one per run; give one to reuse its source)")
     ap.add_argument("--tessera", default=".build/release/tessera")
     ap.add_argument("--repeat", type=int, default=2)
     a = ap.parse_args()
+    a.work = a.work or benchkit.work_dir("bench-verify")
     src = os.path.join(a.work, "reshard-src-h2048-l24-tp4pp2")
     make_checkpoint(src, 2048, 24, 4, 2)
     other = os.path.join(a.work, "verify-tp2pp4-torch_dist")

@@ -4,7 +4,7 @@
 # runs Tools/interop_check.py with it. Extra arguments go to interop_check.py.
 #
 #   Tools/interop.sh                          # venv at ~/.cache/tessera-venv
-#   TESSERA_VENV=/work/venv Tools/interop.sh  # reuse an existing venv
+#   TESSERA_VENV=$HOME/venvs/tessera Tools/interop.sh  # reuse an existing venv
 #
 # Environment: TESSERA_VENV (venv, default ~/.cache/tessera-venv), TESSERA_MCORE015
 # (--target dir for megatron-core 0.15.3, default "$TESSERA_VENV-mcore015"), TESSERA_PYTHON

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Proof against the real tools: Tessera's output read by torch, megatron-core, torch DCP and zarr.
 
-    /work/venv/bin/python Tools/interop_check.py [--tessera .build/release/tessera]
+    "${TESSERA_VENV:-$HOME/.cache/tessera-venv}"/bin/python Tools/interop_check.py [--tessera .build/release/tessera]
 
 (or `Tools/interop.sh`, which prepares the venv and the binary first; see Tools/README.md).
 Prints one line per check (`PASS  [n] ...` / `FAIL  [n] ...`), then a final line
@@ -52,6 +52,7 @@ import datetime
 import io
 import json
 import os
+import tempfile
 import queue
 import shutil
 import subprocess
@@ -663,13 +664,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tessera", default=os.environ.get("TESSERA_BIN", str(REPO / ".build/release/tessera")))
     ap.add_argument("--fixtures", type=Path, default=REPO / "Tests/Fixtures")
-    ap.add_argument("--work", type=Path, default=Path("/tmp/tessera-interop-work"),
+    ap.add_argument("--work", type=Path, default=None,
                     help="scratch dir (converted checkpoints); emptied first")
-    ap.add_argument("--mcore015", type=Path, default=Path("/work/venv-mcore015"),
+    ap.add_argument("--mcore015", type=Path, default=Path(os.environ.get("TESSERA_MCORE015", os.environ.get(
+        "TESSERA_VENV", os.path.expanduser("~/.cache/tessera-venv")) + "-mcore015")),
                     help="--target dir holding megatron-core 0.15.3 (zarr backend)")
     ap.add_argument("--phase", default="all", choices=["all", "zarr-load"], help=argparse.SUPPRESS)
     args = ap.parse_args()
-    work = args.work.resolve()
+    work = (args.work or Path(tempfile.mkdtemp(prefix="tessera-interop-"))).resolve()
     if args.phase == "zarr-load":
         zarr_phase(work)
         return 0
@@ -771,6 +773,8 @@ def main():
     note("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
          + f"; total {time.time() - _T0:.1f}s")
     print(f"{checks.passed} passed, {checks.failed} failed", flush=True)
+    if args.work is None and args.phase == "all":
+        shutil.rmtree(work, ignore_errors=True)   # our own temporary folder
     return 0 if checks.failed == 0 else 1
 
 

@@ -3,7 +3,7 @@
 
 One command regenerates everything (see Tools/README.md):
 
-    /work/venv/bin/python Tools/make_fixtures.py --out Tests/Fixtures
+    "${TESSERA_VENV:-$HOME/.cache/tessera-venv}"/bin/python Tools/make_fixtures.py --out Tests/Fixtures
 
 What it does
 ------------
@@ -28,6 +28,7 @@ Internal phases (`--phase`) are used to re-invoke this file under other interpre
 or PYTHONPATHs; the default phase `all` does everything.
 """
 
+import tempfile
 import argparse
 import collections
 import contextlib
@@ -110,7 +111,7 @@ DIST = [
     ("torch_dist", 2, 2, "uint8_pickle", "0.16.1"),
     ("zarr", 1, 1, "bytesio", "0.15.3"),
     ("zarr", 2, 2, "bytesio", "0.15.3"),
-    ("torch_dist", 1, 1, "bytesio", "0.19.2"),  # optional (needs /work/venv312)
+    ("torch_dist", 1, 1, "bytesio", "0.19.2"),  # optional (needs the Python 3.12 venv, --py312)
 ]
 NEMO_TARS = ["legacy_tp2pp2_bf16_te_bytesio", "dist_zarr_tp2pp2_bf16"]
 LAYOUTS = [(1, 1), (2, 1), (1, 2), (2, 2), (4, 1)]
@@ -1074,16 +1075,17 @@ def verify(out, fixtures, tensors):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True, type=Path, help="fixture root, e.g. Tests/Fixtures")
-    ap.add_argument("--work", type=Path, default=Path("/tmp/tessera-fixtures-work"),
-                    help="scratch dir (master checkpoint, tokenizer corpus); outside the repo")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="scratch dir (master checkpoint, tokenizer corpus); default a new temporary folder")
     ap.add_argument("--phase", default="all", choices=["all", "zarr", "mcore0192"])
-    ap.add_argument("--mcore015", type=Path, default=Path("/work/venv-mcore015"),
+    venv = Path(os.environ.get("TESSERA_VENV", Path.home() / ".cache" / "tessera-venv"))
+    ap.add_argument("--mcore015", type=Path, default=Path(os.environ.get("TESSERA_MCORE015", f"{venv}-mcore015")),
                     help="--target dir holding megatron-core 0.15.3 (zarr backend)")
-    ap.add_argument("--py312", type=Path, default=Path("/work/venv312/bin/python"),
+    ap.add_argument("--py312", type=Path, default=Path(os.environ.get("TESSERA_VENV312", Path.home() / ".cache" / "tessera-venv312")) / "bin" / "python",
                     help="python with megatron-core 0.19.2 (optional fixture)")
     args = ap.parse_args()
     out = args.out.resolve()
-    work = args.work.resolve()
+    work = (args.work or Path(tempfile.mkdtemp(prefix="tessera-fixtures-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
 
     if args.phase in ("zarr", "mcore0192"):

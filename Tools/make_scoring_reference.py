@@ -4,8 +4,8 @@ with real megatron-core on the tiny fixture reward model.
 
     git -C <NeMo-Aligner mirror> show HEAD:examples/nlp/data/steerlm/common.py \\
         > /tmp/nemo_aligner_common.py
-    /work/venv/bin/python Tools/make_scoring_reference.py \\
-        [--aligner-common /tmp/nemo_aligner_common.py] [--aligner-git <mirror git dir>]
+    "${TESSERA_VENV:-$HOME/.cache/tessera-venv}"/bin/python Tools/make_scoring_reference.py \\
+        --aligner-common PATH/TO/common.py [--aligner-git <mirror git dir>]
 
 Writes (under --out, default Tests/Fixtures):
 
@@ -32,6 +32,7 @@ bit-exactly, and every scoring string gives bit-identical rewards with a 64-leng
 """
 
 import argparse
+import os
 import contextlib
 import copy
 import hashlib
@@ -255,9 +256,9 @@ def compact_json(o, ind=0):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--aligner-common", default="/tmp/nemo_aligner_common.py",
+    ap.add_argument("--aligner-common", required=True,
                     help="NeMo-Aligner's examples/nlp/data/steerlm/common.py (imported, not copied)")
-    ap.add_argument("--aligner-git", default="/work/.mirror/NVIDIA+NeMo-Aligner/repo",
+    ap.add_argument("--aligner-git", default=os.environ.get("TESSERA_ALIGNER_GIT"),
                     help="NeMo-Aligner git dir the file came from (HEAD commit recorded; file checked)")
     ap.add_argument("--aligner-commit", default=None, help="record this commit if --aligner-git is absent")
     ap.add_argument("--out", type=Path, default=ROOT / "Tests" / "Fixtures", help="fixture root")

@@ -6,7 +6,7 @@ whitespace runs, tabs, newlines, the <extra_id_N> symbols, digits, emoji, empty 
 SteerLM prompt template) with the ids and pieces sentencepiece 0.2.3 gives for them
 (`encode(text)`: no BOS/EOS, as NeMo-Aligner tokenises).
 
-Run: /work/venv/bin/python Tools/make_tokenizer_golden.py
+Run: "${TESSERA_VENV:-$HOME/.cache/tessera-venv}"/bin/python Tools/make_tokenizer_golden.py
 """
 import json, os, random
 import sentencepiece as spm
