@@ -76,6 +76,9 @@ public struct TensorStreamer: Sendable {
             let r = Self.storedRange(of: p, in: region, dtype: t.dtype)
             f.willNeed(r.lowerBound..<min(r.upperBound, r.lowerBound + prefetchLimit))
         }
+        // Each raw piece's file extents, read once: the row loop below is hot.
+        let extents = zip(pieces, files).map { p, f in p.encoding == .raw ? f.extents : FileExtents(dense: f.count) }
+        let dense = extents.map(\.isDense)
         let decoder = ChunkDecoder(pieces: pieces, encoded: views, threads: decodeThreads, region: region)
         defer { decoder.releaseAll() }
         var watermark = [Int](repeating: 0, count: pieces.count)
@@ -151,10 +154,12 @@ public struct TensorStreamer: Sendable {
                     let stride = p.strides[last]
                     if stride == 1 || width == 1 {
                         let start = elem * esize
-                        if p.encoding == .raw {
+                        if p.encoding == .raw && !dense[i] {
                             // Straight from the file: holes come as zeros, never faulted in.
                             let at = p.storage.offset + start
-                            try files[i].forEachRun(at..<(at + width * esize)) { (run) throws(TesseraError) in try emit(run) }
+                            try files[i].forEachRun(at..<(at + width * esize), extents: extents[i]) { (run) throws(TesseraError) in
+                                try emit(run)
+                            }
                         } else {
                             try emit(UnsafeRawBufferPointer(rebasing: view[start..<(start + width * esize)]))
                         }

@@ -112,7 +112,14 @@ public final class MappedFile: Sendable {
     /// The bytes of `range` in pieces that are each all data or all hole: data as views of
     /// the mapping, holes as views of ``ZeroPages`` (never faulted in from the file).
     public func forEachRun<E: Error>(_ range: Range<Int>, _ body: (UnsafeRawBufferPointer) throws(E) -> Void) throws(E) {
+        try forEachRun(range, extents: extents, body)
+    }
+
+    /// ``forEachRun(_:_:)`` with the file's ``extents`` already in hand (hot loops).
+    public func forEachRun<E: Error>(_ range: Range<Int>, extents: FileExtents,
+                                     _ body: (UnsafeRawBufferPointer) throws(E) -> Void) throws(E) {
         let all = bytes
+        if extents.isDense { return try body(UnsafeRawBufferPointer(rebasing: all[range])) }
         try extents.forEachSegment(in: range) { (r, isData) throws(E) in
             if isData {
                 try body(UnsafeRawBufferPointer(rebasing: all[r]))
