@@ -15,133 +15,6 @@ func loadTokenizer(_ path: String?, catalogue: Catalogue?, cache: MappingCache) 
     return try SentencePieceModel(bytes: try c.container.read(name), file: c.container.describe(name))
 }
 
-struct Tokenize: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Encode text with a SentencePiece model exactly as the sentencepiece library does (no BOS/EOS).")
-
-    @Option(help: "The SentencePiece .model file.") var tokenizer: String
-    @Option(help: "The text to encode.") var text: String?
-    @Option(help: "A file of texts, one JSON-encoded string per line.") var input: String?
-    @Flag(help: "Print {\"ids\": [...], \"pieces\": [...]} (one object per line with --input).") var json = false
-    @Option(help: "Threads encoding the texts (the output keeps their order).") var threads = 2
-    @Flag(help: "Time the encoding to ids only and print MB/s of text on stderr (for benchmarks; nothing on stdout).") var benchmark = false
-
-    func run() throws {
-        try runReportingErrors {
-            let sp = try SentencePieceModel(path: tokenizer)
-            var texts: [String] = []
-            if let text { texts.append(text) }
-            if let input {
-                guard var content = try? String(contentsOfFile: input, encoding: .utf8) else {
-                    throw TesseraError(.io, "cannot read", file: input)
-                }
-                try content.withUTF8 { try Self.readTexts($0, file: input, into: &texts) }
-            }
-            guard !texts.isEmpty else { throw TesseraError(.invalidArgument, "give --text or --input") }
-            let inputs = texts, workers = max(1, threads)
-            if benchmark {
-                let start = Date()
-                let counts = UncheckedSendable(UnsafeMutableBufferPointer<Int>.allocate(capacity: workers))
-                defer { counts.value.deallocate() }
-                DispatchQueue.concurrentPerform(iterations: workers) { w in
-                    var count = 0
-                    for i in stride(from: w, to: inputs.count, by: workers) { count += sp.encodeIDs(inputs[i]).count }
-                    counts.value[w] = count
-                }
-                let secs = Date().timeIntervalSince(start)
-                let count = counts.value.reduce(0, +)
-                let mb = Double(texts.reduce(0) { $0 + $1.utf8.count }) / 1e6
-                FileHandle.standardError.write(Data("\(texts.count) texts, \(String(format: "%.2f", mb)) MB, \(count) tokens in \(String(format: "%.3f", secs)) s on \(workers) threads: \(String(format: "%.1f", mb / secs)) MB/s\n".utf8))
-                return
-            }
-            // Each text's output line is made on the thread that encodes it.
-            let spellings = PieceSpellings(sp, json: json)
-            let lines = UncheckedSendable(UnsafeMutableBufferPointer<[UInt8]>.allocate(capacity: texts.count))
-            lines.value.initialize(repeating: [])
-            defer { lines.value.deinitialize(); lines.value.deallocate() }
-            let json = self.json
-            DispatchQueue.concurrentPerform(iterations: workers) { w in
-                for i in stride(from: w, to: inputs.count, by: workers) {
-                    lines.value[i] = spellings.line(sp.encodeIDs(inputs[i]), json: json)
-                }
-            }
-            var out: [UInt8] = []
-            for line in lines.value {
-                out += line
-                if out.count >= 1 << 20 { FileHandle.standardOutput.write(Data(out)); out.removeAll(keepingCapacity: true) }
-            }
-            FileHandle.standardOutput.write(Data(out))
-        }
-    }
-
-    /// The texts of a file of JSON strings, one a line (empty lines skipped). A line that is
-    /// a quoted string without escapes is taken as it is; any other is parsed as JSON.
-    static func readTexts(_ bytes: UnsafeBufferPointer<UInt8>, file: String, into texts: inout [String]) throws(TesseraError) {
-        let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
-        var start = 0, n = 0
-        while start < bytes.count {
-            let end = bytes[start...].firstIndex(of: 0x0A) ?? bytes.count
-            n += 1
-            defer { start = end + 1 }
-            if end == start { continue }
-            let line = UnsafeBufferPointer(rebasing: bytes[start..<end])
-            let inner = line.count >= 2 ? line[1..<(line.count - 1)] : line[0..<0]
-            if line.count >= 2, line.first == quote, line.last == quote, !inner.contains(where: { $0 == quote || $0 == backslash }) {
-                texts.append(String(decoding: UnsafeBufferPointer(rebasing: inner), as: UTF8.self))
-                continue
-            }
-            guard let s = try? JSONValue.parse(String(decoding: line, as: UTF8.self)).string else {
-                throw TesseraError(.corrupt, "line \(n) is not a JSON string", file: file)
-            }
-            texts.append(s)
-        }
-    }
-}
-
-/// How `tokenize` writes each piece (JSON-quoted as Python's `json.dumps` does, or as it is),
-/// made once for the vocabulary.
-struct PieceSpellings: Sendable {
-    private var bytes: [UInt8] = []
-    private var starts: [Int] = [0]
-    private static let jsonStart = Array(#"{"ids": ["#.utf8), jsonMiddle = Array(#"], "pieces": ["#.utf8), jsonEnd = Array("]}".utf8)
-
-    init(_ sp: SentencePieceModel, json: Bool) {
-        for p in sp.pieces {
-            bytes += Array((json ? JSONValue.string(p.text).python : p.text).utf8)
-            starts.append(bytes.count)
-        }
-    }
-
-    /// The output line of `ids`: `{"ids": [...], "pieces": [...]}` with `json` (what
-    /// `JSONValue.python` writes), else the ids and the pieces separated by spaces, a tab between.
-    func line(_ ids: [Int], json: Bool) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(ids.count * 12 + 32)
-        let separator: [UInt8] = json ? [0x2C, 0x20] : [0x20]
-        if json { out += Self.jsonStart }
-        for (k, id) in ids.enumerated() {
-            if k > 0 { out += separator }
-            Self.appendDecimal(id, to: &out)
-        }
-        if json { out += Self.jsonMiddle } else { out.append(0x09) }
-        for (k, id) in ids.enumerated() {
-            if k > 0 { out += separator }
-            out += bytes[starts[id]..<starts[id + 1]]
-        }
-        if json { out += Self.jsonEnd }
-        out.append(0x0A)
-        return out
-    }
-
-    private static func appendDecimal(_ v: Int, to out: inout [UInt8]) {
-        var digits = 1, rest = v / 10
-        while rest > 0 { digits += 1; rest /= 10 }
-        out.append(contentsOf: repeatElement(0x30, count: digits))
-        var x = v, i = out.count - 1
-        repeat { out[i] = 0x30 + UInt8(x % 10); x /= 10; i -= 1 } while x > 0
-    }
-}
-
 struct Score: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Annotate NeMo-Aligner conversation JSONL with the reward model's per-turn attribute scores.",
@@ -166,8 +39,17 @@ struct Score: ParsableCommand {
     @Flag(help: "Score every turn's string from scratch instead of sharing the conversation's prefix.") var noPrefixReuse = false
     @Flag(help: "Write an error record ({\"error\": ..., \"line\": N}) for a bad line and go on, instead of stopping.") var skipBadLines = false
 
+    @Option(help: "Score only shard I of N (I from 0, e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); combine the shard outputs with `tessera merge`.")
+    var shard: String?
+    @Option(help: "How --shard deals conversations: tokens (shards finish together) or lines (equal runs of lines).")
+    var balance: String = ShardBalance.tokens.rawValue
+
     func run() throws {
         try runReportingErrors {
+            let shardSpec = try shard.map { (s) throws(TesseraError) in try ShardSpec(parsing: s) }
+            guard let balanceMode = ShardBalance(rawValue: balance) else {
+                throw TesseraError(.invalidArgument, "--balance expects tokens or lines, got '\(balance)'")
+            }
             let cache = MappingCache()
             let cat = try Checkpoint.open(checkpoint, cache: cache)
             let model = try Model(cat, cache: cache)
@@ -177,60 +59,29 @@ struct Score: ParsableCommand {
             options.keepEnd = keepEnd
             options.scalarWeights = scalar ? SteerLMTemplate.modelCardWeights : nil
             options.prefixReuse = !noPrefixReuse
-            let annotator = try Annotator(model: model, tokenizer: sp, options: options)
-            guard let content = try? String(contentsOfFile: input, encoding: .utf8) else { throw TesseraError(.io, "cannot read", file: input) }
-            var done = Set<String>()
-            if let existing = try? String(contentsOfFile: output, encoding: .utf8) {
-                for line in existing.split(separator: "\n") { if let o = try? JSONValue.parse(String(line)) { done.insert(Annotator.key(o)) } }
+            var scoring = ScoringRun(annotator: try Annotator(model: model, tokenizer: sp, options: options))
+            scoring.batch = batch
+            scoring.skipBadLines = skipBadLines
+            let conversations = try ConversationInput(path: input)
+            var lines = conversations.lines
+            var header: ShardHeader? = nil
+            if let shardSpec {
+                let plan = scoring.plan(conversations, shard: shardSpec, balance: balanceMode)
+                lines = plan.lines
+                header = ShardHeader(shard: shardSpec, balance: balanceMode, inputSHA256: conversations.sha256,
+                                     inputRecords: conversations.lines.count, lines: plan.lines.count, tokens: plan.tokens,
+                                     checkpoint: try CheckpointIdentity.of(cat), options: options.description)
             }
-            if !FileManager.default.fileExists(atPath: output) { _ = FileManager.default.createFile(atPath: output, contents: nil) }
-            guard let out = FileHandle(forWritingAtPath: output) else { throw TesseraError(.io, "cannot open for appending", file: output) }
-            defer { try? out.close() }
-            _ = try? out.seekToEnd()
-            let lines = content.split(separator: "\n").map(String.init)
+            let out = try ResumableOutput(path: output)
             let bar = Progress(total: lines.count, label: "score", enabled: true)
-            var tokens = 0, written = 0, skipped = 0
             let start = Date()
-            var pending: [(line: Int, obj: JSONValue)] = []
-            func flushBatch() throws(TesseraError) {
-                guard !pending.isEmpty else { return }
-                let (scored, t): ([JSONValue], Int)
-                do throws(TesseraError) { (scored, t) = try annotator.annotate(batch: pending.map(\.obj)) } catch {
-                    throw error.inFile("\(input):\(pending[0].line + 1)-\(pending.last!.line + 1)")
-                }
-                for s in scored { out.write(Data((s.python + "\n").utf8)) }
-                tokens += t
-                written += scored.count
-                bar.advance(scored.count)
-                pending.removeAll()
-            }
-            var bad = 0
-            for (n, line) in lines.enumerated() {
-                let obj: JSONValue
-                do throws(TesseraError) {
-                    obj = try JSONValue.parse(line)
-                    try Annotator.validate(obj)
-                } catch {
-                    let e = TesseraError(.corrupt, "line \(n + 1): \(error.message)", file: input)
-                    // Whatever came before the bad line is scored and written first.
-                    try flushBatch()
-                    guard skipBadLines else { throw e }
-                    let record = JSONValue.object([("error", .string(e.message)), ("line", .number(String(n + 1)))])
-                    out.write(Data((record.python + "\n").utf8))
-                    bad += 1
-                    bar.advance(1)
-                    continue
-                }
-                if done.contains(Annotator.key(obj)) { skipped += 1; bar.advance(1); continue }
-                pending.append((n, obj))
-                if pending.count >= max(batch, 1) { try flushBatch() }
-            }
-            try flushBatch()
+            let s = try scoring.run(conversations, lines: lines, into: out, header: header) { bar.advance($0) }
+            try out.close()
             bar.finish()
             let secs = Date().timeIntervalSince(start)
-            FileHandle.standardError.write(Data(("scored \(written) conversations (\(skipped) already in the output"
-                + (bad > 0 ? ", \(bad) bad lines recorded" : "") + "), \(tokens) tokens in \(String(format: "%.2f", secs)) s, "
-                + "\(Int(Double(tokens) / max(secs, 1e-9))) tokens/s\n").utf8))
+            FileHandle.standardError.write(Data(("scored \(s.written) conversations (\(s.skipped) already in the output"
+                + (s.bad > 0 ? ", \(s.bad) bad lines recorded" : "") + "), \(s.tokens) tokens in \(String(format: "%.2f", secs)) s, "
+                + "\(Int(Double(s.tokens) / max(secs, 1e-9))) tokens/s\n").utf8))
         }
     }
 }
