@@ -21,6 +21,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM   # so that a timeout still runs the clean-up
 timeout 90 "$root/Tools/slurm/local_cluster.sh" start "$work/cluster"
 export SLURM_CONF=$work/cluster/slurm.conf
 
