@@ -23,6 +23,8 @@ struct Tessera: ParsableCommand {
     static func main() {
         _ = processStart
         ProcessMemory.keepLargeAllocationsInHeap()
+        // A file-size limit (RLIMIT_FSIZE) is a failed write naming the file, not a killed process.
+        signal(SIGXFSZ, SIG_IGN)
         main(nil)
     }
 }
