@@ -184,9 +184,11 @@ public enum ShardRecord {
 }
 
 extension ScoringRun {
-    /// The lines of `input` dealt to `shard` and their planned tokens. Every line is
-    /// tokenised to weigh it (a bad line weighs 1).
-    public func plan(_ input: ConversationInput, shard: ShardSpec, balance: ShardBalance) -> (lines: [ConversationInput.Line], tokens: Int) {
+    /// The lines of `input` dealt to `shard` and the header of its output. Every line is
+    /// tokenised to weigh it (a bad line weighs 1); `checkpoint` is the model's
+    /// ``CheckpointIdentity``.
+    public func plan(_ input: ConversationInput, shard: ShardSpec, balance: ShardBalance,
+                     checkpoint: String) -> (lines: [ConversationInput.Line], header: ShardHeader) {
         let costs: [Int] = input.lines.map { line in
             guard let obj = try? JSONValue.parse(input.text(line)), (try? Annotator.validate(obj)) != nil else { return 1 }
             return annotator.cost(obj)
@@ -194,6 +196,9 @@ extension ScoringRun {
         let assignment = balance == .lines ? ShardPartition.byCount(costs.count, shards: shard.count)
             : ShardPartition.byCost(costs, shards: shard.count)
         let mine = input.lines.indices.filter { assignment[$0] == shard.index }
-        return (mine.map { input.lines[$0] }, mine.reduce(0) { $0 + costs[$1] })
+        let header = ShardHeader(shard: shard, balance: balance, inputSHA256: input.sha256, inputRecords: input.lines.count,
+                                 lines: mine.count, tokens: mine.reduce(0) { $0 + costs[$1] }, checkpoint: checkpoint,
+                                 options: annotator.options.description)
+        return (mine.map { input.lines[$0] }, header)
     }
 }

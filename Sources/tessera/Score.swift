@@ -22,8 +22,10 @@ struct Score: ParsableCommand {
         Writes each input object with every turn whose label is not null labelled as NeMo-Aligner's \
         attribute_annotate.py does (quality:X,toxicity:X,... over all nine attributes, clipped to \
         0..4, rounded half to even), plus the raw floats in "rewards". Lines already in the output \
-        are skipped (resume); each line is flushed as it is written. Turns of a conversation share \
-        the computation of their common prefix.
+        are skipped (resume, from whole records: an incomplete last line is cut off first); each \
+        batch is written out before the next. Turns of a conversation share the computation of \
+        their common prefix. With --shard I/N only shard I of a deterministic, token-balanced \
+        partition is scored, into a shard output that `tessera merge` combines.
         """
     )
 
@@ -43,6 +45,8 @@ struct Score: ParsableCommand {
     var shard: String?
     @Option(help: "How --shard deals conversations: tokens (shards finish together) or lines (equal runs of lines).")
     var balance: String = ShardBalance.tokens.rawValue
+    @Option(help: "Bound resident weights for models larger than RAM (e.g. 400G): each layer's weights are dropped once used.")
+    var maxMemory: String?
 
     func run() throws {
         try runReportingErrors {
@@ -53,6 +57,12 @@ struct Score: ParsableCommand {
             let cache = MappingCache()
             let cat = try Checkpoint.open(checkpoint, cache: cache)
             let model = try Model(cat, cache: cache)
+            if let maxMemory {
+                guard model.largestLayerBytes <= (try parseByteSize(maxMemory, option: "--max-memory")) else {
+                    throw TesseraError(.invalidArgument, "one layer's weights take \(formatBytes(model.largestLayerBytes)), more than --max-memory \(maxMemory)")
+                }
+                model.releaseWeights = true
+            }
             let sp = try loadTokenizer(tokenizer, catalogue: cat, cache: cache)
             var options = ScoringOptions(maxLength: maxLength ?? cat.config?.seqLength ?? 4096)
             options.precision = precision
@@ -66,11 +76,7 @@ struct Score: ParsableCommand {
             var lines = conversations.lines
             var header: ShardHeader? = nil
             if let shardSpec {
-                let plan = scoring.plan(conversations, shard: shardSpec, balance: balanceMode)
-                lines = plan.lines
-                header = ShardHeader(shard: shardSpec, balance: balanceMode, inputSHA256: conversations.sha256,
-                                     inputRecords: conversations.lines.count, lines: plan.lines.count, tokens: plan.tokens,
-                                     checkpoint: try CheckpointIdentity.of(cat), options: options.description)
+                (lines, header) = scoring.plan(conversations, shard: shardSpec, balance: balanceMode, checkpoint: try CheckpointIdentity.of(cat))
             }
             let out = try ResumableOutput(path: output)
             let bar = Progress(total: lines.count, label: "score", enabled: true)
@@ -111,11 +117,11 @@ struct Pairwise: ParsableCommand {
             options.precision = precision
             let annotator = try Annotator(model: try Model(cat, cache: cache),
                                           tokenizer: try loadTokenizer(tokenizer, catalogue: cat, cache: cache), options: options)
-            guard let content = try? String(contentsOfFile: input, encoding: .utf8) else { throw TesseraError(.io, "cannot read", file: input) }
+            let file = try ConversationInput(path: input)
             var items: [JSONValue] = []
-            for (n, line) in content.split(separator: "\n").enumerated() {
-                do throws(TesseraError) { items.append(try JSONValue.parse(String(line))) } catch {
-                    throw TesseraError(.corrupt, "line \(n + 1): \(error.message)", file: input)
+            for line in file.lines {
+                do throws(TesseraError) { items.append(try JSONValue.parse(file.text(line))) } catch {
+                    throw TesseraError(.corrupt, "line \(line.number): \(error.message)", file: input)
                 }
             }
             let bar = Progress(total: items.count, label: "pairs", enabled: !json)

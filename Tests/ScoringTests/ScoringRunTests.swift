@@ -5,16 +5,11 @@ import Testing
 
 /// Scores `input` (all of it, or one shard) into `output` with a fresh run.
 func score(_ run: ScoringRun, _ input: ConversationInput, to output: String, shard: ShardSpec? = nil,
-                   balance: ShardBalance = .tokens) throws -> ScoringRun.Summary {
+           balance: ShardBalance = .tokens) throws -> ScoringRun.Summary {
     let out = try ResumableOutput(path: output)
     var lines = input.lines
     var header: ShardHeader? = nil
-    if let shard {
-        let plan = run.plan(input, shard: shard, balance: balance)
-        lines = plan.lines
-        header = ShardHeader(shard: shard, balance: balance, inputSHA256: input.sha256, inputRecords: input.lines.count,
-                             lines: plan.lines.count, tokens: plan.tokens, checkpoint: "sha256:test", options: run.annotator.options.description)
-    }
+    if let shard { (lines, header) = run.plan(input, shard: shard, balance: balance, checkpoint: "sha256:test") }
     let s = try run.run(input, lines: lines, into: out, header: header)
     try out.close()
     return s
