@@ -35,11 +35,16 @@ def conversations(path, count, rng):
             f.write(json.dumps(c) + "\n")
 
 
-def run(cmd):
+def run(cmd, cpu=None):
+    """Wall seconds of cmd; its CPU seconds (user + system) appended to `cpu` when given."""
+    before = os.times()
     t = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed: {r.stderr}")
+    after = os.times()
+    if cpu is not None:
+        cpu.append(after.children_user - before.children_user + after.children_system - before.children_system)
     return time.perf_counter() - t
 
 
@@ -48,18 +53,19 @@ def balance(a, inp, n):
     common = [a.tessera, "score", CKPT, "--input", inp, "--max-length", "4096", "--batch", "8"]
     results = {}
     for mode in ("tokens", "lines"):
-        times, tokens = [], []
+        times, cpu, tokens = [], [], []
         for i in range(n):
             out = os.path.join(a.work, f"shard-{mode}-{i}.jsonl")
             if os.path.exists(out):
                 os.remove(out)
-            times.append(run(common + ["--output", out, "--shard", f"{i}/{n}", "--balance", mode]))
+            times.append(run(common + ["--output", out, "--shard", f"{i}/{n}", "--balance", mode], cpu))
             with open(out) as f:
                 tokens.append(json.loads(f.readline())["tokens"])
-        mean = statistics.mean(times)
         results[mode] = times
-        print(f"  by {mode:6}: shard seconds {' '.join(f'{t:.2f}' for t in times)}; slowest / mean = {max(times) / mean:.3f} "
-              f"(+{(max(times) / mean - 1) * 100:.1f}%); planned tokens {tokens}")
+        for label, v in (("wall", times), ("CPU", cpu)):
+            print(f"  by {mode:6}: shard {label:4} seconds {' '.join(f'{t:6.2f}' for t in v)}; slowest / mean = "
+                  f"{max(v) / statistics.mean(v):.3f} (+{(max(v) / statistics.mean(v) - 1) * 100:.1f}%)")
+        print(f"  by {mode:6}: planned tokens {tokens}")
     single = os.path.join(a.work, "single.jsonl")
     if os.path.exists(single):
         os.remove(single)
@@ -113,6 +119,7 @@ def main():
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--conversations", type=int, default=1500)
     ap.add_argument("--merge-records", type=int, default=300000)
+    ap.add_argument("--skip-merge", action="store_true", help="section 1 only")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
@@ -120,7 +127,8 @@ def main():
     inp = os.path.join(a.work, "conversations.jsonl")
     conversations(inp, a.conversations, random.Random(1))
     balance(a, inp, a.shards)
-    merge_throughput(a, a.shards)
+    if not a.skip_merge:
+        merge_throughput(a, a.shards)
 
 
 if __name__ == "__main__":

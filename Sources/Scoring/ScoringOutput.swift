@@ -45,12 +45,16 @@ public enum JSONLines {
     /// newline counts; a carriage return before the newline is part of the line).
     public static func split(_ bytes: [UInt8]) -> [ConversationInput.Line] {
         var lines: [ConversationInput.Line] = []
-        var start = 0, number = 0
-        while start < bytes.count {
-            let end = bytes[start...].firstIndex(of: 0x0A) ?? bytes.count
-            number += 1
-            if end > start { lines.append(.init(number: number, range: start..<end)) }
-            start = end + 1
+        bytes.withUnsafeBytes { all in
+            guard let base = all.baseAddress else { return }
+            var start = 0, number = 0
+            while start < all.count {
+                var end = all.count
+                if let p = memchr(base + start, 0x0A, all.count - start) { end = base.distance(to: UnsafeRawPointer(p)) }
+                number += 1
+                if end > start { lines.append(.init(number: number, range: start..<end)) }
+                start = end + 1
+            }
         }
         return lines
     }

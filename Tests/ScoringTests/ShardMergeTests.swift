@@ -1,3 +1,4 @@
+import Checkpoints
 import Foundation
 import Platform
 @testable import Scoring
@@ -88,4 +89,16 @@ private struct Shards {
     #expect(throws: TesseraError.self) { _ = try score(s.run, s.input, to: s.files[0], shard: ShardSpec(index: 1, count: 3)) }
     let again = try score(s.run, s.input, to: s.files[0], shard: ShardSpec(index: 0, count: 3))
     #expect(again.written == 0 && again.skipped > 0)
+}
+
+/// The checkpoint identity is the same for a copy elsewhere and differs for another model.
+@Test func checkpointIdentityFollowsTheModelNotThePath() throws {
+    let dir = try TemporaryFolder()
+    let original = fixtures + "/tiny/legacy_tp1pp1_fp32_te_uint8_pickle"
+    try FileManager.default.copyItem(atPath: original, toPath: dir.path + "/copy")
+    func identity(_ path: String) throws -> String { try CheckpointIdentity.of(try Checkpoint.open(path, cache: MappingCache())) }
+    let a = try identity(original)
+    #expect(a.hasPrefix("sha256:") && a.count == 71)
+    #expect(try identity(dir.path + "/copy") == a)
+    #expect(try identity(fixtures + "/tiny/legacy_tp1pp1_bf16_te_bytesio") != a)
 }
