@@ -131,4 +131,26 @@ public struct ScoringRun {
         try flush()
         return summary
     }
+
+    /// Scores the pairs of `lines` into a pairwise shard output: the header, then one record a
+    /// pair (``PairOutcome/json``), resumed like any shard output.
+    public func runPairs(_ input: ConversationInput, lines: [ConversationInput.Line], into output: ResumableOutput,
+                         header: ShardHeader, progress: (Int) -> Void = { _ in }) throws(TesseraError) -> Summary {
+        let done = try done(in: output, header: header)
+        if output.existing.isEmpty { try output.append(header.line) }
+        var summary = Summary()
+        for line in lines {
+            progress(1)
+            if done.lines.contains(line.number) { summary.skipped += 1; continue }
+            let start = Date()
+            let outcome: PairOutcome
+            do throws(TesseraError) { outcome = try annotator.pair(try JSONValue.parse(input.text(line)), line.number) } catch {
+                throw TesseraError(.corrupt, "line \(line.number): \(error.message)", file: input.path)
+            }
+            let ms = Int(Date().timeIntervalSince(start) * 1000)
+            try output.append(ShardRecord.encode(line: line.number, tokens: 0, ms: ms, record: outcome.json.python))
+            summary.written += 1
+        }
+        return summary
+    }
 }

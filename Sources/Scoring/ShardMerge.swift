@@ -60,14 +60,16 @@ public struct ShardMerge {
     /// Every shard of one partition, each once, made the same way.
     func checkTogether() throws(TesseraError) {
         // The reference is the way most shards were made (ties: the lowest shard's).
-        let made = shards.map { "\($0.header.checkpoint) \($0.header.options) \($0.header.balance) \($0.header.shard.count)" }
+        let made = shards.map { "\($0.header.command) \($0.header.checkpoint) \($0.header.options) \($0.header.balance) \($0.header.shard.count)" }
         let ranked = shards.indices.sorted { shards[$0].header.shard.index < shards[$1].header.shard.index }
         let ref = ranked.max { a, b in made.filter { $0 == made[a] }.count < made.filter { $0 == made[b] }.count }!
         let r = shards[ref].header
         for s in shards where made[shards.firstIndex { $0.file == s.file }!] != made[ref] {
             let h = s.header, what: String
             if h.checkpoint != r.checkpoint { what = "made by another checkpoint (\(h.checkpoint)) than \(shards[ref].file) (\(r.checkpoint))" }
-            else if h.options != r.options { what = "made with other options (\(h.options)) than \(shards[ref].file) (\(r.options))" }
+            else if h.options != r.options || h.command != r.command {
+                what = "made with another command or options (\(h.command) \(h.options)) than \(shards[ref].file) (\(r.command) \(r.options))"
+            }
             else { what = "of another partition (\(h.shard.count) shards, \(h.balance)) than \(shards[ref].file) (\(r.shard.count), \(r.balance))" }
             throw TesseraError(.inconsistent, "shard \(h.shard) is \(what): it is stale; score it again", file: s.file)
         }
@@ -108,9 +110,34 @@ public struct ShardMerge {
         }
     }
 
-    /// Writes the records in input order to `output` (each followed by a newline); returns
-    /// the SHA-256 of what was written.
+    /// The command the shards are of: `score` or `pairwise`.
+    public var command: String { shards[0].header.command }
+
+    /// The pairwise result of `pairwise` shards, counted in input order.
+    public func pairwiseResult() throws(TesseraError) -> PairwiseResult {
+        var byLine: [Int: PairOutcome] = [:]
+        for s in shards {
+            for r in s.records {
+                guard let v = try? JSONValue.parse(String(decoding: s.bytes[r.record], as: UTF8.self)), let o = PairOutcome(v) else {
+                    throw TesseraError(.corrupt, "the record of input line \(r.line) is not a pair outcome", file: s.file)
+                }
+                byLine[r.line] = o
+            }
+        }
+        return PairwiseResult(input.lines.map { byLine[$0.number]! })
+    }
+
+    /// Writes what the single-host command writes: the records in input order (each followed
+    /// by a newline) for `score`, the `--json` result line for `pairwise`; returns the SHA-256
+    /// of what was written.
     public func write(to output: inout OutputFile) throws(TesseraError) -> String {
+        if command == "pairwise" {
+            let line = Array((try pairwiseResult().json.python + "\n").utf8)
+            try output.write(line)
+            var digest = SHA256Stream()
+            line.withUnsafeBytes { digest.update($0) }
+            return digest.finalizeHex()
+        }
         var at = [(shard: Int, record: Range<Int>)](repeating: (0, 0..<0), count: (input.lines.last?.number ?? 0) + 1)
         for (k, s) in shards.enumerated() { for r in s.records { at[r.line] = (k, r.record) } }
         var digest = SHA256Stream()
@@ -132,7 +159,7 @@ public struct ShardMerge {
         let sorted = shards.sorted { $0.header.shard.index < $1.header.shard.index }
         let h = sorted[0].header
         return .object([
-            ("tool", .string("tessera")), ("tool_version", .string(TesseraVersion.string)),
+            ("tool", .string("tessera")), ("tool_version", .string(TesseraVersion.string)), ("command", .string(h.command)),
             ("input", .string(input.path)), ("input_sha256", .string(input.sha256)),
             ("input_records", .number("\(input.lines.count)")),
             ("checkpoint", .string(h.checkpoint)), ("options", .string(h.options)), ("balance", .string(h.balance.rawValue)),

@@ -26,6 +26,12 @@ public enum ShardBalance: String, Sendable, CaseIterable {
     case tokens
     /// Equal runs of consecutive lines, whatever their length (for comparison).
     case lines
+
+    /// Parses `--balance`.
+    public init(parsing s: String) throws(TesseraError) {
+        guard let b = ShardBalance(rawValue: s) else { throw TesseraError(.invalidArgument, "--balance expects tokens or lines, got '\(s)'") }
+        self = b
+    }
 }
 
 /// Deterministic partitions: the same input gives the same shards on every machine.
@@ -87,6 +93,8 @@ struct MinHeap {
 /// can refuse a shard of another input, checkpoint, options or partition.
 public struct ShardHeader: Sendable, Equatable {
     public var shard: ShardSpec
+    /// The command whose shard this is: `score` or `pairwise`.
+    public var command = "score"
     public var balance: ShardBalance
     public var inputSHA256: String
     /// Records (non-empty lines) in the whole input.
@@ -113,7 +121,7 @@ public struct ShardHeader: Sendable, Equatable {
     }
 
     var json: JSONValue {
-        .object([("tessera_shard", .string(shard.description)), ("balance", .string(balance.rawValue)),
+        .object([("tessera_shard", .string(shard.description)), ("command", .string(command)), ("balance", .string(balance.rawValue)),
                  ("input_sha256", .string(inputSHA256)), ("input_records", .number("\(inputRecords)")),
                  ("lines", .number("\(lines)")), ("tokens", .number("\(tokens)")), ("checkpoint", .string(checkpoint)),
                  ("options", .string(options)), ("tool_version", .string(toolVersion))])
@@ -142,6 +150,7 @@ public struct ShardHeader: Sendable, Equatable {
         self.init(shard: spec, balance: balance, inputSHA256: try field("input_sha256"), inputRecords: try int("input_records"),
                   lines: try int("lines"), tokens: try int("tokens"), checkpoint: try field("checkpoint"), options: try field("options"))
         toolVersion = try field("tool_version")
+        command = try field("command")
     }
 }
 
@@ -186,19 +195,21 @@ public enum ShardRecord {
 extension ScoringRun {
     /// The lines of `input` dealt to `shard` and the header of its output. Every line is
     /// tokenised to weigh it (a bad line weighs 1); `checkpoint` is the model's
-    /// ``CheckpointIdentity``.
+    /// ``CheckpointIdentity``; `pairs` for an input of `pairwise`.
     public func plan(_ input: ConversationInput, shard: ShardSpec, balance: ShardBalance,
-                     checkpoint: String) -> (lines: [ConversationInput.Line], header: ShardHeader) {
+                     checkpoint: String, pairs: Bool = false) -> (lines: [ConversationInput.Line], header: ShardHeader) {
         let costs: [Int] = input.lines.map { line in
-            guard let obj = try? JSONValue.parse(input.text(line)), (try? Annotator.validate(obj)) != nil else { return 1 }
-            return annotator.cost(obj)
+            guard let obj = try? JSONValue.parse(input.text(line)) else { return 1 }
+            if pairs { return annotator.pairCost(obj) }
+            return (try? Annotator.validate(obj)) != nil ? annotator.cost(obj) : 1
         }
         let assignment = balance == .lines ? ShardPartition.byCount(costs.count, shards: shard.count)
             : ShardPartition.byCost(costs, shards: shard.count)
         let mine = input.lines.indices.filter { assignment[$0] == shard.index }
-        let header = ShardHeader(shard: shard, balance: balance, inputSHA256: input.sha256, inputRecords: input.lines.count,
+        var header = ShardHeader(shard: shard, balance: balance, inputSHA256: input.sha256, inputRecords: input.lines.count,
                                  lines: mine.count, tokens: mine.reduce(0) { $0 + costs[$1] }, checkpoint: checkpoint,
                                  options: annotator.options.description)
+        if pairs { header.command = "pairwise" }
         return (mine.map { input.lines[$0] }, header)
     }
 }

@@ -51,9 +51,7 @@ struct Score: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let shardSpec = try shard.map { (s) throws(TesseraError) in try ShardSpec(parsing: s) }
-            guard let balanceMode = ShardBalance(rawValue: balance) else {
-                throw TesseraError(.invalidArgument, "--balance expects tokens or lines, got '\(balance)'")
-            }
+            let balanceMode = try ShardBalance(parsing: balance)
             let cache = MappingCache()
             let cat = try Checkpoint.open(checkpoint, cache: cache)
             let model = try Model(cat, cache: cache)
@@ -100,7 +98,11 @@ struct Score: ParsableCommand {
 struct Pairwise: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Accuracy on prompt/chosen/rejected pairs with the scalar reward, counted as RewardBench does.",
-        discussion: "A pair is won when the chosen response scores strictly above the rejected one; per subset when items carry \"subset\"."
+        discussion: """
+        A pair is won when the chosen response scores strictly above the rejected one; per subset when items \
+        carry "subset". With --shard I/N --output SHARD.jsonl only shard I of the pairs is scored, one record a \
+        pair; `tessera merge` of the shards writes what `pairwise --json` prints.
+        """
     )
 
     @Argument(help: "The reward-model checkpoint.") var checkpoint: String
@@ -108,6 +110,10 @@ struct Pairwise: ParsableCommand {
     @Option(help: "SentencePiece model (default: the checkpoint's).") var tokenizer: String?
     @Option(help: "bf16 or fp32.") var precision: Precision = .bf16
     @Flag(help: "Print the result as JSON.") var json = false
+    @Option(help: "Score only shard I of N of the pairs (needs --output); combine the shard outputs with `tessera merge`.")
+    var shard: String?
+    @Option(help: "How --shard deals pairs: tokens or lines.") var balance: String = ShardBalance.tokens.rawValue
+    @Option(help: "The shard output (with --shard).") var output: String?
 
     func run() throws {
         try runReportingErrors {
@@ -118,6 +124,7 @@ struct Pairwise: ParsableCommand {
             let annotator = try Annotator(model: try Model(cat, cache: cache),
                                           tokenizer: try loadTokenizer(tokenizer, catalogue: cat, cache: cache), options: options)
             let file = try ConversationInput(path: input)
+            if let shard { return try runShard(try ShardSpec(parsing: shard), ScoringRun(annotator: annotator), file, cat) }
             var items: [JSONValue] = []
             for line in file.lines {
                 do throws(TesseraError) { items.append(try JSONValue.parse(file.text(line))) } catch {
@@ -129,16 +136,23 @@ struct Pairwise: ParsableCommand {
             let r = try annotator.pairwise(items) { n in bar.advance(n - last); last = n }
             bar.finish()
             if json {
-                let obj = JSONValue.object([("pairs", .number("\(r.pairs)")), ("wins", .number("\(r.wins)")),
-                                            ("accuracy", .double(r.accuracy)),
-                                            ("subsets", .array(r.subsets.map { s in .object([("name", .string(s.name)),
-                                                ("pairs", .number("\(s.pairs)")), ("wins", .number("\(s.wins)")),
-                                                ("accuracy", .double(s.accuracy))]) }))])
-                print(obj.python)
+                print(r.json.python)
             } else {
                 for s in r.subsets { print("\(s.name.padding(toLength: 24, withPad: " ", startingAt: 0)) \(s.wins)/\(s.pairs)  \(String(format: "%.3f", s.accuracy))") }
                 print("overall".padding(toLength: 24, withPad: " ", startingAt: 0) + " \(r.wins)/\(r.pairs)  \(String(format: "%.3f", r.accuracy))")
             }
         }
+    }
+
+    /// Scores one shard of the pairs into `--output`.
+    func runShard(_ spec: ShardSpec, _ scoring: ScoringRun, _ file: ConversationInput, _ cat: Catalogue) throws(TesseraError) {
+        guard let output else { throw TesseraError(.invalidArgument, "--shard needs --output (the shard's output file)") }
+        let (lines, header) = scoring.plan(file, shard: spec, balance: try ShardBalance(parsing: balance), checkpoint: try CheckpointIdentity.of(cat), pairs: true)
+        let out = try ResumableOutput(path: output)
+        let bar = Progress(total: lines.count, label: "pairs", enabled: true)
+        let s = try scoring.runPairs(file, lines: lines, into: out, header: header) { bar.advance($0) }
+        try out.close()
+        bar.finish()
+        FileHandle.standardError.write(Data("scored \(s.written) pairs (\(s.skipped) already in the output) of shard \(spec)\n".utf8))
     }
 }

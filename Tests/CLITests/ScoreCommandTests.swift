@@ -130,3 +130,27 @@ func shardedScoringMergesToTheSingleHostOutput(shards: Int) throws {
         #expect(missing.status == 2 && missing.stderr.contains("shard \(shards - 1)/\(shards) is missing"), "\(missing.stderr)")
     }
 }
+
+/// `pairwise --shard I/N --output` then `merge`: what `pairwise --json` prints, byte for byte.
+@Test(arguments: [1, 2, 3])
+func shardedPairwiseMergesToTheSingleHostResult(shards: Int) throws {
+    let dir = try Folder()
+    let input = dir.path + "/pairs.jsonl"
+    let words = ["hi", "hello there", "go away", "thanks!", "sure, happy to help", "no", "maybe", "yes please"]
+    var lines: [String] = []
+    for i in 0..<12 {
+        lines.append(#"{"prompt": "\#(words[i % 8]) \#(i)", "chosen": "\#(words[(i * 3) % 8])", "rejected": "\#(words[(i * 5 + 1) % 8])", "subset": "\#(i % 3 == 0 ? "safety" : "chat")"}"#)
+    }
+    try (lines.joined(separator: "\n") + "\n").write(toFile: input, atomically: true, encoding: .utf8)
+    let single = try run(["pairwise", checkpoint, "--input", input, "--json"])
+    #expect(single.status == 0 && single.stdout.contains("\"pairs\": 12"), "\(single.stderr)")
+    let files = (0..<shards).map { dir.path + "/pairs-\($0).jsonl" }
+    for (i, f) in files.enumerated() {
+        let r = try run(["pairwise", checkpoint, "--input", input, "--shard", "\(i)/\(shards)", "--output", f])
+        #expect(r.status == 0, "\(r.stderr)")
+    }
+    let merged = dir.path + "/merged.json"
+    let m = try run(["merge", "--input", input, "--output", merged] + files)
+    #expect(m.status == 0, "\(m.stderr)")
+    #expect(String(decoding: contents(merged), as: UTF8.self) == single.stdout)
+}
