@@ -66,6 +66,10 @@ public struct ScoringRun {
             }
             return done
         }
+        if let first = lines.first, (try? ShardHeader(parsing: first, file: output.path)) != nil {
+            throw TesseraError(.inconsistent, "is a shard output (its first line is a shard header): resume it with its --shard I/N",
+                               file: output.path)
+        }
         for line in lines {
             guard let o = try? JSONValue.parse(String(decoding: line, as: UTF8.self)) else { continue }
             if o["conversations"] == nil, o["error"] != nil, case .number(let n)? = o["line"], let number = Int(n) {

@@ -89,6 +89,8 @@ private struct Shards {
     #expect(throws: TesseraError.self) { _ = try score(s.run, s.input, to: s.files[0], shard: ShardSpec(index: 1, count: 3)) }
     let again = try score(s.run, s.input, to: s.files[0], shard: ShardSpec(index: 0, count: 3))
     #expect(again.written == 0 && again.skipped > 0)
+    // Nor by a run without --shard.
+    #expect(throws: TesseraError.self) { _ = try score(s.run, s.input, to: s.files[0]) }
 }
 
 /// The checkpoint identity is the same for a copy elsewhere and differs for another model.
