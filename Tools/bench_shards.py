@@ -92,7 +92,7 @@ def merge_throughput(a, n):
         for k, line in enumerate(f):
             counts[k % n] += 1
     for i, o in enumerate(outs):
-        o.write(json.dumps({"tessera_shard": f"{i}/{n}", "balance": "tokens", "input_sha256": digest, "input_records": lines,
+        o.write(json.dumps({"tessera_shard": f"{i}/{n}", "command": "score", "balance": "tokens", "input_sha256": digest, "input_records": lines,
                             "lines": counts[i], "tokens": 0, "checkpoint": "sha256:bench", "options": "bench",
                             "tool_version": "bench"}) + "\n")
     with open(inp) as f:
