@@ -14,7 +14,7 @@
 Model: the tiny fixture reward model with --max-length 4096 (no torch needed); its cost per
 token is small, so per-conversation overheads weigh more than on a real model.
 """
-import argparse, hashlib, json, os, random, statistics, subprocess, sys, time
+import argparse, hashlib, json, os, random, shutil, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CKPT = os.path.join(ROOT, "Tests/Fixtures/tiny/nemo/legacy_tp2pp2_bf16_te_bytesio.nemo")
@@ -114,13 +114,17 @@ def merge_throughput(a, n):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--work", default="/tmp/tessera-bench-shards")
+    ap.add_argument("--work", help="work folder (default: a new one under $TESSERA_BENCH_DIR or the temporary folder, removed at the end)")
     ap.add_argument("--tessera", default=os.path.join(ROOT, ".build/release/tessera"))
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--conversations", type=int, default=1500)
     ap.add_argument("--merge-records", type=int, default=300000)
     ap.add_argument("--skip-merge", action="store_true", help="section 1 only")
     a = ap.parse_args()
+    fresh = a.work is None
+    if fresh:
+        base = os.environ.get("TESSERA_BENCH_DIR") or tempfile.gettempdir()
+        a.work = tempfile.mkdtemp(prefix="tessera-shards-", dir=base)
     os.makedirs(a.work, exist_ok=True)
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print(f"CPU: {cpu}, {os.cpu_count()} cores (shared machine: figures vary from run to run)")
@@ -129,6 +133,8 @@ def main():
     balance(a, inp, a.shards)
     if not a.skip_merge:
         merge_throughput(a, a.shards)
+    if fresh:
+        shutil.rmtree(a.work)
 
 
 if __name__ == "__main__":
