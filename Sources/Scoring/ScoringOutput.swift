@@ -64,8 +64,20 @@ public enum JSONLines {
 /// (each ending in a newline) and returns once they are written, or throws naming the file.
 /// A protocol so that another checked writer (stdout, a pipe) can take its place.
 public protocol ScoringSink: AnyObject {
+    /// Names the output in messages.
+    var path: String { get }
+    /// The whole records already there, which a run resumes from (empty for a new stream).
+    var existing: [UInt8] { get }
     /// Appends `lines` and makes sure they reached the file (a full disk is reported here).
     func append(_ lines: [UInt8]) throws(TesseraError)
+}
+
+extension ScoringSink {
+    /// The lines of ``existing``.
+    public var existingLines: [ArraySlice<UInt8>] {
+        let bytes = existing
+        return JSONLines.split(bytes).map { bytes[$0.range] }
+    }
 }
 
 /// A JSONL output that a run appends to and a later run resumes from. Only whole records
@@ -90,11 +102,6 @@ public final class ResumableOutput: ScoringSink {
         self.path = path
         existing = kept
         file = try OutputFile(appending: path, keeping: kept.count)
-    }
-
-    /// The lines of ``existing``.
-    public var existingLines: [ArraySlice<UInt8>] {
-        JSONLines.split(existing).map { existing[$0.range] }
     }
 
     public func append(_ lines: [UInt8]) throws(TesseraError) {

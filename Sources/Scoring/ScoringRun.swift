@@ -47,7 +47,7 @@ public struct ScoringRun {
 
     /// Reads what `output` holds. A shard output must begin with this run's `header` (or be
     /// empty); a plain output's records are taken as attribute_annotate.py takes them.
-    func done(in output: ResumableOutput, header: ShardHeader?) throws(TesseraError) -> Done {
+    func done(in output: some ScoringSink, header: ShardHeader?) throws(TesseraError) -> Done {
         var done = Done()
         let lines = output.existingLines
         if let header {
@@ -84,7 +84,7 @@ public struct ScoringRun {
     /// Scores `lines` of `input` into `output` (a shard's output when `header` is given: the
     /// header first, then each record wrapped with its input line number and tokens).
     /// `progress` is told how many lines were dealt with.
-    public func run(_ input: ConversationInput, lines: [ConversationInput.Line], into output: ResumableOutput,
+    public func run(_ input: ConversationInput, lines: [ConversationInput.Line], into output: some ScoringSink,
                     header: ShardHeader? = nil, progress: (Int) -> Void = { _ in }) throws(TesseraError) -> Summary {
         var done = try done(in: output, header: header)
         if let header, output.existing.isEmpty { try output.append(header.line) }
@@ -138,7 +138,7 @@ public struct ScoringRun {
 
     /// Scores the pairs of `lines` into a pairwise shard output: the header, then one record a
     /// pair (``PairOutcome/json``), resumed like any shard output.
-    public func runPairs(_ input: ConversationInput, lines: [ConversationInput.Line], into output: ResumableOutput,
+    public func runPairs(_ input: ConversationInput, lines: [ConversationInput.Line], into output: some ScoringSink,
                          header: ShardHeader, progress: (Int) -> Void = { _ in }) throws(TesseraError) -> Summary {
         let done = try done(in: output, header: header)
         if output.existing.isEmpty { try output.append(header.line) }
