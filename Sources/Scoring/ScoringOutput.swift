@@ -60,6 +60,32 @@ public enum JSONLines {
     }
 }
 
+extension JSONLines {
+    /// The texts of a file of JSON strings, one a line (empty lines skipped). A line that is
+    /// a quoted string without escapes is taken as it is; any other is parsed as JSON.
+    public static func strings(_ input: ConversationInput) throws(TesseraError) -> [String] {
+        let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+        var texts: [String] = []
+        texts.reserveCapacity(input.lines.count)
+        for line in input.lines {
+            let bytes = input.bytes[line.range]
+            guard let text = String(validating: bytes, as: UTF8.self) else {
+                throw TesseraError(.corrupt, "line \(line.number) is not UTF-8", file: input.path)
+            }
+            let inner = bytes.dropFirst().dropLast()
+            if bytes.count >= 2, bytes.first == quote, bytes.last == quote, !inner.contains(where: { $0 == quote || $0 == backslash }) {
+                texts.append(String(text.utf8.dropFirst().dropLast())!)
+                continue
+            }
+            guard let s = try? JSONValue.parse(text).string else {
+                throw TesseraError(.corrupt, "line \(line.number) is not a JSON string", file: input.path)
+            }
+            texts.append(s)
+        }
+        return texts
+    }
+}
+
 /// Where a scoring run's finished lines go, in input order. Each call hands over whole lines
 /// (each ending in a newline) and returns once they are written, or throws naming the file.
 /// A protocol so that another checked writer (stdout, a pipe) can take its place.

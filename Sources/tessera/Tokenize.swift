@@ -21,10 +21,7 @@ struct Tokenize: ParsableCommand {
             var texts: [String] = []
             if let text { texts.append(text) }
             if let input {
-                guard var content = try? String(contentsOfFile: input, encoding: .utf8) else {
-                    throw TesseraError(.io, "cannot read", file: input)
-                }
-                try content.withUTF8 { try Self.readTexts($0, file: input, into: &texts) }
+                texts += try JSONLines.strings(ConversationInput(path: input))
             }
             guard !texts.isEmpty else { throw TesseraError(.invalidArgument, "give --text or --input") }
             let inputs = texts, workers = max(1, threads)
@@ -60,29 +57,6 @@ struct Tokenize: ParsableCommand {
                 if out.count >= 1 << 20 { FileHandle.standardOutput.write(Data(out)); out.removeAll(keepingCapacity: true) }
             }
             FileHandle.standardOutput.write(Data(out))
-        }
-    }
-
-    /// The texts of a file of JSON strings, one a line (empty lines skipped). A line that is
-    /// a quoted string without escapes is taken as it is; any other is parsed as JSON.
-    static func readTexts(_ bytes: UnsafeBufferPointer<UInt8>, file: String, into texts: inout [String]) throws(TesseraError) {
-        let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
-        var start = 0, n = 0
-        while start < bytes.count {
-            let end = bytes[start...].firstIndex(of: 0x0A) ?? bytes.count
-            n += 1
-            defer { start = end + 1 }
-            if end == start { continue }
-            let line = UnsafeBufferPointer(rebasing: bytes[start..<end])
-            let inner = line.count >= 2 ? line[1..<(line.count - 1)] : line[0..<0]
-            if line.count >= 2, line.first == quote, line.last == quote, !inner.contains(where: { $0 == quote || $0 == backslash }) {
-                texts.append(String(decoding: UnsafeBufferPointer(rebasing: inner), as: UTF8.self))
-                continue
-            }
-            guard let s = try? JSONValue.parse(String(decoding: line, as: UTF8.self)).string else {
-                throw TesseraError(.corrupt, "line \(n) is not a JSON string", file: file)
-            }
-            texts.append(s)
         }
     }
 }
