@@ -198,11 +198,7 @@ extension ScoringRun {
     /// ``CheckpointIdentity``; `pairs` for an input of `pairwise`.
     public func plan(_ input: ConversationInput, shard: ShardSpec, balance: ShardBalance,
                      checkpoint: String, pairs: Bool = false) -> (lines: [ConversationInput.Line], header: ShardHeader) {
-        let costs: [Int] = input.lines.map { line in
-            guard let obj = try? JSONValue.parse(input.text(line)) else { return 1 }
-            if pairs { return annotator.pairCost(obj) }
-            return (try? Annotator.validate(obj)) != nil ? annotator.cost(obj) : 1
-        }
+        let costs = weigh(input, pairs: pairs)
         let assignment = balance == .lines ? ShardPartition.byCount(costs.count, shards: shard.count)
             : ShardPartition.byCost(costs, shards: shard.count)
         let mine = input.lines.indices.filter { assignment[$0] == shard.index }
@@ -211,5 +207,27 @@ extension ScoringRun {
                                  options: annotator.options.description)
         if pairs { header.command = "pairwise" }
         return (mine.map { input.lines[$0] }, header)
+    }
+
+    /// The tokens of every line of `input` (a bad line weighs 1), on every core: with a large
+    /// input each shard tokenises all of it.
+    func weigh(_ input: ConversationInput, pairs: Bool) -> [Int] {
+        let count = input.lines.count, workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, count))
+        let costs = UncheckedSendable(UnsafeMutableBufferPointer<Int>.allocate(capacity: count))
+        defer { costs.value.deallocate() }
+        // The annotator's tokenizer is used from several threads, as `tokenize --threads` does.
+        let annotator = UncheckedSendable(self.annotator)
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            for i in stride(from: w, to: count, by: workers) {
+                let cost: Int
+                if let obj = try? JSONValue.parse(input.text(input.lines[i])) {
+                    cost = pairs ? annotator.value.pairCost(obj) : (try? Annotator.validate(obj)) != nil ? annotator.value.cost(obj) : 1
+                } else {
+                    cost = 1
+                }
+                costs.value[i] = cost
+            }
+        }
+        return Array(costs.value)
     }
 }
