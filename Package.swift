@@ -35,7 +35,7 @@ let package = Package(
         // SentencePiece models read and applied exactly as the sentencepiece library does.
         .target(name: "Tokenizer", dependencies: ["Platform"]),
         // NeMo-Aligner's attribute annotation and pairwise evaluation on one host.
-        .target(name: "Scoring", dependencies: ["Engine", "Tokenizer", "Platform"]),
+        .target(name: "Scoring", dependencies: ["Engine", "Checkpoints", "Tokenizer", "Platform"]),
         // Proof that two checkpoints hold the same model: weights and outputs.
         .target(name: "Verification", dependencies: ["Checkpoints", "Engine", "Scoring", "Tokenizer", "Platform"]),
         .executableTarget(name: "tessera", dependencies: [

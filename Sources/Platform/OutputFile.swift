@@ -210,6 +210,25 @@ public struct OutputFile: ~Copyable {
         writer = BackgroundWriter(fd: fd, path: path, direct: false, sparse: false)
     }
 
+    /// Opens `path` (creating it) to append after its first `keeping` bytes: anything past
+    /// them is cut off first, so a resumed output continues from whole records only.
+    public init(appending path: String, keeping: Int) throws(TesseraError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw TesseraError(.io, "cannot open for appending: \(String(cString: strerror(errno)))", file: path)
+        }
+        guard ftruncate(fd, off_t(keeping)) == 0 else {
+            let reason = String(cString: strerror(errno))
+            Glibc.close(fd)
+            throw TesseraError(.io, "cannot cut the file back to \(keeping) bytes: \(reason)", file: path)
+        }
+        self.path = path
+        self.fd = fd
+        position = keeping
+        bufferStart = keeping
+        writer = BackgroundWriter(fd: fd, path: path, direct: false, sparse: false)
+    }
+
     static func writeAll(_ fd: Int32, _ path: String, _ base: UnsafeRawPointer, _ count: Int, at offset: Int?) throws(TesseraError) {
         var done = 0
         while done < count {

@@ -42,6 +42,14 @@ public struct ScoringOptions: Sendable {
     public init(maxLength: Int) { self.maxLength = maxLength }
 }
 
+extension ScoringOptions: CustomStringConvertible {
+    /// The options that change what is written, as shard outputs record them.
+    public var description: String {
+        "precision=\(precision.rawValue) max_length=\(maxLength) keep_end=\(keepEnd) prefix_reuse=\(prefixReuse)"
+            + " scalar=\(scalarWeights.map { $0.map { "\($0)" }.joined(separator: ",") } ?? "none")"
+    }
+}
+
 /// Scores conversations as NeMo-Aligner's `attribute_annotate.py` does, on one host: one
 /// score per turn whose `label` is not null, read at the `<extra_id_2>` appended to the
 /// conversation up to that turn. Turns of one conversation share the work on their common
@@ -98,36 +106,57 @@ public struct Annotator {
     /// Scores several conversations together: one batched prefill of every conversation, then
     /// one batched step for every scored turn of all of them.
     public func annotate(batch objs: [JSONValue]) throws(TesseraError) -> ([JSONValue], Int) {
+        let (out, tokens) = try annotateCounting(batch: objs)
+        return (out, tokens.reduce(0, +))
+    }
+
+    /// The strings scored in a conversation: for every turn whose label is not null, the
+    /// template text of the conversation up to and including it.
+    func scoredPrefixes(_ obj: JSONValue) -> [(turn: Int, text: String)] {
+        let turns = obj["conversations"]?.array ?? []
+        let user = obj["mask"]?.string ?? "User"
+        var text = SteerLMTemplate.system(SteerLMTemplate.systemPrompt)
+        var out: [(turn: Int, text: String)] = []
+        for (i, t) in turns.enumerated() {
+            let value = t["value"]?.string ?? ""
+            text += t["from"]?.string == user ? SteerLMTemplate.user(value) : SteerLMTemplate.assistant(value)
+            if let label = t["label"], !label.isNull { out.append((i, text)) }
+        }
+        return out
+    }
+
+    /// The work of scoring `obj`, in tokens, as the run with prefix reuse spends it: its text
+    /// up to the last scored turn, plus one token per scored turn. Used to balance shards.
+    public func cost(_ obj: JSONValue) -> Int {
+        let prefixes = scoredPrefixes(obj)
+        guard let last = prefixes.last else { return 1 }
+        return tokenizer.encodeIDs(last.text).count + prefixes.count
+    }
+
+    /// ``annotate(batch:)`` with the tokens run for each conversation.
+    public func annotateCounting(batch objs: [JSONValue]) throws(TesseraError) -> ([JSONValue], [Int]) {
         struct Job { var conv: Int; var turn: Int; var ids: [Int]; var withLabel: [Int] }
         var jobs: [Job] = []
         var fulls: [[Int]] = []
         var convTurns: [[JSONValue]] = []
         for (c, obj) in objs.enumerated() {
             try Self.validate(obj)
-            let turns = obj["conversations"]!.array!
-            convTurns.append(turns)
-            let user = obj["mask"]?.string ?? "User"
-            var text = SteerLMTemplate.system(SteerLMTemplate.systemPrompt)
-            var last = ""
-            for (i, t) in turns.enumerated() {
-                let value = t["value"]?.string ?? ""
-                text += t["from"]?.string == user ? SteerLMTemplate.user(value) : SteerLMTemplate.assistant(value)
-                if let label = t["label"], !label.isNull {
-                    jobs.append(Job(conv: c, turn: i, ids: tokenizer.encodeIDs(text),
-                                    withLabel: tokenizer.encodeIDs(text + SteerLMTemplate.labelPrefix)))
-                    last = text
-                }
+            convTurns.append(obj["conversations"]!.array!)
+            let prefixes = scoredPrefixes(obj)
+            for p in prefixes {
+                jobs.append(Job(conv: c, turn: p.turn, ids: tokenizer.encodeIDs(p.text),
+                                withLabel: tokenizer.encodeIDs(p.text + SteerLMTemplate.labelPrefix)))
             }
-            fulls.append(last.isEmpty ? [] : tokenizer.encodeIDs(last))
+            fulls.append(prefixes.last.map { tokenizer.encodeIDs($0.text) } ?? [])
         }
-        var tokensRun = 0
+        var tokensRun = [Int](repeating: 0, count: objs.count)
         // One prefill per conversation whose longest scored prefix fits.
         let prefilled = options.prefixReuse ? fulls.indices.filter { !fulls[$0].isEmpty && fulls[$0].count < options.maxLength } : []
         var caches: [Int: KVCache] = [:]
         if !prefilled.isEmpty {
             let kv = try model.prefill(batch: prefilled.map { fulls[$0] }, precision: options.precision)
             for (c, cache) in zip(prefilled, kv) { caches[c] = cache }
-            tokensRun += prefilled.reduce(0) { $0 + fulls[$1].count }
+            for c in prefilled { tokensRun[c] += fulls[c].count }
         }
         var segments: [Model.Segment] = []
         var exceeded: [Bool] = []
@@ -143,7 +172,7 @@ public struct Annotator {
                 exceeded.append(over)
             }
         }
-        tokensRun += segments.reduce(0) { $0 + $1.ids.count }
+        for (job, segment) in zip(jobs, segments) { tokensRun[job.conv] += segment.ids.count }
         // Scoring needs the reward head only: no vocabulary-sized output layer per turn.
         let results = segments.isEmpty ? [] : try model.forward(batch: segments, precision: options.precision, logits: false)
         for (k, job) in jobs.enumerated() {

@@ -17,12 +17,14 @@ struct Tessera: ParsableCommand {
         Exit codes: 0 success, 1 a negative verdict, 2 bad input or failure.
         """,
         version: TesseraVersion.string,
-        subcommands: [Inspect.self, Convert.self, Verify.self, Forward.self, Tokenize.self, Score.self, Pairwise.self, Demo.self]
+        subcommands: [Inspect.self, Convert.self, Verify.self, Forward.self, Tokenize.self, Score.self, Merge.self, Pairwise.self, Demo.self]
     )
 
     static func main() {
         _ = processStart
         ProcessMemory.keepLargeAllocationsInHeap()
+        // A file-size limit (RLIMIT_FSIZE) is a failed write naming the file, not a killed process.
+        signal(SIGXFSZ, SIG_IGN)
         main(nil)
     }
 }

@@ -7,19 +7,6 @@ import Scoring
 import Testing
 import Tokenizer
 
-private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("Fixtures").path
-
-private func setup(precision: Precision = .fp32, maxLength: Int = 4096) throws -> Annotator {
-    let cache = MappingCache()
-    let cat = try Checkpoint.open(fixtures + "/tiny/legacy_tp1pp1_fp32_te_uint8_pickle", cache: cache)
-    let model = try Model(cat, cache: cache)
-    let sp = try SentencePieceModel(path: fixtures + "/tiny/tokenizer/tokenizer.model")
-    var options = ScoringOptions(maxLength: maxLength)
-    options.precision = precision
-    return try Annotator(model: model, tokenizer: sp, options: options)
-}
-
 private let conversation = #"{"conversations": [{"value": "What is 2+2?", "from": "User", "label": null}, {"value": "4", "from": "Assistant", "label": "helpfulness:4"}, {"value": "And 3+3? caf\u00e9 \ud83d\ude80", "from": "User", "label": null}, {"value": "6, of course.", "from": "Assistant", "label": "helpfulness:-1"}], "mask": "User", "system": ""}"#
 
 @Test func labelsAreClippedAndRoundedHalfToEven() {

@@ -1,0 +1,160 @@
+import Foundation
+import Platform
+
+/// One scoring run: an input's lines (all, or one shard's) scored in batches and appended in
+/// input order to a resumable output, a bad line either stopping the run or recorded as an
+/// error record. A run resumed after any interruption writes what the uninterrupted run
+/// would have: the output is the same, byte for byte.
+public struct ScoringRun {
+    public let annotator: Annotator
+    /// Conversations run together.
+    public var batch = 8
+    /// Write `{"error": ..., "line": N}` for a bad line and go on, instead of stopping.
+    public var skipBadLines = false
+
+    public init(annotator: Annotator) { self.annotator = annotator }
+
+    /// What a run did.
+    public struct Summary: Sendable, Equatable {
+        /// Conversations scored by this run.
+        public var written = 0
+        /// Lines found already done in the output.
+        public var skipped = 0
+        /// Bad lines recorded.
+        public var bad = 0
+        /// Tokens run by the model.
+        public var tokens = 0
+    }
+
+    /// What the output already holds: the lines to skip.
+    struct Done {
+        /// Plain outputs: conversation records by `Annotator.key`, counted (duplicates in the
+        /// input are each written, so each is skipped once), and error records by line.
+        var keys: [String: Int] = [:]
+        var errorLines: Set<Int> = []
+        /// Shard outputs: the input lines whose records are there.
+        var lines: Set<Int> = []
+
+        /// Takes `line` (with `key`, nil for a bad line) off what is done; true if it was.
+        mutating func take(_ line: Int, key: String?, shard: Bool) -> Bool {
+            if shard { return lines.contains(line) }
+            guard let key else { return errorLines.contains(line) }
+            guard let n = keys[key], n > 0 else { return false }
+            keys[key] = n - 1
+            return true
+        }
+    }
+
+    /// Reads what `output` holds. A shard output must begin with this run's `header` (or be
+    /// empty); a plain output's records are taken as attribute_annotate.py takes them.
+    func done(in output: some ScoringSink, header: ShardHeader?) throws(TesseraError) -> Done {
+        var done = Done()
+        let lines = output.existingLines
+        if let header {
+            guard let first = lines.first else { return done }
+            let expected = header.line
+            guard Array(first) + [0x0A] == expected else {
+                throw TesseraError(.inconsistent, "the output was written for another input, checkpoint, options or shard: "
+                    + "it begins \(String(decoding: first.prefix(400), as: UTF8.self)); this run writes "
+                    + String(decoding: expected.dropLast(), as: UTF8.self), file: output.path)
+            }
+            for (k, line) in lines.enumerated().dropFirst() {
+                guard let r = ShardRecord.decode(line) else {
+                    throw TesseraError(.corrupt, "line \(k + 1) is not a shard record", file: output.path)
+                }
+                done.lines.insert(r.line)
+            }
+            return done
+        }
+        if let first = lines.first, (try? ShardHeader(parsing: first, file: output.path)) != nil {
+            throw TesseraError(.inconsistent, "is a shard output (its first line is a shard header): resume it with its --shard I/N",
+                               file: output.path)
+        }
+        for line in lines {
+            guard let o = try? JSONValue.parse(String(decoding: line, as: UTF8.self)) else { continue }
+            if o["conversations"] == nil, o["error"] != nil, case .number(let n)? = o["line"], let number = Int(n) {
+                done.errorLines.insert(number)
+            } else {
+                done.keys[Annotator.key(o), default: 0] += 1
+            }
+        }
+        return done
+    }
+
+    /// Scores `lines` of `input` into `output` (a shard's output when `header` is given: the
+    /// header first, then each record wrapped with its input line number and tokens).
+    /// `progress` is told how many lines were dealt with.
+    public func run(_ input: ConversationInput, lines: [ConversationInput.Line], into output: some ScoringSink,
+                    header: ShardHeader? = nil, progress: (Int) -> Void = { _ in }) throws(TesseraError) -> Summary {
+        var done = try done(in: output, header: header)
+        if let header, output.existing.isEmpty { try output.append(header.line) }
+        var summary = Summary()
+        var pending: [(line: Int, obj: JSONValue)] = []
+        func flush() throws(TesseraError) {
+            guard !pending.isEmpty else { return }
+            let start = Date()
+            let (scored, tokens): ([JSONValue], [Int])
+            do throws(TesseraError) { (scored, tokens) = try annotator.annotateCounting(batch: pending.map(\.obj)) } catch {
+                throw error.inFile("\(input.path):\(pending[0].line)-\(pending.last!.line)")
+            }
+            let total = max(tokens.reduce(0, +), 1), ms = Int(Date().timeIntervalSince(start) * 1000)
+            var out: [UInt8] = []
+            for (k, s) in scored.enumerated() {
+                let text = s.python
+                out += header == nil ? Array((text + "\n").utf8)
+                    : ShardRecord.encode(line: pending[k].line, tokens: tokens[k], ms: ms * tokens[k] / total, record: text)
+            }
+            try output.append(out)
+            summary.tokens += total
+            summary.written += scored.count
+            progress(scored.count)
+            pending.removeAll()
+        }
+        for line in lines {
+            let obj: JSONValue
+            do throws(TesseraError) {
+                obj = try JSONValue.parse(input.text(line))
+                try Annotator.validate(obj)
+            } catch {
+                let e = TesseraError(.corrupt, "line \(line.number): \(error.message)", file: input.path)
+                // Whatever came before the bad line is scored and written first.
+                try flush()
+                guard skipBadLines else { throw e }
+                progress(1)
+                if done.take(line.number, key: nil, shard: header != nil) { summary.skipped += 1; continue }
+                let record = JSONValue.object([("error", .string(e.message)), ("line", .number(String(line.number)))]).python
+                try output.append(header == nil ? Array((record + "\n").utf8)
+                                  : ShardRecord.encode(line: line.number, tokens: 0, ms: 0, record: record))
+                summary.bad += 1
+                continue
+            }
+            if done.take(line.number, key: Annotator.key(obj), shard: header != nil) { summary.skipped += 1; progress(1); continue }
+            pending.append((line.number, obj))
+            if pending.count >= max(batch, 1) { try flush() }
+        }
+        try flush()
+        return summary
+    }
+
+    /// Scores the pairs of `lines` into a pairwise shard output: the header, then one record a
+    /// pair (``PairOutcome/json``), resumed like any shard output.
+    public func runPairs(_ input: ConversationInput, lines: [ConversationInput.Line], into output: some ScoringSink,
+                         header: ShardHeader, progress: (Int) -> Void = { _ in }) throws(TesseraError) -> Summary {
+        let done = try done(in: output, header: header)
+        if output.existing.isEmpty { try output.append(header.line) }
+        var summary = Summary()
+        for line in lines {
+            progress(1)
+            if done.lines.contains(line.number) { summary.skipped += 1; continue }
+            let start = Date()
+            let outcome: PairOutcome
+            do throws(TesseraError) { outcome = try annotator.pair(try JSONValue.parse(input.text(line)), line.number) } catch {
+                throw TesseraError(.corrupt, "line \(line.number): \(error.message)", file: input.path)
+            }
+            let ms = Int(Date().timeIntervalSince(start) * 1000)
+            try output.append(ShardRecord.encode(line: line.number, tokens: 0, ms: ms, record: outcome.json.python))
+            summary.written += 1
+        }
+        return summary
+    }
+}

@@ -1,0 +1,177 @@
+import Foundation
+import Platform
+
+/// Combines the outputs of `score --shard I/N` into the output a single-host run writes, after
+/// checking that they are complete and belong together: every input line exactly once, every
+/// shard of one partition of this input, made with one checkpoint and the same options.
+public struct ShardMerge {
+    /// One shard output, read.
+    public struct Shard {
+        public var file: String
+        public var header: ShardHeader
+        var bytes: [UInt8]
+        /// (input line, range of its single-host record in `bytes`).
+        var records: [(line: Int, record: Range<Int>)] = []
+        public var tokens = 0
+        public var milliseconds = 0
+    }
+
+    public let input: ConversationInput
+    public private(set) var shards: [Shard] = []
+
+    /// Reads and checks every shard output against `input`. Errors name the shard file and
+    /// what was expected: a missing, duplicated, foreign (another input), stale (another
+    /// checkpoint or options) or incomplete shard, a line given twice.
+    public init(input: ConversationInput, shardFiles: [String]) throws(TesseraError) {
+        self.input = input
+        guard !shardFiles.isEmpty else { throw TesseraError(.invalidArgument, "give the shard outputs to merge") }
+        for file in shardFiles { shards.append(try Self.read(file, input: input)) }
+        try checkTogether()
+        try checkLines()
+    }
+
+    /// Reads one shard output: its header (of this input) and its records.
+    static func read(_ file: String, input: ConversationInput) throws(TesseraError) -> Shard {
+        guard let data = FileManager.default.contents(atPath: file) else { throw TesseraError(.io, "cannot read the shard output", file: file) }
+        let bytes = [UInt8](data)
+        let lines = JSONLines.split(bytes)
+        guard let first = lines.first else { throw TesseraError(.corrupt, "empty: not a shard output (expected a header line written by score --shard)", file: file) }
+        let header = try ShardHeader(parsing: bytes[first.range], file: file)
+        guard header.inputSHA256 == input.sha256 else {
+            throw TesseraError(.inconsistent, "shard \(header.shard) of another input: its input's SHA-256 is \(header.inputSHA256), "
+                + "\(input.path)'s is \(input.sha256)", file: file)
+        }
+        var shard = Shard(file: file, header: header, bytes: bytes)
+        if bytes.last != 0x0A {
+            throw TesseraError(.inconsistent, "shard \(header.shard) ends in an incomplete record (its run was interrupted): "
+                + "resume it with the same score --shard command", file: file)
+        }
+        for line in lines.dropFirst() {
+            guard let r = ShardRecord.decode(bytes[line.range]) else {
+                throw TesseraError(.corrupt, "line \(line.number) is not a shard record (expected {\"line\": N, ...})", file: "\(file):\(line.number)")
+            }
+            shard.records.append((r.line, r.record))
+            shard.tokens += r.tokens
+            shard.milliseconds += r.ms
+        }
+        return shard
+    }
+
+    /// Every shard of one partition, each once, made the same way.
+    func checkTogether() throws(TesseraError) {
+        // The reference is the way most shards were made (ties: the lowest shard's).
+        let made = shards.map { "\($0.header.command) \($0.header.checkpoint) \($0.header.options) \($0.header.balance) \($0.header.shard.count)" }
+        let ranked = shards.indices.sorted { shards[$0].header.shard.index < shards[$1].header.shard.index }
+        let ref = ranked.max { a, b in made.filter { $0 == made[a] }.count < made.filter { $0 == made[b] }.count }!
+        let r = shards[ref].header
+        for s in shards where made[shards.firstIndex { $0.file == s.file }!] != made[ref] {
+            let h = s.header, what: String
+            if h.checkpoint != r.checkpoint { what = "made by another checkpoint (\(h.checkpoint)) than \(shards[ref].file) (\(r.checkpoint))" }
+            else if h.options != r.options || h.command != r.command {
+                what = "made with another command or options (\(h.command) \(h.options)) than \(shards[ref].file) (\(r.command) \(r.options))"
+            }
+            else { what = "of another partition (\(h.shard.count) shards, \(h.balance)) than \(shards[ref].file) (\(r.shard.count), \(r.balance))" }
+            throw TesseraError(.inconsistent, "shard \(h.shard) is \(what): it is stale; score it again", file: s.file)
+        }
+        var byIndex: [Int: String] = [:]
+        for s in shards {
+            if let other = byIndex[s.header.shard.index] {
+                throw TesseraError(.inconsistent, "shard \(s.header.shard) is given twice: \(other) and \(s.file)", file: s.file)
+            }
+            byIndex[s.header.shard.index] = s.file
+        }
+        if let missing = (0..<r.shard.count).first(where: { byIndex[$0] == nil }) {
+            throw TesseraError(.missing, "shard \(missing)/\(r.shard.count) is missing: \(shards.count) of \(r.shard.count) shard outputs given",
+                               file: input.path)
+        }
+    }
+
+    /// Every input line exactly once, from complete shards.
+    func checkLines() throws(TesseraError) {
+        var owner = [Int](repeating: -1, count: (input.lines.last?.number ?? 0) + 1)
+        for line in input.lines { owner[line.number] = -2 }
+        for (k, s) in shards.enumerated() {
+            for r in s.records {
+                guard r.line < owner.count, owner[r.line] != -1 else {
+                    throw TesseraError(.inconsistent, "holds input line \(r.line), which is not a record of \(input.path)", file: s.file)
+                }
+                guard owner[r.line] == -2 else {
+                    throw TesseraError(.inconsistent, "input line \(r.line) is in both \(shards[owner[r.line]].file) and \(s.file)", file: s.file)
+                }
+                owner[r.line] = k
+            }
+            guard s.records.count == s.header.lines else {
+                throw TesseraError(.inconsistent, "shard \(s.header.shard) is incomplete: \(s.records.count) of its \(s.header.lines) lines; "
+                    + "resume it with the same score --shard command", file: s.file)
+            }
+        }
+        if let lost = input.lines.first(where: { owner[$0.number] < 0 }) {
+            throw TesseraError(.missing, "input line \(lost.number) is in no shard output", file: input.path)
+        }
+    }
+
+    /// The command the shards are of: `score` or `pairwise`.
+    public var command: String { shards[0].header.command }
+
+    /// The pairwise result of `pairwise` shards, counted in input order.
+    public func pairwiseResult() throws(TesseraError) -> PairwiseResult {
+        var byLine: [Int: PairOutcome] = [:]
+        for s in shards {
+            for r in s.records {
+                guard let v = try? JSONValue.parse(String(decoding: s.bytes[r.record], as: UTF8.self)), let o = PairOutcome(v) else {
+                    throw TesseraError(.corrupt, "the record of input line \(r.line) is not a pair outcome", file: s.file)
+                }
+                byLine[r.line] = o
+            }
+        }
+        return PairwiseResult(input.lines.map { byLine[$0.number]! })
+    }
+
+    /// Writes what the single-host command writes: the records in input order (each followed
+    /// by a newline) for `score`, the `--json` result line for `pairwise`; returns the SHA-256
+    /// of what was written.
+    public func write(to output: inout OutputFile) throws(TesseraError) -> String {
+        if command == "pairwise" {
+            let line = Array((try pairwiseResult().json.python + "\n").utf8)
+            try output.write(line)
+            var digest = SHA256Stream()
+            line.withUnsafeBytes { digest.update($0) }
+            return digest.finalizeHex()
+        }
+        var at = [(shard: Int, record: Range<Int>)](repeating: (0, 0..<0), count: (input.lines.last?.number ?? 0) + 1)
+        for (k, s) in shards.enumerated() { for r in s.records { at[r.line] = (k, r.record) } }
+        var digest = SHA256Stream()
+        let newline: [UInt8] = [0x0A]
+        for line in input.lines {
+            let (k, range) = at[line.number]
+            try withBytes(shards[k].bytes) { (all) throws(TesseraError) in
+                let record = UnsafeRawBufferPointer(rebasing: all[range])
+                digest.update(record)
+                try output.write(record)
+            }
+            try withBytes(newline) { (b) throws(TesseraError) in digest.update(b); try output.write(b) }
+        }
+        return digest.finalizeHex()
+    }
+
+    /// The manifest of the merged output (`Schemas/merge-manifest.schema.json`).
+    public func manifest(output: String, outputSHA256: String) -> JSONValue {
+        let sorted = shards.sorted { $0.header.shard.index < $1.header.shard.index }
+        let h = sorted[0].header
+        return .object([
+            ("tool", .string("tessera")), ("tool_version", .string(TesseraVersion.string)), ("command", .string(h.command)),
+            ("input", .string(input.path)), ("input_sha256", .string(input.sha256)),
+            ("input_records", .number("\(input.lines.count)")),
+            ("checkpoint", .string(h.checkpoint)), ("options", .string(h.options)), ("balance", .string(h.balance.rawValue)),
+            ("output", .string(output)), ("output_sha256", .string(outputSHA256)),
+            ("shard_count", .number("\(h.shard.count)")),
+            ("shards", .array(sorted.map { s in
+                .object([("shard", .string(s.header.shard.description)), ("file", .string(s.file)),
+                         ("tool_version", .string(s.header.toolVersion)),
+                         ("lines", .number("\(s.records.count)")), ("tokens", .number("\(s.tokens)")),
+                         ("planned_tokens", .number("\(s.header.tokens)")),
+                         ("seconds", .double(Double(s.milliseconds) / 1000))])
+            })),
+        ])
+    }
+}

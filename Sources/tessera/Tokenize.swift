@@ -1,0 +1,106 @@
+import ArgumentParser
+import Foundation
+import Platform
+import Scoring
+import Tokenizer
+
+struct Tokenize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Encode text with a SentencePiece model exactly as the sentencepiece library does (no BOS/EOS).")
+
+    @Option(help: "The SentencePiece .model file.") var tokenizer: String
+    @Option(help: "The text to encode.") var text: String?
+    @Option(help: "A file of texts, one JSON-encoded string per line.") var input: String?
+    @Flag(help: "Print {\"ids\": [...], \"pieces\": [...]} (one object per line with --input).") var json = false
+    @Option(help: "Threads encoding the texts (the output keeps their order).") var threads = 2
+    @Flag(help: "Time the encoding to ids only and print MB/s of text on stderr (for benchmarks; nothing on stdout).") var benchmark = false
+
+    func run() throws {
+        try runReportingErrors {
+            let sp = try SentencePieceModel(path: tokenizer)
+            var texts: [String] = []
+            if let text { texts.append(text) }
+            if let input {
+                texts += try JSONLines.strings(ConversationInput(path: input))
+            }
+            guard !texts.isEmpty else { throw TesseraError(.invalidArgument, "give --text or --input") }
+            let inputs = texts, workers = max(1, threads)
+            if benchmark {
+                let start = Date()
+                let counts = UncheckedSendable(UnsafeMutableBufferPointer<Int>.allocate(capacity: workers))
+                defer { counts.value.deallocate() }
+                DispatchQueue.concurrentPerform(iterations: workers) { w in
+                    var count = 0
+                    for i in stride(from: w, to: inputs.count, by: workers) { count += sp.encodeIDs(inputs[i]).count }
+                    counts.value[w] = count
+                }
+                let secs = Date().timeIntervalSince(start)
+                let count = counts.value.reduce(0, +)
+                let mb = Double(texts.reduce(0) { $0 + $1.utf8.count }) / 1e6
+                FileHandle.standardError.write(Data("\(texts.count) texts, \(String(format: "%.2f", mb)) MB, \(count) tokens in \(String(format: "%.3f", secs)) s on \(workers) threads: \(String(format: "%.1f", mb / secs)) MB/s\n".utf8))
+                return
+            }
+            // Each text's output line is made on the thread that encodes it.
+            let spellings = PieceSpellings(sp, json: json)
+            let lines = UncheckedSendable(UnsafeMutableBufferPointer<[UInt8]>.allocate(capacity: texts.count))
+            lines.value.initialize(repeating: [])
+            defer { lines.value.deinitialize(); lines.value.deallocate() }
+            let json = self.json
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                for i in stride(from: w, to: inputs.count, by: workers) {
+                    lines.value[i] = spellings.line(sp.encodeIDs(inputs[i]), json: json)
+                }
+            }
+            var out: [UInt8] = []
+            for line in lines.value {
+                out += line
+                if out.count >= 1 << 20 { FileHandle.standardOutput.write(Data(out)); out.removeAll(keepingCapacity: true) }
+            }
+            FileHandle.standardOutput.write(Data(out))
+        }
+    }
+}
+
+/// How `tokenize` writes each piece (JSON-quoted as Python's `json.dumps` does, or as it is),
+/// made once for the vocabulary.
+struct PieceSpellings: Sendable {
+    private var bytes: [UInt8] = []
+    private var starts: [Int] = [0]
+    private static let jsonStart = Array(#"{"ids": ["#.utf8), jsonMiddle = Array(#"], "pieces": ["#.utf8), jsonEnd = Array("]}".utf8)
+
+    init(_ sp: SentencePieceModel, json: Bool) {
+        for p in sp.pieces {
+            bytes += Array((json ? JSONValue.string(p.text).python : p.text).utf8)
+            starts.append(bytes.count)
+        }
+    }
+
+    /// The output line of `ids`: `{"ids": [...], "pieces": [...]}` with `json` (what
+    /// `JSONValue.python` writes), else the ids and the pieces separated by spaces, a tab between.
+    func line(_ ids: [Int], json: Bool) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(ids.count * 12 + 32)
+        let separator: [UInt8] = json ? [0x2C, 0x20] : [0x20]
+        if json { out += Self.jsonStart }
+        for (k, id) in ids.enumerated() {
+            if k > 0 { out += separator }
+            Self.appendDecimal(id, to: &out)
+        }
+        if json { out += Self.jsonMiddle } else { out.append(0x09) }
+        for (k, id) in ids.enumerated() {
+            if k > 0 { out += separator }
+            out += bytes[starts[id]..<starts[id + 1]]
+        }
+        if json { out += Self.jsonEnd }
+        out.append(0x0A)
+        return out
+    }
+
+    private static func appendDecimal(_ v: Int, to out: inout [UInt8]) {
+        var digits = 1, rest = v / 10
+        while rest > 0 { digits += 1; rest /= 10 }
+        out.append(contentsOf: repeatElement(0x30, count: digits))
+        var x = v, i = out.count - 1
+        repeat { out[i] = 0x30 + UInt8(x % 10); x /= 10; i -= 1 } while x > 0
+    }
+}
