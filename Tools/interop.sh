@@ -62,8 +62,9 @@ if [ ! -x "$BIN" ]; then
 fi
 echo "setup: $(( $(date +%s) - t0 )) s"
 
-# 3. The checks: torch / megatron-core / zarr, then h5py + hdf5plugin.
+# 3. The checks: torch / megatron-core / zarr, then h5py + hdf5plugin, then transformers + safetensors.
 status=0
 "$VENV/bin/python" Tools/interop_check.py --tessera "$BIN" --mcore015 "$MCORE015" "$@" || status=$?
 "$VENV/bin/python" Tools/hdf5_interop.py --tessera "$BIN" || status=$?
+"$VENV/bin/python" Tools/hf_interop.py --tessera "$BIN" || status=$?
 exit $status
