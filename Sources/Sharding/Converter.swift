@@ -18,6 +18,8 @@ public enum Converter {
     public static func convert(_ source: Catalogue, to destination: String, layout: TargetLayout, force: Bool,
                                cache: MappingCache, progress: @escaping @Sendable (Int) -> Void = { _ in })
         throws(TesseraError) -> ConversionReport {
+        var layout = layout
+        if layout.format == .hf { (layout.tp, layout.pp, layout.stageLayers) = (1, 1, nil) }   // HF holds the whole model
         let plan = try ConversionPlan(source, layout: layout, cache: cache)
         try plan.checkDroppedRows(streamer: TensorStreamer(cache: cache), cache: cache)
         let dest = try AtomicDestination(destination, force: force)

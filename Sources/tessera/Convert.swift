@@ -105,7 +105,6 @@ struct Convert: ParsableCommand {
             if format == .hf, self.tp ?? 1 != 1 || self.pp ?? 1 != 1 {
                 throw TesseraError(.invalidArgument, "--format hf writes the whole model (TP1/PP1); leave out --tp and --pp")
             }
-            if format == .hf { layout.tp = 1; layout.pp = 1; layout.stageLayers = nil }
             let bar = Progress(total: cat.byteCount, label: "convert", enabled: !json)
             let start = Date()
             // Test hook: stall once this many bytes are written, so a test can interrupt a run mid-way.

@@ -41,7 +41,7 @@ private func embeddingDigest(_ c: Catalogue, cache: MappingCache) throws -> (row
 /// every output format, at any TP.
 @Test(arguments: OutputFormat.allCases)
 func overrideVocabSizeKeepsEveryRow(_ format: OutputFormat) throws {
-    #expect(OutputFormat.allCases.count == 4)
+    #expect(OutputFormat.allCases.count == 5)
     let scratch = try Scratch()
     let cache = MappingCache()
     let source = try Checkpoint.open(try smallTokenizerModel(in: scratch, override: 512), cache: cache)
