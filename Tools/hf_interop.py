@@ -12,7 +12,8 @@
    weights and written by `save_pretrained`: digests equal and `verify` against the NeMo fixture
    is EQUIVALENT (with the score bias file added); without the bias file `verify` reports the
    missing tensor (exit 1, no crash).
-4. Two query groups swapped in `k_proj` of one layer: `verify` fails on weights and outputs.
+4. Two query groups swapped in `k_proj` of one layer: `verify` fails on weights and outputs;
+   a folder trimmed to the 500 real vocabulary rows: padded rows reported apart, EQUIVALENT.
 5. HF -> NeMo (TP2) -> HF gives the same bytes in every file.
 Prints one line per check and `N passed, M failed`; exit 0 only if all pass.
 
@@ -215,6 +216,29 @@ def check_swapped_groups(t, work, fp32_out):
           f"exit {r.returncode}, differing {wrong}, {len(outs)} of {len(rep.get('outputs', []))} probes differ")
 
 
+def check_trimmed_vocabulary(t, work, fp32_out):
+    """An HF folder with the true vocabulary only (500 rows, as transformers users trim it)."""
+    folder = os.path.join(work, "trimmed")
+    shutil.copytree(fp32_out, folder)
+    os.remove(os.path.join(folder, "nemo_model_config.yaml"))
+    index = json.load(open(os.path.join(folder, "model.safetensors.index.json")))
+    for key in ("model.embed_tokens.weight", "lm_head.weight"):
+        path = os.path.join(folder, index["weight_map"][key])
+        tensors = read_folder_file(path)
+        tensors[key] = tensors[key][:500].contiguous()
+        save_file(tensors, path, metadata={"format": "pt"})
+    cfg = json.load(open(os.path.join(folder, "config.json")))
+    cfg["vocab_size"] = 500
+    json.dump(cfg, open(os.path.join(folder, "config.json"), "w"), indent=2)
+    r = tessera(t, "verify", os.path.join(FIX, "tiny/legacy_tp1pp1_fp32_te_uint8_pickle"), folder, "--json")
+    rep = json.loads(r.stdout) if r.stdout.strip().startswith("{") else {}
+    padding = sorted(x["name"] for x in rep.get("tensors", []) if x["status"] == "padding-differs")
+    others = [x["name"] for x in rep.get("tensors", []) if x["status"] not in ("identical", "padding-differs")]
+    check("HF folder trimmed to the 500 real vocabulary rows: padded rows reported apart, real rows equal, EQUIVALENT",
+          r.returncode == 0 and padding == ["embedding.word_embeddings.weight", "output_layer.weight"] and not others,
+          f"exit {r.returncode}, padding-differs {padding}, other differences {others}")
+
+
 def read_folder_file(path):
     with safe_open(path, "pt") as s:
         return {k: s.get_tensor(k) for k in s.keys()}
@@ -244,6 +268,7 @@ def main():
             check_transformers(fp32)
             check_save_pretrained(a.tessera, work, fp32)
             check_swapped_groups(a.tessera, work, fp32)
+            check_trimmed_vocabulary(a.tessera, work, fp32)
         if bf16:
             check_round_trip(a.tessera, work, bf16)
     finally:
