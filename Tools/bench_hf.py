@@ -15,11 +15,11 @@ shows whether Tessera's peak RSS grows with the model.
 
 Run (as root, for drop_caches): ~/.cache/tessera-venv/bin/python Tools/bench_hf.py
 """
-import argparse, os, shutil, subprocess, sys, time
+import os, shutil, subprocess, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_inspect import make_checkpoint, files_of, timed  # noqa: E402
-from bench_reshard import drop_caches  # noqa: E402
+from bench_inspect import bench_arguments, make_checkpoint, files_of  # noqa: E402
+from bench_reshard import measure  # noqa: E402
 
 SAVE = r'''
 import sys, time, torch
@@ -27,29 +27,12 @@ from transformers import NemotronForSequenceClassification
 m = NemotronForSequenceClassification.from_pretrained(sys.argv[1], dtype=torch.bfloat16)
 t = time.perf_counter()
 m.save_pretrained(sys.argv[2], max_shard_size="5GB")
-print(time.perf_counter() - t)
+open(sys.argv[3], "w").write(str(time.perf_counter() - t))
 '''
 
 
-def measure(cmd, dst):
-    """Cold-cache run of cmd followed by sync: (seconds, peak RSS MiB, stdout)."""
-    shutil.rmtree(dst, ignore_errors=True)
-    drop_caches()
-    t = time.perf_counter()
-    _, out, rss = timed(cmd)
-    subprocess.run(["sync"])
-    return time.perf_counter() - t, rss, out
-
-
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--work", default="/tmp/tessera-bench")
-    ap.add_argument("--hidden", type=int, default=2048)
-    ap.add_argument("--layers", type=int, default=24)
-    ap.add_argument("--tessera", default=".build/release/tessera")
-    ap.add_argument("--python", default=sys.executable)
-    ap.add_argument("--repeat", type=int, default=3)
-    a = ap.parse_args()
+    a = bench_arguments(repeat=3).parse_args()
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print(f"CPU: {cpu}, {os.cpu_count()} cores")
     src = os.path.join(a.work, f"hf-src-h{a.hidden}-l{a.layers}")
@@ -70,15 +53,15 @@ def main():
         ("tessera convert --format hf", [a.tessera, "convert", src, dst, "--format", "hf"]),
         ("tessera ... --shard-size 500M", [a.tessera, "convert", src, dst, "--format", "hf", "--shard-size", "500M"]),
         (f"tessera, half model ({a.layers // 2} layers)", [a.tessera, "convert", half, dst, "--format", "hf"]),
-        ("transformers save_pretrained", [a.python, script, export, dst]),
+        ("transformers save_pretrained", [a.python, script, export, dst, dst + ".seconds"]),
     ]
     results, ratios = {}, {}
     for _ in range(a.repeat):
         cp_t = None
         for label, cmd in rows:
-            t, rss, out = measure(cmd, dst)
+            t, rss = measure(label, cmd, dst)
             if label.startswith("transformers"):
-                t = float(out.strip().splitlines()[-1])   # the save alone, not the load
+                t = float(open(dst + ".seconds").read())   # the save alone, not the load
             cp_t = t if label.startswith("cp") else cp_t
             ratios.setdefault(label, []).append(cp_t / t / (2 if "half" in label else 1))   # half: against cp of half the bytes
             best_t, best_rss = results.get(label, (float("inf"), 0))

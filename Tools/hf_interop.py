@@ -58,7 +58,9 @@ def hf_tensors(ref, cfg):
     per = heads // groups
     out = {"model.embed_tokens.weight": ref["embedding.word_embeddings.weight"],
            "model.norm.weight": ref["decoder.final_layernorm.weight"], "model.norm.bias": ref["decoder.final_layernorm.bias"],
-           "lm_head.weight": ref["output_layer.weight"], "score.weight": ref["rm_head.weight"]}
+           "lm_head.weight": ref["output_layer.weight"]}
+    if "rm_head.weight" in ref:
+        out["score.weight"] = ref["rm_head.weight"]
     for l in range(cfg["num_hidden_layers"]):
         p, q = f"decoder.layers.{l}.", f"model.layers.{l}."
         qkv = ref[p + "self_attention.linear_qkv.weight"].reshape(groups, (per + 2) * kv, -1)

@@ -4,15 +4,7 @@ import Platform
 import Sharding
 import Testing
 
-private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("Fixtures").path
-
-/// A scratch folder removed when the test ends.
-private final class Scratch {
-    let path = NSTemporaryDirectory() + "tessera-hf-\(UUID().uuidString)"
-    init() throws { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
+private let fixtures = fixturesRoot
 
 private func digests(_ c: Catalogue, cache: MappingCache) throws -> [String: String] {
     Dictionary(uniqueKeysWithValues: zip(c.tensors.map(\.name), try TensorStreamer(cache: cache).digests(c.tensors)))
@@ -30,7 +22,7 @@ private func files(_ folder: String) throws -> [String: Data] {
 /// q/k/v pieces pointing into the safetensors files; HF -> NeMo TP2 -> HF: the same bytes.
 @Test(arguments: ["tiny/legacy_tp1pp1_fp32_te_uint8_pickle", "tiny/nemo/dist_zarr_tp2pp2_bf16.nemo"])
 func nemoToHFAndBackKeepsEveryByte(_ rel: String) throws {
-    let s = try Scratch()
+    let s = try Scratch("tessera-hf")
     let cache = MappingCache()
     let source = try Checkpoint.open(fixtures + "/" + rel, cache: cache)
     var layout = TargetLayout(tp: 2, pp: 2, format: .hf)
@@ -58,7 +50,7 @@ func nemoToHFAndBackKeepsEveryByte(_ rel: String) throws {
 
 /// A folder whose index names a file that is not there is refused, naming the index.
 @Test func indexNamingAMissingShardIsRefused() throws {
-    let s = try Scratch()
+    let s = try Scratch("tessera-hf")
     let cache = MappingCache()
     let hf = s.path + "/hf"
     try Converter.convert(try Checkpoint.open(fixtures + "/tiny/legacy_tp1pp1_fp32_te_uint8_pickle", cache: cache), to: hf,
