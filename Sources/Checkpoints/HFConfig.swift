@@ -14,6 +14,7 @@ public enum HFConfig {
     /// Special token ids written into `config.json`.
     public struct TokenIDs: Sendable {
         public var bos: Int?, eos: Int?, pad: Int?
+        /// The ids of `<s>`, `</s>` and `<pad>` (nil: the tokenizer has none).
         public init(bos: Int?, eos: Int?, pad: Int?) { self.bos = bos; self.eos = eos; self.pad = pad }
     }
 

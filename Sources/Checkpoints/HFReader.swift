@@ -22,6 +22,8 @@ public enum HFReader {
         c.isFile("config.json") && (c.isFile("model.safetensors") || c.isFile("model.safetensors.index.json"))
     }
 
+    /// The catalogue of the HF folder `c` (TP=1/PP=1, canonical names): the reward head's bias
+    /// from ``HFNames/scoreBiasFile`` when present, `lm_head` required unless tied.
     public static func read(_ c: any Container, cache: MappingCache) throws(TesseraError) -> Catalogue {
         let json = try object(c, "config.json")
         let files = try weightFiles(c)
@@ -35,10 +37,7 @@ public enum HFReader {
             let s = try c.slice(HFNames.scoreBiasFile)
             headers[HFNames.scoreBiasFile] = (s.path, try SafetensorsHeader.read(path: s.path))
         }
-        var located: [String: (path: String, dataStart: Int, entry: SafetensorsEntry)] = [:]
-        for (_, h) in headers {
-            for e in h.header.entries { located[e.name] = (h.path, h.header.dataStart, e) }
-        }
+        let located = try locate(headers, index: files, container: c)
         let labels = located["score.weight"]?.entry.shape.first
         let yamlFromJSON = try HFConfig.yaml(json, rewardOutputs: labels, file: c.describe("config.json"))
         var yaml = yamlFromJSON
@@ -81,6 +80,28 @@ public enum HFReader {
                             container: c, weightsPath: "")
         cat.foreign = ForeignSource(configYAML: yaml, artifacts: artifacts)
         return cat
+    }
+
+    /// Where each tensor lies; a name in two files, or not in the file the index names, is refused.
+    static func locate(_ headers: [String: (path: String, header: SafetensorsHeader)], index: [String: String],
+                       container c: any Container) throws(TesseraError) -> [String: (path: String, dataStart: Int, entry: SafetensorsEntry)] {
+        var located: [String: (path: String, dataStart: Int, entry: SafetensorsEntry)] = [:]
+        for (file, h) in headers.sorted(by: { $0.key < $1.key }) {
+            for e in h.header.entries {
+                if let other = located[e.name] {
+                    throw TesseraError(.inconsistent, "the tensor is also in \(other.path)", file: h.path, tensor: e.name)
+                }
+                if let named = index[e.name], named != file {
+                    throw TesseraError(.inconsistent, "model.safetensors.index.json places it in \(named)", file: h.path, tensor: e.name)
+                }
+                located[e.name] = (h.path, h.header.dataStart, e)
+            }
+        }
+        for (name, file) in index where name != "*" && located[name] == nil {
+            throw TesseraError(.missing, "model.safetensors.index.json places it in \(file), which does not hold it",
+                               file: c.describe(file), tensor: name)
+        }
+        return located
     }
 
     /// The safetensors file of every weight: the index's `weight_map`, else `model.safetensors`.

@@ -9,6 +9,7 @@ public struct SafetensorsEntry: Sendable, Equatable {
     /// Byte range inside the data section (after the 8-byte length and the JSON header).
     public var range: Range<Int>
 
+    /// An entry of `shape` elements of `dtype` at `range` of the data section.
     public init(name: String, dtype: DType, shape: [Int], range: Range<Int>) {
         self.name = name
         self.dtype = dtype
