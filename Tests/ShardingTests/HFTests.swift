@@ -19,7 +19,8 @@ private func files(_ folder: String) throws -> [String: Data] {
 }
 
 /// NeMo -> HF (small shards) -> read back: the same global tensors, QKV fused back from
-/// q/k/v pieces pointing into the safetensors files; HF -> NeMo TP2 -> HF: the same bytes.
+/// q/k/v pieces pointing into the safetensors files; HF -> every NeMo format and HDF5: the
+/// same tensors; HF -> NeMo TP2 -> HF: the same bytes.
 @Test(arguments: ["tiny/legacy_tp1pp1_fp32_te_uint8_pickle", "tiny/nemo/dist_zarr_tp2pp2_bf16.nemo"])
 func nemoToHFAndBackKeepsEveryByte(_ rel: String) throws {
     let s = try Scratch("tessera-hf")
@@ -38,6 +39,11 @@ func nemoToHFAndBackKeepsEveryByte(_ rel: String) throws {
     let (a, b) = (try digests(source, cache: cache), try digests(read, cache: cache))
     try #require(a.count == b.count)
     #expect(a == b)
+    for format in [OutputFormat.distZarr, .distTorch, .hdf5] {
+        let out = s.path + "/from-hf-\(format.rawValue)"
+        try Converter.convert(read, to: out, layout: TargetLayout(tp: 2, pp: 2, format: format), force: false, cache: cache)
+        #expect(try digests(try Checkpoint.open(out, cache: cache), cache: cache) == a, "\(format.rawValue)")
+    }
     let nemo = s.path + "/nemo"
     try Converter.convert(read, to: nemo, layout: TargetLayout(tp: 2, pp: 1, format: .nemo), force: false, cache: cache)
     let back = s.path + "/back"
