@@ -49,7 +49,7 @@ def main():
     with open(script, "w") as f:
         f.write(SAVE)
     rows = [
-        ("cp model_weights.ckpt", ["cp", weights[0], dst]),
+        ("cp model_weights.ckpt", ["sh", "-c", f"mkdir -p '{dst}' && cp '{weights[0]}' '{dst}/'"]),
         ("tessera convert --format hf", [a.tessera, "convert", src, dst, "--format", "hf"]),
         ("tessera ... --shard-size 500M", [a.tessera, "convert", src, dst, "--format", "hf", "--shard-size", "500M"]),
         (f"tessera, half model ({a.layers // 2} layers)", [a.tessera, "convert", half, dst, "--format", "hf"]),
