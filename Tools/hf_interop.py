@@ -162,6 +162,13 @@ def check_save_pretrained(t, work, fp32_out):
     folder = os.path.join(work, "save_pretrained")
     lm.save_pretrained(folder + "-lm")
     model.save_pretrained(folder)
+    # As transformers wrote it: no lm_head, no score bias. Read, and both reported as missing.
+    r = tessera(t, "verify", os.path.join(FIX, "tiny/legacy_tp1pp1_fp32_te_uint8_pickle"), folder, "--json")
+    rep = json.loads(r.stdout) if r.stdout.strip().startswith("{") else {}
+    reported = sorted(x["name"] for x in rep.get("tensors", []) if x["status"] != "identical")
+    check("verify NeMo fixture vs NemotronForSequenceClassification.save_pretrained as written (no lm_head, no bias)",
+          r.returncode == 1 and reported == ["output_layer.weight", "rm_head.bias"],
+          f"exit {r.returncode}, reported {reported}, {len(rep.get('outputs', []))} probes compared" + (r.stderr.strip()[:200]))
     # One folder for both heads, as the export: add lm_head from the causal model's save.
     lm_tensors = read_folder(folder + "-lm")
     save_file({"lm_head.weight": lm_tensors["lm_head.weight"]}, os.path.join(folder, "lm_head.safetensors"), metadata={"format": "pt"})

@@ -23,7 +23,8 @@ public enum HFReader {
     }
 
     /// The catalogue of the HF folder `c` (TP=1/PP=1, canonical names): the reward head's bias
-    /// from ``HFNames/scoreBiasFile`` when present, `lm_head` required unless tied.
+    /// from ``HFNames/scoreBiasFile`` when present; without `lm_head` (a classification-only
+    /// save) the model has no output layer.
     public static func read(_ c: any Container, cache: MappingCache) throws(TesseraError) -> Catalogue {
         let json = try object(c, "config.json")
         let files = try weightFiles(c)
@@ -49,7 +50,9 @@ public enum HFReader {
         var builder = CatalogueBuilder()
         var used: Set<String> = []
         for name in HFNames.canonicalNames(config, rewardHead: labels != nil) {
-            if name == "rm_head.bias", located[HFNames.scoreBias] == nil { continue }   // reported by verify, not fatal
+            // A bias-free score layer, or a classification-only save without lm_head: reported by verify, not fatal.
+            if name == "rm_head.bias", located[HFNames.scoreBias] == nil { continue }
+            if name == "output_layer.weight", located["lm_head.weight"] == nil, labels != nil { continue }
             guard let rows = try globalRows(name, config: config, located: located) else {
                 throw TesseraError(.missing, "the tensor is missing from every safetensors file", file: c.displayPath,
                                    tensor: HFNames.parts(of: name, rows: 1, config: config)?.first?.name ?? name)
