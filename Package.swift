@@ -29,7 +29,7 @@ let package = Package(
         // Readers, the catalogue of global tensors, partition rules, model config.
         .target(name: "Checkpoints", dependencies: ["Platform", "TorchFormat", "CHDF5", .product(name: "Yams", package: "Yams")]),
         // Target layouts, the conversion plan and the streaming writers.
-        .target(name: "Sharding", dependencies: ["Checkpoints", "TorchFormat", "Platform"]),
+        .target(name: "Sharding", dependencies: ["Checkpoints", "TorchFormat", "Tokenizer", "Platform"]),
         // The Nemotron forward pass and the reward head, from any catalogue.
         .target(name: "Engine", dependencies: ["Checkpoints", "Platform", "CKernels"]),
         // SentencePiece models read and applied exactly as the sentencepiece library does.
@@ -49,7 +49,7 @@ let package = Package(
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Platform"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Checkpoints", "Platform", "CKernels"]),
         .testTarget(name: "CLITests", dependencies: ["tessera", "Platform"]),
-        .testTarget(name: "ShardingTests", dependencies: ["Sharding", "Checkpoints", "Platform"]),
+        .testTarget(name: "ShardingTests", dependencies: ["Sharding", "Checkpoints", "Tokenizer", "Platform"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "TorchFormat", "Platform"],
                     resources: []),
     ],

@@ -52,24 +52,10 @@ def hf_worker(a):
                          num_attention_heads=HEADS, head_dim=KV, num_key_value_heads=GROUPS, hidden_act="relu2",
                          max_position_embeddings=4096, norm_eps=1e-5, tie_word_embeddings=False,
                          rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5})
-    hf = {"model.embed_tokens.weight": sd["model.embedding.word_embeddings.weight"],
-          "model.norm.weight": sd["model.decoder.final_layernorm.weight"],
-          "model.norm.bias": sd["model.decoder.final_layernorm.bias"],
-          "lm_head.weight": sd["model.output_layer.weight"]}
-    hpg = HEADS // GROUPS
-    for i in range(layers):
-        p, q = f"model.decoder.layers.{i}.", f"model.layers.{i}."
-        qkv = sd[p + "self_attention.linear_qkv.weight"].view(GROUPS, hpg + 2, KV, HIDDEN)
-        hf[q + "self_attn.q_proj.weight"] = qkv[:, :hpg].reshape(HEADS * KV, HIDDEN)
-        hf[q + "self_attn.k_proj.weight"] = qkv[:, hpg].reshape(GROUPS * KV, HIDDEN)
-        hf[q + "self_attn.v_proj.weight"] = qkv[:, hpg + 1].reshape(GROUPS * KV, HIDDEN)
-        hf[q + "self_attn.o_proj.weight"] = sd[p + "self_attention.linear_proj.weight"]
-        hf[q + "input_layernorm.weight"] = sd[p + "self_attention.linear_qkv.layer_norm_weight"]
-        hf[q + "input_layernorm.bias"] = sd[p + "self_attention.linear_qkv.layer_norm_bias"]
-        hf[q + "post_attention_layernorm.weight"] = sd[p + "mlp.linear_fc1.layer_norm_weight"]
-        hf[q + "post_attention_layernorm.bias"] = sd[p + "mlp.linear_fc1.layer_norm_bias"]
-        hf[q + "mlp.up_proj.weight"] = sd[p + "mlp.linear_fc1.weight"]
-        hf[q + "mlp.down_proj.weight"] = sd[p + "mlp.linear_fc2.weight"]
+    from hf_interop import hf_tensors   # the documented NeMo -> HF split (QKV per query group)
+    hf = hf_tensors({k[len("model."):]: v for k, v in sd.items() if torch.is_tensor(v)},
+                    {"num_attention_heads": HEADS, "num_key_value_heads": GROUPS, "head_dim": KV, "num_hidden_layers": layers})
+    hf.pop("score.weight", None)
     with torch.device("meta"):
         model = NemotronForCausalLM(cfg)
     model.load_state_dict({k: v.to(dtype) for k, v in hf.items()}, assign=True, strict=True)

@@ -104,6 +104,19 @@ def timed(cmd):
     return dt, r.stdout, rss
 
 
+def bench_arguments(repeat=None):
+    """The options every benchmark takes: --work, --hidden, --layers, --tessera (and --python, --repeat)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", default="/tmp/tessera-bench")
+    ap.add_argument("--hidden", type=int, default=2048)
+    ap.add_argument("--layers", type=int, default=24)
+    ap.add_argument("--tessera", default=".build/release/tessera")
+    if repeat is not None:
+        ap.add_argument("--python", default=sys.executable)
+        ap.add_argument("--repeat", type=int, default=repeat)
+    return ap
+
+
 def best(cmd, n=3):
     runs = [timed(cmd) for _ in range(n)]
     return min(runs, key=lambda r: r[0])

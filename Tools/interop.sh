@@ -62,10 +62,11 @@ if [ ! -x "$BIN" ]; then
 fi
 echo "setup: $(( $(date +%s) - t0 )) s"
 
-# 3. The checks: torch / megatron-core / zarr, then h5py + hdf5plugin.
+# 3. The checks: torch / megatron-core / zarr, then h5py + hdf5plugin, then transformers + safetensors.
 status=0
 "$VENV/bin/python" Tools/interop_check.py --tessera "$BIN" --mcore015 "$MCORE015" "$@" || status=$?
 "$VENV/bin/python" Tools/hdf5_interop.py --tessera "$BIN" || status=$?
+"$VENV/bin/python" Tools/hf_interop.py --tessera "$BIN" || status=$?
 # 4. Full width at 2 layers (~33 GB apparent, sparse): the release layout converted to every
 #    format, every stamp found by torch / h5py / the DCP reader, verify, and the engine
 #    against a float64 reference that is itself first checked against megatron-core.

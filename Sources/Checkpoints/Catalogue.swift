@@ -6,6 +6,8 @@ public enum CheckpointFormat: String, Sendable, Codable {
     case distZarr = "dist-zarr"
     case distTorch = "dist-torch"
     case hdf5 = "hdf5"
+    /// A Hugging Face transformers folder (safetensors).
+    case hf = "hf"
 }
 
 /// How a piece's bytes are stored.
@@ -150,6 +152,8 @@ public struct Catalogue: Sendable {
     public var weightsPath: String
     /// Layers per pipeline stage, where the checkpoint tells (legacy rank files, HDF5 stores).
     public var stageLayers: [Int]?
+    /// For a checkpoint from outside NeMo: the NeMo config and artifacts a conversion writes.
+    public var foreign: ForeignSource?
 
     public init(format: CheckpointFormat, tp: Int, pp: Int, config: ModelConfig?, tensors: [GlobalTensor],
                 objects: [ObjectEntry], spelling: CanonicalName.Spelling?, container: any Container, weightsPath: String) {

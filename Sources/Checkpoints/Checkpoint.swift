@@ -4,7 +4,8 @@ import Platform
 /// Opens any checkpoint form NeMo writes and returns its catalogue.
 public enum Checkpoint {
     /// Reads the checkpoint at `path`: a `.nemo` tar, an unpacked NeMo folder, a
-    /// `model_weights/` folder, or a single `model_weights.ckpt` file.
+    /// `model_weights/` folder, a single `model_weights.ckpt` file, or a Hugging Face
+    /// transformers Nemotron folder (`config.json` and safetensors files).
     public static func open(_ path: String, cache: MappingCache = MappingCache()) throws(TesseraError) -> Catalogue {
         // Reading metadata touches a page or a large folio per record; give them back.
         defer { cache.releaseAll() }
@@ -39,6 +40,7 @@ public enum Checkpoint {
     }
 
     static func open(_ c: any Container, cache: MappingCache) throws(TesseraError) -> Catalogue {
+        if HFReader.detect(c) { return try HFReader.read(c, cache: cache) }
         var config = try loadConfig(c, cache: cache)
         if c.isFile("model_weights/metadata.json") {
             return try DistReader.read(c, dir: "model_weights", config: config, cache: cache)

@@ -18,6 +18,8 @@ public enum Converter {
     public static func convert(_ source: Catalogue, to destination: String, layout: TargetLayout, force: Bool,
                                cache: MappingCache, progress: @escaping @Sendable (Int) -> Void = { _ in })
         throws(TesseraError) -> ConversionReport {
+        var layout = layout
+        if layout.format == .hf { (layout.tp, layout.pp, layout.stageLayers) = (1, 1, nil) }   // HF holds the whole model
         let plan = try ConversionPlan(source, layout: layout, cache: cache)
         try plan.checkDroppedRows(streamer: TensorStreamer(cache: cache), cache: cache)
         let dest = try AtomicDestination(destination, force: force)
@@ -52,6 +54,11 @@ public enum Converter {
                 try DistTorchWriter(plan: plan, streamer: streamer, progress: progress).write(into: folder)
             case .hdf5:
                 break
+            case .hf:
+                try writeHF(plan, into: folder, streamer: streamer, progress: progress, cache: cache)
+                try dest.commit()
+                return ConversionReport(destination: dest.path, bytesWritten: plan.byteCount, notes: plan.notes,
+                                        vocabulary: plan.vocabularyAction)
             }
             try writeConfigAndArtifacts(plan, into: folder, cache: cache)
             if asTar {
@@ -83,14 +90,14 @@ public enum Converter {
     /// The config with the new parallel sizes, everything else kept as it was.
     static func configText(_ plan: ConversionPlan, cache: MappingCache) throws(TesseraError) -> String {
         let c = plan.source.container
-        var text = ""
-        if c.isFile("model_config.yaml") {
+        var text = plan.source.foreign?.configYAML ?? ""
+        if plan.source.foreign == nil, c.isFile("model_config.yaml") {
             text = String(decoding: try c.read("model_config.yaml"), as: UTF8.self)
         }
         text = ConfigText.set("tensor_model_parallel_size", to: String(plan.layout.tp), in: text)
         text = ConfigText.set("pipeline_model_parallel_size", to: String(plan.layout.pp), in: text)
         switch plan.layout.format {
-        case .nemo, .hdf5: break
+        case .nemo, .hdf5, .hf: break
         case .distZarr: text = ConfigText.set("dist_ckpt_format", to: "zarr", in: text)
         case .distTorch: text = ConfigText.set("dist_ckpt_format", to: "torch_dist", in: text)
         }
@@ -101,7 +108,9 @@ public enum Converter {
     static func artifacts(_ plan: ConversionPlan, cache: MappingCache) throws(TesseraError) -> [(String, [UInt8])] {
         let c = plan.source.container
         var out: [(String, [UInt8])] = []
-        if let root = artifactRoot(plan) {
+        if let foreign = plan.source.foreign {
+            for a in foreign.artifacts { out.append((a.name, try c.read(a.path))) }
+        } else if let root = artifactRoot(plan) {
             for name in c.children(root) where !isWeights(name) && c.isFile(c.join(root, name)) {
                 out.append((name, try c.read(c.join(root, name))))
             }
@@ -114,7 +123,9 @@ public enum Converter {
     /// config with the new parallel sizes.
     static func writeConfigAndArtifacts(_ plan: ConversionPlan, into folder: String, cache: MappingCache) throws(TesseraError) {
         let c = plan.source.container
-        if let root = artifactRoot(plan) {
+        if let foreign = plan.source.foreign {
+            for a in foreign.artifacts { try copyTree(c, a.path, to: folder + "/" + a.name, cache: cache) }
+        } else if let root = artifactRoot(plan) {
             for name in c.children(root) where !isWeights(name) {
                 try copyTree(c, c.join(root, name), to: folder + "/" + name, cache: cache)
             }
@@ -137,6 +148,18 @@ public enum Converter {
         var out = try OutputFile(creating: dst)
         try out.write(try ReadOnlyFile(path: s.path).read(s.offset, s.count))
         try out.close()
+    }
+}
+
+extension Converter {
+    /// The Hugging Face folder: weights, config, tokenizer (the source's SentencePiece artifact).
+    static func writeHF(_ plan: ConversionPlan, into folder: String, streamer: TensorStreamer,
+                        progress: @escaping @Sendable (Int) -> Void, cache: MappingCache) throws(TesseraError) {
+        let c = plan.source.container
+        var tokenizer: [UInt8]?
+        if let name = plan.source.config?.tokenizerModel, c.isFile(name) { tokenizer = try c.read(name) }
+        try HFWriter(plan: plan, streamer: streamer, shardSize: plan.layout.shardSize, progress: progress)
+            .write(into: folder, configYAML: try configText(plan, cache: cache), tokenizer: tokenizer)
     }
 }
 

@@ -9,6 +9,8 @@ public enum OutputFormat: String, Sendable, CaseIterable {
     case distTorch = "dist-torch"
     /// The Tessera HDF5 store (one file).
     case hdf5
+    /// A Hugging Face folder for transformers' `Nemotron*` classes (safetensors, TP1/PP1).
+    case hf
 }
 
 /// What a conversion does with embedding and output-layer rows beyond the padded true
@@ -35,6 +37,8 @@ public struct TargetLayout: Sendable, Equatable {
     public var compressionLevel: Int32? = 1
     /// Rows beyond the true vocabulary: dropped only if zero (default), kept, or truncated.
     public var vocabularyRows: VocabularyRows = .dropZeroPadding
+    /// Largest safetensors shard of a Hugging Face folder, in bytes (a larger tensor gets one alone).
+    public var shardSize = 5_000_000_000
 
     public init(tp: Int, pp: Int, format: OutputFormat, spelling: CanonicalName.Spelling = .transformerEngine,
                 stageLayers: [Int]? = nil) {

@@ -40,7 +40,7 @@ struct Convert: ParsableCommand {
     @Option(help: "Target pipeline-parallel size (default: the source's; for an HDF5 store, the layout it records).")
     var pp: Int?
 
-    @Option(help: "Output format: nemo (legacy per-rank torch.save files), dist-zarr, dist-torch or hdf5.")
+    @Option(help: "Output format: nemo (legacy per-rank torch.save files), dist-zarr, dist-torch, hdf5 or hf (a Hugging Face folder for transformers' Nemotron classes).")
     var format: OutputFormat = .nemo
 
     @Option(help: "HDF5 compression: zstd[:LEVEL] (byte shuffle + zstd, default level 1) or none (contiguous, mappable).")
@@ -54,6 +54,9 @@ struct Convert: ParsableCommand {
 
     @Option(help: "Vocabulary rows beyond the true vocabulary: drop-zero-padding (only if all zero), keep, or truncate.")
     var vocabRows: VocabularyRows = .dropZeroPadding
+
+    @Option(help: "Largest safetensors file of --format hf, e.g. 2G or 500M (default 5 GB = 5e9 bytes, as transformers).")
+    var shardSize: String?
 
     @Flag(help: "Replace DST if it exists.")
     var force = false
@@ -98,6 +101,10 @@ struct Convert: ParsableCommand {
             var layout = TargetLayout(tp: tp, pp: pp, format: format, spelling: spell, stageLayers: stages)
             layout.compressionLevel = try Self.level(compression)
             layout.vocabularyRows = vocabRows
+            if let shardSize { layout.shardSize = try parseByteSize(shardSize, option: "--shard-size") }
+            if format == .hf, self.tp ?? 1 != 1 || self.pp ?? 1 != 1 {
+                throw TesseraError(.invalidArgument, "--format hf writes the whole model (TP1/PP1); leave out --tp and --pp")
+            }
             let bar = Progress(total: cat.byteCount, label: "convert", enabled: !json)
             let start = Date()
             // Test hook: stall once this many bytes are written, so a test can interrupt a run mid-way.

@@ -173,3 +173,23 @@ private func startStalledConversion(to name: String, tp: Int, pp: Int) throws ->
     let verified = try run(["verify", source, back, "--weights-only"])
     #expect(verified.status == 0, "\(verified.stdout)")
 }
+
+/// `convert --format hf`, then a shard whose header length runs past the end of the file:
+/// `inspect` exits 2 naming the shard; `verify` against the source is EQUIVALENT before.
+@Test func hfExportAndDamagedShardExitTwoNamingTheFile() throws {
+    let path = try #require(legacyFixture)
+    let dir = NSTemporaryDirectory() + "tessera-cli-hf-\(UUID().uuidString)"
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let hf = dir + "/hf"
+    let c = try run(["convert", path, hf, "--format", "hf", "--json"])
+    #expect(c.status == 0, "\(c.stderr)")
+    let v = try run(["verify", path, hf])
+    #expect(v.status == 0, "\(v.stdout)")
+    let shard = hf + "/model-00001-of-00001.safetensors"
+    let h = try FileHandle(forWritingTo: URL(fileURLWithPath: shard))
+    try h.write(contentsOf: Data([0xFF, 0xFF, 0xFF, 0x00, 0, 0, 0, 0]))
+    try h.close()
+    let r = try run(["inspect", hf])
+    #expect(r.status == 2)
+    #expect(r.stderr.contains(shard), "\(r.stderr)")
+}

@@ -4,15 +4,7 @@ import Platform
 import Sharding
 import Testing
 
-private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("Fixtures").path
-
-/// A scratch folder removed when the test ends.
-private final class Scratch {
-    let path = NSTemporaryDirectory() + "tessera-vocab-\(UUID().uuidString)"
-    init() throws { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
+private let fixtures = fixturesRoot
 
 /// The tiny reward model (every one of its 512 embedding and output rows trained: random)
 /// with its 500-piece tokenizer artifact replaced by a 104-piece one, and optionally
@@ -41,8 +33,8 @@ private func embeddingDigest(_ c: Catalogue, cache: MappingCache) throws -> (row
 /// every output format, at any TP.
 @Test(arguments: OutputFormat.allCases)
 func overrideVocabSizeKeepsEveryRow(_ format: OutputFormat) throws {
-    #expect(OutputFormat.allCases.count == 4)
-    let scratch = try Scratch()
+    #expect(OutputFormat.allCases.count == 5)
+    let scratch = try Scratch("tessera-vocab")
     let cache = MappingCache()
     let source = try Checkpoint.open(try smallTokenizerModel(in: scratch, override: 512), cache: cache)
     #expect(source.tokenizerVocabulary(cache: cache) == 104)
@@ -60,7 +52,7 @@ func overrideVocabSizeKeepsEveryRow(_ format: OutputFormat) throws {
 /// vocabulary and hold weights: the conversion stops, names the tensor and the first such
 /// row, and leaves nothing behind; `--vocab-rows keep` and `truncate` say what they do.
 @Test func rowsHoldingWeightsAreNeverDroppedSilently() throws {
-    let scratch = try Scratch()
+    let scratch = try Scratch("tessera-vocab")
     let cache = MappingCache()
     let source = try Checkpoint.open(try smallTokenizerModel(in: scratch, override: nil), cache: cache)
     for format in OutputFormat.allCases {
@@ -93,7 +85,7 @@ func overrideVocabSizeKeepsEveryRow(_ format: OutputFormat) throws {
 /// TP4 pads the 500-token vocabulary to 1024 rows with zeros; with 128 again, going back to
 /// TP1 drops those zero rows, giving the original bytes.
 @Test func zeroPaddingIsAddedAndDroppedAsBefore() throws {
-    let scratch = try Scratch()
+    let scratch = try Scratch("tessera-vocab")
     let cache = MappingCache()
     let original = fixtures + "/tiny/legacy_tp1pp1_bf16_te_bytesio"
     let copy = scratch.path + "/div256"

@@ -1,0 +1,72 @@
+import Checkpoints
+import Foundation
+import Platform
+import Sharding
+import Testing
+
+private let fixtures = fixturesRoot
+
+private func digests(_ c: Catalogue, cache: MappingCache) throws -> [String: String] {
+    Dictionary(uniqueKeysWithValues: zip(c.tensors.map(\.name), try TensorStreamer(cache: cache).digests(c.tensors)))
+}
+
+private func files(_ folder: String) throws -> [String: Data] {
+    var out: [String: Data] = [:]
+    for f in try FileManager.default.contentsOfDirectory(atPath: folder) {
+        out[f] = try Data(contentsOf: URL(fileURLWithPath: folder + "/" + f))
+    }
+    return out
+}
+
+/// NeMo -> HF (small shards) -> read back: the same global tensors, QKV fused back from
+/// q/k/v pieces pointing into the safetensors files; HF -> every NeMo format and HDF5: the
+/// same tensors; HF -> NeMo TP2 -> HF: the same bytes.
+@Test(arguments: ["tiny/legacy_tp1pp1_fp32_te_uint8_pickle", "tiny/nemo/dist_zarr_tp2pp2_bf16.nemo"])
+func nemoToHFAndBackKeepsEveryByte(_ rel: String) throws {
+    let s = try Scratch("tessera-hf")
+    let cache = MappingCache()
+    let source = try Checkpoint.open(fixtures + "/" + rel, cache: cache)
+    var layout = TargetLayout(tp: 2, pp: 2, format: .hf)
+    layout.shardSize = 100_000
+    let hf = s.path + "/hf"
+    try Converter.convert(source, to: hf, layout: layout, force: false, cache: cache)
+    let shards = try FileManager.default.contentsOfDirectory(atPath: hf).filter { $0.hasPrefix("model-") }
+    #expect(shards.count > 1)
+    let read = try Checkpoint.open(hf, cache: cache)
+    #expect(read.format == .hf)
+    let qkv = try #require(read.tensor("decoder.layers.0.self_attention.linear_qkv.weight"))
+    #expect(qkv.pieces.count == 3 * 4)   // q, k and v of each of the 4 query groups
+    let (a, b) = (try digests(source, cache: cache), try digests(read, cache: cache))
+    try #require(a.count == b.count)
+    #expect(a == b)
+    for format in [OutputFormat.distZarr, .distTorch, .hdf5] {
+        let out = s.path + "/from-hf-\(format.rawValue)"
+        try Converter.convert(read, to: out, layout: TargetLayout(tp: 2, pp: 2, format: format), force: false, cache: cache)
+        #expect(try digests(try Checkpoint.open(out, cache: cache), cache: cache) == a, "\(format.rawValue)")
+    }
+    let nemo = s.path + "/nemo"
+    try Converter.convert(read, to: nemo, layout: TargetLayout(tp: 2, pp: 1, format: .nemo), force: false, cache: cache)
+    let back = s.path + "/back"
+    try Converter.convert(try Checkpoint.open(nemo, cache: cache), to: back, layout: layout, force: false, cache: cache)
+    let (x, y) = (try files(hf), try files(back))
+    try #require(x.count == y.count)
+    #expect(x.keys.sorted() == y.keys.sorted())
+    for (name, data) in x { #expect(y[name] == data, "\(name)") }
+}
+
+/// A folder whose index names a file that is not there is refused, naming the index.
+@Test func indexNamingAMissingShardIsRefused() throws {
+    let s = try Scratch("tessera-hf")
+    let cache = MappingCache()
+    let hf = s.path + "/hf"
+    try Converter.convert(try Checkpoint.open(fixtures + "/tiny/legacy_tp1pp1_fp32_te_uint8_pickle", cache: cache), to: hf,
+                          layout: TargetLayout(tp: 1, pp: 1, format: .hf), force: false, cache: cache)
+    try FileManager.default.removeItem(atPath: hf + "/model-00001-of-00001.safetensors")
+    do {
+        _ = try Checkpoint.open(hf)
+        Issue.record("accepted")
+    } catch {
+        #expect(error.code == .missing)
+        #expect(error.file?.hasSuffix("model.safetensors.index.json") == true)
+    }
+}
