@@ -116,10 +116,10 @@ struct Convert: ParsableCommand {
                                           "seconds": seconds, "notes": report.notes, "vocabulary": report.vocabulary,
                                           "tp": tp, "pp": pp, "format": format.rawValue]
                 let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
-                print(String(decoding: data, as: UTF8.self))
+                try OutputSink.standardOutput.writeLine(String(decoding: data, as: UTF8.self))
             } else {
-                for n in report.notes { print("note: \(n)") }
-                print("wrote \(report.destination): TP=\(tp) PP=\(pp) \(format.rawValue), \(formatBytes(report.bytesWritten)) in "
+                for n in report.notes { try OutputSink.standardOutput.writeLine("note: \(n)") }
+                try OutputSink.standardOutput.writeLine("wrote \(report.destination): TP=\(tp) PP=\(pp) \(format.rawValue), \(formatBytes(report.bytesWritten)) in "
                       + String(format: "%.2f s", seconds))
             }
         }

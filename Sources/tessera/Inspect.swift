@@ -38,9 +38,9 @@ struct Inspect: ParsableCommand {
             }
             let report = InspectReport(cat, digests: sums)
             if json {
-                print(try report.jsonString())
+                try OutputSink.standardOutput.writeLine(report.jsonString())
             } else {
-                print(report.text())
+                try OutputSink.standardOutput.writeLine(report.text())
             }
         }
     }

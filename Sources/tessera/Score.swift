@@ -51,7 +51,7 @@ struct Tokenize: ParsableCommand {
                 let secs = Date().timeIntervalSince(start)
                 let count = counts.value.reduce(0, +)
                 let mb = Double(texts.reduce(0) { $0 + $1.utf8.count }) / 1e6
-                FileHandle.standardError.write(Data("\(texts.count) texts, \(String(format: "%.2f", mb)) MB, \(count) tokens in \(String(format: "%.3f", secs)) s on \(workers) threads: \(String(format: "%.1f", mb / secs)) MB/s\n".utf8))
+                StandardError.write("\(texts.count) texts, \(String(format: "%.2f", mb)) MB, \(count) tokens in \(String(format: "%.3f", secs)) s on \(workers) threads: \(String(format: "%.1f", mb / secs)) MB/s\n")
                 return
             }
             // Each text's output line is made on the thread that encodes it.
@@ -68,9 +68,9 @@ struct Tokenize: ParsableCommand {
             var out: [UInt8] = []
             for line in lines.value {
                 out += line
-                if out.count >= 1 << 20 { FileHandle.standardOutput.write(Data(out)); out.removeAll(keepingCapacity: true) }
+                if out.count >= 1 << 20 { try OutputSink.standardOutput.write(out); out.removeAll(keepingCapacity: true) }
             }
-            FileHandle.standardOutput.write(Data(out))
+            try OutputSink.standardOutput.write(out)
         }
     }
 
@@ -183,10 +183,8 @@ struct Score: ParsableCommand {
             if let existing = try? String(contentsOfFile: output, encoding: .utf8) {
                 for line in existing.split(separator: "\n") { if let o = try? JSONValue.parse(String(line)) { done.insert(Annotator.key(o)) } }
             }
-            if !FileManager.default.fileExists(atPath: output) { _ = FileManager.default.createFile(atPath: output, contents: nil) }
-            guard let out = FileHandle(forWritingAtPath: output) else { throw TesseraError(.io, "cannot open for appending", file: output) }
-            defer { try? out.close() }
-            _ = try? out.seekToEnd()
+            // Appends after the last whole record (a line cut by an interrupted run goes).
+            let out = try OutputSink(appendingTo: output, wholeLines: true)
             let lines = content.split(separator: "\n").map(String.init)
             let bar = Progress(total: lines.count, label: "score", enabled: true)
             var tokens = 0, written = 0, skipped = 0
@@ -198,7 +196,8 @@ struct Score: ParsableCommand {
                 do throws(TesseraError) { (scored, t) = try annotator.annotate(batch: pending.map(\.obj)) } catch {
                     throw error.inFile("\(input):\(pending[0].line + 1)-\(pending.last!.line + 1)")
                 }
-                for s in scored { out.write(Data((s.python + "\n").utf8)) }
+                for s in scored { try out.writeLine(s.python) }
+                try out.flush()
                 tokens += t
                 written += scored.count
                 bar.advance(scored.count)
@@ -216,7 +215,7 @@ struct Score: ParsableCommand {
                     try flushBatch()
                     guard skipBadLines else { throw e }
                     let record = JSONValue.object([("error", .string(e.message)), ("line", .number(String(n + 1)))])
-                    out.write(Data((record.python + "\n").utf8))
+                    try out.writeLine(record.python)
                     bad += 1
                     bar.advance(1)
                     continue
@@ -226,11 +225,12 @@ struct Score: ParsableCommand {
                 if pending.count >= max(batch, 1) { try flushBatch() }
             }
             try flushBatch()
+            try out.close()
             bar.finish()
             let secs = Date().timeIntervalSince(start)
-            FileHandle.standardError.write(Data(("scored \(written) conversations (\(skipped) already in the output"
+            StandardError.write(("scored \(written) conversations (\(skipped) already in the output"
                 + (bad > 0 ? ", \(bad) bad lines recorded" : "") + "), \(tokens) tokens in \(String(format: "%.2f", secs)) s, "
-                + "\(Int(Double(tokens) / max(secs, 1e-9))) tokens/s\n").utf8))
+                + "\(Int(Double(tokens) / max(secs, 1e-9))) tokens/s\n"))
         }
     }
 }
@@ -272,10 +272,10 @@ struct Pairwise: ParsableCommand {
                                             ("subsets", .array(r.subsets.map { s in .object([("name", .string(s.name)),
                                                 ("pairs", .number("\(s.pairs)")), ("wins", .number("\(s.wins)")),
                                                 ("accuracy", .double(s.accuracy))]) }))])
-                print(obj.python)
+                try OutputSink.standardOutput.writeLine(obj.python)
             } else {
-                for s in r.subsets { print("\(s.name.padding(toLength: 24, withPad: " ", startingAt: 0)) \(s.wins)/\(s.pairs)  \(String(format: "%.3f", s.accuracy))") }
-                print("overall".padding(toLength: 24, withPad: " ", startingAt: 0) + " \(r.wins)/\(r.pairs)  \(String(format: "%.3f", r.accuracy))")
+                for s in r.subsets { try OutputSink.standardOutput.writeLine("\(s.name.padding(toLength: 24, withPad: " ", startingAt: 0)) \(s.wins)/\(s.pairs)  \(String(format: "%.3f", s.accuracy))") }
+                try OutputSink.standardOutput.writeLine("overall".padding(toLength: 24, withPad: " ", startingAt: 0) + " \(r.wins)/\(r.pairs)  \(String(format: "%.3f", r.accuracy))")
             }
         }
     }

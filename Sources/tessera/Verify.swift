@@ -63,9 +63,9 @@ struct Verify: ParsableCommand {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.sortedKeys]
                 enc.keyEncodingStrategy = .convertToSnakeCase
-                print(String(decoding: try enc.encode(report), as: UTF8.self))
+                try OutputSink.standardOutput.writeLine(String(decoding: try enc.encode(report), as: UTF8.self))
             } else {
-                print(text(report, ca, cb))
+                try OutputSink.standardOutput.writeLine(text(report, ca, cb))
             }
         }
         if !equivalent { throw ExitCode(1) }
