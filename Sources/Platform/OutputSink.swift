@@ -34,7 +34,7 @@ public final class OutputSink: Sendable {
     /// last line (the tail after the last newline, left by a run cut mid-write) is dropped
     /// first, so what is appended starts on a line of its own.
     public convenience init(appendingTo path: String, wholeLines: Bool = false) throws(TesseraError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        let fd = open(path, (wholeLines ? O_RDWR : O_WRONLY) | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .system("cannot open for appending", file: path, errorNumber: errno) }
         var dropped = 0
         if wholeLines {

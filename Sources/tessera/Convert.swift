@@ -3,7 +3,6 @@ import Checkpoints
 import Foundation
 import Platform
 import Sharding
-import Synchronization
 
 extension OutputFormat: ExpressibleByArgument {}
 extension VocabularyRows: ExpressibleByArgument {}
@@ -100,14 +99,8 @@ struct Convert: ParsableCommand {
             layout.vocabularyRows = vocabRows
             let bar = Progress(total: cat.byteCount, label: "convert", enabled: !json)
             let start = Date()
-            // Test hook: stall once this many bytes are written, so a test can interrupt a run mid-way.
-            let stallAfter = ProcessInfo.processInfo.environment["TESSERA_TEST_STALL_AFTER_BYTES"].flatMap { Int($0) }
-            let written = Atomic<Int>(0)
             let report = try Converter.convert(cat, to: destination, layout: layout, force: force, cache: cache) {
                 bar.advance($0)
-                if let stallAfter, written.add($0, ordering: .relaxed).newValue > stallAfter {
-                    while true { sleep(60) }
-                }
             }
             bar.finish()
             let seconds = Date().timeIntervalSince(start)

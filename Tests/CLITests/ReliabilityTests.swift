@@ -1,0 +1,158 @@
+import Foundation
+import Testing
+
+/// A small checkpoint used where the model's size does not matter.
+private let zarrFixture = fixtures + "/tiny/dist_zarr_tp1pp1_bf16"
+private let tokenizerFixture = fixtures + "/tiny/tokenizer/tokenizer.model"
+
+/// Every command that prints, with stdout on a full device.
+private let printingCommands: [[String]] = [
+    ["inspect", zarrFixture],
+    ["inspect", "--json", zarrFixture],
+    ["forward", zarrFixture, "--tokens", "1,2,3"],
+    ["forward", zarrFixture, "--tokens", "1,2,3", "--json"],
+    ["tokenize", "--tokenizer", tokenizerFixture, "--text", "hello world"],
+    ["tokenize", "--tokenizer", tokenizerFixture, "--text", "hello world", "--json"],
+    ["verify", zarrFixture, zarrFixture, "--weights-only"],
+    ["verify", zarrFixture, zarrFixture, "--weights-only", "--json"],
+]
+
+@Test(arguments: printingCommands)
+func standardOutputOnAFullDeviceExitsTwo(_ args: [String]) throws {
+    let r = try run(args, stdoutPath: "/dev/full")
+    #expect(r.status == 2, "\(args): \(r.stderr)")
+    #expect(r.stderr.contains("standard output") && r.stderr.contains("No space left on device"), "\(r.stderr)")
+}
+
+@Test func everyPrintingCommandIsCovered() {
+    #expect(printingCommands.count == 8)
+    #expect(Set(printingCommands.map(\.[0])) == ["inspect", "forward", "tokenize", "verify"])
+}
+
+/// `convert --json` on a full stdout: exit 2, and what it wrote is complete (committed first).
+@Test func convertReportOnAFullDeviceExitsTwo() throws {
+    let dir = try temporaryFolder("full-report")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let r = try run(["convert", zarrFixture, dir + "/out", "--json"], stdoutPath: "/dev/full")
+    #expect(r.status == 2, "\(r.stderr)")
+    #expect(try run(["verify", zarrFixture, dir + "/out", "--weights-only"]).status == 0)
+}
+
+/// A reader that goes away ends the process quietly, killed by SIGPIPE as other Unix tools are.
+@Test func aClosedPipeEndsTheProcessQuietly() throws {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: tessera)
+    p.arguments = ["inspect", zarrFixture]
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try out.fileHandleForReading.close()
+    try p.run()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    #expect(p.terminationReason == .uncaughtSignal)
+    #expect(p.terminationStatus == SIGPIPE)
+    #expect(e.isEmpty, "\(String(decoding: e, as: UTF8.self))")
+}
+
+private let usageErrors: [[String]] = [
+    ["inspect"],
+    ["no-such-command"],
+    ["inspect", "--no-such-flag", zarrFixture],
+    ["convert", zarrFixture, "/tmp/x", "--tp", "two"],
+    ["forward", zarrFixture, "--precision", "fp8"],
+]
+
+@Test(arguments: usageErrors)
+func usageErrorsExitTwoWithOneLine(_ args: [String]) throws {
+    let r = try run(args)
+    #expect(r.status == 2)
+    #expect(r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+    #expect(r.stderr.hasPrefix("tessera: usage: "))
+}
+
+@Test func usageErrorCasesExist() { #expect(usageErrors.count == 5) }
+
+/// Destinations of every output format, under a tiny file-size limit (EFBIG part-way).
+private let destinations: [(name: String, format: String)] = [
+    ("out", "nemo"), ("out.nemo", "nemo"), ("out", "dist-zarr"), ("out", "dist-torch"), ("out.h5", "hdf5"),
+]
+
+@Test(arguments: destinations.indices)
+func convertUnderAFileSizeLimitExitsTwoAndLeavesNothing(_ index: Int) throws {
+    #expect(destinations.count == 5)
+    let (name, format) = destinations[index]
+    let dir = try temporaryFolder("fsize")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/sh")
+    // 32 blocks of 512 bytes: enough to start every format, too little to finish any.
+    p.arguments = ["-c", "ulimit -f 32 && exec \"$0\" \"$@\"", tessera, "convert", zarrFixture, dir + "/" + name,
+                   "--tp", "2", "--format", format]
+    let err = Pipe()
+    p.standardError = err
+    try p.run()
+    let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    #expect(p.terminationReason == .exit && p.terminationStatus == 2, "\(format): \(e)")
+    #expect(e.hasPrefix("tessera: error: ") && e.split(separator: "\n").count == 1, "\(e)")
+    #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty, "nothing left behind")
+}
+
+/// A copy of the zarr fixture whose extra artifact `notes.txt` is a FIFO nobody writes: a
+/// conversion writes every tensor, then blocks opening it (a real blocked input), with its
+/// partial output on disk.
+private func blockedConversion(to name: String, in dir: String) throws -> (Process, stderr: Pipe) {
+    let source = dir + "/src"
+    try FileManager.default.copyItem(atPath: zarrFixture, toPath: source)
+    #expect(mkfifo(source + "/notes.txt", 0o600) == 0)
+    try FileManager.default.createDirectory(atPath: dir + "/out", withIntermediateDirectories: true)
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: tessera)
+    p.arguments = ["convert", source, dir + "/out/" + name, "--tp", "2"]
+    let err = Pipe()
+    p.standardError = err
+    try p.run()
+    var waited = 0
+    while waited < 1200, !isOpeningAFIFO(p.processIdentifier) { usleep(50_000); waited += 1 }
+    #expect(isOpeningAFIFO(p.processIdentifier), "the conversion reached the FIFO")
+    #expect(!(try FileManager.default.contentsOfDirectory(atPath: dir + "/out")).isEmpty, "partial output exists")
+    return (p, err)
+}
+
+/// Whether a thread of `pid` waits in the kernel for a FIFO's writer (Linux).
+private func isOpeningAFIFO(_ pid: Int32) -> Bool {
+    let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+    return tasks.contains { task in
+        (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/wchan", encoding: .utf8)) == "wait_for_partner"
+    }
+}
+
+@Test(arguments: ["out", "out.nemo"])
+func sigtermEndsABlockedConversionWithinASecondAndRemovesItsOutput(_ name: String) throws {
+    let dir = try temporaryFolder("sigterm")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let (p, err) = try blockedConversion(to: name, in: dir)
+    let start = Date()
+    p.terminate()
+    p.waitUntilExit()
+    let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    let seconds = Date().timeIntervalSince(start)
+    #expect(seconds < 1, "ended after \(seconds) s")
+    #expect(message.contains("interrupted; partial output removed"))
+    #expect(p.terminationReason == .exit && p.terminationStatus == 128 + SIGTERM, "\(p.terminationReason) \(p.terminationStatus)")
+    let left = try FileManager.default.contentsOfDirectory(atPath: dir + "/out")
+    #expect(left.isEmpty, "partial output removed: \(left)")
+}
+
+@Test func killedConversionLeavesNothingThatLooksComplete() throws {
+    let dir = try temporaryFolder("sigkill")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let (p, _) = try blockedConversion(to: "out.nemo", in: dir)
+    kill(p.processIdentifier, SIGKILL)
+    p.waitUntilExit()
+    let left = try FileManager.default.contentsOfDirectory(atPath: dir + "/out")
+    #expect(!left.isEmpty, "a SIGKILL leaves the partial output")
+    // Whatever a SIGKILL leaves is hidden and named as partial.
+    for name in left { #expect(name.hasPrefix(".") && name.contains("tessera-partial")) }
+}
