@@ -35,6 +35,7 @@ public enum HDF5Store {
     }
 
     static func read(_ path: String, cache: MappingCache) throws(TesseraError) -> Catalogue {
+        let size = try fileSize(path)
         let file = try HDF5File.open(path)
         guard file.stringAttribute("format") == formatName else {
             throw TesseraError(.unsupported,
@@ -62,6 +63,7 @@ public enum HDF5Store {
                                    file: path, tensor: dpath)
             }
             let shape = info.shape
+            let geometry = try checkGeometry(shape: shape, chunk: info.chunk, elementSize: dtype.size, file: path, dataset: dpath)
             var pieces: [Piece] = []
             if let chunk = info.chunk {
                 var shuffle = false, zstd = false
@@ -76,8 +78,13 @@ public enum HDF5Store {
                     }
                 }
                 let strides = DistReader.cStrides(chunk)
-                let decoded = chunk.reduce(1, *) * dtype.size
-                for c in ds.chunks(rank: shape.count) {
+                let decoded = geometry.chunkBytes
+                guard let stored = ds.chunks(rank: shape.count, limit: geometry.gridChunks) else {
+                    throw TesseraError(.corrupt, "damaged store: the chunk index cannot be read or lists more than the "
+                                       + "\(geometry.gridChunks) chunks of the grid", file: path, tensor: dpath)
+                }
+                for c in stored {
+                    try checkChunk(c, shape: shape, chunk: chunk, fileSize: size, file: path, dataset: dpath)
                     // A set bit in the filter mask means that filter was skipped for this chunk.
                     let useShuffle = shuffle && (c.filterMask & 1) == 0
                     let useZstd = zstd && (c.filterMask & (shuffle ? 2 : 1)) == 0
@@ -105,7 +112,8 @@ public enum HDF5Store {
                     }
                 }
             } else if let offset = info.contiguousOffset {
-                pieces.append(Piece(storage: FileSlice(path: path, offset: offset, count: shape.reduce(1, *) * dtype.size),
+                try checkExtent(offset: offset, count: geometry.bytes, fileSize: size, file: path, dataset: dpath)
+                pieces.append(Piece(storage: FileSlice(path: path, offset: offset, count: geometry.bytes),
                                     dtype: dtype, storageOffset: 0, strides: DistReader.cStrides(shape), shape: shape,
                                     globalOffset: [Int](repeating: 0, count: shape.count), origin: "\(path):\(dpath)"))
             }
@@ -121,9 +129,12 @@ public enum HDF5Store {
         for opath in file.datasets(under: "/objects") {
             let ds = try file.openDataset(opath)
             let info = ds.datasetInfo()
-            let bytes = info.contiguousOffset.map { off in
-                (try? cache.file(path).bytes(offset: off, count: info.shape.reduce(1, *))).map { Array($0) } ?? []
-            } ?? []
+            let count = try checkGeometry(shape: info.shape, chunk: nil, elementSize: 1, file: path, dataset: opath).bytes
+            var bytes: [UInt8] = []
+            if let off = info.contiguousOffset {
+                try checkExtent(offset: off, count: count, fileSize: size, file: path, dataset: opath)
+                bytes = (try? cache.file(path).bytes(offset: off, count: count)).map { Array($0) } ?? []
+            }
             objects.append(ObjectEntry(name: Self.name(opath, under: "/objects"), kind: ds.stringAttribute("kind") ?? "none",
                                        bytes: bytes))
         }
@@ -150,7 +161,11 @@ public struct HDF5ArtifactContainer: Container {
             let ds = try file.openDataset(apath)
             let info = ds.datasetInfo()
             let name = String(apath.dropFirst("/artifacts/".count))
-            files[name] = FileSlice(path: path, offset: info.contiguousOffset ?? 0, count: info.contiguousOffset == nil ? 0 : info.shape.reduce(1, *))
+            let count = try HDF5Store.checkGeometry(shape: info.shape, chunk: nil, elementSize: 1, file: path, dataset: apath).bytes
+            if let offset = info.contiguousOffset {
+                try HDF5Store.checkExtent(offset: offset, count: count, fileSize: try HDF5Store.fileSize(path), file: path, dataset: apath)
+            }
+            files[name] = FileSlice(path: path, offset: info.contiguousOffset ?? 0, count: info.contiguousOffset == nil ? 0 : count)
         }
         self.files = files
     }

@@ -229,7 +229,7 @@ extension HDF5Object {
     public func datasetInfo() -> HDF5DatasetInfo {
         let space = H5Dget_space(id)
         defer { H5Sclose(space) }
-        let rank = Int(H5Sget_simple_extent_ndims(space))
+        let rank = max(0, Int(H5Sget_simple_extent_ndims(space)))
         var dims = [hsize_t](repeating: 0, count: max(rank, 1))
         H5Sget_simple_extent_dims(space, &dims, nil)
         let dcpl = H5Dget_create_plist(id)
@@ -238,7 +238,7 @@ extension HDF5Object {
         if H5Pget_layout(dcpl) == H5D_CHUNKED {
             var c = [hsize_t](repeating: 0, count: max(rank, 1))
             H5Pget_chunk(dcpl, Int32(rank), &c)
-            chunk = c.prefix(rank).map { Int($0) }
+            chunk = c.prefix(rank).map { Int(clamping: $0) }
         }
         var filters: [(Int32, [UInt32])] = []
         for i in 0..<H5Pget_nfilters(dcpl) {
@@ -262,17 +262,18 @@ extension HDF5Object {
                 fillIsZero = H5Pget_fill_value(dcpl, type, &fill) >= 0 && fill.prefix(H5Tget_size(type)).allSatisfy { $0 == 0 }
             }
         }
-        return HDF5DatasetInfo(shape: dims.prefix(rank).map { Int($0) }, chunk: chunk, filters: filters,
-                               contiguousOffset: chunk == nil && addr != tessera_haddr_undef() ? Int(addr) : nil,
+        return HDF5DatasetInfo(shape: dims.prefix(rank).map { Int(clamping: $0) }, chunk: chunk, filters: filters,
+                               contiguousOffset: chunk == nil && addr != tessera_haddr_undef() ? Int(clamping: addr) : nil,
                                elementSize: H5Tget_size(type), typeClass: H5Tget_class(type), fillIsZero: fillIsZero)
     }
 
-    /// Every stored chunk of a chunked dataset.
-    public func chunks(rank: Int) -> [HDF5Chunk] {
+    /// Every stored chunk of a chunked dataset; nil when the index cannot be read or claims
+    /// more than `limit` chunks (a damaged index: the loop over it is bounded).
+    public func chunks(rank: Int, limit: Int) -> [HDF5Chunk]? {
         let space = H5Dget_space(id)
         defer { H5Sclose(space) }
         var n: hsize_t = 0
-        H5Dget_num_chunks(id, space, &n)
+        guard H5Dget_num_chunks(id, space, &n) >= 0, n <= UInt64(max(limit, 0)) else { return nil }
         var out: [HDF5Chunk] = []
         out.reserveCapacity(Int(n))
         var offset = [hsize_t](repeating: 0, count: max(rank, 1))
@@ -280,8 +281,9 @@ extension HDF5Object {
             var mask: UInt32 = 0
             var addr: haddr_t = 0
             var size: hsize_t = 0
-            guard H5Dget_chunk_info(id, space, i, &offset, &mask, &addr, &size) >= 0 else { continue }
-            out.append(HDF5Chunk(offset: offset.prefix(rank).map { Int($0) }, filterMask: mask, address: Int(addr), size: Int(size)))
+            guard H5Dget_chunk_info(id, space, i, &offset, &mask, &addr, &size) >= 0, addr <= UInt64(Int.max),
+                  size <= UInt64(Int.max) else { return nil }
+            out.append(HDF5Chunk(offset: offset.prefix(rank).map { Int(clamping: $0) }, filterMask: mask, address: Int(addr), size: Int(size)))
         }
         return out
     }

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The test suite under AddressSanitizer and ThreadSanitizer, each in a build folder of its own
+# (.build-asan, .build-tsan; both ignored by git).
+#
+#   Tools/sanitize.sh [address|thread]... [-- swift-test-arguments]
+#
+# Exits non-zero when a sanitizer reports or a test fails; the summary line of each run is
+# printed last.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+kinds=()
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do kinds+=("$1"); shift; done
+[ "${1:-}" = "--" ] && shift
+[ ${#kinds[@]} -eq 0 ] && kinds=(address thread)
+status=0
+summary=()
+for k in "${kinds[@]}"; do
+    log=$(mktemp)
+    # ASan: leaks are not failures (the runtime keeps caches for the process's life);
+    # TSan: a report fails the run.
+    ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 TSAN_OPTIONS=halt_on_error=0 \
+        swift test --sanitize="$k" --scratch-path ".build-${k:0:1}san" "$@" >"$log" 2>&1
+    rc=$?
+    reports=$(grep -c -E "^(==[0-9]+==ERROR: AddressSanitizer|WARNING: ThreadSanitizer)" "$log")
+    tail=$(grep -E "Test run with|error:" "$log" | tail -1)
+    grep -E -A12 "^(==[0-9]+==ERROR: AddressSanitizer|WARNING: ThreadSanitizer)" "$log" | head -60
+    summary+=("$k: exit $rc, $reports sanitizer reports; $tail")
+    [ $rc -ne 0 ] || [ "$reports" -ne 0 ] && status=1
+    rm -f "$log"
+done
+printf '%s\n' "${summary[@]}"
+exit $status
