@@ -72,7 +72,7 @@ struct Convert: ParsableCommand {
     }
 
     func run() throws {
-        try runReportingErrors {
+        do {
             let cache = MappingCache()
             let cat = try Checkpoint.open(source, cache: cache)
             let spell: CanonicalName.Spelling

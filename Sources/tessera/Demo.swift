@@ -21,7 +21,7 @@ struct Demo: ParsableCommand {
     var checkpoint = "Tests/Fixtures/tiny/nemo/legacy_tp2pp2_bf16_te_bytesio.nemo"
 
     func run() throws {
-        try runReportingErrors {
+        do {
             let cache = MappingCache()
             let streamer = TensorStreamer(cache: cache)
             try OutputSink.standardOutput.writeLine("== inspect \(checkpoint)")

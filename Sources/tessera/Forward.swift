@@ -48,7 +48,7 @@ struct Forward: ParsableCommand {
     }
 
     func run() throws {
-        try runReportingErrors {
+        do {
             let sequences = try readSequences()
             let cache = MappingCache()
             let model = try Model(try Checkpoint.open(checkpoint, cache: cache), cache: cache)

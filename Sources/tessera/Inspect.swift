@@ -27,7 +27,7 @@ struct Inspect: ParsableCommand {
     var threads = 2
 
     func run() throws {
-        try runReportingErrors {
+        do {
             let cache = MappingCache()
             let cat = try Checkpoint.open(path, cache: cache)
             var sums: [String]?

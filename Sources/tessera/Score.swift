@@ -27,7 +27,7 @@ struct Tokenize: ParsableCommand {
     @Flag(help: "Time the encoding to ids only and print MB/s of text on stderr (for benchmarks; nothing on stdout).") var benchmark = false
 
     func run() throws {
-        try runReportingErrors {
+        do {
             let sp = try SentencePieceModel(path: tokenizer)
             var texts: [String] = []
             if let text { texts.append(text) }
@@ -167,7 +167,7 @@ struct Score: ParsableCommand {
     @Flag(help: "Write an error record ({\"error\": ..., \"line\": N}) for a bad line and go on, instead of stopping.") var skipBadLines = false
 
     func run() throws {
-        try runReportingErrors {
+        do {
             let cache = MappingCache()
             let cat = try Checkpoint.open(checkpoint, cache: cache)
             let model = try Model(cat, cache: cache)
@@ -248,7 +248,7 @@ struct Pairwise: ParsableCommand {
     @Flag(help: "Print the result as JSON.") var json = false
 
     func run() throws {
-        try runReportingErrors {
+        do {
             let cache = MappingCache()
             let cat = try Checkpoint.open(checkpoint, cache: cache)
             var options = ScoringOptions(maxLength: cat.config?.seqLength ?? 4096)

@@ -59,9 +59,3 @@ struct Tessera: ParsableCommand {
 
 /// When `main` began, for start-up times.
 let processStart = Date()
-
-/// Runs a command's body. Kept as the one place a command's work starts; the exit-code
-/// mapping is ``Tessera/exitStatus(reporting:)``.
-func runReportingErrors(_ body: () throws -> Void) throws {
-    try body()
-}

@@ -31,7 +31,7 @@ struct Verify: ParsableCommand {
 
     func run() throws {
         var equivalent = false
-        try runReportingErrors {
+        do {
             let cache = MappingCache()
             let ca = try Checkpoint.open(a, cache: cache), cb = try Checkpoint.open(b, cache: cache)
             var parsed: [[Int]]?
