@@ -42,7 +42,7 @@ char *tessera_list_datasets(hid_t loc);
 /* A string attribute (variable- or fixed-length) as a malloc'd C string, or NULL. */
 char *tessera_read_string_attr(hid_t obj, const char *name);
 
-/* Writes a variable-length UTF-8 string attribute (replacing one of the same name). */
+/* Writes a fixed-length, null-terminated UTF-8 string attribute (replacing one of the same name). */
 int tessera_write_string_attr(hid_t obj, const char *name, const char *value);
 
 /* Writes / reads a 64-bit integer attribute. */
