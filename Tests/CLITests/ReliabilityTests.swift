@@ -15,6 +15,7 @@ private let printingCommands: [[String]] = [
     ["tokenize", "--tokenizer", tokenizerFixture, "--text", "hello world", "--json"],
     ["verify", zarrFixture, zarrFixture, "--weights-only"],
     ["verify", zarrFixture, zarrFixture, "--weights-only", "--json"],
+    ["demo", "--checkpoint", fixtures + "/tiny/nemo/legacy_tp2pp2_bf16_te_bytesio.nemo"],
 ]
 
 @Test(arguments: printingCommands)
@@ -25,8 +26,8 @@ func standardOutputOnAFullDeviceExitsTwo(_ args: [String]) throws {
 }
 
 @Test func everyPrintingCommandIsCovered() {
-    #expect(printingCommands.count == 8)
-    #expect(Set(printingCommands.map(\.[0])) == ["inspect", "forward", "tokenize", "verify"])
+    #expect(printingCommands.count == 9)
+    #expect(Set(printingCommands.map(\.[0])) == ["inspect", "forward", "tokenize", "verify", "demo"])
 }
 
 /// `convert --json` on a full stdout: exit 2, and what it wrote is complete (committed first).
