@@ -24,14 +24,18 @@ struct Tessera: ParsableCommand {
         _ = processStart
         Termination.install()
         ProcessMemory.keepLargeAllocationsInHeap()
-        let status: Int32
+        var status: Int32
         do {
             var command = try parseAsRoot(nil)
             try command.run()
-            try OutputSink.standardOutput.flush()
             status = 0
         } catch {
             status = exitStatus(reporting: error)
+        }
+        // What a command printed before it ended (a verdict before exit 1, a report before a
+        // failure) is written out; a failure to write it is a failure of the command.
+        do throws(TesseraError) { try OutputSink.standardOutput.flush() } catch {
+            if status != 2 { status = exitStatus(reporting: error) }
         }
         Termination.exit(status)
     }

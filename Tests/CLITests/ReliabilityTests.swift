@@ -225,3 +225,23 @@ struct SplitMix {
         return z ^ (z >> 31)
     }
 }
+
+/// A negative verdict is exit 1 with its report printed (the report is written out before
+/// the process ends), and only a negative verdict is exit 1.
+@Test func aNegativeVerdictPrintsItsReportAndExitsOne() throws {
+    let dir = try temporaryFolder("verdict")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    // A copy with one output-layer weight changed (raw zarr chunk, bf16).
+    let other = dir + "/changed"
+    try FileManager.default.copyItem(atPath: zarrFixture, toPath: other)
+    let chunk = other + "/model_weights/model.output_layer.weight/0.0"
+    var bytes = try #require(FileManager.default.contents(atPath: chunk))
+    #expect(bytes.count == 512 * 64 * 2)
+    bytes[100] ^= 0x40
+    try bytes.write(to: URL(fileURLWithPath: chunk))
+    let r = try run(["verify", zarrFixture, other, "--weights-only"])
+    #expect(r.status == 1, "\(r.stderr)")
+    #expect(r.stdout.contains("NOT EQUIVALENT"))
+    let full = try run(["verify", zarrFixture, other, "--weights-only"], stdoutPath: "/dev/full")
+    #expect(full.status == 2 && full.stderr.contains("No space left on device"), "\(full.stderr)")
+}
