@@ -129,7 +129,12 @@ private func isOpeningAFIFO(_ pid: Int32) -> Bool {
     }
 }
 
-@Test(arguments: ["out", "out.nemo"])
+/// Under ThreadSanitizer (Tools/sanitize.sh sets TESSERA_SANITIZER) a signal waits for the
+/// thread it lands on to reach an intercepted call, and a thread blocked opening a FIFO never
+/// does: the interruption tests would hang there, not in Tessera.
+private let underThreadSanitizer = ProcessInfo.processInfo.environment["TESSERA_SANITIZER"] == "thread"
+
+@Test(.disabled(if: underThreadSanitizer, "ThreadSanitizer defers signals"), arguments: ["out", "out.nemo"])
 func sigtermEndsABlockedConversionWithinASecondAndRemovesItsOutput(_ name: String) throws {
     let dir = try temporaryFolder("sigterm")
     defer { try? FileManager.default.removeItem(atPath: dir) }
