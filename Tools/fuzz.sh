@@ -39,7 +39,7 @@ for t in "${targets[@]}"; do
         # its objects in a cycle that is never freed: a leak, not a crash). libhdf5 leaks on
         # some damaged files inside the library: not counted.
         leaks=$((1 - smoke)); [ "$t" = FuzzHDF5Store ] && leaks=0
-        Fuzz/.build/fuzz-bin/$t -max_total_time="$left" -timeout=10 -detect_leaks=$leaks -rss_limit_mb=3072 -malloc_limit_mb=2048 \
+        ASAN_OPTIONS=detect_leaks=$leaks Fuzz/.build/fuzz-bin/$t -max_total_time="$left" -timeout=10 -detect_leaks=$leaks -rss_limit_mb=3072 -malloc_limit_mb=2048 \
             -print_final_stats=1 -artifact_prefix="$findings/" "$corpus" "${extra[@]}" >"$log" 2>&1
         rc=$?
         n=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
