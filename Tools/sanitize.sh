@@ -24,7 +24,7 @@ for k in "${kinds[@]}"; do
     # binary before main). The Swift code is all instrumented.
     extra=(); [ "$k" = thread ] && extra=(-Xcc -fno-sanitize=thread)
     # TESSERA_SANITIZER lets the interruption tests step aside under TSan (it defers signals).
-    TESSERA_SANITIZER=$k ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 TSAN_OPTIONS=halt_on_error=0 \
+    TESSERA_SANITIZER=$k ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 TSAN_OPTIONS="halt_on_error=0 suppressions=$PWD/Tools/tsan.supp" \
         swift test --sanitize="$k" --scratch-path ".build-${k:0:1}san" "${extra[@]}" "$@" >"$log" 2>&1
     rc=$?
     reports=$(grep -c -E "^(==[0-9]+==ERROR: AddressSanitizer|WARNING: ThreadSanitizer)" "$log")
