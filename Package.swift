@@ -7,6 +7,11 @@ let package = Package(
     products: [
         .executable(name: "tessera", targets: ["tessera"]),
         .library(name: "Checkpoints", targets: ["Checkpoints"]),
+        // For the fuzz targets in Fuzz/ (a package of its own).
+        .library(name: "Platform", targets: ["Platform"]),
+        .library(name: "TorchFormat", targets: ["TorchFormat"]),
+        .library(name: "Tokenizer", targets: ["Tokenizer"]),
+        .library(name: "Scoring", targets: ["Scoring"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

@@ -26,6 +26,13 @@ def check(name, ok, detail=""):
     print(f"{'PASS' if ok else 'FAIL'} {name}{': ' + detail if detail else ''}")
 
 
+def text(obj, name):
+    """A string attribute as str: Tessera writes fixed-length UTF-8 (h5py reads bytes), other
+    writers variable-length (h5py reads str)."""
+    v = obj.attrs[name]
+    return v.decode("utf-8") if isinstance(v, bytes) else v
+
+
 def tessera(t, *args):
     return subprocess.run([t, *args], capture_output=True, text=True)
 
@@ -50,7 +57,7 @@ def main():
             continue
         bad = []
         with h5py.File(out, "r") as f:
-            assert f.attrs["format"] == "tessera-hdf5"
+            assert text(f, "format") == "tessera-hdf5"
             names = []
             def visit(name, d):
                 if isinstance(d, h5py.Dataset) and name.startswith("weights/"):
@@ -61,9 +68,9 @@ def main():
                 canon = name[len("weights/"):].replace("/", ".")
                 raw = d[()]
                 digest = hashlib.sha256(np.ascontiguousarray(raw).tobytes()).hexdigest()
-                if digest != d.attrs["sha256"] or digest != ref[dtype][canon]["sha256"]:
+                if digest != text(d, "sha256") or digest != ref[dtype][canon]["sha256"]:
                     bad.append(canon)
-                if d.attrs["dtype"] == "bfloat16":
+                if text(d, "dtype") == "bfloat16":
                     import ml_dtypes
                     raw.view(ml_dtypes.bfloat16)  # viewable as bf16
             filters = f[names[0]]._filters
@@ -83,13 +90,13 @@ def main():
             f.attrs["format"] = "tessera-hdf5"
             f.attrs["format_version"] = "1"
             f.attrs["layout"] = json.dumps({"tp": 1, "pp": 1, "key_spelling": "te"})
-            f.attrs["model_config_yaml"] = tf.attrs["model_config_yaml"]
+            f.attrs["model_config_yaml"] = text(tf, "model_config_yaml")
             def copy(name, d):
                 if isinstance(d, h5py.Dataset) and name.startswith("weights/"):
                     data = d[()]
                     chunks = tuple(grid(s) for s in data.shape)
                     nd = f.create_dataset(name, data=data, chunks=chunks, shuffle=True, compression=hdf5plugin.Zstd(clevel=1))
-                    nd.attrs["dtype"] = d.attrs["dtype"]
+                    nd.attrs["dtype"] = text(d, "dtype")
             tf.visititems(copy)
         r = tessera(a.tessera, "inspect", "--json", "--digests", h5_by_py)
         ok = r.returncode == 0

@@ -845,7 +845,7 @@ class Hdf5Reader:
     def config(self):
         import yaml
 
-        cfg = yaml.safe_load(self.f.attrs["model_config_yaml"])
+        cfg = yaml.safe_load(self.f.attrs["model_config_yaml"])  # str or bytes (fixed-length UTF-8)
         return cfg.get("model", cfg)
 
     def dataset(self, key, layer):

@@ -95,14 +95,18 @@ char *tessera_read_string_attr(hid_t obj, const char *name) {
     return result;
 }
 
+/* Fixed-length (null-terminated UTF-8), so the text lives in the object header, which the
+   1.10 format checksums; variable-length strings live in the global heap, which it does not
+   (and libhdf5 1.10 crashes on some damage there). */
 int tessera_write_string_attr(hid_t obj, const char *name, const char *value) {
     if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
     hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_size(t, strlen(value) + 1);
+    H5Tset_strpad(t, H5T_STR_NULLTERM);
     H5Tset_cset(t, H5T_CSET_UTF8);
     hid_t s = H5Screate(H5S_SCALAR);
     hid_t a = H5Acreate2(obj, name, t, s, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = a < 0 ? -1 : (H5Awrite(a, t, &value) < 0 ? -1 : 0);
+    int rc = a < 0 ? -1 : (H5Awrite(a, t, value) < 0 ? -1 : 0);
     if (a >= 0) H5Aclose(a);
     H5Sclose(s);
     H5Tclose(t);

@@ -101,7 +101,10 @@ public struct TarContainer: Container {
         func octal(_ h: [UInt8], _ at: Int, _ len: Int) -> Int? {
             if h[at] & 0x80 != 0 {   // base-256
                 var v = 0
-                for i in (at + 1)..<(at + len) { v = (v << 8) | Int(h[i]) }
+                for i in (at + 1)..<(at + len) {
+                    guard v <= Int.max >> 8 else { return nil }
+                    v = (v << 8) | Int(h[i])
+                }
                 return v
             }
             let s = field(h, at, len).trimmingCharacters(in: .whitespaces)
@@ -142,10 +145,15 @@ public struct TarContainer: Container {
                 if !prefix.isEmpty { name = prefix + "/" + name }
             }
             let dataStart = pos + 512
+            // Sizes are untrusted: a negative one would walk the archive backwards for ever.
+            guard size >= 0 else { throw TesseraError(.corrupt, "tar member '\(name)' has size \(size)", file: path) }
             guard size <= file.size - dataStart else {
                 throw TesseraError(.corrupt,
                     "tar member '\(name)' needs \(size) bytes but the archive ends after \(file.size - dataStart); it is truncated",
                     file: path)
+            }
+            if type == UInt8(ascii: "L") || type == UInt8(ascii: "x"), size > 1 << 20 {
+                throw TesseraError(.corrupt, "tar name record at byte \(pos) claims \(size) bytes", file: path)
             }
             switch type {
             case UInt8(ascii: "L"):

@@ -35,6 +35,7 @@ public enum HDF5Store {
     }
 
     static func read(_ path: String, cache: MappingCache) throws(TesseraError) -> Catalogue {
+        let size = try fileSize(path)
         let file = try HDF5File.open(path)
         guard file.stringAttribute("format") == formatName else {
             throw TesseraError(.unsupported,
@@ -62,50 +63,14 @@ public enum HDF5Store {
                                    file: path, tensor: dpath)
             }
             let shape = info.shape
+            let geometry = try checkGeometry(shape: shape, chunk: info.chunk, elementSize: dtype.size, file: path, dataset: dpath)
             var pieces: [Piece] = []
             if let chunk = info.chunk {
-                var shuffle = false, zstd = false
-                for (i, (id, _)) in info.filters.enumerated() {
-                    switch id {
-                    case 2: shuffle = true
-                    case 32015: zstd = true
-                    default:
-                        throw TesseraError(.unsupported,
-                            "dataset uses HDF5 filter \(id) (position \(i)); only shuffle (2) and zstd (32015) are read",
-                            file: path, tensor: dpath)
-                    }
-                }
-                let strides = DistReader.cStrides(chunk)
-                let decoded = chunk.reduce(1, *) * dtype.size
-                for c in ds.chunks(rank: shape.count) {
-                    // A set bit in the filter mask means that filter was skipped for this chunk.
-                    let useShuffle = shuffle && (c.filterMask & 1) == 0
-                    let useZstd = zstd && (c.filterMask & (shuffle ? 2 : 1)) == 0
-                    let encoding: PieceEncoding = useZstd ? .zstd(shuffled: useShuffle, decodedBytes: decoded)
-                        : (useShuffle ? .shuffled(decodedBytes: decoded) : .raw)
-                    let pshape = shape.indices.map { min(chunk[$0], shape[$0] - c.offset[$0]) }
-                    var p = Piece(storage: FileSlice(path: path, offset: c.address, count: c.size), dtype: dtype,
-                                  storageOffset: 0, strides: strides, shape: pshape, globalOffset: c.offset,
-                                  origin: "\(path):\(dpath) chunk \(c.offset)")
-                    p.encoding = encoding
-                    if encoding == .raw, c.size != decoded {
-                        throw TesseraError(.corrupt, "chunk at \(c.offset) holds \(c.size) bytes, expected \(decoded)", file: path, tensor: dpath)
-                    }
-                    pieces.append(p)
-                }
-                // Chunks never written hold the fill value: zeros, when it is zero.
-                if info.fillIsZero, pieces.count < Box.gridCount(shape: shape, chunk: chunk) {
-                    let stored = Set(pieces.map(\.globalOffset))
-                    for (_, box) in Box.grid(shape: shape, chunk: chunk) where !stored.contains(box.offset) {
-                        var p = Piece(storage: FileSlice(path: path, offset: 0, count: 0), dtype: dtype, storageOffset: 0,
-                                      strides: strides, shape: box.shape, globalOffset: box.offset,
-                                      origin: "\(path):\(dpath) chunk \(box.offset) (not written: zeros)")
-                        p.encoding = .zeros(decodedBytes: decoded)
-                        pieces.append(p)
-                    }
-                }
+                pieces = try chunkedPieces(ds, info: info, chunk: chunk, dtype: dtype, geometry: geometry, fileSize: size,
+                                           path: path, dataset: dpath)
             } else if let offset = info.contiguousOffset {
-                pieces.append(Piece(storage: FileSlice(path: path, offset: offset, count: shape.reduce(1, *) * dtype.size),
+                try checkExtent(offset: offset, count: geometry.bytes, fileSize: size, file: path, dataset: dpath)
+                pieces.append(Piece(storage: FileSlice(path: path, offset: offset, count: geometry.bytes),
                                     dtype: dtype, storageOffset: 0, strides: DistReader.cStrides(shape), shape: shape,
                                     globalOffset: [Int](repeating: 0, count: shape.count), origin: "\(path):\(dpath)"))
             }
@@ -121,9 +86,12 @@ public enum HDF5Store {
         for opath in file.datasets(under: "/objects") {
             let ds = try file.openDataset(opath)
             let info = ds.datasetInfo()
-            let bytes = info.contiguousOffset.map { off in
-                (try? cache.file(path).bytes(offset: off, count: info.shape.reduce(1, *))).map { Array($0) } ?? []
-            } ?? []
+            let count = try checkGeometry(shape: info.shape, chunk: nil, elementSize: 1, file: path, dataset: opath).bytes
+            var bytes: [UInt8] = []
+            if let off = info.contiguousOffset {
+                try checkExtent(offset: off, count: count, fileSize: size, file: path, dataset: opath)
+                bytes = (try? cache.file(path).bytes(offset: off, count: count)).map { Array($0) } ?? []
+            }
             objects.append(ObjectEntry(name: Self.name(opath, under: "/objects"), kind: ds.stringAttribute("kind") ?? "none",
                                        bytes: bytes))
         }
@@ -134,6 +102,61 @@ public enum HDF5Store {
                                   spelling: spelling, container: container, weightsPath: "")
         catalogue.stageLayers = stageLayers
         return catalogue
+    }
+
+    /// The pieces of a chunked dataset: its stored chunks (each checked against the file and
+    /// the grid) and, when the fill value is zero, the chunks never written as zeros.
+    static func chunkedPieces(_ ds: borrowing HDF5Object, info: HDF5DatasetInfo, chunk: [Int], dtype: DType,
+                              geometry: (bytes: Int, chunkBytes: Int, gridChunks: Int), fileSize size: Int,
+                              path: String, dataset dpath: String) throws(TesseraError) -> [Piece] {
+        let shape = info.shape
+        var pieces: [Piece] = []
+        var shuffle = false, zstd = false
+        for (i, (id, _)) in info.filters.enumerated() {
+            switch id {
+            case 2: shuffle = true
+            case 32015: zstd = true
+            default:
+                throw TesseraError(.unsupported,
+                    "dataset uses HDF5 filter \(id) (position \(i)); only shuffle (2) and zstd (32015) are read",
+                    file: path, tensor: dpath)
+            }
+        }
+        let strides = DistReader.cStrides(chunk)
+        let decoded = geometry.chunkBytes
+        guard let stored = ds.chunks(rank: shape.count, limit: geometry.gridChunks) else {
+            throw TesseraError(.corrupt, "damaged store: the chunk index cannot be read or lists more than the "
+                               + "\(geometry.gridChunks) chunks of the grid", file: path, tensor: dpath)
+        }
+        for c in stored {
+            try checkChunk(c, shape: shape, chunk: chunk, fileSize: size, file: path, dataset: dpath)
+            // A set bit in the filter mask means that filter was skipped for this chunk.
+            let useShuffle = shuffle && (c.filterMask & 1) == 0
+            let useZstd = zstd && (c.filterMask & (shuffle ? 2 : 1)) == 0
+            let encoding: PieceEncoding = useZstd ? .zstd(shuffled: useShuffle, decodedBytes: decoded)
+                : (useShuffle ? .shuffled(decodedBytes: decoded) : .raw)
+            let pshape = shape.indices.map { min(chunk[$0], shape[$0] - c.offset[$0]) }
+            var p = Piece(storage: FileSlice(path: path, offset: c.address, count: c.size), dtype: dtype,
+                          storageOffset: 0, strides: strides, shape: pshape, globalOffset: c.offset,
+                          origin: "\(path):\(dpath) chunk \(c.offset)")
+            p.encoding = encoding
+            if encoding == .raw, c.size != decoded {
+                throw TesseraError(.corrupt, "chunk at \(c.offset) holds \(c.size) bytes, expected \(decoded)", file: path, tensor: dpath)
+            }
+            pieces.append(p)
+        }
+        // Chunks never written hold the fill value: zeros, when it is zero.
+        if info.fillIsZero, pieces.count < Box.gridCount(shape: shape, chunk: chunk) {
+            let stored = Set(pieces.map(\.globalOffset))
+            for (_, box) in Box.grid(shape: shape, chunk: chunk) where !stored.contains(box.offset) {
+                var p = Piece(storage: FileSlice(path: path, offset: 0, count: 0), dtype: dtype, storageOffset: 0,
+                              strides: strides, shape: box.shape, globalOffset: box.offset,
+                              origin: "\(path):\(dpath) chunk \(box.offset) (not written: zeros)")
+                p.encoding = .zeros(decodedBytes: decoded)
+                pieces.append(p)
+            }
+        }
+        return pieces
     }
 }
 
@@ -150,7 +173,11 @@ public struct HDF5ArtifactContainer: Container {
             let ds = try file.openDataset(apath)
             let info = ds.datasetInfo()
             let name = String(apath.dropFirst("/artifacts/".count))
-            files[name] = FileSlice(path: path, offset: info.contiguousOffset ?? 0, count: info.contiguousOffset == nil ? 0 : info.shape.reduce(1, *))
+            let count = try HDF5Store.checkGeometry(shape: info.shape, chunk: nil, elementSize: 1, file: path, dataset: apath).bytes
+            if let offset = info.contiguousOffset {
+                try HDF5Store.checkExtent(offset: offset, count: count, fileSize: try HDF5Store.fileSize(path), file: path, dataset: apath)
+            }
+            files[name] = FileSlice(path: path, offset: info.contiguousOffset ?? 0, count: info.contiguousOffset == nil ? 0 : count)
         }
         self.files = files
     }

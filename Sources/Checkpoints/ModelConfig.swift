@@ -110,6 +110,16 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         seqLength = int("encoder_seq_length") ?? int("seq_length") ?? int("max_position_embeddings")
         activation = string("activation") ?? "gelu"
         normalization = string("normalization") ?? "layernorm"
+        guard Self.activations.contains(activation) else {
+            throw TesseraError(.unsupported, "unknown activation '\(activation)' (known: \(Self.activations.sorted().joined(separator: ", ")))", file: file)
+        }
+        guard Self.normalizations.contains(normalization.lowercased()) else {
+            throw TesseraError(.unsupported, "unknown normalization '\(normalization)' (known: \(Self.normalizations.sorted().joined(separator: ", ")))",
+                               file: file)
+        }
+        try Self.checkSizes([("num_layers", numLayers, 1 << 16), ("hidden_size", hiddenSize, 1 << 20),
+                             ("num_attention_heads", numAttentionHeads, 1 << 16), ("ffn_hidden_size", ffnHiddenSize, 1 << 22),
+                             ("num_query_groups", numQueryGroups, 1 << 16), ("kv_channels", kvChannels, 1 << 16)], file: file)
         layernormZeroCenteredGamma = bool("layernorm_zero_centered_gamma") ?? (normalization == "layernorm1p")
         layernormEpsilon = double("layernorm_epsilon") ?? 1e-5
         bias = bool("bias") ?? true
@@ -132,6 +142,19 @@ public struct ModelConfig: Sendable, Equatable, Codable {
             tokenizerModel = nil
         }
         distCkptFormat = string("dist_ckpt_format")
+    }
+
+    /// The MLP activations the engine runs (NeMo's spellings).
+    public static let activations: Set<String> = ["gelu", "geglu", "fast-geglu", "relu", "squared-relu", "swiglu", "fast-swiglu"]
+    /// The normalizations the engine runs (compared lower-cased).
+    public static let normalizations: Set<String> = ["layernorm", "layernorm1p", "rmsnorm"]
+
+    /// Refuses a size that is not positive or beyond `limit` (sizes from a file are untrusted:
+    /// they drive allocations).
+    static func checkSizes(_ sizes: [(String, Int, Int)], file: String?) throws(TesseraError) {
+        for (key, value, limit) in sizes where value < 1 || value > limit {
+            throw TesseraError(.corrupt, "model config '\(key)' is \(value), outside 1...\(limit)", file: file)
+        }
     }
 
     /// The padded vocabulary NeMo builds for `vocab` tokens at tensor-parallel size `tp`.

@@ -3,6 +3,7 @@ import CKernels
 import Dispatch
 import Foundation
 import Platform
+import Synchronization
 
 /// Arithmetic precision of a forward pass.
 public enum Precision: String, Sendable, CaseIterable {
@@ -81,6 +82,9 @@ public struct KVCache: Sendable {
 /// format and layout: each linear layer is computed piece by piece as its tensor-parallel
 /// shards lie on disk (column-parallel pieces write disjoint outputs, row-parallel pieces
 /// are partial products summed in rank order).
+///
+/// Sendable: calls may come from several threads; they run one at a time (the scratch block
+/// and the weights' page-release setting are shared), each using both cores inside.
 public final class Model: @unchecked Sendable {
     public let config: ModelConfig
     let weights: WeightReader
@@ -89,7 +93,13 @@ public final class Model: @unchecked Sendable {
     /// Drop each layer's mapped weight pages once used, so resident memory stays about one
     /// layer whatever the model's size (the pages stay in the page cache while memory allows).
     /// Off by default: repeated runs (scoring batch after batch) then find the weights mapped.
-    public var releaseWeights = false
+    public var releaseWeights: Bool {
+        get { releasing.withLock { $0 } }
+        set { releasing.withLock { $0 = newValue } }
+    }
+    private let releasing = Mutex(false)
+    /// Held for the length of a call that uses `block`: concurrent calls wait their turn.
+    private let calls = NSLock()
     /// Scratch for one block of converted weights.
     private let block: UnsafeMutablePointer<Float>
     private let blockCapacity: Int
@@ -330,6 +340,8 @@ public final class Model: @unchecked Sendable {
     /// `logits: false` skips the output layer (a vocabulary-sized GEMM) when only the reward
     /// head is wanted.
     public func forward(batch: [Segment], precision: Precision = .bf16, logits: Bool = true) throws(TesseraError) -> [ForwardResult] {
+        calls.lock()
+        defer { calls.unlock() }
         let (finals, _) = try run(batch, keepCache: false, precision: precision)
         return try heads(finals, precision: precision, logits: logits)
     }
@@ -341,7 +353,9 @@ public final class Model: @unchecked Sendable {
 
     /// Prefills several sequences together.
     public func prefill(batch: [[Int]], precision: Precision = .bf16) throws(TesseraError) -> [KVCache] {
-        try run(batch.map { Segment(ids: $0) }, keepCache: true, precision: precision).1.map { $0! }
+        calls.lock()
+        defer { calls.unlock() }
+        return try run(batch.map { Segment(ids: $0) }, keepCache: true, precision: precision).1.map { $0! }
     }
 
     /// The outputs at token `id` placed right after the first `prefix` positions of `cache`

@@ -22,7 +22,8 @@ public struct HDF5Object: ~Copyable {
         self.kind = kind
     }
 
-    deinit {
+    /// Closes `id` with the H5*close of its kind.
+    private static func close(_ id: hid_t, _ kind: Kind) -> herr_t {
         switch kind {
         case .file: H5Fclose(id)
         case .dataset: H5Dclose(id)
@@ -33,6 +34,16 @@ public struct HDF5Object: ~Copyable {
         case .attribute: H5Aclose(id)
         }
     }
+
+    /// Closes the object, reporting a failure (for a file being written: its last metadata
+    /// could not be written, e.g. a full disk).
+    public consuming func close(file: String?) throws(TesseraError) {
+        let (id, kind) = (self.id, self.kind)
+        discard self
+        guard Self.close(id, kind) >= 0 else { throw TesseraError(.io, "HDF5: closing failed (disk full or I/O error?)", file: file) }
+    }
+
+    deinit { _ = Self.close(id, kind) }
 }
 
 /// Process-wide HDF5 set-up: silence the library's own error printing, register zstd.
@@ -62,12 +73,14 @@ public struct HDF5File: ~Copyable {
     /// no O_DIRECT); the file is a plain HDF5 file either way.
     public static func create(_ path: String, direct: Bool = false) throws(TesseraError) -> HDF5File {
         try HDF5Library.prepare()
-        var fapl = hid_t(H5P_DEFAULT)
-        if direct {
-            fapl = tessera_direct_fapl()
-            guard fapl >= 0 else { throw TesseraError(.io, "HDF5: cannot set up the O_DIRECT file driver", file: path) }
+        let fapl = direct ? tessera_direct_fapl() : H5Pcreate(tessera_h5p_file_access())
+        guard fapl >= 0 else { throw TesseraError(.io, "HDF5: cannot set up the file driver", file: path) }
+        defer { H5Pclose(fapl) }
+        // libver bounds "latest" (1.10 is the newest format libhdf5 1.10 writes): checksummed metadata throughout (v3 superblock, v2 object headers, checksummed
+        // chunk indexes), so libhdf5 itself detects damage when the store is read.
+        guard H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) >= 0 else {
+            throw TesseraError(.io, "HDF5: cannot ask for the checksummed file format", file: path)
         }
-        defer { if direct { H5Pclose(fapl) } }
         let id = H5Fcreate(path, tessera_h5f_acc_trunc(), hid_t(H5P_DEFAULT), fapl)
         return HDF5File(path: path, handle: try HDF5Object(id, .file, "create", file: path))
     }
@@ -185,8 +198,14 @@ public struct HDF5File: ~Copyable {
         }
     }
 
-    /// Flushes everything to the file.
-    public func flush() { H5Fflush(handle.id, H5F_SCOPE_GLOBAL) }
+    /// Flushes everything and closes the file, reporting a failure (a full disk, EFBIG, EIO):
+    /// a store being written is complete only once this returns.
+    public consuming func close() throws(TesseraError) {
+        guard H5Fflush(handle.id, H5F_SCOPE_GLOBAL) >= 0 else {
+            throw TesseraError(.io, "HDF5: writing the file failed (disk full or I/O error?)", file: path)
+        }
+        try handle.close(file: path)
+    }
 }
 
 /// Facts about an open dataset.
@@ -210,7 +229,7 @@ extension HDF5Object {
     public func datasetInfo() -> HDF5DatasetInfo {
         let space = H5Dget_space(id)
         defer { H5Sclose(space) }
-        let rank = Int(H5Sget_simple_extent_ndims(space))
+        let rank = max(0, Int(H5Sget_simple_extent_ndims(space)))
         var dims = [hsize_t](repeating: 0, count: max(rank, 1))
         H5Sget_simple_extent_dims(space, &dims, nil)
         let dcpl = H5Dget_create_plist(id)
@@ -219,7 +238,7 @@ extension HDF5Object {
         if H5Pget_layout(dcpl) == H5D_CHUNKED {
             var c = [hsize_t](repeating: 0, count: max(rank, 1))
             H5Pget_chunk(dcpl, Int32(rank), &c)
-            chunk = c.prefix(rank).map { Int($0) }
+            chunk = c.prefix(rank).map { Int(clamping: $0) }
         }
         var filters: [(Int32, [UInt32])] = []
         for i in 0..<H5Pget_nfilters(dcpl) {
@@ -243,17 +262,18 @@ extension HDF5Object {
                 fillIsZero = H5Pget_fill_value(dcpl, type, &fill) >= 0 && fill.prefix(H5Tget_size(type)).allSatisfy { $0 == 0 }
             }
         }
-        return HDF5DatasetInfo(shape: dims.prefix(rank).map { Int($0) }, chunk: chunk, filters: filters,
-                               contiguousOffset: chunk == nil && addr != tessera_haddr_undef() ? Int(addr) : nil,
+        return HDF5DatasetInfo(shape: dims.prefix(rank).map { Int(clamping: $0) }, chunk: chunk, filters: filters,
+                               contiguousOffset: chunk == nil && addr != tessera_haddr_undef() ? Int(clamping: addr) : nil,
                                elementSize: H5Tget_size(type), typeClass: H5Tget_class(type), fillIsZero: fillIsZero)
     }
 
-    /// Every stored chunk of a chunked dataset.
-    public func chunks(rank: Int) -> [HDF5Chunk] {
+    /// Every stored chunk of a chunked dataset; nil when the index cannot be read or claims
+    /// more than `limit` chunks (a damaged index: the loop over it is bounded).
+    public func chunks(rank: Int, limit: Int) -> [HDF5Chunk]? {
         let space = H5Dget_space(id)
         defer { H5Sclose(space) }
         var n: hsize_t = 0
-        H5Dget_num_chunks(id, space, &n)
+        guard H5Dget_num_chunks(id, space, &n) >= 0, n <= UInt64(max(limit, 0)) else { return nil }
         var out: [HDF5Chunk] = []
         out.reserveCapacity(Int(n))
         var offset = [hsize_t](repeating: 0, count: max(rank, 1))
@@ -261,8 +281,9 @@ extension HDF5Object {
             var mask: UInt32 = 0
             var addr: haddr_t = 0
             var size: hsize_t = 0
-            guard H5Dget_chunk_info(id, space, i, &offset, &mask, &addr, &size) >= 0 else { continue }
-            out.append(HDF5Chunk(offset: offset.prefix(rank).map { Int($0) }, filterMask: mask, address: Int(addr), size: Int(size)))
+            guard H5Dget_chunk_info(id, space, i, &offset, &mask, &addr, &size) >= 0, addr <= UInt64(Int.max),
+                  size <= UInt64(Int.max) else { return nil }
+            out.append(HDF5Chunk(offset: offset.prefix(rank).map { Int(clamping: $0) }, filterMask: mask, address: Int(addr), size: Int(size)))
         }
         return out
     }

@@ -25,7 +25,7 @@ public struct MappedRegion: ~Copyable, @unchecked Sendable {
         }
         let p = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0)
         guard let p, p != MAP_FAILED else {
-            throw TesseraError(.io, "cannot map: \(String(cString: strerror(errno)))", file: path)
+            throw TesseraError.system("cannot map", file: path, errorNumber: errno)
         }
         base = UnsafeRawPointer(p)
         count = size
@@ -210,7 +210,7 @@ public struct ReadOnlyFile: ~Copyable, Sendable {
     /// A read-only descriptor of `path` (closed on exec) and the file's size.
     static func open(_ path: String, flags: Int32 = 0) throws(TesseraError) -> (Int32, Int) {
         let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | flags)
-        guard fd >= 0 else { throw TesseraError(.io, "cannot open: \(String(cString: strerror(errno)))", file: path) }
+        guard fd >= 0 else { throw TesseraError.system("cannot open", file: path, errorNumber: errno) }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
             let reason = String(cString: strerror(errno))
@@ -230,7 +230,7 @@ public struct ReadOnlyFile: ~Copyable, Sendable {
         while done < count {
             let n = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, count - done, off_t(offset + done)) }
             if n < 0, errno == EINTR { continue }
-            guard n > 0 else { throw TesseraError(.io, "read failed at \(offset + done): \(String(cString: strerror(errno)))", file: path) }
+            guard n > 0 else { throw TesseraError.system("read failed at \(offset + done)", file: path, errorNumber: errno) }
             done += n
         }
         return out

@@ -124,10 +124,10 @@ final class BackgroundWriter: @unchecked Sendable {
     /// Gives the file its final size (a hole at the end was never written).
     static func setSize(_ fd: Int32, _ path: String, _ size: Int) throws(TesseraError) {
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw TesseraError(.io, "cannot stat: \(String(cString: strerror(errno)))", file: path) }
+        guard fstat(fd, &st) == 0 else { throw TesseraError.system("cannot stat", file: path, errorNumber: errno) }
         guard st.st_mode & S_IFMT == S_IFREG, Int(st.st_size) < size else { return }
         guard ftruncate(fd, off_t(size)) == 0 else {
-            throw TesseraError(.io, "cannot extend to \(size) bytes: \(String(cString: strerror(errno)))", file: path)
+            throw TesseraError.system("cannot extend to \(size) bytes", file: path, errorNumber: errno)
         }
     }
 
@@ -139,7 +139,7 @@ final class BackgroundWriter: @unchecked Sendable {
             if let e = self.error { closes.record(e) }
             do throws(TesseraError) { try Self.setSize(fd, path, size) } catch { closes.record(error) }
             if Glibc.close(fd) != 0 {
-                closes.record(TesseraError(.io, "closing failed: \(String(cString: strerror(errno)))", file: path))
+                closes.record(TesseraError.system("closing failed", file: path, errorNumber: errno))
             }
             if directFD >= 0 { Glibc.close(directFD) }
             directClosed = true
@@ -192,7 +192,7 @@ public struct OutputFile: ~Copyable {
     public init(creating path: String) throws(TesseraError) {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
-            throw TesseraError(.io, "cannot create: \(String(cString: strerror(errno)))", file: path)
+            throw TesseraError.system("cannot create", file: path, errorNumber: errno)
         }
         self.path = path
         self.fd = fd
@@ -203,7 +203,7 @@ public struct OutputFile: ~Copyable {
     public init(updating path: String) throws(TesseraError) {
         let fd = open(path, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else {
-            throw TesseraError(.io, "cannot open for writing: \(String(cString: strerror(errno)))", file: path)
+            throw TesseraError.system("cannot open for writing", file: path, errorNumber: errno)
         }
         self.path = path
         self.fd = fd
@@ -235,7 +235,7 @@ public struct OutputFile: ~Copyable {
             let n = offset.map { pwrite(fd, base + done, count - done, off_t($0 + done)) } ?? Glibc.write(fd, base + done, count - done)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw TesseraError(.io, "write failed: \(String(cString: strerror(errno)))", file: path)
+                throw TesseraError.system("write failed", file: path, errorNumber: errno)
             }
             done += n
         }
@@ -341,7 +341,7 @@ public struct OutputFile: ~Copyable {
             throw error
         }
         guard Glibc.close(fd) == 0 else {
-            throw TesseraError(.io, "closing failed: \(String(cString: strerror(errno)))", file: path)
+            throw TesseraError.system("closing failed", file: path, errorNumber: errno)
         }
     }
 
@@ -386,7 +386,7 @@ public struct AtomicDestination: Sendable {
         if fd >= 0 {
             let rc = syncfs(fd)
             close(fd)
-            guard rc == 0 else { throw TesseraError(.io, "syncing the output failed: \(String(cString: strerror(errno)))", file: path) }
+            guard rc == 0 else { throw TesseraError.system("syncing the output failed", file: path, errorNumber: errno) }
         }
         if FileManager.default.fileExists(atPath: path) {
             do { try FileManager.default.removeItem(atPath: path) } catch {
@@ -394,7 +394,7 @@ public struct AtomicDestination: Sendable {
             }
         }
         guard rename(temporaryPath, path) == 0 else {
-            throw TesseraError(.io, "cannot rename \(temporaryPath) into place: \(String(cString: strerror(errno)))", file: path)
+            throw TesseraError.system("cannot rename \(temporaryPath) into place", file: path, errorNumber: errno)
         }
         PartialOutputs.remove(temporaryPath)
     }

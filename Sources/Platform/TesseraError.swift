@@ -1,3 +1,5 @@
+import Glibc
+
 /// A failure with a stable code, a human message and the context needed to act on it
 /// (the file, the tensor, what was expected).
 public struct TesseraError: Error, CustomStringConvertible, Sendable, Equatable {
@@ -20,12 +22,20 @@ public struct TesseraError: Error, CustomStringConvertible, Sendable, Equatable 
     public var file: String?
     /// The tensor (or object) concerned, when there is one.
     public var tensor: String?
+    /// The operating system's error number (`errno`) behind an I/O failure, when there is one.
+    public var errorNumber: Int32?
 
-    public init(_ code: Code, _ message: String, file: String? = nil, tensor: String? = nil) {
+    public init(_ code: Code, _ message: String, file: String? = nil, tensor: String? = nil, errorNumber: Int32? = nil) {
         self.code = code
         self.message = message
         self.file = file
         self.tensor = tensor
+        self.errorNumber = errorNumber
+    }
+
+    /// An I/O failure from a system call: "`what`: <strerror>", with `number` kept as data.
+    public static func system(_ what: String, file: String?, errorNumber number: Int32) -> TesseraError {
+        TesseraError(.io, "\(what): \(String(cString: strerror(number)))", file: file, errorNumber: number)
     }
 
     /// The same error with a file attached, unless it already names one.

@@ -119,6 +119,15 @@ public indirect enum JSONValue: Sendable, Equatable {
     struct Parser {
         let bytes: [UInt8]
         var pos = 0
+        /// Arrays and objects open around the current value: nesting is untrusted, and each
+        /// level is a level of recursion here and wherever the value is walked.
+        var depth = 0
+        static let maxDepth = 256
+
+        mutating func enter() throws(TesseraError) {
+            depth += 1
+            guard depth <= Self.maxDepth else { throw fail("nested deeper than \(Self.maxDepth) levels") }
+        }
 
         func fail(_ what: String) -> TesseraError { TesseraError(.corrupt, "invalid JSON at byte \(pos): \(what)") }
 
@@ -136,6 +145,8 @@ public indirect enum JSONValue: Sendable, Equatable {
             switch bytes[pos] {
             case UInt8(ascii: "{"):
                 pos += 1
+                try enter()
+                defer { depth -= 1 }
                 var fields: [(String, JSONValue)] = []
                 skipSpace()
                 if pos < bytes.count, bytes[pos] == UInt8(ascii: "}") { pos += 1; return .object(fields) }
@@ -156,6 +167,8 @@ public indirect enum JSONValue: Sendable, Equatable {
                 }
             case UInt8(ascii: "["):
                 pos += 1
+                try enter()
+                defer { depth -= 1 }
                 var items: [JSONValue] = []
                 skipSpace()
                 if pos < bytes.count, bytes[pos] == UInt8(ascii: "]") { pos += 1; return .array(items) }

@@ -130,9 +130,9 @@ public enum Converter {
                 try copyTree(c, c.join(root, name), to: folder + "/" + name, cache: cache)
             }
         }
-        do { try configText(plan, cache: cache).write(toFile: folder + "/model_config.yaml", atomically: false, encoding: .utf8) } catch {
-            throw TesseraError(.io, "cannot write: \(error)", file: folder + "/model_config.yaml")
-        }
+        var config = try OutputFile(creating: folder + "/model_config.yaml")
+        try config.write(Array(try configText(plan, cache: cache).utf8))
+        try config.close()
     }
 
     static func copyTree(_ c: any Container, _ path: String, to dst: String, cache: MappingCache) throws(TesseraError) {

@@ -87,7 +87,7 @@ struct HDF5Writer {
                                                 chunk: nil, zstdLevel: nil)
                 try withBytes(bytes) { (b) throws(TesseraError) in try file.write(ds, memoryType: HDF5File.storedType(.uint8), bytes: b) }
             }
-            file.flush()
+            try file.close()
         }
         if !contiguous.isEmpty {
             // Uncompressed: fill the allocated contiguous datasets in place.
@@ -110,6 +110,7 @@ struct HDF5Writer {
                 guard let digest = digests[i] else { continue }
                 try file.setStringAttribute("sha256", digest, at: HDF5Store.path(t.name, under: "/weights"))
             }
+            try file.close()
         }
     }
 

@@ -327,14 +327,25 @@ public struct Unpickler {
             }
             dtype = d
         }
+        // Sizes are untrusted: every dimension a size, their product and the view's reach
+        // computed without overflow.
+        guard shape.allSatisfy({ $0 >= 0 }), strides.allSatisfy({ $0 >= 0 }) else { throw bad("negative size or stride") }
+        var elements = 1
+        for n in shape {
+            let (p, overflow) = elements.multipliedReportingOverflow(by: n)
+            guard !overflow else { throw bad("tensor size \(shape) overflows") }
+            elements = p
+        }
         let t = TensorRecord(storage: storage, dtype: dtype, storageOffset: offset, shape: shape, strides: strides)
         // The furthest element the view touches must lie inside the storage.
         let storageElements = storage.bytes.count / dtype.size
-        if t.elementCount > 0 {
+        if elements > 0 {
             var last = offset
             for (n, s) in zip(shape, strides) {
-                guard s >= 0 else { throw bad("negative stride") }
-                last += (n - 1) * s
+                let (step, o1) = (n - 1).multipliedReportingOverflow(by: s)
+                let (sum, o2) = last.addingReportingOverflow(step)
+                guard !o1, !o2 else { throw bad("tensor view \(shape) with strides \(strides) overflows") }
+                last = sum
             }
             guard offset >= 0, last < storageElements else {
                 throw TesseraError(.outOfBounds,

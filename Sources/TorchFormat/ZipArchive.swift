@@ -64,17 +64,19 @@ public struct ZipArchive: Sendable {
         var cdSize = Int(le32(tail, eocd + 12))
         var cdOffset = Int(le32(tail, eocd + 16))
         if eocd >= 20, le32(tail, eocd - 20) == 0x0706_4b50 {
-            let z64 = Int(le64(tail, eocd - 20 + 8))
-            guard z64 >= 0, z64 + 56 <= n else { throw corrupt("zip64 end record out of place") }
+            let z64 = Int(clamping: le64(tail, eocd - 20 + 8))
+            guard z64 <= n - 56 else { throw corrupt("zip64 end record out of place") }
             let rec = try file.read(base + z64, 56)
             guard le32(rec, 0) == 0x0606_4b50 else { throw corrupt("zip64 end record out of place") }
-            count = Int(le64(rec, 32))
-            cdSize = Int(le64(rec, 40))
-            cdOffset = Int(le64(rec, 48))
+            count = Int(clamping: le64(rec, 32))
+            cdSize = Int(clamping: le64(rec, 40))
+            cdOffset = Int(clamping: le64(rec, 48))
         }
         guard cdOffset >= 0, cdSize >= 0, cdOffset <= n, cdSize <= n - cdOffset else {
             throw corrupt("central directory at \(cdOffset)+\(cdSize) outside \(n) bytes")
         }
+        // The count is untrusted: each entry takes at least 46 bytes of the directory.
+        guard count <= cdSize / 46 else { throw corrupt("\(count) entries cannot fit a \(cdSize)-byte central directory") }
         let cd = try file.read(base + cdOffset, cdSize)
         var entries: [ZipEntry] = []
         entries.reserveCapacity(count)
@@ -100,13 +102,13 @@ public struct ZipArchive: Sendable {
                 let len = Int(le16(cd, e + 2))
                 if tag == 0x0001 {
                     var q = e + 4
-                    if size == 0xFFFF_FFFF, q + 8 <= e + 4 + len { size = Int(le64(cd, q)); q += 8 }
-                    if compSize == 0xFFFF_FFFF, q + 8 <= e + 4 + len { compSize = Int(le64(cd, q)); q += 8 }
-                    if local == 0xFFFF_FFFF, q + 8 <= e + 4 + len { local = Int(le64(cd, q)); q += 8 }
+                    if size == 0xFFFF_FFFF, q + 8 <= e + 4 + len { size = Int(clamping: le64(cd, q)); q += 8 }
+                    if compSize == 0xFFFF_FFFF, q + 8 <= e + 4 + len { compSize = Int(clamping: le64(cd, q)); q += 8 }
+                    if local == 0xFFFF_FFFF, q + 8 <= e + 4 + len { local = Int(clamping: le64(cd, q)); q += 8 }
                 }
                 e += 4 + len
             }
-            guard local >= 0, local + 30 <= n else { throw corrupt("local header of '\(name)' missing at \(local)") }
+            guard local >= 0, local <= n - 30 else { throw corrupt("local header of '\(name)' missing at \(local)") }
             let header = try file.read(base + local, 30)
             guard le32(header, 0) == 0x0403_4b50 else { throw corrupt("local header of '\(name)' missing at \(local)") }
             let dataStart = local + 30 + Int(le16(header, 26)) + Int(le16(header, 28))

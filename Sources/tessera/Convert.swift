@@ -3,7 +3,6 @@ import Checkpoints
 import Foundation
 import Platform
 import Sharding
-import Synchronization
 
 extension OutputFormat: ExpressibleByArgument {}
 extension VocabularyRows: ExpressibleByArgument {}
@@ -76,7 +75,7 @@ struct Convert: ParsableCommand {
     }
 
     func run() throws {
-        try runReportingErrors {
+        do {
             let cache = MappingCache()
             let cat = try Checkpoint.open(source, cache: cache)
             let spell: CanonicalName.Spelling
@@ -107,14 +106,8 @@ struct Convert: ParsableCommand {
             }
             let bar = Progress(total: cat.byteCount, label: "convert", enabled: !json)
             let start = Date()
-            // Test hook: stall once this many bytes are written, so a test can interrupt a run mid-way.
-            let stallAfter = ProcessInfo.processInfo.environment["TESSERA_TEST_STALL_AFTER_BYTES"].flatMap { Int($0) }
-            let written = Atomic<Int>(0)
             let report = try Converter.convert(cat, to: destination, layout: layout, force: force, cache: cache) {
                 bar.advance($0)
-                if let stallAfter, written.add($0, ordering: .relaxed).newValue > stallAfter {
-                    while true { sleep(60) }
-                }
             }
             bar.finish()
             let seconds = Date().timeIntervalSince(start)
@@ -123,10 +116,10 @@ struct Convert: ParsableCommand {
                                           "seconds": seconds, "notes": report.notes, "vocabulary": report.vocabulary,
                                           "tp": tp, "pp": pp, "format": format.rawValue]
                 let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
-                print(String(decoding: data, as: UTF8.self))
+                try OutputSink.standardOutput.writeLine(String(decoding: data, as: UTF8.self))
             } else {
-                for n in report.notes { print("note: \(n)") }
-                print("wrote \(report.destination): TP=\(tp) PP=\(pp) \(format.rawValue), \(formatBytes(report.bytesWritten)) in "
+                for n in report.notes { try OutputSink.standardOutput.writeLine("note: \(n)") }
+                try OutputSink.standardOutput.writeLine("wrote \(report.destination): TP=\(tp) PP=\(pp) \(format.rawValue), \(formatBytes(report.bytesWritten)) in "
                       + String(format: "%.2f s", seconds))
             }
         }

@@ -21,13 +21,13 @@ struct Demo: ParsableCommand {
     var checkpoint = "Tests/Fixtures/tiny/nemo/legacy_tp2pp2_bf16_te_bytesio.nemo"
 
     func run() throws {
-        try runReportingErrors {
+        do {
             let cache = MappingCache()
             let streamer = TensorStreamer(cache: cache)
-            print("== inspect \(checkpoint)")
+            try OutputSink.standardOutput.writeLine("== inspect \(checkpoint)")
             let cat = try Checkpoint.open(checkpoint, cache: cache)
             let sums = try streamer.digests(cat.tensors)
-            print(InspectReport(cat, digests: sums).text())
+            try OutputSink.standardOutput.writeLine(InspectReport(cat, digests: sums).text())
             let reference = Dictionary(uniqueKeysWithValues: zip(cat.tensors.map(\.name), sums))
 
             let work = NSTemporaryDirectory() + "tessera-demo-\(getpid())"
@@ -39,7 +39,7 @@ struct Demo: ParsableCommand {
                 ("tp1pp4-torch_dist", TargetLayout(tp: 1, pp: 4, format: .distTorch)),
                 ("tp2pp1.h5", TargetLayout(tp: 2, pp: 1, format: .hdf5)),
             ]
-            print("\n== reshard")
+            try OutputSink.standardOutput.writeLine("\n== reshard")
             for (name, layout) in steps {
                 let dst = work + "/" + name
                 let start = Date()
@@ -48,11 +48,11 @@ struct Demo: ParsableCommand {
                 let again = Dictionary(uniqueKeysWithValues: zip(back.tensors.map(\.name), try streamer.digests(back.tensors)))
                 let same = again == reference
                 let ms = Int(Date().timeIntervalSince(start) * 1000)
-                print(name.padding(toLength: 20, withPad: " ", startingAt: 0)
+                try OutputSink.standardOutput.writeLine(name.padding(toLength: 20, withPad: " ", startingAt: 0)
                       + "TP=\(layout.tp) PP=\(layout.pp) " + layout.format.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0)
                       + "\(formatBytes(report.bytesWritten)) in \(ms) ms, \(back.tensors.count) tensors "
                       + (same ? "bit-identical to the source" : "DIFFERENT FROM THE SOURCE"))
-                for n in report.notes { print("  note: \(n)") }
+                for n in report.notes { try OutputSink.standardOutput.writeLine("  note: \(n)") }
                 guard same else { throw TesseraError(.inconsistent, "resharded checkpoint differs from the source", file: dst) }
             }
 
@@ -62,18 +62,18 @@ struct Demo: ParsableCommand {
                                   layout: TargetLayout(tp: 2, pp: 2, format: .nemo), force: true, cache: cache)
             let again = try Checkpoint.open(back, cache: cache)
             let sameBack = Dictionary(uniqueKeysWithValues: zip(again.tensors.map(\.name), try streamer.digests(again.tensors))) == reference
-            print("from-h5-tp2pp2      TP=2 PP=2 nemo       from the HDF5 store, " + (sameBack ? "bit-identical to the source" : "DIFFERENT FROM THE SOURCE"))
+            try OutputSink.standardOutput.writeLine("from-h5-tp2pp2      TP=2 PP=2 nemo       from the HDF5 store, " + (sameBack ? "bit-identical to the source" : "DIFFERENT FROM THE SOURCE"))
             guard sameBack else { throw TesseraError(.inconsistent, "HDF5 -> NeMo differs from the source", file: back) }
 
-            print("\n== forward (the reward model on one host; FP32 and BF16)")
+            try OutputSink.standardOutput.writeLine("\n== forward (the reward model on one host; FP32 and BF16)")
             let model = try Model(cat, cache: cache)
             let tokens = [4, 436, 7, 18, 5, 90, 321, 6]
             for precision in Precision.allCases {
                 let r = try model.forward(tokens: tokens, precision: precision)
-                print("\(precision.rawValue)  reward " + (r.reward ?? []).map { String(format: "%+.3f", $0) }.joined(separator: " "))
+                try OutputSink.standardOutput.writeLine("\(precision.rawValue)  reward " + (r.reward ?? []).map { String(format: "%+.3f", $0) }.joined(separator: " "))
             }
 
-            print("\n== score conversations as NeMo-Aligner's attribute_annotate.py would (tokenizer from the checkpoint)")
+            try OutputSink.standardOutput.writeLine("\n== score conversations as NeMo-Aligner's attribute_annotate.py would (tokenizer from the checkpoint)")
             let conversations = try [
                 #"{"conversations": [{"value": "What is 2+2?", "from": "User", "label": null}, {"value": "4", "from": "Assistant", "label": "helpfulness:-1"}], "mask": "User"}"#,
                 #"{"conversations": [{"value": "Name a colour.", "from": "User", "label": null}, {"value": "Blue.", "from": "Assistant", "label": "x"}, "#
@@ -85,16 +85,16 @@ struct Demo: ParsableCommand {
             let annotator = try Annotator(model: model, tokenizer: try loadTokenizer(nil, catalogue: cat, cache: cache), options: options)
             for scored in try annotator.annotate(batch: conversations).0 {
                 for turn in scored["conversations"]?.array ?? [] where turn["rewards"] != nil {
-                    print("\(turn["value"]?.string ?? "")".padding(toLength: 20, withPad: " ", startingAt: 0) + (turn["label"]?.string ?? ""))
+                    try OutputSink.standardOutput.writeLine("\(turn["value"]?.string ?? "")".padding(toLength: 20, withPad: " ", startingAt: 0) + (turn["label"]?.string ?? ""))
                 }
             }
 
-            print("\n== verify every converted checkpoint against the original (weights and outputs)")
+            try OutputSink.standardOutput.writeLine("\n== verify every converted checkpoint against the original (weights and outputs)")
             for name in steps.map(\.0) + ["from-h5-tp2pp2"] {
                 let copy = try Checkpoint.open(work + "/" + name, cache: cache)
                 let verdict = try Verifier(cache: cache).verify(cat, copy, weightsOnly: false)
                 let worst = verdict.outputs.compactMap(\.rewardMaxDiff).max() ?? 0
-                print(name.padding(toLength: 20, withPad: " ", startingAt: 0)
+                try OutputSink.standardOutput.writeLine(name.padding(toLength: 20, withPad: " ", startingAt: 0)
                       + "\(verdict.tensors.filter { $0.status == .identical }.count)/\(verdict.tensors.count) tensors identical, "
                       + "largest reward difference \(String(format: "%.1e", worst)) on \(verdict.outputs.count) probes: "
                       + (verdict.equivalent ? "EQUIVALENT" : "NOT EQUIVALENT"))

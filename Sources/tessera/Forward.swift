@@ -48,7 +48,7 @@ struct Forward: ParsableCommand {
     }
 
     func run() throws {
-        try runReportingErrors {
+        do {
             let sequences = try readSequences()
             let cache = MappingCache()
             let model = try Model(try Checkpoint.open(checkpoint, cache: cache), cache: cache)
@@ -70,9 +70,9 @@ struct Forward: ParsableCommand {
                 let line = "start-up: \(String(format: "%.3f", start.timeIntervalSince(processStart))) s (checkpoint opened, "
                     + "weights mapped); forward: \(String(format: "%.3f", seconds)) s for \(count) tokens, "
                     + "\(String(format: "%.1f", Double(count) / seconds)) tokens/s\n"
-                FileHandle.standardError.write(Data(line.utf8))
+                StandardError.write(line)
             }
-            for r in results { print(json ? try jsonLine(r) : text(r)) }
+            for r in results { try OutputSink.standardOutput.writeLine(json ? try jsonLine(r) : text(r)) }
         }
     }
 

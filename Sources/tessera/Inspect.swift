@@ -27,7 +27,7 @@ struct Inspect: ParsableCommand {
     var threads = 2
 
     func run() throws {
-        try runReportingErrors {
+        do {
             let cache = MappingCache()
             let cat = try Checkpoint.open(path, cache: cache)
             var sums: [String]?
@@ -38,9 +38,9 @@ struct Inspect: ParsableCommand {
             }
             let report = InspectReport(cat, digests: sums)
             if json {
-                print(try report.jsonString())
+                try OutputSink.standardOutput.writeLine(report.jsonString())
             } else {
-                print(report.text())
+                try OutputSink.standardOutput.writeLine(report.text())
             }
         }
     }

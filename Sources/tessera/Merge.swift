@@ -21,7 +21,7 @@ struct Merge: ParsableCommand {
     @Argument(help: "The shard outputs, in any order.") var shards: [String] = []
 
     func run() throws {
-        try runReportingErrors {
+        do {
             let start = Date()
             let merge = try ShardMerge(input: try ConversationInput(path: input), shardFiles: shards)
             let destination = try AtomicDestination(output, force: force)
@@ -42,8 +42,8 @@ struct Merge: ParsableCommand {
                 throw TesseraError(.io, "cannot write the manifest", file: manifestPath)
             }
             let lines = merge.input.lines.count
-            FileHandle.standardError.write(Data(("merged \(merge.shards.count) shards, \(lines) records in "
-                + "\(String(format: "%.2f", Date().timeIntervalSince(start))) s; manifest \(manifestPath)\n").utf8))
+            StandardError.write("merged \(merge.shards.count) shards, \(lines) records in "
+                + "\(String(format: "%.2f", Date().timeIntervalSince(start))) s; manifest \(manifestPath)\n")
         }
     }
 }

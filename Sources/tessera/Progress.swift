@@ -1,4 +1,5 @@
 import Foundation
+import Platform
 import Synchronization
 
 /// A progress bar on stderr (bytes, rate, ETA), drawn only when stderr is a terminal.
@@ -36,11 +37,11 @@ final class Progress: Sendable {
         let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
         let line = String(format: "\r%@ [%@] %5.1f%% %@ %@/s ETA %.0fs ", label, bar, frac * 100,
                           formatBytes(done), formatBytes(Int(rate)), eta)
-        FileHandle.standardError.write(Data(line.utf8))
+        StandardError.write(line)
     }
 
     func finish() {
         guard enabled else { return }
-        FileHandle.standardError.write(Data("\n".utf8))
+        StandardError.write("\n")
     }
 }

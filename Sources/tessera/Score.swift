@@ -49,7 +49,7 @@ struct Score: ParsableCommand {
     var maxMemory: String?
 
     func run() throws {
-        try runReportingErrors {
+        do {
             let shardSpec = try shard.map { (s) throws(TesseraError) in try ShardSpec(parsing: s) }
             let balanceMode = try ShardBalance(parsing: balance)
             let cache = MappingCache()
@@ -88,9 +88,9 @@ struct Score: ParsableCommand {
             try out.close()
             bar.finish()
             let secs = Date().timeIntervalSince(start)
-            FileHandle.standardError.write(Data(("scored \(s.written) conversations (\(s.skipped) already in the output"
+            StandardError.write("scored \(s.written) conversations (\(s.skipped) already in the output"
                 + (s.bad > 0 ? ", \(s.bad) bad lines recorded" : "") + "), \(s.tokens) tokens in \(String(format: "%.2f", secs)) s, "
-                + "\(Int(Double(s.tokens) / max(secs, 1e-9))) tokens/s\n").utf8))
+                + "\(Int(Double(s.tokens) / max(secs, 1e-9))) tokens/s\n")
         }
     }
 }
@@ -116,7 +116,7 @@ struct Pairwise: ParsableCommand {
     @Option(help: "The shard output (with --shard).") var output: String?
 
     func run() throws {
-        try runReportingErrors {
+        do {
             let cache = MappingCache()
             let cat = try Checkpoint.open(checkpoint, cache: cache)
             var options = ScoringOptions(maxLength: cat.config?.seqLength ?? 4096)
@@ -136,10 +136,10 @@ struct Pairwise: ParsableCommand {
             let r = try annotator.pairwise(items) { n in bar.advance(n - last); last = n }
             bar.finish()
             if json {
-                print(r.json.python)
+                try OutputSink.standardOutput.writeLine(r.json.python)
             } else {
-                for s in r.subsets { print("\(s.name.padding(toLength: 24, withPad: " ", startingAt: 0)) \(s.wins)/\(s.pairs)  \(String(format: "%.3f", s.accuracy))") }
-                print("overall".padding(toLength: 24, withPad: " ", startingAt: 0) + " \(r.wins)/\(r.pairs)  \(String(format: "%.3f", r.accuracy))")
+                for s in r.subsets { try OutputSink.standardOutput.writeLine("\(s.name.padding(toLength: 24, withPad: " ", startingAt: 0)) \(s.wins)/\(s.pairs)  \(String(format: "%.3f", s.accuracy))") }
+                try OutputSink.standardOutput.writeLine("overall".padding(toLength: 24, withPad: " ", startingAt: 0) + " \(r.wins)/\(r.pairs)  \(String(format: "%.3f", r.accuracy))")
             }
         }
     }
@@ -153,6 +153,6 @@ struct Pairwise: ParsableCommand {
         let s = try scoring.runPairs(file, lines: lines, into: out, header: header) { bar.advance($0) }
         try out.close()
         bar.finish()
-        FileHandle.standardError.write(Data("scored \(s.written) pairs (\(s.skipped) already in the output) of shard \(spec)\n".utf8))
+        StandardError.write("scored \(s.written) pairs (\(s.skipped) already in the output) of shard \(spec)\n")
     }
 }

@@ -22,43 +22,46 @@ struct Tessera: ParsableCommand {
 
     static func main() {
         _ = processStart
+        Termination.install()
         ProcessMemory.keepLargeAllocationsInHeap()
         // A file-size limit (RLIMIT_FSIZE) is a failed write naming the file, not a killed process.
         signal(SIGXFSZ, SIG_IGN)
-        main(nil)
+        var status: Int32
+        do {
+            var command = try parseAsRoot(nil)
+            try command.run()
+            status = 0
+        } catch {
+            status = exitStatus(reporting: error)
+        }
+        // What a command printed before it ended (a verdict before exit 1, a report before a
+        // failure) is written out; a failure to write it is a failure of the command.
+        do throws(TesseraError) { try OutputSink.standardOutput.flush() } catch {
+            if status != 2 { status = exitStatus(reporting: error) }
+        }
+        Termination.exit(status)
+    }
+
+    /// The one exit-code mapping: 0 success (help and version included), 1 a negative verdict
+    /// (an `ExitCode(1)` a command throws) and nothing else, 2 every failure: bad input, a
+    /// usage error, an unexpected error. Each failure prints one line naming its cause.
+    static func exitStatus(reporting error: Error) -> Int32 {
+        if let e = error as? TesseraError {
+            StandardError.write("tessera: error: \(e)\n")
+            return 2
+        }
+        if let code = error as? ExitCode, code.rawValue == 1 || code.rawValue == 2 { return code.rawValue }
+        if exitCode(for: error) == .success {
+            // --help, --version: ArgumentParser prints them.
+            exit(withError: error)
+        }
+        let message = message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+        let isUsage = exitCode(for: error) == .validationFailure
+        StandardError.write("tessera: \(isUsage ? "usage" : "error"): \(message)\(isUsage ? " (see tessera --help)" : "")\n")
+        return 2
     }
 }
 
 
 /// When `main` began, for start-up times.
 let processStart = Date()
-
-/// Signal sources kept alive for the life of the process.
-nonisolated(unsafe) private var signalSources: [DispatchSourceSignal] = []
-
-/// On SIGINT/SIGTERM, removes partial outputs before exiting, so an interrupted run
-/// leaves nothing behind.
-func removePartialOutputsOnInterrupt() {
-    for sig in [SIGINT, SIGTERM] {
-        signal(sig, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-        source.setEventHandler {
-            PartialOutputs.removeAll()
-            FileHandle.standardError.write(Data("\ntessera: interrupted; partial output removed\n".utf8))
-            exit(128 + sig)
-        }
-        source.resume()
-        signalSources.append(source)
-    }
-}
-
-/// Runs `body`, turning a TesseraError into a message on stderr and exit code 2.
-func runReportingErrors(_ body: () throws -> Void) throws {
-    removePartialOutputsOnInterrupt()
-    do {
-        try body()
-    } catch let e as TesseraError {
-        FileHandle.standardError.write(Data("tessera: error: \(e)\n".utf8))
-        throw ExitCode(2)
-    }
-}

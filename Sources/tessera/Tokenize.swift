@@ -16,7 +16,7 @@ struct Tokenize: ParsableCommand {
     @Flag(help: "Time the encoding to ids only and print MB/s of text on stderr (for benchmarks; nothing on stdout).") var benchmark = false
 
     func run() throws {
-        try runReportingErrors {
+        do {
             let sp = try SentencePieceModel(path: tokenizer)
             var texts: [String] = []
             if let text { texts.append(text) }
@@ -37,7 +37,7 @@ struct Tokenize: ParsableCommand {
                 let secs = Date().timeIntervalSince(start)
                 let count = counts.value.reduce(0, +)
                 let mb = Double(texts.reduce(0) { $0 + $1.utf8.count }) / 1e6
-                FileHandle.standardError.write(Data("\(texts.count) texts, \(String(format: "%.2f", mb)) MB, \(count) tokens in \(String(format: "%.3f", secs)) s on \(workers) threads: \(String(format: "%.1f", mb / secs)) MB/s\n".utf8))
+                StandardError.write("\(texts.count) texts, \(String(format: "%.2f", mb)) MB, \(count) tokens in \(String(format: "%.3f", secs)) s on \(workers) threads: \(String(format: "%.1f", mb / secs)) MB/s\n")
                 return
             }
             // Each text's output line is made on the thread that encodes it.
@@ -54,9 +54,9 @@ struct Tokenize: ParsableCommand {
             var out: [UInt8] = []
             for line in lines.value {
                 out += line
-                if out.count >= 1 << 20 { FileHandle.standardOutput.write(Data(out)); out.removeAll(keepingCapacity: true) }
+                if out.count >= 1 << 20 { try OutputSink.standardOutput.write(out); out.removeAll(keepingCapacity: true) }
             }
-            FileHandle.standardOutput.write(Data(out))
+            try OutputSink.standardOutput.write(out)
         }
     }
 }

@@ -31,7 +31,7 @@ struct Verify: ParsableCommand {
 
     func run() throws {
         var equivalent = false
-        try runReportingErrors {
+        do {
             let cache = MappingCache()
             let ca = try Checkpoint.open(a, cache: cache), cb = try Checkpoint.open(b, cache: cache)
             var parsed: [[Int]]?
@@ -63,9 +63,9 @@ struct Verify: ParsableCommand {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.sortedKeys]
                 enc.keyEncodingStrategy = .convertToSnakeCase
-                print(String(decoding: try enc.encode(report), as: UTF8.self))
+                try OutputSink.standardOutput.writeLine(String(decoding: try enc.encode(report), as: UTF8.self))
             } else {
-                print(text(report, ca, cb))
+                try OutputSink.standardOutput.writeLine(text(report, ca, cb))
             }
         }
         if !equivalent { throw ExitCode(1) }

@@ -2,13 +2,6 @@ import Foundation
 import Platform
 import Testing
 
-/// A legacy fixture folder with a config (TP=1/PP=1, bf16).
-private var legacyFixture: String? {
-    let dir = (try? FileManager.default.contentsOfDirectory(atPath: fixtures + "/tiny")) ?? []
-    return dir.sorted().first { $0.hasPrefix("legacy") && $0.contains("tp1pp1") && $0.contains("bf16") }
-        .map { fixtures + "/tiny/" + $0 }
-}
-
 @Test func helpDescribesTheCommands() throws {
     let r = try run(["--help"])
     #expect(r.status == 0)
@@ -39,48 +32,9 @@ private var legacyFixture: String? {
     #expect(config["padded_vocab_size"] as? Int == 512)
 }
 
-/// Starts a conversion that stalls mid-way (test hook), once it has begun writing.
-private func startStalledConversion(to name: String, tp: Int, pp: Int) throws -> (Process, String, String) {
-    let path = try #require(legacyFixture)
-    let parent = NSTemporaryDirectory() + "tessera-cli-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
-    let dst = parent + "/" + name
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: tessera)
-    p.arguments = ["convert", path, dst, "--tp", String(tp), "--pp", String(pp)]
-    p.environment = ProcessInfo.processInfo.environment.merging(["TESSERA_TEST_STALL_AFTER_BYTES": "50000"]) { $1 }
-    try p.run()
-    var waited = 0
-    while waited < 600, (try FileManager.default.contentsOfDirectory(atPath: parent)).isEmpty {
-        usleep(50_000); waited += 1
-    }
-    #expect(!(try FileManager.default.contentsOfDirectory(atPath: parent)).isEmpty, "the run started writing")
-    return (p, parent, dst)
-}
-
-@Test func interruptedConversionLeavesNothingBehind() throws {
-    let (p, parent, dst) = try startStalledConversion(to: "out", tp: 2, pp: 2)
-    p.terminate()
-    p.waitUntilExit()
-    #expect(p.terminationStatus != 0)
-    #expect(try FileManager.default.contentsOfDirectory(atPath: parent).isEmpty, "partial output removed")
-    #expect(!FileManager.default.fileExists(atPath: dst))
-}
-
-@Test func killedConversionLeavesNothingThatLooksLikeACheckpoint() throws {
-    let (p, parent, dst) = try startStalledConversion(to: "out.nemo", tp: 2, pp: 1)
-    kill(p.processIdentifier, SIGKILL)
-    p.waitUntilExit()
-    #expect(!FileManager.default.fileExists(atPath: dst))
-    // Whatever a SIGKILL leaves is hidden and named as partial.
-    for name in try FileManager.default.contentsOfDirectory(atPath: parent) {
-        #expect(name.hasPrefix(".") && name.contains("tessera-partial"))
-    }
-}
-
 @Test func scoreWritesLabelsAndResumes() throws {
-    let dir = NSTemporaryDirectory() + "tessera-score-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let dir = try temporaryFolder("score")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
     let input = dir + "/in.jsonl", output = dir + "/out.jsonl"
     try (#"{"conversations": [{"value": "Hi", "from": "User", "label": null}, {"value": "Hello!", "from": "Assistant", "label": "x"}], "mask": "User"}"# + "\n"
          + #"{"conversations": [{"value": "Bye", "from": "User", "label": null}, {"value": "Goodbye.", "from": "Assistant", "label": "y"}], "mask": "User"}"# + "\n")
@@ -99,8 +53,8 @@ private func startStalledConversion(to name: String, tp: Int, pp: Int) throws ->
 }
 
 @Test func badScoringInputNamesTheLineAndKeepsWhatWasDone() throws {
-    let dir = NSTemporaryDirectory() + "tessera-bad-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let dir = try temporaryFolder("bad")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
     let input = dir + "/in.jsonl", output = dir + "/out.jsonl"
     try [#"{"conversations": [{"value": "Hi", "from": "User", "label": null}, {"value": "Hello!", "from": "Assistant", "label": "x"}], "mask": "User"}"#,
          "not json",

@@ -59,3 +59,22 @@ tokenizer:
     let c = try ModelConfig(yaml: "num_layers: 2\nhidden_size: 8\nnum_attention_heads: 2\nactivation: fast-swiglu\n", file: "m")
     #expect(c.gatedLinearUnit)
 }
+
+/// What the engine cannot run is refused when the config is read (an unknown activation used
+/// to run silently as SiLU), and sizes that drive allocations are bounded.
+@Test(arguments: ["activation: swish-ish\n", "normalization: batchnorm\n", "num_layers: 0\n", "hidden_size: -8\n",
+                  "num_attention_heads: 100000000\n", "ffn_hidden_size: 999999999999\n"])
+func refusesWhatTheEngineCannotRun(_ line: String) throws {
+    let yaml = "num_layers: 2\nhidden_size: 8\nnum_attention_heads: 2\n" + line
+    #expect(throws: TesseraError.self) { try ModelConfig(yaml: yaml, file: "m") }
+}
+
+@Test func acceptsEveryKnownActivationAndNormalization() throws {
+    #expect(ModelConfig.activations.count == 7 && ModelConfig.normalizations.count == 3)
+    for a in ModelConfig.activations {
+        for n in ModelConfig.normalizations.map({ $0 == "rmsnorm" ? "RMSNorm" : $0 }) {
+            let c = try ModelConfig(yaml: "num_layers: 2\nhidden_size: 8\nnum_attention_heads: 2\nactivation: \(a)\nnormalization: \(n)\n", file: "m")
+            #expect(c.activation == a)
+        }
+    }
+}

@@ -2,6 +2,7 @@ import Checkpoints
 import Engine
 import Foundation
 import Platform
+import Synchronization
 import Testing
 
 private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -125,4 +126,21 @@ func forwardMatchesMegatronCore(_ rel: String) throws {
     let without = try model.forward(batch: [Model.Segment(ids: ref.ids[1])], precision: .fp32, logits: false)[0]
     #expect(with.logits != nil && without.logits == nil)
     #expect(with.reward! == without.reward!)
+}
+
+/// `Model` is Sendable: forward calls from several threads at once give what the same calls
+/// give one after another (they share a scratch block, so they take turns).
+@Test func concurrentForwardCallsMatchSerialOnes() throws {
+    let m = try model(dtype: "bf16")
+    let sequences = [[5, 6, 7, 8], [9, 10], [11, 12, 13], [1, 2, 3, 4, 5, 6]]
+    let serial = try sequences.map { try m.forward(tokens: $0, precision: .fp32) }
+    #expect(serial.count == sequences.count)
+    let results = Mutex<[Int: ForwardResult]>([:])
+    DispatchQueue.concurrentPerform(iterations: sequences.count * 2) { i in
+        let r = try? m.forward(tokens: sequences[i % sequences.count], precision: .fp32)
+        results.withLock { $0[i] = r }
+    }
+    let all = results.withLock { $0 }
+    #expect(all.count == sequences.count * 2)
+    for (i, r) in all { #expect(r.hidden == serial[i % sequences.count].hidden) }
 }

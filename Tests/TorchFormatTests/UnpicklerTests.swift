@@ -74,3 +74,24 @@ private func global(_ module: String, _ name: String) -> [UInt8] {
     #expect(try unpickle([0x80, 0x02, 0x8A, 2, 0xFF, 0x7F, 0x2E]).int == 32767)
     #expect(try unpickle([0x80, 0x02, 0x8A, 1, 0xFF, 0x2E]).int == -1)
 }
+
+/// Tensor sizes are untrusted: a shape whose element count overflows is refused as corrupt
+/// (it used to trap computing the count).
+@Test(arguments: [[1 << 40, 1 << 40], [Int.max, 2], [3, -1]])
+func overflowingTensorShapesAreRefused(_ shape: [Int]) throws {
+    // _rebuild_tensor_v2(persistent storage, 0, shape, strides 1..., False), ints as LONG1.
+    func long1(_ v: Int) -> [UInt8] { [0x8A, 8] + (0..<8).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
+    func tuple(_ vs: [Int]) -> [UInt8] { [0x28] + vs.flatMap(long1) + [0x74] }
+    let bytes: [UInt8] = [0x80, 0x02] + global("torch._utils", "_rebuild_tensor_v2") + [0x28, 0x4E, 0x51] + long1(0)
+        + tuple(shape) + tuple(shape.map { _ in 1 }) + [0x89, 0x74, 0x52, 0x2E]
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 8)
+    defer { buffer.deallocate() }
+    buffer.copyBytes(from: bytes)
+    let storage = StorageRecord(key: "0", dtype: .float32, elementCount: 4, bytes: FileSlice(path: "x", offset: 0, count: 16))
+    do {
+        _ = try Unpickler.load(UnsafeRawBufferPointer(buffer)) { _ throws(TesseraError) in .storage(storage) }
+        Issue.record("shape \(shape) was accepted")
+    } catch {
+        #expect(error.message.contains("overflows") || error.message.contains("negative"), "\(error)")
+    }
+}

@@ -42,7 +42,7 @@ char *tessera_list_datasets(hid_t loc);
 /* A string attribute (variable- or fixed-length) as a malloc'd C string, or NULL. */
 char *tessera_read_string_attr(hid_t obj, const char *name);
 
-/* Writes a variable-length UTF-8 string attribute (replacing one of the same name). */
+/* Writes a fixed-length, null-terminated UTF-8 string attribute (replacing one of the same name). */
 int tessera_write_string_attr(hid_t obj, const char *name, const char *value);
 
 /* Writes / reads a 64-bit integer attribute. */
@@ -84,3 +84,11 @@ void tessera_sha256_final(tessera_sha256 *s, uint8_t out[32]);
 /* Makes glibc serve large blocks from the heap (not one mmap each) and keep freed memory for
    reuse, so buffers of tens of MB allocated again and again are not page-faulted in each time. */
 void tessera_keep_large_allocations_in_heap(void);
+
+/* Sends SIGINT, SIGTERM and SIGHUP to a pipe (one byte, the signal number, per signal) and
+   ignores SIGPIPE and SIGXFSZ so failed writes return EPIPE / EFBIG. Returns the pipe's read
+   end, or -1. */
+int tessera_catch_termination(void);
+
+/* Ends the process as a broken pipe ends a Unix tool: killed by SIGPIPE (never returns). */
+void tessera_die_of_broken_pipe(void) __attribute__((noreturn));
