@@ -3,6 +3,7 @@
 #include "CKernels.h"
 #include "bf16.h"
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -17,7 +18,13 @@ int tessera_isa_supported(int isa) {
         int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
         int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
         int bf16 = avx512 && __builtin_cpu_supports("avx512bf16");
-        has[TESSERA_ISA_PORTABLE] = 1, has[TESSERA_ISA_AVX2] = avx2, has[TESSERA_ISA_AVX512] = avx512, has[TESSERA_ISA_AVX512BF16] = bf16;
+        int v[4] = {1, avx2, avx512, bf16};
+        /* TESSERA_ISA_LIMIT=NAME makes this CPU look like one that stops at NAME (tests of refusal). */
+        const char *limit = getenv("TESSERA_ISA_LIMIT");
+        for (int i = 0; limit && i <= TESSERA_ISA_AVX512BF16; i++)
+            if (strcmp(limit, tessera_isa_name(i)) == 0)
+                for (int j = i + 1; j <= TESSERA_ISA_AVX512BF16; j++) v[j] = 0;
+        for (int i = 0; i <= TESSERA_ISA_AVX512BF16; i++) has[i] = v[i]; /* every thread computes the same values */
     }
     return has[isa];
 #else

@@ -11,7 +11,8 @@
 
 /* The kernel paths, from the plainest to the fastest. */
 enum { TESSERA_ISA_PORTABLE = 0, TESSERA_ISA_AVX2 = 1, TESSERA_ISA_AVX512 = 2, TESSERA_ISA_AVX512BF16 = 3 };
-/* 1 when this CPU runs the path: avx2 needs AVX2 + FMA, avx512 AVX-512 F/BW/VL (and AVX2), avx512bf16 also AVX512-BF16. */
+/* 1 when this CPU runs the path: avx2 needs AVX2 + FMA, avx512 AVX-512 F/BW/VL (and AVX2), avx512bf16 also AVX512-BF16.
+   TESSERA_ISA_LIMIT=NAME (read once) hides the paths above NAME, as on a smaller CPU. */
 int tessera_isa_supported(int isa);
 /* The fastest path this CPU runs. */
 int tessera_isa_best(void);
