@@ -21,6 +21,16 @@ public struct Kernels: Sendable {
 
     var isa: Int32 { path.isa }
 
+    /// The kernels a command runs on: the path `TESSERA_ISA` names (else the best this CPU
+    /// supports; one it lacks is refused) and `threads` workers (nil: every core; at least 1).
+    public static func configured(threads: Int?) throws(TesseraError) -> Kernels {
+        if let threads, threads < 1 { throw TesseraError(.invalidArgument, "--threads takes a positive number, not \(threads)") }
+        return Kernels(path: try KernelPath.fromEnvironment(), threads: threads ?? cores)
+    }
+
+    /// "CPU model, kernel path P, N threads": what benchmarks and --timing print.
+    public var description: String { "\(KernelPath.cpuModel), kernel path \(path.rawValue), \(threads) threads" }
+
     /// Runs `body(start, end)` over `count` items split into one contiguous range per worker,
     /// range boundaries on multiples of `granule`.
     func parallel(_ count: Int, granule: Int = 1, _ body: @Sendable (Int, Int) -> Void) {

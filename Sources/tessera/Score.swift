@@ -165,12 +165,13 @@ struct Score: ParsableCommand {
     @Option(help: "Conversations run together (their tokens share every GEMM; no padding).") var batch = 8
     @Flag(help: "Score every turn's string from scratch instead of sharing the conversation's prefix.") var noPrefixReuse = false
     @Flag(help: "Write an error record ({\"error\": ..., \"line\": N}) for a bad line and go on, instead of stopping.") var skipBadLines = false
+    @Option(help: "Worker threads (default: every core). Results do not depend on it, nor on --batch or prefix reuse.") var threads: Int?
 
     func run() throws {
         try runReportingErrors {
             let cache = MappingCache()
             let cat = try Checkpoint.open(checkpoint, cache: cache)
-            let model = try Model(cat, cache: cache)
+            let model = try Model(cat, cache: cache, kernels: try Kernels.configured(threads: threads))
             let sp = try loadTokenizer(tokenizer, catalogue: cat, cache: cache)
             var options = ScoringOptions(maxLength: maxLength ?? cat.config?.seqLength ?? 4096)
             options.precision = precision
