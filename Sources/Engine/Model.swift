@@ -23,6 +23,20 @@ public struct ForwardResult: Sendable, Codable {
     public var reward: [Float]?
 }
 
+/// Seconds of a forward pass by kind of step (for --timing and benchmarks).
+public struct StepTimes: Sendable {
+    /// Linear layers: packing and matrix products (and their rounding and bias).
+    public var products = 0.0
+    /// Attention: RoPE, scores, softmax, context.
+    public var attention = 0.0
+    /// The whole pass.
+    public var total = 0.0
+    /// Everything else: embeddings, layer norms, residual adds, the MLP activation.
+    public var elementwise: Double { max(0, total - products - attention) }
+
+    static var now: Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
+}
+
 /// A NeMo GPT decoder (Nemotron-4 and its relatives) run straight from a catalogue of any
 /// format and layout: each linear layer is computed piece by piece as its tensor-parallel
 /// shards lie on disk (column-parallel pieces write disjoint outputs, row-parallel pieces
@@ -38,6 +52,8 @@ public final class Model: @unchecked Sendable {
     public var releaseWeights = false
     /// The kernel path and worker threads every step runs on.
     public let kernels: Kernels
+    /// Where the time of the last forward pass went.
+    public internal(set) var times = StepTimes()
 
     /// The engine over `catalogue`, on `kernels` (default: the path `TESSERA_ISA` names, else the
     /// best this CPU supports, on every core). A path this CPU lacks is refused.
@@ -126,6 +142,9 @@ public final class Model: @unchecked Sendable {
     /// `logits: false` skips the output layer (a vocabulary-sized GEMM) when only the reward
     /// head is wanted.
     public func forward(batch: [Segment], precision: Precision = .bf16, logits: Bool = true) throws(TesseraError) -> [ForwardResult] {
+        times = StepTimes()
+        let start = StepTimes.now
+        defer { times.total = StepTimes.now - start }
         let (finals, _) = try run(batch, keepCache: false, precision: precision)
         return try heads(finals, precision: precision, logits: logits)
     }
@@ -186,6 +205,7 @@ public final class Model: @unchecked Sendable {
                              bias: p + "self_attention.linear_qkv.layer_norm_bias", x, tokens: T, precision: precision)
             let qkv = try linear(p + "self_attention.linear_qkv", a, tokens: T, k: h, precision: precision)
             var ctx = Kernels.uninitialized(Float.self, T * ctxWidth)   // each segment fills its rows
+            let attentionStart = StepTimes.now
             qkv.withUnsafeBufferPointer { qb in
                 ctx.withUnsafeMutableBufferPointer { cb in
                     for (si, seg) in segments.enumerated() {
@@ -196,6 +216,7 @@ public final class Model: @unchecked Sendable {
                     }
                 }
             }
+            times.attention += StepTimes.now - attentionStart
             let proj = try linear(p + "self_attention.linear_proj", ctx, tokens: T, k: ctxWidth, precision: precision)
             x = add(x, proj, precision)
             let m = try normInput(weight: p + "mlp.linear_fc1.layer_norm_weight", bias: p + "mlp.linear_fc1.layer_norm_bias",

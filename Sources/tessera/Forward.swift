@@ -73,6 +73,9 @@ struct Forward: ParsableCommand {
                 let line = "cpu: \(model.kernels.description)\n" + "start-up: \(String(format: "%.3f", start.timeIntervalSince(processStart))) s (checkpoint opened, "
                     + "weights mapped); forward: \(String(format: "%.3f", seconds)) s for \(count) tokens, "
                     + "\(String(format: "%.1f", Double(count) / seconds)) tokens/s\n"
+                    + String(format: "steps: matrix products %.3f s, attention %.3f s, element-wise %.3f s (%.1f%% attention + element-wise)\n",
+                             model.times.products, model.times.attention, model.times.elementwise,
+                             100 * (model.times.attention + model.times.elementwise) / max(model.times.total, 1e-9))
                 FileHandle.standardError.write(Data(line.utf8))
             }
             for r in results { print(json ? try jsonLine(r, path: model.kernels.path) : text(r)) }
