@@ -17,6 +17,7 @@ import argparse, json, os, random, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_inspect import make_checkpoint  # noqa: E402
+from bench_scoring import write_conversations  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOK = os.path.join(ROOT, "Tests/Fixtures/tiny/tokenizer/tokenizer.model")
@@ -56,13 +57,7 @@ def main():
             f.write(json.dumps(s) + "\n")
     words = ["the", "model", "reward", "helpful", "answer", "question", "café", "2024", "Assistant"]
     convs = os.path.join(a.work, "determinism-conversations.jsonl")
-    with open(convs, "w") as f:
-        for _ in range(a.conversations):
-            turns = []
-            for _ in range(4):
-                turns.append({"value": " ".join(rng.choice(words) for _ in range(rng.randint(10, 30))), "from": "User", "label": None})
-                turns.append({"value": " ".join(rng.choice(words) for _ in range(rng.randint(20, 60))), "from": "Assistant", "label": "x"})
-            f.write(json.dumps({"conversations": turns, "mask": "User"}) + "\n")
+    write_conversations(convs, a.conversations, rng, words)
     cpu = subprocess.run([a.tessera, "forward", ckpt, "--tokens", "1", "--timing"], capture_output=True, text=True, check=True)
     print(cpu.stderr.splitlines()[0] + f"; machine shared: medians of {a.rounds} interleaved rounds")
     times = {}

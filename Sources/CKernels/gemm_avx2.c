@@ -43,18 +43,10 @@ AVX2 static inline void transpose8(__m256 r[8]) {
     }
 }
 
+#define STORE8(address, v) _mm256_store_ps((float *)(address), v)
+
 AVX2 static void pack_weights(enum kind kind, const void *W, size_t ldw, size_t rows, size_t e0, size_t kp, uint32_t *panel) {
-    size_t es = kind == F32_FROM_F32 ? 4 : 2;
-    for (size_t p0 = 0; p0 < kp; p0 += 8) {
-        size_t np = kp - p0 < 8 ? kp - p0 : 8;
-        for (size_t j0 = 0; j0 < NR; j0 += 8) {
-            __m256 r[8];
-            for (size_t j = 0; j < 8; j++)
-                r[j] = j0 + j < rows ? load8(kind, (const char *)W + (j0 + j) * ldw * es, e0 + p0, np) : _mm256_setzero_ps();
-            transpose8(r);
-            for (size_t p = 0; p < np; p++) _mm256_store_ps((float *)panel + (p0 + p) * NR + j0, r[p]);
-        }
-    }
+    PACK_WEIGHTS_BODY(8, __m256, load8, _mm256_setzero_ps(), transpose8, STORE8)
 }
 
 /* One 6 x 16 strip of the tile (columns j0..j0+16), mr rows. */

@@ -48,17 +48,7 @@ AVX512 static inline __m512i load_row(enum kind kind, const void *row, size_t e0
 }
 
 AVX512 static void pack_weights(enum kind kind, const void *W, size_t ldw, size_t rows, size_t e0, size_t kp, uint32_t *panel) {
-    size_t es = kind == F32_FROM_F32 ? 4 : 2;
-    for (size_t p0 = 0; p0 < kp; p0 += 16) {
-        size_t np = kp - p0 < 16 ? kp - p0 : 16;
-        for (size_t j0 = 0; j0 < NR; j0 += 16) {
-            __m512i r[16];
-            for (size_t j = 0; j < 16; j++)
-                r[j] = j0 + j < rows ? load_row(kind, (const char *)W + (j0 + j) * ldw * es, e0 + p0, np) : _mm512_setzero_si512();
-            transpose16(r);
-            for (size_t p = 0; p < np; p++) _mm512_store_si512(panel + (p0 + p) * NR + j0, r[p]);
-        }
-    }
+    PACK_WEIGHTS_BODY(16, __m512i, load_row, _mm512_setzero_si512(), transpose16, _mm512_store_si512)
 }
 
 /* The 6 x 64 micro-kernel body; STEP(acc, x, b) is one multiply-accumulate of 16 lanes. */

@@ -33,6 +33,23 @@ struct gemm_ops {
     void (*tile)(enum kind kind, size_t mr, const uint32_t *a, const uint32_t *panel, size_t kp, float *acc, int load);
 };
 
+/* The body of a class's pack_weights with LANES-wide vectors of type VEC: blocks of LANES rows
+   x LANES packed elements are loaded (LOAD(kind, row, e0, n); ZERO for rows beyond `rows`),
+   transposed in registers (TRANSPOSE(r)) and stored as LANES-column pieces of panel rows
+   (STORE(address, vector)). */
+#define PACK_WEIGHTS_BODY(LANES, VEC, LOAD, ZERO, TRANSPOSE, STORE)                                          \
+    size_t es = kind == F32_FROM_F32 ? 4 : 2;                                                                \
+    for (size_t p0 = 0; p0 < kp; p0 += LANES) {                                                              \
+        size_t np = kp - p0 < LANES ? kp - p0 : LANES;                                                       \
+        for (size_t j0 = 0; j0 < NR; j0 += LANES) {                                                          \
+            VEC r[LANES];                                                                                    \
+            for (size_t j = 0; j < LANES; j++)                                                               \
+                r[j] = j0 + j < rows ? LOAD(kind, (const char *)W + (j0 + j) * ldw * es, e0 + p0, np) : ZERO; \
+            TRANSPOSE(r);                                                                                    \
+            for (size_t p = 0; p < np; p++) STORE(panel + (p0 + p) * NR + j0, r[p]);                         \
+        }                                                                                                    \
+    }
+
 extern const struct gemm_ops tessera_gemm_ops_portable;
 #if defined(__x86_64__)
 extern const struct gemm_ops tessera_gemm_ops_avx2, tessera_gemm_ops_avx512, tessera_gemm_ops_avx512bf16;
