@@ -174,6 +174,93 @@ def cgroup_run(a, cmd, limit_mb):
     return dt, ("completed" if r.returncode == 0 else "FAILED " + r.stderr.strip()) + f", cgroup peak (RSS + page cache) {peak} MiB"
 
 
+def supported_paths(a, ckpt):
+    """Prints the CPU; the kernel paths of --paths this CPU runs (the others are refused by tessera)."""
+    cpu = subprocess.run([a.tessera, "forward", ckpt, "--tokens", "1", "--timing"], capture_output=True, text=True, check=True)
+    print(cpu.stderr.splitlines()[0].replace("cpu: ", "CPU: ").split(", kernel path")[0] + "; machine shared with other work: "
+          f"figures are medians of {a.repeat} runs")
+    paths = []
+    for path in a.paths.split(","):
+        r = subprocess.run([a.tessera, "forward", ckpt, "--tokens", "1"], capture_output=True, text=True,
+                           env=dict(os.environ, TESSERA_ISA=path))
+        if r.returncode == 0:
+            paths.append(path)
+        else:
+            print(f"kernel path {path}: refused by this CPU ({r.stderr.strip()})")
+    return paths
+
+
+def tessera_runs(a, ckpt, batch, paths):
+    """{(path, precision): (median forward s, outputs, peak RSS MiB, median whole-process s, median attention+element-wise %)}."""
+    # Tessera per path: the forward pass's own time (--timing, as transformers' is timed) and the
+    # whole process (start, mapping, forward, JSON output); medians of --repeat runs.
+    results = {}
+    for path in paths:
+        for precision in ("bf16", "fp32"):
+            runs = []
+            for _ in range(a.repeat):
+                cmd = ["/usr/bin/time", "-f", "%M", a.tessera, "forward", ckpt, "--input", batch, "--precision", precision, "--json", "--timing"]
+                t = time.perf_counter()
+                r = subprocess.run(cmd, capture_output=True, text=True, check=True, env=dict(os.environ, TESSERA_ISA=path))
+                whole = time.perf_counter() - t
+                forward = float(r.stderr.split("forward: ")[1].split()[0])
+                share = float(r.stderr.split("(")[-1].split("%")[0]) if "% attention" in r.stderr else float("nan")
+                runs.append((forward, whole, r.stdout, int(r.stderr.strip().splitlines()[-1]) / 1024, share))
+            out = [json.loads(l) for l in runs[0][2].splitlines()]
+            assert all(o["kernel_path"] == path for o in out)
+            results[(path, precision)] = (median([r[0] for r in runs]), out, max(r[3] for r in runs), median([r[1] for r in runs]),
+                                          median([r[4] for r in runs]))
+
+    return results
+
+
+def transformers_runs(a, ckpt, batch, paths, results):
+    """{(path, precision): transformers' figures} with torch held to each path's class."""
+    hf = {}
+    if not a.skip_transformers:
+        for path in paths:
+            for precision in ("fp32", "bf16") if path in NATIVE_BF16 else ("fp32",):
+                r = subprocess.run([sys.executable, os.path.abspath(__file__), "--hf", precision, "--ckpt", ckpt, "--batch", batch],
+                                   capture_output=True, text=True, env=dict(os.environ, **CLASS_ENV.get(path, {})))
+                if r.returncode != 0:
+                    sys.exit("transformers run failed: " + r.stderr[-2000:])
+                hf[(path, precision)] = json.loads(r.stdout.strip().splitlines()[-1])
+        first = next(k for k in hf if k[1] == "fp32")
+        ours = [o["logits"] for o in results[(first[0], "fp32")][1]]
+        diff = max(abs(x - y) for o, h in zip(ours, hf[first]["logits"]) for x, y in zip(o, h))
+        print(f"same model: transformers FP32 and Tessera FP32 last-position logits differ by at most {diff:.2e}")
+
+    return hf
+
+
+def print_results(paths, results, hf, pk, tokens, work):
+    print(f"{'forward pass of the batch':44} {'seconds':>8} {'tokens/s':>9} {'GFLOP/s':>8} {'attn+elem':>9} {'peak RSS':>9}  whole process")
+    for path in paths:
+        for precision in ("bf16", "fp32"):
+            dt, _, rss, whole, share = results[(path, precision)]
+            print(f"{'tessera ' + path + ' ' + precision:44} {dt:8.2f} {tokens / dt:9.0f} {work / dt / 1e9:8.0f} {share:8.1f}% "
+                  f"{rss:7.0f} MiB  {whole:.2f} s")
+        for precision in ("fp32", "bf16"):
+            if (path, precision) in hf:
+                h = hf[(path, precision)]
+                print(f"{'transformers (torch held to ' + path + ') ' + precision:44} {h['forward']:8.2f} {tokens / h['forward']:9.0f} "
+                      f"{work / h['forward'] / 1e9:8.0f} {'':9} {h['rss_mib']:7.0f} MiB")
+    for path in paths:
+        bf, fp = results[(path, "bf16")][0], results[(path, "fp32")][0]
+        line = f"{path}:"
+        if (path, "fp32") in hf:
+            t_fp = hf[(path, "fp32")]["forward"]
+            line += f" Tessera BF16 / torch FP32 {t_fp / bf:.2f}x, Tessera FP32 / torch FP32 {t_fp / fp:.2f}x;"
+        if (path, "bf16") in hf:
+            line += f" Tessera BF16 / torch BF16 {hf[(path, 'bf16')]['forward'] / bf:.2f}x;"
+        sg = pk[path].get("numpy sgemm fp32")
+        if sg:
+            line += (f" Tessera BF16 GEMM {pk[path]['tessera bf16']:.0f} GFLOP/s = {pk[path]['tessera bf16'] / sg:.0%} of numpy sgemm "
+                     f"({sg:.0f}); the BF16 forward's effective {work / bf / 1e9:.0f} GFLOP/s = {work / bf / 1e9 / sg:.0%} of it")
+        print(line)
+
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default="/tmp/tessera-bench")
@@ -209,78 +296,13 @@ def main():
           f"checkpoint {size / 2**30:.2f} GiB (bf16, TP1PP1 legacy); batch {a.sequences} x {a.length} = {tokens} tokens, "
           f"{work / 1e12:.2f} TFLOP")
 
-    cpu = subprocess.run([a.tessera, "forward", ckpt, "--tokens", "1", "--timing"], capture_output=True, text=True, check=True)
-    print(cpu.stderr.splitlines()[0].replace("cpu: ", "CPU: ").split(", kernel path")[0] + "; machine shared with other work: "
-          f"figures are medians of {a.repeat} runs")
-    paths = []
-    for path in a.paths.split(","):
-        r = subprocess.run([a.tessera, "forward", ckpt, "--tokens", "1"], capture_output=True, text=True,
-                           env=dict(os.environ, TESSERA_ISA=path))
-        if r.returncode == 0:
-            paths.append(path)
-        else:
-            print(f"kernel path {path}: refused by this CPU ({r.stderr.strip()})")
+    paths = supported_paths(a, ckpt)
     pk = peaks(a, tokens, paths)
     for path in paths:
         print(f"GEMM peak, class {path}, linear shapes, 2 threads (GFLOP/s): " + ", ".join(f"{k} {v:.0f}" for k, v in pk[path].items()))
-
-    # Tessera per path: the forward pass's own time (--timing, as transformers' is timed) and the
-    # whole process (start, mapping, forward, JSON output); medians of --repeat runs.
-    results = {}
-    for path in paths:
-        for precision in ("bf16", "fp32"):
-            runs = []
-            for _ in range(a.repeat):
-                cmd = ["/usr/bin/time", "-f", "%M", a.tessera, "forward", ckpt, "--input", batch, "--precision", precision, "--json", "--timing"]
-                t = time.perf_counter()
-                r = subprocess.run(cmd, capture_output=True, text=True, check=True, env=dict(os.environ, TESSERA_ISA=path))
-                whole = time.perf_counter() - t
-                forward = float(r.stderr.split("forward: ")[1].split()[0])
-                share = float(r.stderr.split("(")[-1].split("%")[0]) if "% attention" in r.stderr else float("nan")
-                runs.append((forward, whole, r.stdout, int(r.stderr.strip().splitlines()[-1]) / 1024, share))
-            out = [json.loads(l) for l in runs[0][2].splitlines()]
-            assert all(o["kernel_path"] == path for o in out)
-            results[(path, precision)] = (median([r[0] for r in runs]), out, max(r[3] for r in runs), median([r[1] for r in runs]),
-                                          median([r[4] for r in runs]))
-
-    hf = {}
-    if not a.skip_transformers:
-        for path in paths:
-            for precision in ("fp32", "bf16") if path in NATIVE_BF16 else ("fp32",):
-                r = subprocess.run([sys.executable, os.path.abspath(__file__), "--hf", precision, "--ckpt", ckpt, "--batch", batch],
-                                   capture_output=True, text=True, env=dict(os.environ, **CLASS_ENV.get(path, {})))
-                if r.returncode != 0:
-                    sys.exit("transformers run failed: " + r.stderr[-2000:])
-                hf[(path, precision)] = json.loads(r.stdout.strip().splitlines()[-1])
-        first = next(k for k in hf if k[1] == "fp32")
-        ours = [o["logits"] for o in results[(first[0], "fp32")][1]]
-        diff = max(abs(x - y) for o, h in zip(ours, hf[first]["logits"]) for x, y in zip(o, h))
-        print(f"same model: transformers FP32 and Tessera FP32 last-position logits differ by at most {diff:.2e}")
-
-    print(f"{'forward pass of the batch':44} {'seconds':>8} {'tokens/s':>9} {'GFLOP/s':>8} {'attn+elem':>9} {'peak RSS':>9}  whole process")
-    for path in paths:
-        for precision in ("bf16", "fp32"):
-            dt, _, rss, whole, share = results[(path, precision)]
-            print(f"{'tessera ' + path + ' ' + precision:44} {dt:8.2f} {tokens / dt:9.0f} {work / dt / 1e9:8.0f} {share:8.1f}% "
-                  f"{rss:7.0f} MiB  {whole:.2f} s")
-        for precision in ("fp32", "bf16"):
-            if (path, precision) in hf:
-                h = hf[(path, precision)]
-                print(f"{'transformers (torch held to ' + path + ') ' + precision:44} {h['forward']:8.2f} {tokens / h['forward']:9.0f} "
-                      f"{work / h['forward'] / 1e9:8.0f} {'':9} {h['rss_mib']:7.0f} MiB")
-    for path in paths:
-        bf, fp = results[(path, "bf16")][0], results[(path, "fp32")][0]
-        line = f"{path}:"
-        if (path, "fp32") in hf:
-            t_fp = hf[(path, "fp32")]["forward"]
-            line += f" Tessera BF16 / torch FP32 {t_fp / bf:.2f}x, Tessera FP32 / torch FP32 {t_fp / fp:.2f}x;"
-        if (path, "bf16") in hf:
-            line += f" Tessera BF16 / torch BF16 {hf[(path, 'bf16')]['forward'] / bf:.2f}x;"
-        sg = pk[path].get("numpy sgemm fp32")
-        if sg:
-            line += (f" Tessera BF16 GEMM {pk[path]['tessera bf16']:.0f} GFLOP/s = {pk[path]['tessera bf16'] / sg:.0%} of numpy sgemm "
-                     f"({sg:.0f}); the BF16 forward's effective {work / bf / 1e9:.0f} GFLOP/s = {work / bf / 1e9 / sg:.0%} of it")
-        print(line)
+    results = tessera_runs(a, ckpt, batch, paths)
+    hf = transformers_runs(a, ckpt, batch, paths, results)
+    print_results(paths, results, hf, pk, tokens, work)
 
     ids = ",".join(str(s) for s in seqs[0][:1])
 
