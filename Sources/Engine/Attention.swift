@@ -10,7 +10,7 @@ import Platform
 /// Every query row is computed the same way whatever T is (a whole sequence, or one token
 /// after a cached prefix): scores by a GEMM over the head dimension, softmax over the visible
 /// positions, context by a GEMM over positions (later positions contribute exact zeros), so a
-/// cached step gives the same bits as the full run.
+/// cached step gives the same bits as the full run. A BF16 run multiplies BF16 operands.
 struct Attention {
     let heads: Int, groups: Int, d: Int
     /// Rotated dimensions of each head (the first `rot`), and whether RoPE applies at all.
@@ -92,38 +92,77 @@ struct Attention {
         }
     }
 
+    /// Bytes per attention operand: a BF16 run multiplies BF16 bits (its queries, keys, values and
+    /// probabilities are BF16 values already, so this is exact in the inputs, as NeMo's BF16
+    /// matmuls), an FP32 run FP32 values.
+    var operandBytes: Int { round ? 2 : 4 }
+
+    /// `c = a w^T` over `k` inputs for attention operands (BF16 bits or FP32, see operandBytes).
+    func product(_ a: UnsafeRawPointer, _ lda: Int, _ w: UnsafeRawPointer, _ ldw: Int, _ c: UnsafeMutablePointer<Float>, _ ldc: Int,
+                 rows: Int, cols: Int, k: Int) -> Int32 {
+        round ? tessera_gemm_bf16_nt(kernels.isa, a.assumingMemoryBound(to: UInt16.self), lda, w.assumingMemoryBound(to: UInt16.self), ldw,
+                                     c, ldc, rows, cols, k, 0)
+              : tessera_gemm_f32_nt(kernels.isa, a.assumingMemoryBound(to: Float.self), lda, w, 0, ldw, c, ldc, rows, cols, k, 0)
+    }
+
+    /// `n` floats as attention operands: BF16 bits (a new buffer) in a BF16 run, else themselves.
+    func operands(_ x: UnsafePointer<Float>, _ n: Int) -> (UnsafeRawPointer, UnsafeMutableRawPointer?) {
+        guard round else { return (UnsafeRawPointer(x), nil) }
+        let bits = UnsafeMutablePointer<UInt16>.allocate(capacity: n)
+        kernels.toBF16(x, bits, n)
+        return (UnsafeRawPointer(bits), UnsafeMutableRawPointer(bits))
+    }
+
     /// Per head, in blocks of query rows that see only the keys up to their last row:
     /// scores = Q K^T * scale, causal softmax, context = P V (V transposed once per group).
     func attend(q: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, tokens T: Int, start: Int,
                 into ctx: UnsafeMutablePointer<Float>) {
         let total = start + T, scale = 1 / Float(d).squareRoot()
-        let (qp, kp, vp, cp, me) = (UncheckedSendable(q), UncheckedSendable(keys), UncheckedSendable(values), UncheckedSendable(ctx), self)
+        let (qa, qOwned) = operands(q, T * heads * d), (ka, kOwned) = operands(keys, total * groups * d)
+        defer { qOwned?.deallocate(); kOwned?.deallocate() }
+        let (qp, kp, vp, cp, me) = (UncheckedSendable(qa), UncheckedSendable(ka), UncheckedSendable(values), UncheckedSendable(ctx), self)
         kernels.parallel(heads) { h0, h1 in
-            let (d, heads, groups, isa) = (me.d, me.heads, me.groups, me.kernels.isa)
+            let (d, heads, groups, es) = (me.d, me.heads, me.groups, me.operandBytes)
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: Self.block * total)
-            let vt = UnsafeMutablePointer<Float>.allocate(capacity: d * total)
-            defer { scores.deallocate(); vt.deallocate() }
+            let probabilities = UnsafeMutableRawPointer.allocate(byteCount: Self.block * total * es, alignment: 64)
+            let vt = UnsafeMutableRawPointer.allocate(byteCount: d * total * es, alignment: 64)
+            defer { scores.deallocate(); probabilities.deallocate(); vt.deallocate() }
             var transposed = -1
             for head in h0..<h1 {
                 let g = head / me.hpg
                 if transposed != g {
-                    for pos in 0..<total { for i in 0..<d { vt[i * total + pos] = vp.value[(pos * groups + g) * d + i] } }
+                    me.transpose(values: vp.value, group: g, total: total, into: vt)
                     transposed = g
                 }
                 var t0 = 0
                 while t0 < T {
                     let rows = min(Self.block, T - t0), visible = start + t0 + rows
-                    var status = tessera_gemm_f32_nt(isa, qp.value + t0 * heads * d + head * d, heads * d, kp.value + g * d, 0, groups * d,
-                                                     scores, visible, rows, visible, d, 0)
+                    var status = me.product(qp.value + (t0 * heads * d + head * d) * es, heads * d, kp.value + g * d * es, groups * d,
+                                            scores, visible, rows: rows, cols: visible, k: d)
                     for r in 0..<rows {
-                        tessera_causal_softmax(isa, scores + r * visible, start + t0 + r + 1, visible, scale, me.round ? 1 : 0)
+                        tessera_causal_softmax(me.kernels.isa, scores + r * visible, start + t0 + r + 1, visible, scale, me.round ? 1 : 0)
                     }
-                    status |= tessera_gemm_f32_nt(isa, scores, visible, vt, 0, total, cp.value + t0 * heads * d + head * d, heads * d,
-                                                  rows, d, visible, 0)
+                    let p = me.round ? UnsafeRawPointer(probabilities) : UnsafeRawPointer(scores)
+                    if me.round { tessera_f32_to_bf16(scores, probabilities.assumingMemoryBound(to: UInt16.self), rows * visible) }
+                    status |= me.product(p, visible, vt, total, cp.value + t0 * heads * d + head * d, heads * d, rows: rows, cols: d, k: visible)
                     precondition(status == 0, "out of memory for the attention products' packing buffers")
                     t0 += rows
                 }
             }
+        }
+    }
+
+    /// Group `g`'s values of all positions as [d][total] operands (BF16 bits in a BF16 run: the
+    /// values are BF16 already).
+    func transpose(values: UnsafePointer<Float>, group g: Int, total: Int, into vt: UnsafeMutableRawPointer) {
+        if round {
+            let out = vt.assumingMemoryBound(to: UInt16.self)
+            for pos in 0..<total {
+                for i in 0..<d { out[i * total + pos] = UInt16(truncatingIfNeeded: values[(pos * groups + g) * d + i].bfloat16Rounded.bitPattern >> 16) }
+            }
+        } else {
+            let out = vt.assumingMemoryBound(to: Float.self)
+            for pos in 0..<total { for i in 0..<d { out[i * total + pos] = values[(pos * groups + g) * d + i] } }
         }
     }
 }
