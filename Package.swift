@@ -25,7 +25,7 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // C macros Swift cannot import (HDF5 property classes, mmap flags).
         .target(name: "CShims", dependencies: ["CHDF5", "CZstd"]),
-        // The engine's numeric kernels: the AVX-512 BF16 GEMM (with a portable fallback), BF16 conversion.
+        // The engine's numeric kernels: one GEMM driver with micro-kernels per x86 class (AVX2, AVX-512, AVX512-BF16) and a portable path, element-wise steps, CPU detection.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         // The thin layer over C: mapped files, digests, typed errors, atomic outputs.
         .target(name: "Platform", dependencies: ["CISAL", "CZlib", "CZstd", "CHDF5", "CShims"]),

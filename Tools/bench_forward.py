@@ -3,21 +3,28 @@
 
 A synthetic Nemotron-shaped reward model (hidden 2048, ffn 8192, 16 layers, 16 heads, 8 query
 groups, vocab 32000, squared ReLU, layernorm1p, RoPE on half of each head; bf16, TP1PP1 legacy,
-read in place) scores a batch of 4 x 512 tokens. In one run it measures:
+read in place) scores a batch of 4 x 512 tokens. In one run, for every kernel path this CPU
+supports (avx2, avx512, avx512bf16; `--paths` to choose), it measures:
 
-  * Tessera `forward --input` (the whole batch at once), --precision bf16 and fp32: wall time
-    from process start to the last result, tokens/s, effective GFLOP/s, peak RSS;
-  * the machine's GEMM peak on the model's linear-layer shapes with 2 threads: Tessera's own
-    kernels (Tools/gemm_peak.c, built from Sources/CKernels), a plain BLAS call (numpy's
-    sgemm, FP32) and torch's matmul (oneDNN; BF16 and FP32);
-  * transformers' NemotronForCausalLM on torch CPU (2 threads) with the same weights (converted
-    from the checkpoint; its logits are checked against Tessera's) and the same tokens, in BF16
-    and FP32: forward time (only the last position's logits, as Tessera), load time, peak RSS;
+  * Tessera `forward --input` (the whole batch at once) with TESSERA_ISA=path, --precision bf16
+    and fp32, `--repeat` runs, medians: the forward pass's time, tokens/s, effective GFLOP/s,
+    the share of attention and element-wise steps (`--timing`), peak RSS;
+  * the GEMM peak of the path's class on the model's linear-layer shapes with 2 threads:
+    Tessera's own kernels (Tools/gemm_peak.c, built from Sources/CKernels), numpy's sgemm
+    (OpenBLAS held to the class with OPENBLAS_CORETYPE) and torch's matmul (oneDNN and MKL held
+    to the class with ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS, ATEN_CPU_CAPABILITY);
+  * transformers' NemotronForCausalLM on torch CPU (2 threads, held to the same class) with the
+    same weights (converted from the checkpoint; its logits are checked against Tessera's) and
+    the same tokens, in FP32 and, where the class has native BF16, in BF16: forward time (only
+    the last position's logits, as Tessera), load time, peak RSS;
   * time to first output: `tessera forward --tokens 1` on this model and on one with 3x the
     layers (start-up must not grow with the model's size), against transformers' load + first
     forward;
   * bigger than memory: the batch under a 512 MiB memory cgroup (page cache charged too) on the
     24-layer checkpoint of bench_reshard.py (2.4 GB), with --max-memory.
+
+The CPU model and the kernel path are printed with every figure. The machine may be shared
+with other work: medians of --repeat runs, and ratios taken within one run.
 
 Effective GFLOP/s count the linear layers (2 x parameters x tokens) and attention
 (4 x heads x head_dim per query-key pair of the causal triangle).
@@ -29,6 +36,22 @@ from bench_inspect import make_checkpoint, timed  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HIDDEN, FFN, HEADS, GROUPS, KV, VOCAB = 2048, 8192, 16, 8, 128, 32000
+
+
+# The environment that holds each library to one instruction-set class, per Tessera path.
+CLASS_ENV = {
+    "avx2": {"OPENBLAS_CORETYPE": "Haswell", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+             "ATEN_CPU_CAPABILITY": "avx2"},
+    "avx512": {"OPENBLAS_CORETYPE": "SkylakeX", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
+               "ATEN_CPU_CAPABILITY": "avx512"},
+    "avx512bf16": {"OPENBLAS_CORETYPE": "Cooperlake", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16", "ATEN_CPU_CAPABILITY": "avx512"},
+}
+NATIVE_BF16 = {"avx512bf16"}  # classes where torch has a native BF16 matmul
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
 
 
 def flops(layers, seqs):
@@ -68,7 +91,7 @@ def hf_worker(a):
         out = model(ids[:1, :1], logits_to_keep=1)
         first = time.perf_counter() - t_start
         times = []
-        for _ in range(2):
+        for _ in range(1):
             t = time.perf_counter()
             out = model(ids, logits_to_keep=1)
             times.append(time.perf_counter() - t)
@@ -77,18 +100,19 @@ def hf_worker(a):
                       "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def peaks(a, tokens):
-    """GEMM GFLOP/s on the linear shapes: Tessera's kernels, numpy sgemm, torch matmul (2 threads)."""
+def peaks(a, tokens, paths):
+    """GEMM GFLOP/s on the linear shapes, per path: Tessera's kernels, numpy sgemm, torch matmul (2 threads)."""
     shapes = [((HEADS + 2 * GROUPS) * KV, HIDDEN), (HIDDEN, HEADS * KV), (FFN, HIDDEN), (HIDDEN, FFN)]
     exe = os.path.join(a.work, "gemm_peak")
     src = [os.path.join(ROOT, "Sources/CKernels", f) for f in sorted(os.listdir(os.path.join(ROOT, "Sources/CKernels"))) if f.endswith(".c")]
     subprocess.run(["clang", "-O3", "-I" + os.path.join(ROOT, "Sources/CKernels/include"), *src,
                     os.path.join(ROOT, "Tools/gemm_peak.c"), "-lpthread", "-lm", "-o", exe], check=True)
-    out = {}
+    out = {p: {} for p in paths}
     r = subprocess.run([exe, "2", str(tokens)] + [str(x) for s in shapes for x in s], capture_output=True, text=True, check=True)
     for line in r.stdout.splitlines():
-        kind, _, gf = line.split()
-        out["tessera " + kind] = float(gf)
+        path, kind, _, gf = line.split()
+        if path in out:
+            out[path]["tessera " + kind] = float(gf)
     code = f"""
 import time, numpy as np, torch
 torch.set_num_threads(2)
@@ -108,9 +132,10 @@ for name, mk in (("numpy sgemm fp32", lambda s: (np.random.rand(T, s[1]).astype(
     res[name] = sum(2 * T * n * k for n, k in shapes) / total / 1e9
 print(res)
 """
-    env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-    out.update(eval(r.stdout.strip()))
+    for path in paths:
+        env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2", **CLASS_ENV.get(path, {}))
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+        out[path].update(eval(r.stdout.strip()))
     return out
 
 
@@ -135,6 +160,93 @@ def cgroup_run(a, cmd, limit_mb):
     return dt, ("completed" if r.returncode == 0 else "FAILED " + r.stderr.strip()) + f", cgroup peak (RSS + page cache) {peak} MiB"
 
 
+def supported_paths(a, ckpt):
+    """Prints the CPU; the kernel paths of --paths this CPU runs (the others are refused by tessera)."""
+    cpu = subprocess.run([a.tessera, "forward", ckpt, "--tokens", "1", "--timing"], capture_output=True, text=True, check=True)
+    print(cpu.stderr.splitlines()[0].replace("cpu: ", "CPU: ").split(", kernel path")[0] + "; machine shared with other work: "
+          f"figures are medians of {a.repeat} runs")
+    paths = []
+    for path in a.paths.split(","):
+        r = subprocess.run([a.tessera, "forward", ckpt, "--tokens", "1"], capture_output=True, text=True,
+                           env=dict(os.environ, TESSERA_ISA=path))
+        if r.returncode == 0:
+            paths.append(path)
+        else:
+            print(f"kernel path {path}: refused by this CPU ({r.stderr.strip()})")
+    return paths
+
+
+def tessera_runs(a, ckpt, batch, paths):
+    """{(path, precision): (median forward s, outputs, peak RSS MiB, median whole-process s, median attention+element-wise %)}."""
+    # Tessera per path: the forward pass's own time (--timing, as transformers' is timed) and the
+    # whole process (start, mapping, forward, JSON output); medians of --repeat runs.
+    results = {}
+    for path in paths:
+        for precision in ("bf16", "fp32"):
+            runs = []
+            for _ in range(a.repeat):
+                cmd = ["/usr/bin/time", "-f", "%M", a.tessera, "forward", ckpt, "--input", batch, "--precision", precision, "--json", "--timing"]
+                t = time.perf_counter()
+                r = subprocess.run(cmd, capture_output=True, text=True, check=True, env=dict(os.environ, TESSERA_ISA=path))
+                whole = time.perf_counter() - t
+                forward = float(r.stderr.split("forward: ")[1].split()[0])
+                share = float(r.stderr.split("(")[-1].split("%")[0]) if "% attention" in r.stderr else float("nan")
+                runs.append((forward, whole, r.stdout, int(r.stderr.strip().splitlines()[-1]) / 1024, share))
+            out = [json.loads(l) for l in runs[0][2].splitlines()]
+            assert all(o["kernel_path"] == path for o in out)
+            results[(path, precision)] = (median([r[0] for r in runs]), out, max(r[3] for r in runs), median([r[1] for r in runs]),
+                                          median([r[4] for r in runs]))
+
+    return results
+
+
+def transformers_runs(a, ckpt, batch, paths, results):
+    """{(path, precision): transformers' figures} with torch held to each path's class."""
+    hf = {}
+    if not a.skip_transformers:
+        for path in paths:
+            for precision in ("fp32", "bf16") if path in NATIVE_BF16 else ("fp32",):
+                r = subprocess.run([sys.executable, os.path.abspath(__file__), "--hf", precision, "--ckpt", ckpt, "--batch", batch],
+                                   capture_output=True, text=True, env=dict(os.environ, **CLASS_ENV.get(path, {})))
+                if r.returncode != 0:
+                    sys.exit("transformers run failed: " + r.stderr[-2000:])
+                hf[(path, precision)] = json.loads(r.stdout.strip().splitlines()[-1])
+        first = next(k for k in hf if k[1] == "fp32")
+        ours = [o["logits"] for o in results[(first[0], "fp32")][1]]
+        diff = max(abs(x - y) for o, h in zip(ours, hf[first]["logits"]) for x, y in zip(o, h))
+        print(f"same model: transformers FP32 and Tessera FP32 last-position logits differ by at most {diff:.2e}")
+
+    return hf
+
+
+def print_results(paths, results, hf, pk, tokens, work):
+    print(f"{'forward pass of the batch':44} {'seconds':>8} {'tokens/s':>9} {'GFLOP/s':>8} {'attn+elem':>9} {'peak RSS':>9}  whole process")
+    for path in paths:
+        for precision in ("bf16", "fp32"):
+            dt, _, rss, whole, share = results[(path, precision)]
+            print(f"{'tessera ' + path + ' ' + precision:44} {dt:8.2f} {tokens / dt:9.0f} {work / dt / 1e9:8.0f} {share:8.1f}% "
+                  f"{rss:7.0f} MiB  {whole:.2f} s")
+        for precision in ("fp32", "bf16"):
+            if (path, precision) in hf:
+                h = hf[(path, precision)]
+                print(f"{'transformers (torch held to ' + path + ') ' + precision:44} {h['forward']:8.2f} {tokens / h['forward']:9.0f} "
+                      f"{work / h['forward'] / 1e9:8.0f} {'':9} {h['rss_mib']:7.0f} MiB")
+    for path in paths:
+        bf, fp = results[(path, "bf16")][0], results[(path, "fp32")][0]
+        line = f"{path}:"
+        if (path, "fp32") in hf:
+            t_fp = hf[(path, "fp32")]["forward"]
+            line += f" Tessera BF16 / torch FP32 {t_fp / bf:.2f}x, Tessera FP32 / torch FP32 {t_fp / fp:.2f}x;"
+        if (path, "bf16") in hf:
+            line += f" Tessera BF16 / torch BF16 {hf[(path, 'bf16')]['forward'] / bf:.2f}x;"
+        sg = pk[path].get("numpy sgemm fp32")
+        if sg:
+            line += (f" Tessera BF16 GEMM {pk[path]['tessera bf16']:.0f} GFLOP/s = {pk[path]['tessera bf16'] / sg:.0%} of numpy sgemm "
+                     f"({sg:.0f}); the BF16 forward's effective {work / bf / 1e9:.0f} GFLOP/s = {work / bf / 1e9 / sg:.0%} of it")
+        print(line)
+
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default="/tmp/tessera-bench")
@@ -143,6 +255,9 @@ def main():
     ap.add_argument("--sequences", type=int, default=4)
     ap.add_argument("--length", type=int, default=512)
     ap.add_argument("--skip-transformers", action="store_true")
+    ap.add_argument("--paths", default="avx2,avx512,avx512bf16", help="kernel paths to measure (those the CPU refuses are skipped)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each Tessera forward (medians)")
+    ap.add_argument("--skip-memory", action="store_true", help="skip the start-up and 512 MiB cgroup runs")
     ap.add_argument("--hf", help=argparse.SUPPRESS)
     ap.add_argument("--ckpt", help=argparse.SUPPRESS)
     ap.add_argument("--batch", help=argparse.SUPPRESS)
@@ -167,51 +282,13 @@ def main():
           f"checkpoint {size / 2**30:.2f} GiB (bf16, TP1PP1 legacy); batch {a.sequences} x {a.length} = {tokens} tokens, "
           f"{work / 1e12:.2f} TFLOP")
 
-    pk = peaks(a, tokens)
-    print("GEMM peak on the linear shapes, 2 threads (GFLOP/s): " + ", ".join(f"{k} {v:.0f}" for k, v in pk.items()))
-
-    # Tessera: the forward pass's own time (--timing, as transformers' is timed) and the whole
-    # process (start, mapping, forward, JSON output), best of 2; the outputs for the comparison.
-    results = {}
-    for precision in ("bf16", "fp32"):
-        runs = []
-        for _ in range(2):
-            cmd = ["/usr/bin/time", "-f", "%M", a.tessera, "forward", ckpt, "--input", batch, "--precision", precision, "--json", "--timing"]
-            t = time.perf_counter()
-            r = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            whole = time.perf_counter() - t
-            forward = float(r.stderr.split("forward: ")[1].split()[0])
-            runs.append((forward, whole, r.stdout, int(r.stderr.strip().splitlines()[-1]) / 1024))
-        forward, whole, out, rss = min(runs, key=lambda r: r[0])
-        results[precision] = (forward, [json.loads(l) for l in out.splitlines()], rss, whole)
-
-    hf = {}
-    if not a.skip_transformers:
-        for precision in ("bf16", "fp32"):
-            r = subprocess.run([sys.executable, os.path.abspath(__file__), "--hf", precision, "--ckpt", ckpt, "--batch", batch],
-                               capture_output=True, text=True)
-            if r.returncode != 0:
-                sys.exit("transformers run failed: " + r.stderr[-2000:])
-            hf[precision] = json.loads(r.stdout.strip().splitlines()[-1])
-        ours = [o["logits"] for o in results["fp32"][1]]
-        diff = max(abs(x - y) for o, h in zip(ours, hf["fp32"]["logits"]) for x, y in zip(o, h))
-        print(f"same model: transformers FP32 and Tessera FP32 last-position logits differ by at most {diff:.2e}")
-
-    print(f"{'forward pass of the batch':34} {'seconds':>8} {'tokens/s':>9} {'GFLOP/s':>8} {'peak RSS':>9}  whole process")
-    for precision in ("bf16", "fp32"):
-        dt, _, rss, whole = results[precision]
-        print(f"{'tessera forward --precision ' + precision:34} {dt:8.2f} {tokens / dt:9.0f} {work / dt / 1e9:8.0f} {rss:7.0f} MiB  "
-              f"{whole:.2f} s")
-        if precision in hf:
-            h = hf[precision]
-            print(f"{'transformers Nemotron ' + precision:34} {h['forward']:8.2f} {tokens / h['forward']:9.0f} "
-                  f"{work / h['forward'] / 1e9:8.0f} {h['rss_mib']:7.0f} MiB")
-    for precision in ("bf16", "fp32"):
-        if precision in hf:
-            dt, whole = results[precision][0], results[precision][3]
-            print(f"{precision}: Tessera / transformers throughput (forward passes): {hf[precision]['forward'] / dt:.2f}x "
-                  f"({hf[precision]['forward'] / whole:.2f}x counting Tessera's whole process); Tessera at "
-                  f"{work / dt / 1e9 / pk['tessera ' + precision]:.0%} of its kernels' GEMM peak")
+    paths = supported_paths(a, ckpt)
+    pk = peaks(a, tokens, paths)
+    for path in paths:
+        print(f"GEMM peak, class {path}, linear shapes, 2 threads (GFLOP/s): " + ", ".join(f"{k} {v:.0f}" for k, v in pk[path].items()))
+    results = tessera_runs(a, ckpt, batch, paths)
+    hf = transformers_runs(a, ckpt, batch, paths, results)
+    print_results(paths, results, hf, pk, tokens, work)
 
     ids = ",".join(str(s) for s in seqs[0][:1])
 
@@ -224,14 +301,16 @@ def main():
             runs.append((float(r.stderr.split("start-up: ")[1].split()[0]), time.perf_counter() - t))
         return min(runs)
 
+    if a.skip_memory:
+        return
     subprocess.run(["cat"] + [os.path.join(d, f) for d, _, fs in os.walk(big) for f in fs], stdout=subprocess.DEVNULL)
     (s_small, w_small), (s_big, w_big) = first_output(ckpt), first_output(big)
     big_size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(big) for f in fs)
     line = (f"start-up (process start to checkpoint opened and mapped): {s_small * 1000:.0f} ms on {size / 2**30:.1f} GiB, "
             f"{s_big * 1000:.0f} ms on {big_size / 2**30:.1f} GiB ({3 * a.layers} layers); first output of a 1-token run "
             f"(every weight read once): {w_small * 1000:.0f} ms and {w_big * 1000:.0f} ms")
-    if "bf16" in hf:
-        line += f"; transformers (import, load, first forward): {hf['bf16']['first_output']:.2f} s on {size / 2**30:.1f} GiB"
+    if hf:
+        line += f"; transformers (import, load, first forward): {next(iter(hf.values()))['first_output']:.2f} s on {size / 2**30:.1f} GiB"
     print(line)
 
     reshard_src = os.path.join(a.work, "reshard-src-h2048-l24-tp4pp2")

@@ -18,6 +18,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOK = os.path.join(ROOT, "Tests/Fixtures/tiny/tokenizer/tokenizer.model")
 
 
+def write_conversations(path, count, rng, words):
+    """`count` 4-turn conversations of random words, every assistant turn scored, as JSONL."""
+    with open(path, "w") as f:
+        for _ in range(count):
+            turns = []
+            for _ in range(4):
+                turns.append({"value": " ".join(rng.choice(words) for _ in range(rng.randint(10, 30))), "from": "User", "label": None})
+                turns.append({"value": " ".join(rng.choice(words) for _ in range(rng.randint(20, 60))), "from": "Assistant", "label": "x"})
+            f.write(json.dumps({"conversations": turns, "mask": "User"}) + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default="/tmp/tessera-bench")
@@ -77,13 +88,7 @@ def main():
     src = os.path.join(a.work, "reshard-src-h2048-l24-tp4pp2")
     make_checkpoint(src, 2048, 24, 4, 2)
     conv_path = os.path.join(a.work, "conversations.jsonl")
-    with open(conv_path, "w") as f:
-        for _ in range(a.conversations):
-            turns = []
-            for k in range(4):
-                turns.append({"value": " ".join(rng.choice(words) for _ in range(rng.randint(10, 30))), "from": "User", "label": None})
-                turns.append({"value": " ".join(rng.choice(words) for _ in range(rng.randint(20, 60))), "from": "Assistant", "label": "x"})
-            f.write(json.dumps({"conversations": turns, "mask": "User"}) + "\n")
+    write_conversations(conv_path, a.conversations, rng, words)
     # Best of two runs for scoring with prefix reuse and for the forward pass below (run to run
     # variation on this machine is 10-15%); one run of the much longer from-scratch scoring.
     results = {}

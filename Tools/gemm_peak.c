@@ -1,27 +1,28 @@
-/* The machine's GEMM peak on given shapes with Tessera's own kernels (Sources/CKernels),
- * on every core: each thread takes a contiguous share of the output columns, as the engine
- * splits them. Built and run by bench_forward.py:
+/* The machine's GEMM peak on given shapes with Tessera's own kernels (Sources/CKernels), on
+ * every kernel path this CPU supports, on every core: each thread takes a contiguous share of
+ * the output columns, as the engine splits them. Built and run by bench_forward.py:
  *   clang -O3 -ISources/CKernels/include (the .c files of Sources/CKernels) Tools/gemm_peak.c -lpthread -lm
- *   ./gemm_peak THREADS T N K [N K ...]   -> one line per precision: seconds and GFLOP/s */
+ *   ./gemm_peak THREADS T N K [N K ...]   -> one line per path and precision: path, precision, seconds, GFLOP/s
+ * (the portable path only for T <= 64: it is there for correctness, not speed). */
 #include "CKernels.h"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
-typedef struct { int bf16; const void *a; const void *w; float *c; void *packed; size_t t, n, k, lo, hi; } job;
+typedef struct { int isa, bf16; const void *a; const void *w; float *c; void *packed; size_t t, n, k, lo, hi; } job;
 
 /* As the engine runs a product: the activations packed once (rows split over the threads),
    then each thread multiplies them by its share of the output columns. */
 static void *pack(void *p) {
     job *j = p;
-    tessera_gemm_pack_activations(j->a, j->k, j->t, j->k, j->bf16, j->lo, j->hi, j->packed);
+    tessera_gemm_pack_activations(j->isa, j->a, j->k, j->t, j->k, j->bf16, j->lo, j->hi, j->packed);
     return NULL;
 }
 
 static void *run(void *p) {
     job *j = p;
-    tessera_gemm_packed_nt(j->a, j->k, j->bf16, j->packed, (const uint16_t *)j->w + j->lo * j->k, 1, j->k, j->c + j->lo, j->n,
+    tessera_gemm_packed_nt(j->isa, j->a, j->k, j->bf16, j->packed, (const uint16_t *)j->w + j->lo * j->k, 1, j->k, j->c + j->lo, j->n,
                            j->t, j->hi - j->lo, j->k, 0, 0);
     return NULL;
 }
@@ -32,7 +33,9 @@ int main(int argc, char **argv) {
     if (argc < 5 || (argc - 3) % 2) { fprintf(stderr, "usage: gemm_peak THREADS T N K [N K ...]\n"); return 2; }
     int threads = atoi(argv[1]);
     size_t T = strtoul(argv[2], NULL, 10);
+    for (int isa = TESSERA_ISA_PORTABLE; isa <= TESSERA_ISA_AVX512BF16; isa++)
     for (int bf16 = 1; bf16 >= 0; bf16--) {
+        if (!tessera_isa_supported(isa) || (isa == TESSERA_ISA_PORTABLE && T > 64)) continue;
         double seconds = 0, flops = 0;
         for (int s = 3; s < argc; s += 2) {
             size_t N = strtoul(argv[s], NULL, 10), K = strtoul(argv[s + 1], NULL, 10);
@@ -42,14 +45,14 @@ int main(int argc, char **argv) {
             for (size_t i = 0; i < T * K; i++) { a16[i] = (uint16_t)(0x3f00 + i % 256); a32[i] = 1.0f + (float)(i % 256) / 256; }
             job jobs[64];
             pthread_t tid[64];
-            void *packed = aligned_alloc(64, (tessera_gemm_packed_bytes(T, K, bf16) + 63) & ~(size_t)63);
+            void *packed = aligned_alloc(64, (tessera_gemm_packed_bytes(isa, T, K, bf16) + 63) & ~(size_t)63);
             size_t g = tessera_gemm_pack_granule();
             double best = 1e30;
             for (int rep = 0; rep < 3; rep++) {
                 double t0 = now();
                 for (int i = 0; i < threads; i++) {
                     size_t units = (T + g - 1) / g, lo = units * i / threads * g, hi = units * (i + 1) / threads * g;
-                    jobs[i] = (job){bf16, bf16 ? (const void *)a16 : (const void *)a32, w, c, packed, T, N, K, lo, hi < T ? hi : T};
+                    jobs[i] = (job){isa, bf16, bf16 ? (const void *)a16 : (const void *)a32, w, c, packed, T, N, K, lo, hi < T ? hi : T};
                     pthread_create(&tid[i], NULL, pack, &jobs[i]);
                 }
                 for (int i = 0; i < threads; i++) pthread_join(tid[i], NULL);
@@ -68,7 +71,7 @@ int main(int argc, char **argv) {
             flops += 2.0 * T * N * K;
             free(w); free(a16); free(a32); free(c);
         }
-        printf("%s %.4f %.1f\n", bf16 ? "bf16" : "fp32", seconds, flops / seconds / 1e9);
+        printf("%s %s %.4f %.1f\n", tessera_isa_name(isa), bf16 ? "bf16" : "fp32", seconds, flops / seconds / 1e9);
     }
     return 0;
 }

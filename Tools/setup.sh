@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in libhdf5-dev libzstd-dev libopenblas-dev libisal-dev zlib1g-dev pkg-config; do
+for pkg in libhdf5-dev libzstd-dev libisal-dev zlib1g-dev pkg-config; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

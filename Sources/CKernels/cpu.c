@@ -1,48 +1,83 @@
+/* What this CPU can run: the instruction-set classes of the kernels, checked once with
+ * __builtin_cpu_supports (the only place that asks), the CPU's model name, and BF16 conversion. */
 #include "CKernels.h"
+#include "bf16.h"
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #if defined(__x86_64__)
-#include <immintrin.h>
+#include <cpuid.h>
 #endif
 
-int tessera_has_avx512bf16(void) {
+int tessera_isa_supported(int isa) {
 #if defined(__x86_64__)
-    static int has = -1;
-    if (has < 0) {
+    static int has[4] = {-1, -1, -1, -1};
+    if (isa < 0 || isa > TESSERA_ISA_AVX512BF16) return 0;
+    if (has[isa] < 0) {
         __builtin_cpu_init();
-        has = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512f");
+        int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+        int bf16 = avx512 && __builtin_cpu_supports("avx512bf16");
+        int v[4] = {1, avx2, avx512, bf16};
+        /* TESSERA_ISA_LIMIT=NAME makes this CPU look like one that stops at NAME (tests of refusal). */
+        const char *limit = getenv("TESSERA_ISA_LIMIT");
+        for (int i = 0; limit && i <= TESSERA_ISA_AVX512BF16; i++)
+            if (strcmp(limit, tessera_isa_name(i)) == 0)
+                for (int j = i + 1; j <= TESSERA_ISA_AVX512BF16; j++) v[j] = 0;
+        for (int i = 0; i <= TESSERA_ISA_AVX512BF16; i++) has[i] = v[i]; /* every thread computes the same values */
     }
-    return has;
+    return has[isa];
 #else
-    return 0;
+    return isa == TESSERA_ISA_PORTABLE;
 #endif
 }
 
-static uint16_t round_bf16(float f) {
-    uint32_t b;
-    memcpy(&b, &f, 4);
-    if ((b & 0x7fffffff) > 0x7f800000) return (uint16_t)((b >> 16) | 0x40); /* NaN stays a quiet NaN */
-    b += 0x7fff + ((b >> 16) & 1);
-    return (uint16_t)(b >> 16);
+int tessera_isa_best(void) {
+    for (int isa = TESSERA_ISA_AVX512BF16; isa > TESSERA_ISA_PORTABLE; isa--)
+        if (tessera_isa_supported(isa)) return isa;
+    return TESSERA_ISA_PORTABLE;
 }
 
+const char *tessera_isa_name(int isa) {
+    static const char *const names[] = {"portable", "avx2", "avx512", "avx512bf16"};
+    return isa >= 0 && isa <= TESSERA_ISA_AVX512BF16 ? names[isa] : "unknown";
+}
+
+void tessera_cpu_model(char *out, size_t size) {
+    if (size == 0) return;
+    out[0] = 0;
 #if defined(__x86_64__)
-__attribute__((target("avx512f,avx512bf16"))) static void f32_to_bf16_avx512(const float *src, uint16_t *dst, size_t n) {
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) _mm256_storeu_si256((__m256i *)(dst + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + i)));
-    for (; i < n; i++) dst[i] = round_bf16(src[i]);
-}
+    unsigned regs[12], max = __get_cpuid_max(0x80000000u, NULL);
+    if (max >= 0x80000004u && size > 1) {
+        for (unsigned i = 0; i < 3; i++) __get_cpuid(0x80000002u + i, &regs[4 * i], &regs[4 * i + 1], &regs[4 * i + 2], &regs[4 * i + 3]);
+        char brand[49];
+        memcpy(brand, regs, 48);
+        brand[48] = 0;
+        const char *b = brand;
+        while (*b == ' ') b++;
+        snprintf(out, size, "%s", b);
+        for (size_t n = strlen(out); n > 0 && out[n - 1] == ' '; n--) out[n - 1] = 0;
+    }
 #endif
+    if (!out[0]) {
+        FILE *f = fopen("/proc/cpuinfo", "r");
+        char line[256];
+        while (f && fgets(line, sizeof line, f)) {
+            char *colon = strchr(line, ':');
+            if (!colon || (strncmp(line, "model name", 10) != 0 && strncmp(line, "CPU part", 8) != 0)) continue;
+            snprintf(out, size, "%s", colon + 2);
+            out[strcspn(out, "\n")] = 0;
+            break;
+        }
+        if (f) fclose(f);
+    }
+    if (!out[0]) snprintf(out, size, "unknown");
+}
 
 void tessera_bf16_to_f32(const uint16_t *src, float *dst, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        uint32_t b = (uint32_t)src[i] << 16;
-        memcpy(&dst[i], &b, 4);
-    }
+    for (size_t i = 0; i < n; i++) dst[i] = widen_bf16(src[i]);
 }
 
 void tessera_f32_to_bf16(const float *src, uint16_t *dst, size_t n) {
-#if defined(__x86_64__)
-    if (tessera_has_avx512bf16()) { f32_to_bf16_avx512(src, dst, n); return; }
-#endif
-    for (size_t i = 0; i < n; i++) dst[i] = round_bf16(src[i]);
+    for (size_t i = 0; i < n; i++) dst[i] = (uint16_t)(round_bf16_bits(src[i]) >> 16);
 }

@@ -188,9 +188,13 @@ public struct Annotator {
             if exceeded[k] { t.set("exceeded", .bool(true)) }
             convTurns[job.conv][job.turn] = t
         }
+        // Scores are the same bits for any batch, prefix reuse or thread count, but may differ
+        // between kernel paths and precisions: each record says which made it.
         let out = objs.enumerated().map { c, obj -> JSONValue in
             var o = obj
             o.set("conversations", .array(convTurns[c]))
+            o.set("kernel_path", .string(model.kernels.path.rawValue))
+            o.set("precision", .string(options.precision.rawValue))
             return o
         }
         return (out, tokensRun)

@@ -37,11 +37,14 @@ struct Forward: ParsableCommand {
     @Option(help: "Resident memory bound, e.g. 512M or 8G: weights are dropped after each layer.")
     var maxMemory: String?
 
-    @Flag(help: "Print {\"reward\": [...], \"logits\": [...], \"hidden\": [...]} (one line per sequence).")
+    @Flag(help: "Print {\"reward\": [...], \"logits\": [...], \"hidden\": [...], \"kernel_path\": ..., \"precision\": ...} (one line per sequence).")
     var json = false
 
-    @Flag(help: "Print the start-up time and the forward pass's own time and tokens/s on stderr.")
+    @Flag(help: "Print the CPU, the kernel path, the start-up time and the forward pass's own time and tokens/s on stderr.")
     var timing = false
+
+    @Option(help: "Worker threads (default: every core). Results do not depend on it.")
+    var threads: Int?
 
     func validate() throws {
         guard (tokens == nil) != (input == nil) else { throw ValidationError("give exactly one of --tokens and --input") }
@@ -51,7 +54,7 @@ struct Forward: ParsableCommand {
         do {
             let sequences = try readSequences()
             let cache = MappingCache()
-            let model = try Model(try Checkpoint.open(checkpoint, cache: cache), cache: cache)
+            let model = try Model(try Checkpoint.open(checkpoint, cache: cache), cache: cache, kernels: try Kernels.configured(threads: threads))
             if let maxMemory {
                 let limit = try parseByteSize(maxMemory, option: "--max-memory")
                 let longest = sequences.map(\.count).max() ?? 0
@@ -67,12 +70,15 @@ struct Forward: ParsableCommand {
             let results = try model.forward(batch: sequences.map { Model.Segment(ids: $0) }, precision: precision)
             if timing {
                 let seconds = Date().timeIntervalSince(start), count = sequences.reduce(0) { $0 + $1.count }
-                let line = "start-up: \(String(format: "%.3f", start.timeIntervalSince(processStart))) s (checkpoint opened, "
+                let line = "cpu: \(model.kernels.description)\n" + "start-up: \(String(format: "%.3f", start.timeIntervalSince(processStart))) s (checkpoint opened, "
                     + "weights mapped); forward: \(String(format: "%.3f", seconds)) s for \(count) tokens, "
                     + "\(String(format: "%.1f", Double(count) / seconds)) tokens/s\n"
+                    + String(format: "steps: matrix products %.3f s, attention %.3f s, element-wise %.3f s (%.1f%% attention + element-wise)\n",
+                             model.times.products, model.times.attention, model.times.elementwise,
+                             100 * (model.times.attention + model.times.elementwise) / max(model.times.total, 1e-9))
                 StandardError.write(line)
             }
-            for r in results { try OutputSink.standardOutput.writeLine(json ? try jsonLine(r) : text(r)) }
+            for r in results { try OutputSink.standardOutput.writeLine(json ? try jsonLine(r, path: model.kernels.path) : text(r)) }
         }
     }
 
@@ -100,8 +106,8 @@ struct Forward: ParsableCommand {
         return out
     }
 
-    func jsonLine(_ r: ForwardResult) throws -> String {
-        var obj: [String: Any] = ["hidden": r.hidden.map(Double.init)]
+    func jsonLine(_ r: ForwardResult, path: KernelPath) throws -> String {
+        var obj: [String: Any] = ["hidden": r.hidden.map(Double.init), "kernel_path": path.rawValue, "precision": precision.rawValue]
         if let l = r.logits { obj["logits"] = l.map(Double.init) }
         if let w = r.reward { obj["reward"] = w.map(Double.init) }
         return String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self)

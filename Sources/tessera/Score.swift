@@ -40,6 +40,7 @@ struct Score: ParsableCommand {
     @Option(help: "Conversations run together (their tokens share every GEMM; no padding).") var batch = 8
     @Flag(help: "Score every turn's string from scratch instead of sharing the conversation's prefix.") var noPrefixReuse = false
     @Flag(help: "Write an error record ({\"error\": ..., \"line\": N}) for a bad line and go on, instead of stopping.") var skipBadLines = false
+    @Option(help: "Worker threads (default: every core). Results do not depend on it, nor on --batch or prefix reuse.") var threads: Int?
 
     @Option(help: "Score only shard I of N (I from 0, e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); combine the shard outputs with `tessera merge`.")
     var shard: String?
@@ -54,7 +55,7 @@ struct Score: ParsableCommand {
             let balanceMode = try ShardBalance(parsing: balance)
             let cache = MappingCache()
             let cat = try Checkpoint.open(checkpoint, cache: cache)
-            let model = try Model(cat, cache: cache)
+            let model = try Model(cat, cache: cache, kernels: try Kernels.configured(threads: threads))
             if let maxMemory {
                 guard model.largestLayerBytes <= (try parseByteSize(maxMemory, option: "--max-memory")) else {
                     throw TesseraError(.invalidArgument, "one layer's weights take \(formatBytes(model.largestLayerBytes)), more than --max-memory \(maxMemory)")

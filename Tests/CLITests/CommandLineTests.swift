@@ -75,32 +75,55 @@ import Testing
     #expect(lines[2].contains("empty") && lines[3].contains("mask speaker") && lines[4].contains("'from' or 'value'"))
 }
 
-/// `forward --input` runs a batch (one JSON line per sequence, in order, equal to single runs);
-/// the OpenBLAS path for CPUs without AVX-512 gives the same FP32 outputs as the native kernels;
-/// `--max-memory` refuses a batch that cannot fit and runs one that can.
-@Test func forwardBatchesFallsBackToBLASAndHonoursMaxMemory() throws {
+/// `forward --input` runs a batch (one JSON line per sequence, in order): on every kernel path
+/// the CPU supports, each line is byte for byte the line of that sequence run alone, with 1 or 2
+/// threads, and names its kernel path; `--max-memory` refuses a batch that cannot fit and runs
+/// one that can.
+@Test func forwardBatchesAreBitIdenticalOnEveryPathAndHonourMaxMemory() throws {
     let path = try #require(legacyFixture)
     let batch = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-forward-\(getpid()).jsonl").path
     try "[5,6,7,8]\n[9,10]\n".write(toFile: batch, atomically: true, encoding: .utf8)
     defer { try? FileManager.default.removeItem(atPath: batch) }
-    func rewards(_ r: Run) throws -> [[Double]] {
-        try r.stdout.split(separator: "\n").map { line in
-            try #require((try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["reward"] as? [Double])
+    for isa in ["portable", "avx2", "avx512", "avx512bf16"] {
+        let env = ["TESSERA_ISA": isa]
+        let probe = try run(["forward", path, "--tokens", "1"], environment: env)
+        guard probe.status == 0 else {
+            #expect(probe.status == 2 && probe.stderr.contains("lacks"), "\(isa): \(probe.stderr)")
+            continue
+        }
+        for precision in ["fp32", "bf16"] {
+            let batched = try run(["forward", path, "--input", batch, "--precision", precision, "--json", "--threads", "2"], environment: env)
+            #expect(batched.status == 0)
+            let lines = batched.stdout.split(separator: "\n").map(String.init)
+            let first = try run(["forward", path, "--tokens", "5,6,7,8", "--precision", precision, "--json", "--threads", "1"], environment: env)
+            let second = try run(["forward", path, "--tokens", "9,10", "--precision", precision, "--json"], environment: env)
+            #expect(lines == [first.stdout, second.stdout].map { $0.trimmingCharacters(in: .newlines) }, "\(isa) \(precision)")
+            #expect(lines.allSatisfy { $0.contains("\"kernel_path\":\"\(isa)\"") && $0.contains("\"precision\":\"\(precision)\"") })
         }
     }
-    let batched = try run(["forward", path, "--input", batch, "--precision", "fp32", "--json"])
-    #expect(batched.status == 0)
-    let single = try run(["forward", path, "--tokens", "9,10", "--precision", "fp32", "--json"])
-    let both = try rewards(batched), second = try rewards(single)
-    #expect(both.count == 2)
-    #expect(zip(both[1], second[0]).allSatisfy { abs($0 - $1) < 1e-5 })
-    let blas = try run(["forward", path, "--input", batch, "--precision", "fp32", "--json"], environment: ["TESSERA_PORTABLE_GEMM": "1"])
-    #expect(blas.status == 0)
-    #expect(zip(try rewards(blas).joined(), both.joined()).allSatisfy { abs($0 - $1) < 1e-5 })
     let tooSmall = try run(["forward", path, "--input", batch, "--max-memory", "1K"])
     #expect(tooSmall.status == 2)
     #expect(tooSmall.stderr.contains("--max-memory"))
     #expect(try run(["forward", path, "--input", batch, "--max-memory", "1G"]).status == 0)
+}
+
+/// A kernel path that is unknown, or that the CPU lacks (TESSERA_ISA_LIMIT makes this CPU look
+/// like an AVX2-only one), is refused with exit 2 and a message naming the paths it supports;
+/// --timing names the CPU and the path; --threads must be positive.
+@Test func unsupportedKernelPathsAreRefusedNotExecuted() throws {
+    let path = try #require(legacyFixture)
+    let unknown = try run(["forward", path, "--tokens", "1"], environment: ["TESSERA_ISA": "sse9"])
+    #expect(unknown.status == 2 && unknown.stderr.contains("portable, avx2, avx512, avx512bf16"))
+    for isa in ["avx512", "avx512bf16"] {
+        let refused = try run(["forward", path, "--tokens", "1"], environment: ["TESSERA_ISA": isa, "TESSERA_ISA_LIMIT": "avx2"])
+        #expect(refused.status == 2, "\(isa)")
+        #expect(refused.stderr.contains("lacks its instructions") && refused.stderr.contains("supports portable, avx2"))
+    }
+    let limited = try run(["forward", path, "--tokens", "1", "--timing"], environment: ["TESSERA_ISA_LIMIT": "avx2"])
+    #expect(limited.status == 0 && limited.stderr.contains("kernel path avx2"))
+    let timing = try run(["forward", path, "--tokens", "1", "--timing"], environment: ["TESSERA_ISA": "portable"])
+    #expect(timing.stderr.contains("cpu: ") && timing.stderr.contains("kernel path portable"))
+    #expect(try run(["forward", path, "--tokens", "1", "--threads", "0"]).status == 2)
 }
 
 /// Without --tp/--pp, convert keeps the source's layout: an HDF5 store goes back to the layout

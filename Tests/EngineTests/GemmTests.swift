@@ -1,9 +1,10 @@
 import CKernels
+import Engine
 import Platform
 import Testing
 
 /// Deterministic values in (-1, 1).
-private func values(_ count: Int, seed: UInt32) -> [Float] {
+func testValues(_ count: Int, seed: UInt32) -> [Float] {
     var state = seed
     return (0..<count).map { _ in
         state = state &* 1_664_525 &+ 1_013_904_223
@@ -14,7 +15,7 @@ private func values(_ count: Int, seed: UInt32) -> [Float] {
 private func bf16(_ v: UInt16) -> Double { Double(Float(bitPattern: UInt32(v) << 16)) }
 
 /// Shapes that exercise the 6-token tiles' and 64-column panels' edges, odd K, K shorter
-/// than and longer than one 256-input panel, strided operands and several token blocks.
+/// than and longer than one 128-element slice, and several token blocks.
 private let shapes: [(t: Int, n: Int, k: Int)] = [
     (1, 1, 1), (1, 1, 2), (3, 5, 31), (6, 64, 256), (7, 65, 257), (13, 130, 33), (5, 200, 600), (800, 17, 40),
 ]
@@ -22,87 +23,150 @@ private let shapes: [(t: Int, n: Int, k: Int)] = [
 /// The three products: BF16 x BF16, FP32 x FP32 and FP32 x BF16 weights (widened).
 enum Product: CaseIterable, Sendable { case bf16, f32, f32WithBF16Weights }
 
-/// Each GEMM (AVX-512 where the CPU has it, else the portable path) and the portable path
-/// itself, against a double-precision sum of the same values, with padded leading dimensions
-/// that must stay untouched, overwriting and accumulating.
-@Test(arguments: shapes.indices, [false, true])
-func gemmMatchesADoublePrecisionSum(shape: Int, portable: Bool) {
-    for product in Product.allCases { check(product, shape: shapes[shape], portable: portable) }
+/// The operands of one shape, with padded leading dimensions that must stay untouched.
+private struct Operands {
+    let t: Int, n: Int, k: Int, lda: Int, ldw: Int, ldc: Int
+    var qa: [UInt16], qw: [UInt16], fa: [Float], fw: [Float]
+    init(_ shape: (t: Int, n: Int, k: Int)) {
+        (t, n, k) = shape
+        (lda, ldw, ldc) = (k + 3, k + 1, n + 2)
+        qa = [UInt16](repeating: 0, count: t * lda)
+        qw = [UInt16](repeating: 0, count: n * ldw)
+        tessera_f32_to_bf16(testValues(qa.count, seed: 12345), &qa, qa.count)
+        tessera_f32_to_bf16(testValues(qw.count, seed: 777), &qw, qw.count)
+        // FP32 operands hold the same (BF16-representable) values, so one reference serves all.
+        fa = qa.map { Float(bf16($0)) }
+        fw = qw.map { Float(bf16($0)) }
+    }
+
+    /// C (+)= A W^T on `path`, rows `t0..<t1` of A only (into the same rows of C).
+    func gemm(_ product: Product, _ path: KernelPath, _ c: inout [Float], rows: Range<Int>? = nil, accumulate: Bool) -> Int32 {
+        let r = rows ?? 0..<t, acc: Int32 = accumulate ? 1 : 0, isa = Int32(KernelPath.allCases.firstIndex(of: path)!)
+        return c.withUnsafeMutableBufferPointer { cb in
+            let cp = cb.baseAddress! + r.lowerBound * ldc
+            switch product {
+            case .bf16: return tessera_gemm_bf16_nt(isa, Array(qa[(r.lowerBound * lda)...]), lda, qw, ldw, cp, ldc, r.count, n, k, acc)
+            case .f32: return tessera_gemm_f32_nt(isa, Array(fa[(r.lowerBound * lda)...]), lda, fw, 0, ldw, cp, ldc, r.count, n, k, acc)
+            case .f32WithBF16Weights:
+                return tessera_gemm_f32_nt(isa, Array(fa[(r.lowerBound * lda)...]), lda, qw, 1, ldw, cp, ldc, r.count, n, k, acc)
+            }
+        }
+    }
+
+    func reference(_ i: Int, _ j: Int) -> Double { (0..<k).reduce(0.0) { $0 + bf16(qa[i * lda + $1]) * bf16(qw[j * ldw + $1]) } }
 }
 
-private func check(_ product: Product, shape: (t: Int, n: Int, k: Int), portable: Bool) {
-    let (t, n, k) = shape
-    let lda = k + 3, ldw = k + 1, ldc = n + 2
-    var qa = [UInt16](repeating: 0, count: t * lda), qw = [UInt16](repeating: 0, count: n * ldw)
-    tessera_f32_to_bf16(values(qa.count, seed: 12345), &qa, qa.count)
-    tessera_f32_to_bf16(values(qw.count, seed: 777), &qw, qw.count)
-    // FP32 operands hold the same (BF16-representable) values, so one reference serves all.
-    let fa = qa.map { Float(bf16($0)) }, fw = qw.map { Float(bf16($0)) }
-    func gemm(_ c: inout [Float], accumulate: Bool) {
-        let acc: Int32 = accumulate ? 1 : 0
-        switch (product, portable) {
-        case (.bf16, true): tessera_gemm_bf16_nt_portable(qa, lda, qw, ldw, &c, ldc, t, n, k, acc)
-        case (.bf16, false): #expect(tessera_gemm_bf16_nt(qa, lda, qw, ldw, &c, ldc, t, n, k, acc) == 0)
-        case (.f32, true): tessera_gemm_f32_nt_portable(fa, lda, fw, 0, ldw, &c, ldc, t, n, k, acc)
-        case (.f32, false): #expect(tessera_gemm_f32_nt(fa, lda, fw, 0, ldw, &c, ldc, t, n, k, acc) == 0)
-        case (.f32WithBF16Weights, true): tessera_gemm_f32_nt_portable(fa, lda, qw, 1, ldw, &c, ldc, t, n, k, acc)
-        case (.f32WithBF16Weights, false): #expect(tessera_gemm_f32_nt(fa, lda, qw, 1, ldw, &c, ldc, t, n, k, acc) == 0)
+/// Each product on every kernel path this CPU runs, against a double-precision sum of the same
+/// values: overwriting and accumulating, padding columns never written.
+@Test(arguments: shapes.indices, KernelPath.supported)
+func gemmMatchesADoublePrecisionSum(shape: Int, path: KernelPath) {
+    let o = Operands(shapes[shape])
+    for product in Product.allCases {
+        let initial = testValues(o.t * o.ldc, seed: 99)
+        var c = initial, accumulated = initial
+        #expect(o.gemm(product, path, &c, accumulate: false) == 0)
+        #expect(o.gemm(product, path, &accumulated, accumulate: true) == 0)
+        var worst = 0.0, worstAccumulated = 0.0
+        for i in 0..<o.t {
+            for j in 0..<o.ldc {
+                guard j < o.n else {
+                    #expect(c[i * o.ldc + j] == initial[i * o.ldc + j], "\(product) on \(path) wrote padding column \(j)")
+                    continue
+                }
+                let s = o.reference(i, j)
+                worst = max(worst, abs(s - Double(c[i * o.ldc + j])))
+                worstAccumulated = max(worstAccumulated, abs(s + Double(initial[i * o.ldc + j]) - Double(accumulated[i * o.ldc + j])))
+            }
+        }
+        #expect(worst < 1e-5 * Double(o.k), "\(product) \(shapes[shape]) on \(path)")
+        #expect(worstAccumulated < 1e-5 * Double(o.k) + 1e-6, "\(product) \(shapes[shape]) on \(path) accumulating")
+    }
+}
+
+/// A row's results do not depend on the other rows of the product: every row computed alone,
+/// and the rows in two uneven parts, give the bits of the whole product.
+@Test(arguments: KernelPath.supported)
+func gemmRowsDoNotDependOnTheBatch(path: KernelPath) {
+    for shape in [(t: 13, n: 130, k: 300), (t: 800, n: 17, k: 40), (t: 9, n: 70, k: 257)] {
+        let o = Operands(shape)
+        for product in Product.allCases {
+            var whole = [Float](repeating: 0, count: o.t * o.ldc), alone = whole, parts = whole
+            _ = o.gemm(product, path, &whole, accumulate: false)
+            for i in 0..<o.t { _ = o.gemm(product, path, &alone, rows: i..<(i + 1), accumulate: false) }
+            _ = o.gemm(product, path, &parts, rows: 0..<5, accumulate: false)
+            _ = o.gemm(product, path, &parts, rows: 5..<o.t, accumulate: false)
+            #expect(alone == whole, "\(product) \(shape) on \(path): rows alone differ from the batch")
+            #expect(parts == whole, "\(product) \(shape) on \(path): rows in two parts differ from the batch")
         }
     }
-    let initial = values(t * ldc, seed: 99)
-    var c = initial
-    gemm(&c, accumulate: false)
-    if !portable {
-        // The same product from activations packed beforehand, in two parts, as two threads do.
-        let bf16 = product == .bf16
-        var packed = [UInt8](repeating: 0, count: tessera_gemm_packed_bytes(t, k, bf16 ? 1 : 0))
-        let split = min(t, (t / 2) / tessera_gemm_pack_granule() * tessera_gemm_pack_granule())
-        var fromPacked = initial
-        func run(_ a: UnsafeRawPointer, _ w: UnsafeRawPointer) {
-            packed.withUnsafeMutableBytes { p in
-                tessera_gemm_pack_activations(a, lda, t, k, bf16 ? 1 : 0, 0, split, p.baseAddress!)
-                tessera_gemm_pack_activations(a, lda, t, k, bf16 ? 1 : 0, split, t, p.baseAddress!)
-                #expect(tessera_gemm_packed_nt(a, lda, bf16 ? 1 : 0, p.baseAddress!, w, product == .f32 ? 0 : 1, ldw, &fromPacked, ldc,
-                                               t, n, k, 0, 0) == 0)
-                // Rounded as stored: each result to its nearest BF16.
-                var rounded = initial
-                #expect(tessera_gemm_packed_nt(a, lda, bf16 ? 1 : 0, p.baseAddress!, w, product == .f32 ? 0 : 1, ldw, &rounded, ldc,
-                                               t, n, k, 0, 1) == 0)
-                for i in 0..<t {
-                    for j in 0..<n { #expect(rounded[i * ldc + j] == c[i * ldc + j].bfloat16Rounded || c[i * ldc + j].magnitude < 1e-30) }
+}
+
+/// Activations packed in two parts (as two threads pack them) and multiplied by output columns
+/// in two parts give the bits of the plain product; rounding in the kernel is rounding the result.
+@Test(arguments: shapes.indices, KernelPath.supported)
+func packedProductsEqualThePlainOne(shape: Int, path: KernelPath) {
+    let o = Operands(shapes[shape]), isa = Int32(KernelPath.allCases.firstIndex(of: path)!)
+    for product in Product.allCases {
+        let bf16: Int32 = product == .bf16 ? 1 : 0, wBF16: Int32 = product == .f32 ? 0 : 1
+        var plain = [Float](repeating: 0, count: o.t * o.ldc)
+        _ = o.gemm(product, path, &plain, accumulate: false)
+        var packed = [UInt8](repeating: 0, count: tessera_gemm_packed_bytes(isa, o.t, o.k, bf16))
+        let g = tessera_gemm_pack_granule(), split = min(o.t, (o.t / 2) / g * g), cols = (o.n / 2) / 64 * 64
+        for round: Int32 in [0, 1] {
+            var c = [Float](repeating: 0, count: o.t * o.ldc)
+            func run(_ a: UnsafeRawPointer, _ w: UnsafeRawPointer, _ es: Int) {
+                packed.withUnsafeMutableBytes { p in
+                    tessera_gemm_pack_activations(isa, a, o.lda, o.t, o.k, bf16, 0, split, p.baseAddress!)
+                    tessera_gemm_pack_activations(isa, a, o.lda, o.t, o.k, bf16, split, o.t, p.baseAddress!)
+                    c.withUnsafeMutableBufferPointer { cb in
+                        _ = tessera_gemm_packed_nt(isa, a, o.lda, bf16, p.baseAddress!, w, wBF16, o.ldw, cb.baseAddress!, o.ldc, o.t, cols, o.k, 0, round)
+                        _ = tessera_gemm_packed_nt(isa, a, o.lda, bf16, p.baseAddress!, w + cols * o.ldw * es, wBF16, o.ldw, cb.baseAddress! + cols,
+                                                   o.ldc, o.t, o.n - cols, o.k, 0, round)
+                    }
                 }
             }
-        }
-        switch product {
-        case .bf16: qa.withUnsafeBytes { a in qw.withUnsafeBytes { w in run(a.baseAddress!, w.baseAddress!) } }
-        case .f32: fa.withUnsafeBytes { a in fw.withUnsafeBytes { w in run(a.baseAddress!, w.baseAddress!) } }
-        case .f32WithBF16Weights: fa.withUnsafeBytes { a in qw.withUnsafeBytes { w in run(a.baseAddress!, w.baseAddress!) } }
-        }
-        #expect(fromPacked == c, "\(product) \(shape) from packed activations")
-    }
-    var accumulated = initial
-    gemm(&accumulated, accumulate: true)
-    var worst = 0.0, worstAccumulated = 0.0
-    for i in 0..<t {
-        for j in 0..<ldc {
-            guard j < n else {
-                // Padding columns of C are never written.
-                #expect(c[i * ldc + j] == initial[i * ldc + j], "\(product) wrote padding column \(j)")
-                continue
+            switch product {
+            case .bf16: o.qa.withUnsafeBytes { a in o.qw.withUnsafeBytes { w in run(a.baseAddress!, w.baseAddress!, 2) } }
+            case .f32: o.fa.withUnsafeBytes { a in o.fw.withUnsafeBytes { w in run(a.baseAddress!, w.baseAddress!, 4) } }
+            case .f32WithBF16Weights: o.fa.withUnsafeBytes { a in o.qw.withUnsafeBytes { w in run(a.baseAddress!, w.baseAddress!, 2) } }
             }
-            var s = 0.0
-            for x in 0..<k { s += bf16(qa[i * lda + x]) * bf16(qw[j * ldw + x]) }
-            worst = max(worst, abs(s - Double(c[i * ldc + j])))
-            worstAccumulated = max(worstAccumulated, abs(s + Double(initial[i * ldc + j]) - Double(accumulated[i * ldc + j])))
+            #expect(c == (round == 1 ? plain.map { $0.bfloat16Rounded } : plain), "\(product) \(shapes[shape]) on \(path), round \(round)")
         }
     }
-    #expect(worst < 1e-5 * Double(k), "\(product) \(shape)")
-    #expect(worstAccumulated < 1e-5 * Double(k) + 1e-6, "\(product) \(shape) accumulating")
+}
+
+/// FP32 products are the same bits on every path (one FMA per input in the same order), and the
+/// widened BF16 product is the same on every path without vdpbf16ps.
+@Test func fp32ProductsAreTheSameOnEveryPath() {
+    let o = Operands((t: 13, n: 130, k: 300))
+    for product in Product.allCases {
+        let paths = KernelPath.supported.filter { product != .bf16 || $0 != .avx512bf16 }
+        let results = paths.map { path in
+            var c = [Float](repeating: 0, count: o.t * o.ldc)
+            _ = o.gemm(product, path, &c, accumulate: false)
+            return c
+        }
+        for (path, c) in zip(paths, results) { #expect(c == results[0], "\(product) on \(path) differs from \(paths[0])") }
+    }
+}
+
+/// The default is the fastest path the CPU runs; names are checked; a path the CPU lacks is refused.
+@Test func dispatchPicksTheBestSupportedPath() throws {
+    let best = KernelPath.best
+    #expect(best.isSupported)
+    #expect(KernelPath.allCases.filter { $0.isSupported }.last == best)
+    #expect(try KernelPath.fromEnvironment([:]) == best)
+    #expect(try KernelPath.fromEnvironment(["TESSERA_ISA": "portable"]) == .portable)
+    #expect(throws: TesseraError.self) { _ = try KernelPath.fromEnvironment(["TESSERA_ISA": "sse9"]) }
+    for path in KernelPath.allCases where !path.isSupported {
+        #expect(throws: TesseraError.self) { _ = try KernelPath.named(path.rawValue) }
+    }
+    #expect(!KernelPath.cpuModel.isEmpty)
 }
 
 @Test func bf16RoundingIsNearestEven() {
     // 1 + 2^-8 is halfway between two BF16 values: rounds to even (1.0); 1 + 3*2^-9 rounds up;
-    // a NaN stays a NaN. Twenty values so the vector path and the scalar tail both run.
+    // a NaN stays a NaN. Twenty values so a vector path and the scalar tail both run.
     let inputs: [Float] = Array(repeating: 1.0 + 1.0 / 256, count: 16) + [1.0, 1.0 + 1.0 / 256, 1.0 + 3.0 / 512, .nan]
     var out = [UInt16](repeating: 0, count: inputs.count)
     tessera_f32_to_bf16(inputs, &out, inputs.count)

@@ -132,7 +132,9 @@ func conversationScoresMatchTheNeMoAlignerReference(_ precision: Precision) thro
         }
         // Without the added raw floats, the line is the one attribute_annotate.py writes.
         if precision == .fp32 {
-            var line = scored[c]
+            guard case .object(let fields) = scored[c] else { Issue.record("not an object"); continue }
+            #expect(fields.contains { $0.0 == "kernel_path" } && fields.contains { $0.0 == "precision" })
+            var line = JSONValue.object(fields.filter { $0.0 != "kernel_path" && $0.0 != "precision" })
             line.set("conversations", .array(turns.map { t in
                 guard case .object(let fields) = t else { return t }
                 return .object(fields.filter { $0.0 != "rewards" })

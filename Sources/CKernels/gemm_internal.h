@@ -1,0 +1,57 @@
+/* Shared by the GEMM driver (gemm.c) and the per-ISA micro-kernels (gemm_avx2.c, gemm_avx512.c).
+ *
+ * Every product runs through one driver: weights packed into panels of NR output columns x KP
+ * packed elements ([KP][NR], 32 bits per element), activations into tiles of MR tokens
+ * ([MR][KP]). For every output element the sum runs over its inputs in one fixed order: within
+ * each KP-slice in input order from zero, the slices then added in order. Token blocking,
+ * thread splits and cache tiling choose which elements are computed together, never that
+ * order, so a row's results do not depend on the other rows of the batch. */
+#ifndef TESSERA_GEMM_INTERNAL_H
+#define TESSERA_GEMM_INTERNAL_H
+#include <stddef.h>
+#include <stdint.h>
+
+#define NR 64     /* output columns per weight panel */
+#define MR 6      /* tokens per activation tile */
+#define KP 128    /* packed elements per panel slice: 64 x 128 x 4 bytes = 32 KiB */
+#define MC_MAX 768 /* tokens per block of packed activations */
+
+/* The forms of a product: what a packed 32-bit element holds on each side. */
+enum kind {
+    F32_FROM_F32,  /* FP32 activations, FP32 weights */
+    F32_FROM_BF16, /* FP32 activations, BF16 weights widened while packing (a shift per lane) */
+    BF16_WIDENED,  /* BF16 activations and weights, both widened: a BF16 product with FP32 FMAs */
+    BF16_PAIRS     /* pairs of BF16 on both sides (vdpbf16ps; AVX512-BF16 only) */
+};
+
+/* What one instruction-set class provides to the driver. */
+struct gemm_ops {
+    /* Weight rows 0..rows (rows <= NR) of W (row stride ldw elements), packed elements
+       e0..e0+kp -> panel [kp][NR], zero beyond `rows`. */
+    void (*pack_weights)(enum kind kind, const void *W, size_t ldw, size_t rows, size_t e0, size_t kp, uint32_t *panel);
+    /* acc[0..mr][0..NR] = (load ? acc : 0) + tile x panel over kp elements (acc rows NR apart). */
+    void (*tile)(enum kind kind, size_t mr, const uint32_t *a, const uint32_t *panel, size_t kp, float *acc, int load);
+};
+
+/* The body of a class's pack_weights with LANES-wide vectors of type VEC: blocks of LANES rows
+   x LANES packed elements are loaded (LOAD(kind, row, e0, n); ZERO for rows beyond `rows`),
+   transposed in registers (TRANSPOSE(r)) and stored as LANES-column pieces of panel rows
+   (STORE(address, vector)). */
+#define PACK_WEIGHTS_BODY(LANES, VEC, LOAD, ZERO, TRANSPOSE, STORE)                                          \
+    size_t es = kind == F32_FROM_F32 ? 4 : 2;                                                                \
+    for (size_t p0 = 0; p0 < kp; p0 += LANES) {                                                              \
+        size_t np = kp - p0 < LANES ? kp - p0 : LANES;                                                       \
+        for (size_t j0 = 0; j0 < NR; j0 += LANES) {                                                          \
+            VEC r[LANES];                                                                                    \
+            for (size_t j = 0; j < LANES; j++)                                                               \
+                r[j] = j0 + j < rows ? LOAD(kind, (const char *)W + (j0 + j) * ldw * es, e0 + p0, np) : ZERO; \
+            TRANSPOSE(r);                                                                                    \
+            for (size_t p = 0; p < np; p++) STORE(panel + (p0 + p) * NR + j0, r[p]);                         \
+        }                                                                                                    \
+    }
+
+extern const struct gemm_ops tessera_gemm_ops_portable;
+#if defined(__x86_64__)
+extern const struct gemm_ops tessera_gemm_ops_avx2, tessera_gemm_ops_avx512, tessera_gemm_ops_avx512bf16;
+#endif
+#endif

@@ -1,0 +1,193 @@
+import Checkpoints
+import CKernels
+import Foundation
+import Platform
+
+/// Causal grouped-query attention with rotary embeddings over the new positions
+/// `start..<start+T` of one sequence, after `start` positions whose keys and values are given.
+/// qkv rows are grouped per query group as `[q heads of the group, k, v]`.
+///
+/// Every query row is computed the same way whatever T is (a whole sequence, or one token
+/// after a cached prefix): scores by a GEMM over the head dimension, softmax over the visible
+/// positions, context by a GEMM over positions (later positions contribute exact zeros), so a
+/// cached step gives the same bits as the full run. A BF16 run multiplies BF16 operands.
+struct Attention {
+    let heads: Int, groups: Int, d: Int
+    /// Rotated dimensions of each head (the first `rot`), and whether RoPE applies at all.
+    let rot: Int, useRope: Bool
+    let rotaryBase: Double
+    let round: Bool
+    let kernels: Kernels
+    /// Query rows per block of the score GEMM.
+    static let block = 64
+
+    init(_ config: ModelConfig, precision: Precision, kernels: Kernels) {
+        heads = config.numAttentionHeads
+        groups = config.numQueryGroups
+        d = config.kvChannels
+        rot = Int(Double(d) * config.rotaryPercentage)
+        useRope = config.positionEmbeddingType == "rope" && rot > 0
+        rotaryBase = config.rotaryBase
+        round = precision == .bf16
+        self.kernels = kernels
+    }
+
+    var hpg: Int { heads / groups }
+    var qkvWidth: Int { (heads + 2 * groups) * d }
+    var half: Int { max(rot / 2, 1) }
+
+    /// cos and sin of every new position and rotary frequency (emb = cat(freqs, freqs)).
+    func ropeTables(start: Int, tokens T: Int) -> (cos: [Float], sin: [Float]) {
+        var cosT = [Float](repeating: 1, count: T * half), sinT = [Float](repeating: 0, count: T * half)
+        guard useRope else { return (cosT, sinT) }
+        for f in 0..<half {
+            let invFreq = Float(1.0 / pow(rotaryBase, Double(2 * f) / Double(rot)))
+            for t in 0..<T {
+                let angle = Float(start + t) * invFreq
+                cosT[t * half + f] = cos(angle)
+                sinT[t * half + f] = sin(angle)
+            }
+        }
+        return (cosT, sinT)
+    }
+
+    /// Rotate-half RoPE on the first `rot` values of one head vector, in place.
+    func rope(_ v: UnsafeMutablePointer<Float>, cos c: UnsafePointer<Float>, sin s: UnsafePointer<Float>) {
+        guard useRope else { return }
+        for i in 0..<half {
+            let a = v[i], b = v[i + half]
+            let x = a * c[i] - b * s[i], y = b * c[i] + a * s[i]
+            v[i] = round ? x.bfloat16Rounded : x
+            v[i + half] = round ? y.bfloat16Rounded : y
+        }
+    }
+
+    /// Splits qkv rows into queries [token][head][d] and keys and values [position][group][d]
+    /// at positions start..<start+T, rotating queries and keys.
+    func split(_ qkv: UnsafePointer<Float>, tokens T: Int, start: Int, q: UnsafeMutablePointer<Float>,
+               keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>) {
+        let (cosT, sinT) = ropeTables(start: start, tokens: T)
+        cosT.withUnsafeBufferPointer { cb in
+            sinT.withUnsafeBufferPointer { sb in
+                let (src, qp, kp, vp) = (UncheckedSendable(qkv), UncheckedSendable(q), UncheckedSendable(keys), UncheckedSendable(values))
+                let (cp, sp, me) = (UncheckedSendable(cb.baseAddress!), UncheckedSendable(sb.baseAddress!), self)
+                kernels.parallel(T, granule: 8) { t0, t1 in
+                    for t in t0..<t1 {
+                        let (c, s) = (cp.value + t * me.half, sp.value + t * me.half)
+                        for g in 0..<me.groups {
+                            let base = src.value + t * me.qkvWidth + g * (me.hpg + 2) * me.d
+                            for j in 0..<me.hpg {
+                                let dst = qp.value + (t * me.heads + g * me.hpg + j) * me.d
+                                dst.update(from: base + j * me.d, count: me.d)
+                                me.rope(dst, cos: c, sin: s)
+                            }
+                            let at = ((start + t) * me.groups + g) * me.d
+                            (kp.value + at).update(from: base + me.hpg * me.d, count: me.d)
+                            me.rope(kp.value + at, cos: c, sin: s)
+                            (vp.value + at).update(from: base + (me.hpg + 1) * me.d, count: me.d)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bytes per attention operand: a BF16 run multiplies BF16 bits (its queries, keys, values and
+    /// probabilities are BF16 values already, so this is exact in the inputs, as NeMo's BF16
+    /// matmuls), an FP32 run FP32 values.
+    var operandBytes: Int { round ? 2 : 4 }
+
+    /// `c = a w^T` over `k` inputs for attention operands (BF16 bits or FP32, see operandBytes).
+    func product(_ a: UnsafeRawPointer, _ lda: Int, _ w: UnsafeRawPointer, _ ldw: Int, _ c: UnsafeMutablePointer<Float>, _ ldc: Int,
+                 rows: Int, cols: Int, k: Int) -> Int32 {
+        round ? tessera_gemm_bf16_nt(kernels.isa, a.assumingMemoryBound(to: UInt16.self), lda, w.assumingMemoryBound(to: UInt16.self), ldw,
+                                     c, ldc, rows, cols, k, 0)
+              : tessera_gemm_f32_nt(kernels.isa, a.assumingMemoryBound(to: Float.self), lda, w, 0, ldw, c, ldc, rows, cols, k, 0)
+    }
+
+    /// `n` floats as attention operands: BF16 bits (a new buffer) in a BF16 run, else themselves.
+    func operands(_ x: UnsafePointer<Float>, _ n: Int) -> (UnsafeRawPointer, UnsafeMutableRawPointer?) {
+        guard round else { return (UnsafeRawPointer(x), nil) }
+        let bits = UnsafeMutablePointer<UInt16>.allocate(capacity: n)
+        kernels.toBF16(x, bits, n)
+        return (UnsafeRawPointer(bits), UnsafeMutableRawPointer(bits))
+    }
+
+    /// Per head, in blocks of query rows that see only the keys up to their last row:
+    /// scores = Q K^T * scale, causal softmax, context = P V (V transposed once per group).
+    func attend(q: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, tokens T: Int, start: Int,
+                into ctx: UnsafeMutablePointer<Float>) {
+        let total = start + T, scale = 1 / Float(d).squareRoot()
+        let (qa, qOwned) = operands(q, T * heads * d), (ka, kOwned) = operands(keys, total * groups * d)
+        defer { qOwned?.deallocate(); kOwned?.deallocate() }
+        let (qp, kp, vp, cp, me) = (UncheckedSendable(qa), UncheckedSendable(ka), UncheckedSendable(values), UncheckedSendable(ctx), self)
+        kernels.parallel(heads) { h0, h1 in
+            let (d, heads, groups, es) = (me.d, me.heads, me.groups, me.operandBytes)
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: Self.block * total)
+            let probabilities = UnsafeMutableRawPointer.allocate(byteCount: Self.block * total * es, alignment: 64)
+            let vt = UnsafeMutableRawPointer.allocate(byteCount: d * total * es, alignment: 64)
+            defer { scores.deallocate(); probabilities.deallocate(); vt.deallocate() }
+            var transposed = -1
+            for head in h0..<h1 {
+                let g = head / me.hpg
+                if transposed != g {
+                    me.transpose(values: vp.value, group: g, total: total, into: vt)
+                    transposed = g
+                }
+                var t0 = 0
+                while t0 < T {
+                    let rows = min(Self.block, T - t0), visible = start + t0 + rows
+                    var status = me.product(qp.value + (t0 * heads * d + head * d) * es, heads * d, kp.value + g * d * es, groups * d,
+                                            scores, visible, rows: rows, cols: visible, k: d)
+                    for r in 0..<rows {
+                        tessera_causal_softmax(me.kernels.isa, scores + r * visible, start + t0 + r + 1, visible, scale, me.round ? 1 : 0)
+                    }
+                    let p = me.round ? UnsafeRawPointer(probabilities) : UnsafeRawPointer(scores)
+                    if me.round { tessera_f32_to_bf16(scores, probabilities.assumingMemoryBound(to: UInt16.self), rows * visible) }
+                    status |= me.product(p, visible, vt, total, cp.value + t0 * heads * d + head * d, heads * d, rows: rows, cols: d, k: visible)
+                    precondition(status == 0, "out of memory for the attention products' packing buffers")
+                    t0 += rows
+                }
+            }
+        }
+    }
+
+    /// Group `g`'s values of all positions as [d][total] operands (BF16 bits in a BF16 run: the
+    /// values are BF16 already).
+    func transpose(values: UnsafePointer<Float>, group g: Int, total: Int, into vt: UnsafeMutableRawPointer) {
+        if round {
+            let out = vt.assumingMemoryBound(to: UInt16.self)
+            for pos in 0..<total {
+                for i in 0..<d { out[i * total + pos] = UInt16(truncatingIfNeeded: values[(pos * groups + g) * d + i].bfloat16Rounded.bitPattern >> 16) }
+            }
+        } else {
+            let out = vt.assumingMemoryBound(to: Float.self)
+            for pos in 0..<total { for i in 0..<d { out[i * total + pos] = values[(pos * groups + g) * d + i] } }
+        }
+    }
+}
+
+extension Model {
+    /// Attention of one sequence's new positions `start..<start+T` given the keys and values of
+    /// `past` positions `0..<start`; writes the context and returns the keys and values of all
+    /// positions.
+    func attention(_ qkv: UnsafePointer<Float>, tokens T: Int, start: Int, past: (cache: KVCache, layer: Int, count: Int)?,
+                   precision: Precision, into ctx: UnsafeMutablePointer<Float>) -> ([Float], [Float]) {
+        let unit = Attention(config, precision: precision, kernels: kernels)
+        let total = start + T, kv = total * unit.groups * unit.d
+        // Positions before `start` come from the cache, the rest from qkv.
+        var keys = Kernels.uninitialized(Float.self, kv), values = Kernels.uninitialized(Float.self, kv)
+        var q = Kernels.uninitialized(Float.self, T * unit.heads * unit.d)
+        q.withUnsafeMutableBufferPointer { qb in
+            keys.withUnsafeMutableBufferPointer { kb in
+                values.withUnsafeMutableBufferPointer { vb in
+                    if let past { past.cache.copy(layer: past.layer, first: past.count, keys: kb.baseAddress!, values: vb.baseAddress!, kernels: kernels) }
+                    unit.split(qkv, tokens: T, start: start, q: qb.baseAddress!, keys: kb.baseAddress!, values: vb.baseAddress!)
+                    unit.attend(q: qb.baseAddress!, keys: kb.baseAddress!, values: vb.baseAddress!, tokens: T, start: start, into: ctx)
+                }
+            }
+        }
+        if precision == .bf16 { kernels.roundToBF16(ctx, T * unit.heads * unit.d) }
+        return (keys, values)
+    }
+}

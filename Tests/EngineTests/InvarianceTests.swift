@@ -1,0 +1,78 @@
+import Checkpoints
+import Engine
+import Foundation
+import Platform
+import Testing
+
+private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures").path
+
+private func model(_ precision: Precision, path: KernelPath, threads: Int, tp2: Bool = false) throws -> Model {
+    let dir = switch (precision, tp2) {
+    case (.fp32, false): "legacy_tp1pp1_fp32_te_uint8_pickle"
+    case (.fp32, true): "legacy_tp2pp2_fp32_te_bytesio"
+    case (.bf16, false): "legacy_tp1pp1_bf16_te_bytesio"
+    case (.bf16, true): "legacy_tp2pp2_bf16_te_bytesio"
+    }
+    let cache = MappingCache()
+    return try Model(try Checkpoint.open(fixtures + "/tiny/" + dir, cache: cache), cache: cache, kernels: Kernels(path: path, threads: threads))
+}
+
+/// Sequences of 1 to 300 tokens (past one 128-position slice of the attention sums).
+private let sequences: [[Int]] = [1, 7, 40, 150, 300].map { n in (0..<n).map { ($0 * 37 + n) % 500 } }
+
+private func bits(_ r: ForwardResult) -> [UInt32] {
+    (r.hidden + (r.logits ?? []) + (r.reward ?? [])).map(\.bitPattern)
+}
+
+/// A sequence's hidden state, logits and rewards are the same bits alone, among others of
+/// different lengths in either order, with 1 or 2 threads, and (tensor-parallel pieces) in a
+/// TP2/PP2 checkpoint's batch: on every kernel path this CPU runs, in BF16 and FP32.
+@Test(arguments: KernelPath.supported, Precision.allCases)
+func forwardDoesNotDependOnTheBatchOrThreads(path: KernelPath, precision: Precision) throws {
+    for tp2 in [false, true] {
+        let one = try model(precision, path: path, threads: 1, tp2: tp2), two = try model(precision, path: path, threads: 2, tp2: tp2)
+        let alone = try sequences.map { try bits(one.forward(tokens: $0, precision: precision)) }
+        let together = try two.forward(batch: sequences.map { Model.Segment(ids: $0) }, precision: precision).map(bits)
+        let reversed = try one.forward(batch: sequences.reversed().map { Model.Segment(ids: $0) }, precision: precision).map(bits)
+        for i in sequences.indices {
+            #expect(together[i] == alone[i], "\(path) \(precision) tp2 \(tp2): sequence \(i) in a batch differs from alone")
+            #expect(reversed[sequences.count - 1 - i] == alone[i], "\(path) \(precision) tp2 \(tp2): sequence \(i) in reversed order differs")
+        }
+    }
+}
+
+/// A token after a cached prefix gives the bits of the full forward over prefix and token,
+/// for prefixes shorter and longer than one 128-position slice.
+@Test(arguments: KernelPath.supported, Precision.allCases)
+func cachedStepEqualsTheFullForwardBitForBit(path: KernelPath, precision: Precision) throws {
+    let m = try model(precision, path: path, threads: 2)
+    let ids = sequences[4]
+    let kv = try m.prefill(tokens: ids, precision: precision)
+    for cut in [1, 20, 127, 128, 129, 299] {
+        let full = try m.forward(tokens: Array(ids.prefix(cut)) + [6], precision: precision)
+        let step = try m.forward(next: 6, after: kv, prefix: cut, precision: precision)
+        #expect(bits(step) == bits(full), "\(path) \(precision): step after \(cut) cached positions differs from the full forward")
+    }
+}
+
+/// Every kernel path gives megatron-core's outputs on every fixture within the tolerances of
+/// forwardMatchesMegatronCore (run there on the default path).
+@Test(arguments: KernelPath.supported)
+func everyPathMatchesTheReferences(path: KernelPath) throws {
+    let data = try #require(FileManager.default.contents(atPath: fixtures + "/tiny/reference/outputs.json"))
+    let d = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    let ids = try #require(d["sequences"] as? [[String: Any]]).compactMap { $0["ids"] as? [Int] }
+    for precision in Precision.allCases {
+        let expected = try #require(d[precision.rawValue] as? [[String: [Double]]])
+        let m = try model(precision, path: path, threads: 2, tp2: true)
+        let results = try m.forward(batch: ids.map { Model.Segment(ids: $0) }, precision: precision)
+        let tolerance = precision == .fp32 ? 1e-4 : 0.1
+        for (i, r) in results.enumerated() {
+            for (key, got) in [("final_ln", r.hidden), ("logits", r.logits ?? []), ("rewards", r.reward ?? [])] {
+                let worst = zip(got, expected[i][key]!).map { abs(Double($0) - $1) }.max() ?? .infinity
+                #expect(worst < tolerance, "\(path) \(precision) sequence \(i) \(key): \(worst)")
+            }
+        }
+    }
+}
