@@ -154,6 +154,26 @@ public struct ShardMerge {
         return digest.finalizeHex()
     }
 
+    /// The kernel path each shard's records were computed on (`kernel_path` of its first
+    /// record; nil for a shard without one). Scores are bit-identical across batches, threads
+    /// and shards on one path, but may differ between paths (AVX2 against AVX512-BF16).
+    public var kernelPaths: [String?] {
+        shards.map { s in
+            guard let first = s.records.first,
+                  let record = try? JSONValue.parse(String(decoding: s.bytes[first.record], as: UTF8.self)) else { return nil }
+            return record["kernel_path"]?.string
+        }
+    }
+
+    /// A warning when the shards were computed on different kernel paths (nil when one path).
+    public var mixedKernelPathsWarning: String? {
+        let paths = Set(kernelPaths.compactMap { $0 })
+        guard paths.count > 1 else { return nil }
+        let byShard = zip(shards, kernelPaths).map { "\($0.header.shard): \($1 ?? "?")" }.joined(separator: ", ")
+        return "shards were scored on different kernel paths (\(byShard)): their scores are each deterministic but "
+            + "may differ in the last bits from a single-host run on one path"
+    }
+
     /// The manifest of the merged output (`Schemas/merge-manifest.schema.json`).
     public func manifest(output: String, outputSHA256: String) -> JSONValue {
         let sorted = shards.sorted { $0.header.shard.index < $1.header.shard.index }
@@ -170,6 +190,7 @@ public struct ShardMerge {
                          ("tool_version", .string(s.header.toolVersion)),
                          ("lines", .number("\(s.records.count)")), ("tokens", .number("\(s.tokens)")),
                          ("planned_tokens", .number("\(s.header.tokens)")),
+                         ("kernel_path", kernelPaths[shards.firstIndex { $0.file == s.file }!].map { .string($0) } ?? .null),
                          ("seconds", .double(Double(s.milliseconds) / 1000))])
             })),
         ])

@@ -41,6 +41,7 @@ struct Merge: ParsableCommand {
             guard FileManager.default.createFile(atPath: temporary, contents: Data(text.utf8)), rename(temporary, manifestPath) == 0 else {
                 throw TesseraError(.io, "cannot write the manifest", file: manifestPath)
             }
+            if let warning = merge.mixedKernelPathsWarning { StandardError.write("tessera: warning: \(warning)\n") }
             let lines = merge.input.lines.count
             StandardError.write("merged \(merge.shards.count) shards, \(lines) records in "
                 + "\(String(format: "%.2f", Date().timeIntervalSince(start))) s; manifest \(manifestPath)\n")

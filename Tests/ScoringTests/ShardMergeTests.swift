@@ -104,3 +104,19 @@ private struct Shards {
     #expect(try identity(dir.path + "/copy") == a)
     #expect(try identity(fixtures + "/tiny/legacy_tp1pp1_bf16_te_bytesio") != a)
 }
+
+/// Shards scored on different kernel paths merge (each is deterministic on its path), with a
+/// warning naming the paths; shards of one path give none.
+@Test func shardsOfDifferentKernelPathsAreWarnedAbout() throws {
+    let s = try Shards()
+    let one = try ShardMerge(input: s.input, shardFiles: s.files)
+    try #require(one.kernelPaths.count == 3)
+    let path = try #require(one.kernelPaths[0])
+    #expect(one.kernelPaths.allSatisfy { $0 == path })
+    #expect(one.mixedKernelPathsWarning == nil)
+    let other = path == "portable" ? "avx2" : "portable"
+    let spoiled = try s.spoiled(1) { $0.replacingOccurrences(of: "\"kernel_path\": \"\(path)\"", with: "\"kernel_path\": \"\(other)\"") }
+    let mixed = try ShardMerge(input: s.input, shardFiles: [s.files[0], spoiled, s.files[2]])
+    let warning = try #require(mixed.mixedKernelPathsWarning)
+    #expect(warning.contains(path) && warning.contains(other), "\(warning)")
+}
