@@ -16,6 +16,7 @@ binaries see the same load, and medians are reported.
 import argparse, json, os, random, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchkit  # noqa: E402
 from bench_inspect import make_checkpoint  # noqa: E402
 from bench_scoring import write_conversations  # noqa: E402
 
@@ -42,10 +43,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--baseline", required=True)
     ap.add_argument("--tessera", default=os.path.join(ROOT, ".build/release/tessera"))
-    ap.add_argument("--work", default="/tmp/tessera-bench")
+    ap.add_argument("--work", default=None, help="work folder (default: a new one per run; give one to reuse its source)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--conversations", type=int, default=4)
     a = ap.parse_args()
+    a.work = a.work or benchkit.work_dir("bench-determinism")
     os.makedirs(a.work, exist_ok=True)
     ckpt = os.path.join(a.work, "engine-h2048-l16-tp1pp1")
     make_checkpoint(ckpt, 2048, 16, 1, 1, vocab=32000)

@@ -32,6 +32,7 @@ Effective GFLOP/s count the linear layers (2 x parameters x tokens) and attentio
 import argparse, json, os, random, resource, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchkit  # noqa: E402
 from bench_inspect import make_checkpoint, timed  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -249,7 +250,7 @@ def print_results(paths, results, hf, pk, tokens, work):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--work", default="/tmp/tessera-bench")
+    ap.add_argument("--work", default=None, help="work folder (default: a new one per run; give one to reuse its source)")
     ap.add_argument("--tessera", default=os.path.join(ROOT, ".build/release/tessera"))
     ap.add_argument("--layers", type=int, default=16)
     ap.add_argument("--sequences", type=int, default=4)
@@ -262,6 +263,7 @@ def main():
     ap.add_argument("--ckpt", help=argparse.SUPPRESS)
     ap.add_argument("--batch", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    a.work = a.work or benchkit.work_dir("bench-forward")
     if a.hf:
         return hf_worker(a)
     os.makedirs(a.work, exist_ok=True)

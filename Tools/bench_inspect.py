@@ -107,7 +107,7 @@ def timed(cmd):
 def bench_arguments(repeat=None):
     """The options every benchmark takes: --work, --hidden, --layers, --tessera (and --python, --repeat)."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("--work", default="/tmp/tessera-bench")
+    ap.add_argument("--work", default=None, help="work folder (default: a new one per run; give one to reuse its source)")
     ap.add_argument("--hidden", type=int, default=2048)
     ap.add_argument("--layers", type=int, default=24)
     ap.add_argument("--tessera", default=".build/release/tessera")

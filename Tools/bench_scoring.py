@@ -12,6 +12,7 @@
 import argparse, json, os, random, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchkit  # noqa: E402
 from bench_inspect import make_checkpoint, timed  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,13 +32,14 @@ def write_conversations(path, count, rng, words):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--work", default="/tmp/tessera-bench")
+    ap.add_argument("--work", default=None, help="work folder (default: a new one per run; give one to reuse its source)")
     ap.add_argument("--tessera", default=os.path.join(ROOT, ".build/release/tessera"))
     ap.add_argument("--conversations", type=int, default=8)
     ap.add_argument("--tokenizer-only", action="store_true", help="stop after the tokenizer benchmark (section 1)")
     ap.add_argument("--tokenizer", default=TOK, help="SentencePiece model for section 1 (default: the fixture's)")
     ap.add_argument("--texts", help="JSONL of texts for section 1 (default: 20,000 generated ones)")
     a = ap.parse_args()
+    a.work = a.work or benchkit.work_dir("bench-scoring")
     os.makedirs(a.work, exist_ok=True)
     rng = random.Random(1)
     words = ["the", "model", "reward", "helpful", "answer", "question", "café", "日本語", "🙂", "2024", "x²", "Assistant"]
