@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Proof that Tessera's vocabulary re-padding is loaded by megatron-core (issue: vocabulary
+re-padding never drops a row that holds weights).
+
+1. Zero rows added: the tiny fixture (local spelling, bf16, TP1) with
+   `make_vocab_size_divisible_by: 1024` is converted by `tessera convert` to a TP1 legacy
+   checkpoint whose padded vocabulary is 1024 rows (512 zero rows added). megatron-core builds
+   the reward model with that padded vocabulary, `load_state_dict(strict=True)` takes the file,
+   and its forward pass gives the fixture's megatron-core reference rewards and logits (the
+   added logits are zero).
+2. Zero rows dropped: the same checkpoint with the divisor back at 128 converts back to 512
+   rows ("dropped-zero-padding"), and every tensor equals the original fixture's.
+
+Run with the interop venv's python: Tools/vocab_interop.py --tessera .build/release/tessera
+Prints 'N passed, M failed'; exit 0 when all pass.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+TOOLS = Path(__file__).resolve().parent
+REPO = TOOLS.parent
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(TOOLS))
+import interop_check as ic  # noqa: E402
+import make_fixtures as mf  # noqa: E402
+
+FIXTURE = REPO / "Tests/Fixtures/tiny/legacy_tp1pp1_bf16_local_none"
+
+
+def set_divisor(folder, d):
+    p = Path(folder) / "model_config.yaml"
+    lines = [f"make_vocab_size_divisible_by: {d}" if l.startswith("make_vocab_size_divisible_by:") else l
+             for l in p.read_text().splitlines()]
+    p.write_text("\n".join(lines) + "\n")
+
+
+def convert(tessera, src, dst):
+    r = subprocess.run([tessera, "convert", str(src), str(dst), "--tp", "1", "--pp", "1", "--spelling", "local", "--json"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"tessera convert {src} -> {dst} failed: {r.stderr.strip()}")
+    return json.loads(r.stdout)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tessera", default=os.environ.get("TESSERA_BIN", str(REPO / ".build/release/tessera")))
+    a = ap.parse_args()
+    import torch
+    from megatron.core import parallel_state
+
+    work = Path(tempfile.mkdtemp(prefix="tessera-vocab-interop-"))
+    passed = failed = 0
+
+    def check(ok, what, detail=""):
+        nonlocal passed, failed
+        passed, failed = passed + bool(ok), failed + (not ok)
+        print(f"{'PASS' if ok else 'FAIL'} {what}" + (f": {detail}" if detail else ""), flush=True)
+
+    try:
+        src = work / "div1024"
+        shutil.copytree(FIXTURE, src)
+        set_divisor(src, 1024)
+        padded = work / "padded"
+        report = convert(a.tessera, src, padded)
+        sd = torch.load(padded / "model_weights.ckpt", weights_only=True, map_location="cpu")
+        emb = sd["model.embedding.word_embeddings.weight"]
+        out = sd["model.output_layer.weight"]
+        check(report["vocabulary"] == "padded" and emb.shape[0] == 1024 and out.shape[0] == 1024
+              and bool((emb[512:] == 0).all()) and bool((out[512:] == 0).all()),
+              "convert adds 512 zero rows (divisor 1024)", f"vocabulary {report['vocabulary']}, embedding {tuple(emb.shape)}")
+
+        # megatron-core: the reward model built with the padded vocabulary takes the file.
+        mf.setup_cpu()
+        ic.init_dist(0, 1, 29000 + os.getpid() % 1000)
+        parallel_state.initialize_model_parallel(1, 1)
+        mf.VP = 1024
+        model = mf.build_model(1, 1, bf16=True)
+        inner = mf.inner(model)
+        state = {k[len("model."):]: v for k, v in sd.items() if k.startswith("model.")}
+        missing, unexpected = inner.load_state_dict(state, strict=True)
+        check(not missing and not unexpected, "megatron-core load_state_dict(strict=True) of the padded checkpoint")
+        ref = json.loads((REPO / "Tests/Fixtures/tiny/reference/outputs.json").read_text())
+        seqs = [s["ids"] for s in ref["sequences"]]
+        outs = ic.pipeline_forward(model, seqs)
+        worst_r = max(abs(x - y) for o, r in zip(outs, ref["bf16"]) for x, y in zip(o["rewards"], r["rewards"]))
+        worst_l = max(abs(x - y) for o, r in zip(outs, ref["bf16"]) for x, y in zip(o["logits"][:512], r["logits"]))
+        extra = max(abs(x) for o in outs for x in o["logits"][512:])
+        check(len(outs) == len(seqs) and all(len(o["logits"]) == 1024 for o in outs) and worst_r <= 1e-6 and worst_l <= 1e-6
+              and extra == 0, "its forward gives the reference rewards and logits; the added logits are zero",
+              f"max |d reward| {worst_r:.1e}, max |d logit| {worst_l:.1e}, largest added logit {extra}")
+
+        # And back: the zero rows are dropped, every tensor is the original's.
+        set_divisor(padded, 128)
+        back = work / "back"
+        report = convert(a.tessera, padded, back)
+        orig = torch.load(FIXTURE / "model_weights.ckpt", weights_only=True, map_location="cpu")
+        again = torch.load(back / "model_weights.ckpt", weights_only=True, map_location="cpu")
+        tensors = [k for k, v in orig.items() if isinstance(v, torch.Tensor)]
+        same = [k for k in tensors if k in again and again[k].dtype == orig[k].dtype and torch.equal(again[k], orig[k])]
+        check(report["vocabulary"] == "dropped-zero-padding" and len(tensors) > 0 and len(same) == len(tensors),
+              "convert back drops the zero rows; every tensor equals the fixture's",
+              f"vocabulary {report['vocabulary']}, {len(same)} of {len(tensors)} tensors equal")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
