@@ -837,10 +837,16 @@ class Hdf5Reader:
         import hdf5plugin  # noqa: F401  (zstd filter 32015)
 
         self.f = h5py.File(path, "r")
-        if self.f.attrs.get("format") != "tessera-hdf5":
+        if self.attr(self.f, "format") != "tessera-hdf5":
             raise SystemExit(f"{path}: not a Tessera HDF5 store")
-        print(f"hdf5 layout {self.f.attrs.get('layout')}, compression {self.f.attrs.get('compression')}", file=sys.stderr)
+        print(f"hdf5 layout {self.attr(self.f, 'layout')}, compression {self.attr(self.f, 'compression')}", file=sys.stderr)
         self.ds = {}
+
+    @staticmethod
+    def attr(obj, name, default=None):
+        """A string attribute: str or bytes (fixed-length UTF-8, as Tessera writes them), as str."""
+        v = obj.attrs.get(name, default)
+        return v.decode("utf-8") if isinstance(v, bytes) else v
 
     def config(self):
         import yaml
@@ -861,7 +867,7 @@ class Hdf5Reader:
                 path = "weights/" + nm.replace(".", "/")
                 if path in self.f:
                     d = self.f[path]
-                    self.ds[k] = (d, d.attrs.get("dtype", str(d.dtype)))
+                    self.ds[k] = (d, self.attr(d, "dtype", str(d.dtype)))
                     break
             else:
                 raise KeyError(f"{key} layer {layer}")
