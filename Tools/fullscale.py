@@ -62,8 +62,11 @@ def main():
     print(f"CPU: {benchkit.cpu_model()}")
     print(f"work folder: {work}; {a.layers} layers at full width")
 
-    def step(label, cmd, out=None, check=True):
+    def step(label, cmd, out=None, check=True, stderr_lines=()):
         dt, rss, stdout, stderr, rc = benchkit.timed(cmd, check=False)
+        for line in stderr.splitlines():
+            if line.startswith(stderr_lines) and stderr_lines:
+                print(f"      {line}")
         phys = benchkit.physical_bytes(out) if out and os.path.exists(out) else 0
         app = benchkit.apparent_bytes(out) if out and os.path.exists(out) else 0
         ok = rc == 0
@@ -114,7 +117,8 @@ def main():
             for name in ("release", "nemo-tp1pp1"):
                 ckpt = src if name == "release" else os.path.join(work, name)
                 out = step(f"forward fp32 --max-memory 8G ({name})",
-                           [tessera, "forward", ckpt, "--tokens", tokens, "--precision", "fp32", "--max-memory", "8G", "--json"])
+                           [tessera, "forward", ckpt, "--tokens", tokens, "--precision", "fp32", "--max-memory", "8G", "--json",
+                            "--timing"], stderr_lines=("cpu:",))
                 if not out.strip():
                     continue
                 got = json.loads(out.splitlines()[0])
