@@ -67,6 +67,9 @@ public struct Unpickler {
     private var marks: [Int] = []
     private var memo: [Int: PickleValue] = [:]
     private let persistentLoad: (PickleValue) throws(TesseraError) -> PickleValue
+    /// Values the cycle checks may still visit (bounded by the pickle's size, so damaged input
+    /// cannot make them quadratic).
+    private lazy var cycleCheckBudget = 4 * bytes.count + 100_000
 
     /// Reads the pickle in `bytes`; `persistentLoad` resolves persistent ids (torch storages).
     public static func load(
@@ -204,10 +207,12 @@ public struct Unpickler {
             case 0x61:                                                  // APPEND
                 let v = try pop()
                 guard case .list(let l)? = top else { throw bad("APPEND to a non-list") }
+                try refuseCycle([v], into: l)
                 l.items.append(v)
             case 0x65:                                                  // APPENDS
                 let vs = try popMark()
                 guard case .list(let l)? = top else { throw bad("APPENDS to a non-list") }
+                try refuseCycle(vs, into: l)
                 l.items.append(contentsOf: vs)
             case 0x7D: stack.append(.dict(PickleDict(ordered: false)))  // EMPTY_DICT
             case 0x64:                                                  // DICT
@@ -219,11 +224,13 @@ public struct Unpickler {
             case 0x73:                                                  // SETITEM
                 let v = try pop(); let k = try pop()
                 guard case .dict(let d)? = top else { throw bad("SETITEM on a non-dict") }
+                try refuseCycle([k, v], into: d)
                 d.set(k, v)
             case 0x75:                                                  // SETITEMS
                 let vs = try popMark()
                 guard vs.count % 2 == 0 else { throw bad("SETITEMS with odd item count") }
                 guard case .dict(let d)? = top else { throw bad("SETITEMS on a non-dict") }
+                try refuseCycle(vs, into: d)
                 for i in stride(from: 0, to: vs.count, by: 2) { d.set(vs[i], vs[i + 1]) }
             case 0x8F: stack.append(.set([]))                           // EMPTY_SET
             case 0x90:                                                  // ADDITEMS
@@ -355,16 +362,43 @@ public struct Unpickler {
         return .tensor(t)
     }
 
-    private func build(_ target: PickleValue, state: PickleValue) throws(TesseraError) {
+    /// Refuses to put `values` into `container` when one of them already reaches it: the
+    /// reference cycle a damaged pickle can make would never be freed (a leak, not a model).
+    /// A container that is new cannot be reached, so only these mutations are checked.
+    private mutating func refuseCycle(_ values: [PickleValue], into container: AnyObject) throws(TesseraError) {
+        var pending = values
+        var seen = Set<ObjectIdentifier>()
+        func visit(_ object: AnyObject, _ children: () -> [PickleValue]) throws(TesseraError) {
+            guard object !== container else { throw bad("a container would contain itself (reference cycle)") }
+            if seen.insert(ObjectIdentifier(object)).inserted { pending += children() }
+        }
+        while let v = pending.popLast() {
+            cycleCheckBudget -= 1
+            guard cycleCheckBudget >= 0 else { throw bad("too many shared references to check for cycles") }
+            switch v {
+            case .list(let l): try visit(l) { l.items }
+            case .dict(let d): try visit(d) { d.items.flatMap { [$0.key, $0.value] } + d.attributes.flatMap { [$0.key, $0.value] } }
+            case .object(let o): try visit(o) { o.args + (o.state.map { [$0] } ?? []) }
+            case .tuple(let t), .set(let t): pending += t
+            default: break
+            }
+        }
+    }
+
+    private mutating func build(_ target: PickleValue, state: PickleValue) throws(TesseraError) {
         switch target {
         case .object(let o):
+            try refuseCycle([state], into: o)
             o.state = state
         case .dict(let d):
             // OrderedDict state: (None, {attr: value}) or {attr: value}, e.g. `_metadata`.
             var attrs: PickleDict?
             if let dd = state.dict { attrs = dd }
             else if let parts = state.elements { attrs = parts.compactMap(\.dict).first }
-            if let attrs { d.attributes.append(contentsOf: attrs.items) }
+            if let attrs {
+                try refuseCycle(attrs.items.flatMap { [$0.key, $0.value] }, into: d)
+                d.attributes.append(contentsOf: attrs.items)
+            }
         case .tensor:
             break   // tensor state (requires_grad, hooks) does not change its bytes
         default:

@@ -95,3 +95,32 @@ func overflowingTensorShapesAreRefused(_ shape: [Int]) throws {
         #expect(error.message.contains("overflows") || error.message.contains("negative"), "\(error)")
     }
 }
+
+/// A container put into itself, directly or through another, is refused: the reference cycle
+/// a damaged pickle could make would never be freed (FuzzUnpickler's leak findings). Shared,
+/// acyclic references stay accepted.
+@Test func referenceCyclesAreRefused() throws {
+    let cycles: [(String, [UInt8])] = [
+        // EMPTY_LIST, BINPUT 0, BINGET 0, APPEND, STOP
+        ("list in itself", [0x80, 0x02, 0x5D, 0x71, 0, 0x68, 0, 0x61, 0x2E]),
+        // EMPTY_DICT, BINPUT 0, SHORT_BINUNICODE "k", BINGET 0, SETITEM, STOP
+        ("dict in itself", [0x80, 0x02, 0x7D, 0x71, 0, 0x8C, 1, 0x6B, 0x68, 0, 0x73, 0x2E]),
+        // EMPTY_LIST, BINPUT 0, EMPTY_LIST, BINPUT 1, BINGET 0, APPEND (inner holds outer), then
+        // BINGET 0 ... outer.append(inner): [outer, inner] on the stack -> APPEND into outer
+        ("list through another", [0x80, 0x02, 0x5D, 0x71, 0, 0x5D, 0x71, 1, 0x68, 0, 0x61, 0x30, 0x68, 0, 0x68, 1, 0x61, 0x2E]),
+    ]
+    #expect(cycles.count == 3)
+    for (name, bytes) in cycles {
+        do {
+            _ = try unpickle(bytes)
+            Issue.record("\(name): a reference cycle was accepted")
+        } catch {
+            #expect(error.message.contains("reference cycle"), "\(name): \(error.message)")
+        }
+    }
+    // The same list twice in another list is a shared reference, not a cycle.
+    // EMPTY_LIST, BINPUT 0, EMPTY_LIST, BINGET 0, APPEND, BINGET 0, APPEND, STOP
+    let shared = try unpickle([0x80, 0x02, 0x5D, 0x71, 0, 0x5D, 0x68, 0, 0x61, 0x68, 0, 0x61, 0x2E])
+    guard case .list(let outer) = shared else { Issue.record("expected a list"); return }
+    #expect(outer.items.count == 2)
+}
