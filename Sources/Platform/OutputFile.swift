@@ -48,8 +48,9 @@ final class BackgroundWriter: @unchecked Sendable {
         directFD = direct ? open(path, O_WRONLY | O_CLOEXEC | openDirect) : -1
     }
 
-    /// Writes `count` bytes at `offset`, leaving out (as holes) the whole 4 KiB blocks of the
-    /// file that would only hold zeros, when the file is new.
+    /// Writes `count` bytes at `offset`, leaving out the stretches that would only hold zeros
+    /// when the file is new (it reads as zeros where nothing was written): whole 4 KiB blocks
+    /// become holes, and an all-zero part of a block at a buffer's edge is not written either.
     private func write(_ base: UnsafeRawPointer, _ count: Int, at offset: Int, fd: Int32) throws(TesseraError) {
         guard sparse else { return try OutputFile.writeAll(fd, path, base, count, at: offset) }
         let block = 4096
@@ -57,7 +58,7 @@ final class BackgroundWriter: @unchecked Sendable {
         var pos = 0
         while pos < count {
             let end = min(count, (offset + pos) / block * block + block - offset)
-            let zero = end - pos == block && ZeroPages.isZero(UnsafeRawBufferPointer(start: base + pos, count: block))
+            let zero = ZeroPages.isZero(UnsafeRawBufferPointer(start: base + pos, count: end - pos))
             if zero {
                 if let s = runStart { try OutputFile.writeAll(fd, path, base + s, pos - s, at: offset + s) }
                 runStart = nil
