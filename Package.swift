@@ -3,7 +3,6 @@ import PackageDescription
 
 let package = Package(
     name: "Tessera",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "tessera", targets: ["tessera"]),
         .library(name: "Checkpoints", targets: ["Checkpoints"]),
