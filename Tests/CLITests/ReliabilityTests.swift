@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import Testing
 
@@ -186,7 +187,7 @@ func sigtermEndsABlockedConversionWithinASecondAndRemovesItsOutput(_ name: Strin
 @Test func damagedStoresAreReportedNeverCrashedOn() throws {
     let seed = ProcessInfo.processInfo.environment["TESSERA_TEST_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64.max)
     print("damagedStoresAreReportedNeverCrashedOn: TESSERA_TEST_SEED=\(seed)")
-    var rng = SplitMix(seed)
+    var rng = SplitMix(seed: seed)
     let dir = try temporaryFolder("damaged-store")
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let store = dir + "/store.h5"
@@ -217,19 +218,6 @@ func sigtermEndsABlockedConversionWithinASecondAndRemovesItsOutput(_ name: Strin
         statuses.append(p.terminationStatus)
     }
     #expect(statuses.count == trials)
-}
-
-/// A small seeded generator (SplitMix64), so a failing run can be repeated.
-struct SplitMix {
-    private var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 /// A negative verdict is exit 1 with its report printed (the report is written out before

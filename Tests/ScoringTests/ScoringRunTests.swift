@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import Platform
 @testable import Scoring
@@ -51,19 +52,6 @@ func resumeFromAnyCutEqualsAnUninterruptedRun(seed: UInt64) throws {
         try Data(expected[..<cut]).write(to: URL(fileURLWithPath: path))
         _ = try score(run, input, to: path)
         #expect(try bytes(path) == expected, "cut at byte \(cut) (seed \(seed))")
-    }
-}
-
-/// A small deterministic generator for test draws (its seed is printed).
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 
