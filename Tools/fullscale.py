@@ -62,10 +62,11 @@ def main():
     print(f"CPU: {benchkit.cpu_model()}")
     print(f"work folder: {work}; {a.layers} layers at full width")
 
-    def step(label, cmd, out=None, check=True, stderr_lines=()):
+    def step(label, cmd, out=None, stderr_lines=()):
+        """Runs cmd, records its row, prints stderr lines starting with stderr_lines; returns stdout."""
         dt, rss, stdout, stderr, rc = benchkit.timed(cmd, check=False)
         for line in stderr.splitlines():
-            if line.startswith(stderr_lines) and stderr_lines:
+            if stderr_lines and line.startswith(stderr_lines):
                 print(f"      {line}")
         phys = benchkit.physical_bytes(out) if out and os.path.exists(out) else 0
         app = benchkit.apparent_bytes(out) if out and os.path.exists(out) else 0

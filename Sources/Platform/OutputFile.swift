@@ -1,24 +1,6 @@
-import CISAL
-import CShims
 import Foundation
 import Glibc
 import Synchronization
-
-/// Outputs being written right now, so an interrupted run can remove them.
-public enum PartialOutputs {
-    private static let paths = Mutex<Set<String>>([])
-
-    static func add(_ path: String) { _ = paths.withLock { $0.insert(path) } }
-    static func remove(_ path: String) { _ = paths.withLock { $0.remove(path) } }
-
-    /// Deletes every partial output (called when the process is interrupted).
-    public static func removeAll() {
-        for p in paths.withLock({ Array($0) }) {
-            try? FileManager.default.removeItem(atPath: p)
-            try? FileManager.default.removeItem(atPath: p + ".d")
-        }
-    }
-}
 
 /// Writes full buffers on a background thread, so filling the next buffer (reading the
 /// source) overlaps with the kernel's copy into the page cache.
@@ -353,56 +335,5 @@ public struct OutputFile: ~Copyable {
         guard !handedOff else { return }
         try? writer.drain()
         if !closed { Glibc.close(fd) }
-    }
-}
-
-/// An output folder or file written under a temporary name next to its destination and
-/// renamed into place only when complete, so a failed or interrupted run never leaves
-/// something that looks valid.
-public struct AtomicDestination: Sendable {
-    /// The final path.
-    public let path: String
-    /// Where the output is written until `commit()`.
-    public let temporaryPath: String
-
-    /// Prepares `path`; refuses an existing destination unless `force`.
-    public init(_ path: String, force: Bool) throws(TesseraError) {
-        var p = path
-        while p.count > 1, p.hasSuffix("/") { p.removeLast() }
-        if FileManager.default.fileExists(atPath: p), !force {
-            throw TesseraError(.invalidArgument, "destination exists (use --force to replace it)", file: p)
-        }
-        let url = URL(fileURLWithPath: p)
-        self.path = p
-        self.temporaryPath = url.deletingLastPathComponent().appendingPathComponent(
-            ".\(url.lastPathComponent).tessera-partial-\(getpid())").path
-        try? FileManager.default.removeItem(atPath: temporaryPath)
-        PartialOutputs.add(temporaryPath)
-    }
-
-    /// Moves the finished output into place (replacing an old one when forced), once its
-    /// data is on the disk: a crash never leaves a valid-looking but incomplete output.
-    public func commit() throws(TesseraError) {
-        let fd = open(temporaryPath, O_RDONLY | O_CLOEXEC)
-        if fd >= 0 {
-            let rc = syncfs(fd)
-            close(fd)
-            guard rc == 0 else { throw TesseraError.system("syncing the output failed", file: path, errorNumber: errno) }
-        }
-        if FileManager.default.fileExists(atPath: path) {
-            do { try FileManager.default.removeItem(atPath: path) } catch {
-                throw TesseraError(.io, "cannot replace the old destination: \(error)", file: path)
-            }
-        }
-        guard rename(temporaryPath, path) == 0 else {
-            throw TesseraError.system("cannot rename \(temporaryPath) into place", file: path, errorNumber: errno)
-        }
-        PartialOutputs.remove(temporaryPath)
-    }
-
-    /// Removes the partial output.
-    public func abandon() {
-        try? FileManager.default.removeItem(atPath: temporaryPath)
-        PartialOutputs.remove(temporaryPath)
     }
 }

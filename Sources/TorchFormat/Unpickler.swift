@@ -67,9 +67,7 @@ public struct Unpickler {
     private var marks: [Int] = []
     private var memo: [Int: PickleValue] = [:]
     private let persistentLoad: (PickleValue) throws(TesseraError) -> PickleValue
-    /// Values the cycle checks may still visit (bounded by the pickle's size, so damaged input
-    /// cannot make them quadratic).
-    private lazy var cycleCheckBudget = 4 * bytes.count + 100_000
+    private var cycles: ReferenceCycleGuard
 
     /// Reads the pickle in `bytes`; `persistentLoad` resolves persistent ids (torch storages).
     public static func load(
@@ -86,6 +84,7 @@ public struct Unpickler {
                  persistentLoad: @escaping (PickleValue) throws(TesseraError) -> PickleValue) {
         self.bytes = bytes
         self.persistentLoad = persistentLoad
+        cycles = ReferenceCycleGuard(pickleBytes: bytes.count)
     }
 
     private func bad(_ what: String) -> TesseraError {
@@ -362,27 +361,9 @@ public struct Unpickler {
         return .tensor(t)
     }
 
-    /// Refuses to put `values` into `container` when one of them already reaches it: the
-    /// reference cycle a damaged pickle can make would never be freed (a leak, not a model).
-    /// A container that is new cannot be reached, so only these mutations are checked.
+    /// Refuses to put `values` into `container` when that would make a reference cycle.
     private mutating func refuseCycle(_ values: [PickleValue], into container: AnyObject) throws(TesseraError) {
-        var pending = values
-        var seen = Set<ObjectIdentifier>()
-        func visit(_ object: AnyObject, _ children: () -> [PickleValue]) throws(TesseraError) {
-            guard object !== container else { throw bad("a container would contain itself (reference cycle)") }
-            if seen.insert(ObjectIdentifier(object)).inserted { pending += children() }
-        }
-        while let v = pending.popLast() {
-            cycleCheckBudget -= 1
-            guard cycleCheckBudget >= 0 else { throw bad("too many shared references to check for cycles") }
-            switch v {
-            case .list(let l): try visit(l) { l.items }
-            case .dict(let d): try visit(d) { d.items.flatMap { [$0.key, $0.value] } + d.attributes.flatMap { [$0.key, $0.value] } }
-            case .object(let o): try visit(o) { o.args + (o.state.map { [$0] } ?? []) }
-            case .tuple(let t), .set(let t): pending += t
-            default: break
-            }
-        }
+        if let why = cycles.problem(putting: values, into: container) { throw bad(why) }
     }
 
     private mutating func build(_ target: PickleValue, state: PickleValue) throws(TesseraError) {
