@@ -46,161 +46,52 @@ public struct TensorStreamer: Sendable {
 
     private static let prefetchQueue = DispatchQueue(label: "tessera.prefetch")
 
-    /// Frees decoded chunks the sweep has passed, flushing pending runs that may point into them.
-    private func flushIfDropping(_ d: ChunkDecoder, row: Int, _ flush: () throws(TesseraError) -> Void) throws(TesseraError) {
-        if d.hasFinished(before: row + 1) {
-            try flush()
-            d.drop(before: row + 1)
-        }
-    }
-
     /// Calls `body` with consecutive byte runs that together are the bytes, in C order,
     /// of the box `region` (default: the whole tensor) of tensor `t`, read from `pieces`
     /// (default: its main cover). Elements of the box beyond the tensor's shape read as
     /// zeros (vocabulary padding grown for a new layout).
+    ///
+    /// A run's memory is valid only while `body` runs: it may be a mapped file's pages (released
+    /// as the sweep passes), a decoded chunk (freed), a gather buffer (reused) or the zero pages.
+    /// Copy what must outlive the call.
     public func forEachRun(of t: GlobalTensor, pieces: [Piece]? = nil, region: Box? = nil,
                            _ body: (UnsafeRawBufferPointer) throws(TesseraError) -> Void) throws(TesseraError) {
         let pieces = pieces ?? t.pieces
         let region = region ?? Box(offset: [Int](repeating: 0, count: t.shape.count), shape: t.shape)
-        let esize = t.dtype.size
-        let files = try pieces.map { (p: Piece) throws(TesseraError) -> MappedFile in try cache.file(p.storage.path) }
-        var views: [UnsafeRawBufferPointer] = []
-        for (p, f) in zip(pieces, files) {
-            do { views.append(try f.bytes(offset: p.storage.offset, count: p.storage.count)) } catch {
-                throw error.forTensor(t.name)
-            }
-        }
-        // Start reading the stored bytes the region touches (not a piece's start when the region
-        // lies further in), so disk reads overlap with the work.
-        for (p, f) in zip(pieces, files) where p.intersects(region) {
-            let r = Self.storedRange(of: p, in: region, dtype: t.dtype)
-            f.willNeed(r.lowerBound..<min(r.upperBound, r.lowerBound + prefetchLimit))
-        }
-        // Each raw piece's file extents, read once: the row loop below is hot.
-        let extents = zip(pieces, files).map { p, f in p.encoding == .raw ? f.extents : FileExtents(dense: f.count) }
-        let dense = extents.map(\.isDense)
-        let decoder = ChunkDecoder(pieces: pieces, encoded: views, threads: decodeThreads, region: region)
-        defer { decoder.releaseAll() }
-        var watermark = [Int](repeating: 0, count: pieces.count)
-        var sinceRelease = 0
-        var pending: UnsafeRawBufferPointer?
-        var scratch: [UInt8] = []
-        func flush() throws(TesseraError) {
-            if let p = pending, p.count > 0 { try body(p) }
-            pending = nil
-        }
-        // Adjacent runs are joined: mapped bytes up to 8 MiB, zeros (holes, padding) up to a
-        // whole view of the zero pages, so a writer skips them in one step.
-        func emit(_ run: UnsafeRawBufferPointer) throws(TesseraError) {
-            guard run.count > 0 else { return }
-            if let p = pending, ZeroPages.contains(p), ZeroPages.contains(run), p.count + run.count <= ZeroPages.size {
-                pending = ZeroPages.run(p.count + run.count)
-                return
-            }
-            if let p = pending, let pe = p.baseAddress, pe + p.count == run.baseAddress, !ZeroPages.contains(p) {
-                pending = UnsafeRawBufferPointer(start: pe, count: p.count + run.count)
-            } else {
-                try flush()
-                pending = run
-            }
-            if pending!.count >= (8 << 20), !ZeroPages.contains(pending!) { try flush() }
-        }
-        func emitZeros(_ count: Int) throws(TesseraError) {
-            var left = count
-            while left > 0 {
-                let n = min(left, ZeroPages.size)
-                try emit(ZeroPages.run(n))
-                left -= n
-            }
-        }
-        let n = t.shape.count
         guard region.shape.allSatisfy({ $0 > 0 }) else { return }
-        if n == 0 {
+        let sources = try PieceSources(t, pieces: pieces, region: region, streamer: self)
+        defer { sources.decoder.releaseAll() }
+        guard !t.shape.isEmpty else {
+            // A scalar: one element of the first piece.
             guard let p = pieces.first else { return }
-            let v = try decoder.view(0, row: 0, tensor: t.name)
+            let v = try sources.decoder.view(0, row: 0, tensor: t.name), esize = t.dtype.size
             try body(UnsafeRawBufferPointer(rebasing: v[(p.storageOffset * esize)..<((p.storageOffset + 1) * esize)]))
             return
         }
-        let last = n - 1
-        let colStart = region.offset[last], colEnd = colStart + region.shape[last]
-        let rows = region.shape[..<last].reduce(1, *)
-        var outer = Array(region.offset[..<last])
-        // The pieces the region touches (a layer of a stacked tensor is a few of hundreds),
-        // sorted by their offset in the last dimension, so a row's segments come in order.
-        let order = pieces.indices.filter { pieces[$0].intersects(region) }
-            .sorted { pieces[$0].globalOffset[last] < pieces[$1].globalOffset[last] }
-        for _ in 0..<rows {
-            let rowInside = (0..<last).allSatisfy { outer[$0] < t.shape[$0] }
-            var col = colStart
-            if rowInside {
-                for i in order {
-                    let p = pieces[i]
-                    let pStart = p.globalOffset[last], pEnd = pStart + p.shape[last]
-                    guard pEnd > col, pStart < min(colEnd, t.shape[last]) else { continue }
-                    var inside = true
-                    for d in 0..<last where outer[d] < p.globalOffset[d] || outer[d] >= p.globalOffset[d] + p.shape[d] {
-                        inside = false
-                        break
-                    }
-                    guard inside else { continue }
-                    guard pStart <= col else {
-                        throw TesseraError(.missing, "no piece covers row \(outer) from column \(col)", tensor: t.name)
-                    }
-                    let segEnd = min(pEnd, colEnd)
-                    let view = try decoder.view(i, row: outer.first ?? 0, tensor: t.name)
-                    var elem = p.storageOffset + (col - pStart) * p.strides[last]
-                    for d in 0..<last { elem += (outer[d] - p.globalOffset[d]) * p.strides[d] }
-                    let width = segEnd - col
-                    let stride = p.strides[last]
-                    if stride == 1 || width == 1 {
-                        let start = elem * esize
-                        if p.encoding == .raw && !dense[i] {
-                            // Straight from the file: holes come as zeros, never faulted in.
-                            let at = p.storage.offset + start
-                            try files[i].forEachRun(at..<(at + width * esize), extents: extents[i]) { (run) throws(TesseraError) in
-                                try emit(run)
-                            }
-                        } else {
-                            try emit(UnsafeRawBufferPointer(rebasing: view[start..<(start + width * esize)]))
-                        }
-                        watermark[i] = max(watermark[i], start + width * esize)
-                    } else {
-                        try flush()
-                        scratch.removeAll(keepingCapacity: true)
-                        for j in 0..<width {
-                            let s = (elem + j * stride) * esize
-                            scratch.append(contentsOf: view[s..<(s + esize)])
-                            watermark[i] = max(watermark[i], s + esize)
-                        }
-                        try withBytes(scratch, body)
-                    }
-                    col = segEnd
-                    sinceRelease += width * esize
-                    if col >= colEnd { break }
-                }
-                let inTensor = min(colEnd, t.shape[last])
-                guard col >= inTensor else {
-                    throw TesseraError(.missing, "pieces cover columns \(colStart)..<\(col) of \(colStart)..<\(inTensor) in row \(outer)",
-                                       tensor: t.name)
+        var out = RunJoiner()
+        var sinceRelease = 0
+        try RunPlan(tensor: t.name, shape: t.shape, pieces: pieces, region: region).forEachRow { (outer, segments) throws(TesseraError) in
+            for segment in segments {
+                switch segment {
+                case .zeros(let count):
+                    try out.emitZeros(count * t.dtype.size, body)
+                case .piece(let i, let element, let width, let stride):
+                    try sources.read(i, element: element, width: width, stride: stride, row: outer.first ?? 0, into: &out, body)
+                    sinceRelease += width * t.dtype.size
                 }
             }
-            try emitZeros((colEnd - col) * esize)
-            if let row = outer.first { try flushIfDropping(decoder, row: row, flush) }
+            if let row = outer.first, sources.decoder.hasFinished(before: row + 1) {
+                try out.flush(body)   // pending runs may point into the chunks dropped now
+                sources.decoder.drop(before: row + 1)
+            }
             if sinceRelease >= releaseEvery {
-                try flush()
-                for i in pieces.indices { files[i].release(pieces[i].storage.offset..<(pieces[i].storage.offset + watermark[i])) }
+                try out.flush(body)
+                sources.releaseRead()
                 sinceRelease = 0
             }
-            var d = last - 1
-            while d >= 0 {
-                outer[d] += 1
-                if outer[d] < region.offset[d] + region.shape[d] { break }
-                outer[d] = region.offset[d]
-                d -= 1
-            }
         }
-        try flush()
-        for i in pieces.indices { files[i].release(pieces[i].storage.offset..<(pieces[i].storage.offset + watermark[i])) }
+        try out.flush(body)
+        sources.releaseRead()
     }
 
     /// SHA-256 of a tensor's bytes in C order (for `pieces`, defaulting to its main cover),
