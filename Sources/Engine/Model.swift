@@ -197,8 +197,8 @@ public final class Model: @unchecked Sendable {
         }
     }
 
-    /// The decoder over a batch of segments; returns each segment's final-norm output (its
-    /// tokens x hidden) and, with `keepCache`, the keys and values of all its positions.
+    /// The decoder over a batch of segments; returns each segment's final-norm output at its
+    /// last position (hidden values) and, with `keepCache`, the keys and values of all its positions.
     func run(_ segments: [Segment], keepCache: Bool, precision: Precision) throws(TesseraError) -> ([[Float]], [KVCache?]) {
         guard !segments.isEmpty, segments.allSatisfy({ !$0.ids.isEmpty }) else { throw TesseraError(.invalidArgument, "no tokens to run") }
         for s in segments where s.pastCount > (s.past?.count ?? 0) {
@@ -208,6 +208,7 @@ public final class Model: @unchecked Sendable {
         let counts = segments.map(\.ids.count)
         let starts = counts.reduce(into: [0]) { $0.append($0.last! + $1) }
         let T = starts.last!
+        var rows = T   // the rows x holds: every position, then each segment's last
         var x = try embed(segments, starts: starts, precision: precision)
         var caches: [KVCache?] = segments.map { keepCache ? KVCache(count: $0.pastCount + $0.ids.count) : nil }
         let kvWidth = config.numQueryGroups * config.kvChannels
@@ -231,18 +232,43 @@ public final class Model: @unchecked Sendable {
                 }
             }
             times.attention += StepTimes.now - attentionStart
-            let proj = try linear(p + "self_attention.linear_proj", ctx, tokens: T, k: ctxWidth, precision: precision)
-            x = add(x, proj, precision)
-            let m = try normInput(weight: p + "mlp.linear_fc1.layer_norm_weight", bias: p + "mlp.linear_fc1.layer_norm_bias",
-                             x, tokens: T, precision: precision)
-            let fc1 = try linear(p + "mlp.linear_fc1", m, tokens: T, k: h, precision: precision)
-            let act = activate(fc1, tokens: T, precision: precision)
-            let fc2 = try linear(p + "mlp.linear_fc2", act, tokens: T, k: config.ffnHiddenSize, precision: precision)
-            x = add(x, fc2, precision)
+            if layer == config.numLayers - 1 {
+                // Only each segment's last position is read after the last layer (the keys and
+                // values of all positions are already in the caches): the rest of the layer runs
+                // on those rows alone. Rows do not depend on each other, so they are unchanged.
+                let lasts = starts.dropFirst().map { $0 - 1 }
+                x = Self.rows(lasts, of: x, width: h)
+                ctx = Self.rows(lasts, of: ctx, width: ctxWidth)
+                rows = lasts.count
+            }
+            x = try residualTail(p, x, context: ctx, tokens: rows, precision: precision)
         }
-        let final = try norm(weight: "decoder.final_layernorm.weight", bias: "decoder.final_layernorm.bias", x, tokens: T,
+        let final = try norm(weight: "decoder.final_layernorm.weight", bias: "decoder.final_layernorm.bias", x, tokens: rows,
                              precision: precision)
-        return (segments.indices.map { Array(final[(starts[$0] * h)..<(starts[$0 + 1] * h)]) }, caches)
+        return (segments.indices.map { Array(final[($0 * h)..<(($0 + 1) * h)]) }, caches)
+    }
+
+    /// The rest of a layer after attention: the output projection and the MLP, each added to
+    /// the residual stream `x` (tokens x hidden).
+    func residualTail(_ p: String, _ x: [Float], context ctx: [Float], tokens: Int, precision: Precision) throws(TesseraError) -> [Float] {
+        let h = config.hiddenSize
+        let proj = try linear(p + "self_attention.linear_proj", ctx, tokens: tokens, k: config.numAttentionHeads * config.kvChannels,
+                              precision: precision)
+        let y = add(x, proj, precision)
+        let m = try normInput(weight: p + "mlp.linear_fc1.layer_norm_weight", bias: p + "mlp.linear_fc1.layer_norm_bias",
+                              y, tokens: tokens, precision: precision)
+        let fc1 = try linear(p + "mlp.linear_fc1", m, tokens: tokens, k: h, precision: precision)
+        let act = activate(fc1, tokens: tokens, precision: precision)
+        let fc2 = try linear(p + "mlp.linear_fc2", act, tokens: tokens, k: config.ffnHiddenSize, precision: precision)
+        return add(y, fc2, precision)
+    }
+
+    /// Rows `picked` of a row-major matrix of `width` columns, in that order.
+    static func rows(_ picked: [Int], of m: [Float], width: Int) -> [Float] {
+        var out = [Float]()
+        out.reserveCapacity(picked.count * width)
+        for r in picked { out.append(contentsOf: m[(r * width)..<((r + 1) * width)]) }
+        return out
     }
 
     /// The embeddings (plus learned positions, if any) of every segment's tokens, stacked;
