@@ -19,13 +19,9 @@ final class PieceSources {
         tensor = t.name
         self.pieces = pieces
         elementSize = t.dtype.size
-        files = try pieces.map { (p: Piece) throws(TesseraError) -> MappedFile in try streamer.cache.file(p.storage.path) }
-        var views: [UnsafeRawBufferPointer] = []
-        for (p, f) in zip(pieces, files) {
-            do { views.append(try f.bytes(offset: p.storage.offset, count: p.storage.count)) } catch {
-                throw error.forTensor(t.name)
-            }
-        }
+        let mapped = try pieces.map { (p: Piece) throws(TesseraError) -> PieceView in try PieceView(p, in: streamer.cache, tensor: t.name) }
+        files = mapped.map(\.file)
+        let views = mapped.map(\.bytes)
         // Start reading the stored bytes the region touches (not a piece's start when the region
         // lies further in), so disk reads overlap with the work.
         for (p, f) in zip(pieces, files) where p.intersects(region) {

@@ -156,19 +156,18 @@ private struct PieceProducts {
 
     /// Zero-copy: the weights straight from the mapped file; only rows holding data are multiplied.
     mutating func mapped(_ p: Piece, _ o: Operands) throws(TesseraError) {
-        let file = try model.weights.streamer.cache.file(p.storage.path)
-        let bytes = try file.bytes(offset: p.storage.offset, count: p.storage.count)
+        let view = try PieceView(p, in: model.weights.streamer.cache, tensor: tensor.name)
         let esize = tensor.dtype.size, ldw = p.strides[0]
-        let base = UnsafeRawPointer(bytes.baseAddress!) + p.storageOffset * esize
+        let base = view.address(ofElement: p.storageOffset, size: esize)
         var r = 0
-        for data in Model.dataRows(of: p, in: file, elementSize: esize) {
+        for data in Model.dataRows(of: p, in: view.file, elementSize: esize) {
             if data.lowerBound > r { zeroRows(p, row0: p.globalOffset[0] + r, rows: data.lowerBound - r, o) }
             try product(p, base + data.lowerBound * ldw * esize, bf16Weights: tensor.dtype == .bfloat16, ldw: ldw,
                         row0: p.globalOffset[0] + data.lowerBound, rows: data.count, o)
             r = data.upperBound
         }
         if r < p.shape[0] { zeroRows(p, row0: p.globalOffset[0] + r, rows: p.shape[0] - r, o) }
-        if model.releaseWeights { file.release(p.storage.offset..<(p.storage.offset + p.storage.count)) }
+        if model.releaseWeights { view.release(p) }
     }
 
     /// Compressed, strided or other dtypes: FP32 blocks of rows (scratch owned by this call),

@@ -306,8 +306,7 @@ public final class Model: @unchecked Sendable {
         if let p = emb.pieces.first(where: { id >= $0.globalOffset[0] && id < $0.globalOffset[0] + $0.shape[0] }),
            p.encoding == .raw, p.shape.count == 2, p.shape[1] == h, p.globalOffset[1] == 0, p.strides[1] == 1,
            emb.dtype == .bfloat16 || emb.dtype == .float32 {
-            let file = try weights.streamer.cache.file(p.storage.path)
-            let bytes = try file.bytes(offset: p.storage.offset, count: p.storage.count)
+            let bytes = try PieceView(p, in: weights.streamer.cache, tensor: emb.name).bytes
             let element = p.storageOffset + (id - p.globalOffset[0]) * p.strides[0]
             guard (element + h) * emb.dtype.size <= bytes.count else {
                 throw TesseraError(.corrupt, "embedding row \(id) lies beyond its stored bytes", file: p.storage.path, tensor: emb.name)
