@@ -19,7 +19,7 @@ extension Model {
 
     func linear(_ name: String, _ input: LayerInput, tokens: Int, k: Int, precision: Precision) throws(TesseraError) -> [Float] {
         let start = StepTimes.now
-        defer { times.products += StepTimes.now - start }
+        defer { record(\.products, since: start) }
         let t = try weights.tensor(name + ".weight")
         guard t.shape.count == 2, t.shape[1] == k else {
             throw TesseraError(.inconsistent, "expected \(k) input columns, the weight has shape \(t.shape)", tensor: t.name)

@@ -43,9 +43,9 @@ public struct StepTimes: Sendable {
 /// shards lie on disk (column-parallel pieces write disjoint outputs, row-parallel pieces
 /// are partial products summed in rank order).
 ///
-/// Sendable: calls may come from several threads; they run one at a time (the scratch block
-/// and the weights' page-release setting are shared), each using both cores inside.
-public final class Model: @unchecked Sendable {
+/// Calls may come from several threads; they run one at a time, each using every core inside.
+/// Each call owns its scratch; the step times of the last call are kept for `--timing`.
+public final class Model: Sendable {
     public let config: ModelConfig
     let weights: WeightReader
     let hasRewardHead: Bool
@@ -58,12 +58,19 @@ public final class Model: @unchecked Sendable {
         set { releasing.withLock { $0 = newValue } }
     }
     private let releasing = Mutex(false)
-    /// Held for the length of a call: concurrent calls wait their turn (they share `times`).
-    private let calls = NSLock()
+    /// Held for the length of a call: concurrent calls wait their turn (the cores are shared).
+    private let calls = Mutex(())
     /// The kernel path and worker threads every step runs on.
     public let kernels: Kernels
     /// Where the time of the last forward pass went.
-    public internal(set) var times = StepTimes()
+    public var times: StepTimes { stepTimes.withLock { $0 } }
+    private let stepTimes = Mutex(StepTimes())
+
+    /// Adds the seconds since `start` to one kind of step of the current pass.
+    func record(_ step: WritableKeyPath<StepTimes, Double>, since start: Double) {
+        let now = StepTimes.now
+        stepTimes.withLock { $0[keyPath: step] += now - start }
+    }
 
     /// The engine over `catalogue`, on `kernels` (default: the path `TESSERA_ISA` names, else the
     /// best this CPU supports, on every core). A path this CPU lacks is refused.
@@ -152,13 +159,13 @@ public final class Model: @unchecked Sendable {
     /// `logits: false` skips the output layer (a vocabulary-sized GEMM) when only the reward
     /// head is wanted.
     public func forward(batch: [Segment], precision: Precision = .bf16, logits: Bool = true) throws(TesseraError) -> [ForwardResult] {
-        calls.lock()
-        defer { calls.unlock() }
-        times = StepTimes()
-        let start = StepTimes.now
-        defer { times.total = StepTimes.now - start }
-        let (finals, _) = try run(batch, keepCache: false, precision: precision)
-        return try heads(finals, precision: precision, logits: logits)
+        try calls.withLock { (_) throws(TesseraError) -> [ForwardResult] in
+            stepTimes.withLock { $0 = StepTimes() }
+            let start = StepTimes.now
+            defer { record(\.total, since: start) }
+            let (finals, _) = try run(batch, keepCache: false, precision: precision)
+            return try heads(finals, precision: precision, logits: logits)
+        }
     }
 
     /// Runs `ids` and returns the keys and values of every position, for ``forward(next:after:prefix:precision:)``.
@@ -168,9 +175,9 @@ public final class Model: @unchecked Sendable {
 
     /// Prefills several sequences together.
     public func prefill(batch: [[Int]], precision: Precision = .bf16) throws(TesseraError) -> [KVCache] {
-        calls.lock()
-        defer { calls.unlock() }
-        return try run(batch.map { Segment(ids: $0) }, keepCache: true, precision: precision).1.map { $0! }
+        try calls.withLock { (_) throws(TesseraError) -> [KVCache] in
+            try run(batch.map { Segment(ids: $0) }, keepCache: true, precision: precision).1.map { $0! }
+        }
     }
 
     /// The outputs at token `id` placed right after the first `prefix` positions of `cache`
@@ -231,7 +238,7 @@ public final class Model: @unchecked Sendable {
                     }
                 }
             }
-            times.attention += StepTimes.now - attentionStart
+            record(\.attention, since: attentionStart)
             if layer == config.numLayers - 1 {
                 // Only each segment's last position is read after the last layer (the keys and
                 // values of all positions are already in the caches): the rest of the layer runs
