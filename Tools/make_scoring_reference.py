@@ -2,10 +2,11 @@
 """Reference for conversation scoring: NeMo-Aligner's SteerLM attribute annotation, run
 with real megatron-core on the tiny fixture reward model.
 
+    SCRATCH=${TESSERA_SCRATCH:-$HOME/.cache/tessera-scratch}; mkdir -p "$SCRATCH"
     git -C <NeMo-Aligner mirror> show HEAD:examples/nlp/data/steerlm/common.py \\
-        > /tmp/nemo_aligner_common.py
+        > "$SCRATCH/nemo_aligner_common.py"
     "${TESSERA_VENV:-$HOME/.cache/tessera-venv}"/bin/python Tools/make_scoring_reference.py \\
-        --aligner-common PATH/TO/common.py [--aligner-git <mirror git dir>]
+        --aligner-common "$SCRATCH/nemo_aligner_common.py" [--aligner-git <mirror git dir>]
 
 Writes (under --out, default Tests/Fixtures):
 
