@@ -13,15 +13,12 @@ binaries see the same load, and medians are reported.
 
   python Tools/bench_determinism.py --baseline /path/to/old/tessera [--tessera .build/release/tessera] [--rounds 3]
 """
-import argparse, json, os, random, statistics, subprocess, sys, time
+import json, os, random, statistics, subprocess, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchkit  # noqa: E402
-from bench_inspect import make_checkpoint  # noqa: E402
-from bench_scoring import write_conversations  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOK = os.path.join(ROOT, "Tests/Fixtures/tiny/tokenizer/tokenizer.model")
+from benchkit import make_checkpoint  # noqa: E402
+from bench_scoring import TOK, write_conversations  # noqa: E402
 
 
 def forward_time(binary, ckpt, batch, precision):
@@ -33,22 +30,18 @@ def forward_time(binary, ckpt, batch, precision):
 def score_time(binary, ckpt, convs, out, batch=8):
     if os.path.exists(out):
         os.remove(out)
-    t = time.perf_counter()
-    subprocess.run([binary, "score", ckpt, "--input", convs, "--output", out, "--tokenizer", TOK, "--max-length", "4096",
-                    "--batch", str(batch)], capture_output=True, text=True, check=True)
-    return time.perf_counter() - t, open(out).read()
+    dt = benchkit.timed([binary, "score", ckpt, "--input", convs, "--output", out, "--tokenizer", TOK, "--max-length", "4096",
+                         "--batch", str(batch)])[0]
+    return dt, open(out).read()
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--baseline", required=True)
-    ap.add_argument("--tessera", default=os.path.join(ROOT, ".build/release/tessera"))
-    ap.add_argument("--work", default=None, help="work folder (default: a new one per run; give one to reuse its source)")
+    ap = benchkit.arguments()
+    ap.add_argument("--baseline", required=True, help="the tessera binary built from the commit before the change")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--conversations", type=int, default=4)
     a = ap.parse_args()
-    a.work = a.work or benchkit.work_dir("bench-determinism")
-    os.makedirs(a.work, exist_ok=True)
+    benchkit.start(a, "bench-determinism", f"; machine shared: medians of {a.rounds} interleaved rounds")
     ckpt = os.path.join(a.work, "engine-h2048-l16-tp1pp1")
     make_checkpoint(ckpt, 2048, 16, 1, 1, vocab=32000)
     rng = random.Random(0)
@@ -60,8 +53,9 @@ def main():
     words = ["the", "model", "reward", "helpful", "answer", "question", "café", "2024", "Assistant"]
     convs = os.path.join(a.work, "determinism-conversations.jsonl")
     write_conversations(convs, a.conversations, rng, words)
-    cpu = subprocess.run([a.tessera, "forward", ckpt, "--tokens", "1", "--timing"], capture_output=True, text=True, check=True)
-    print(cpu.stderr.splitlines()[0] + f"; machine shared: medians of {a.rounds} interleaved rounds")
+    engine = subprocess.run([a.tessera, "forward", ckpt, "--tokens", "1", "--timing"], capture_output=True, text=True, check=True)
+    line = engine.stderr.splitlines()[0]   # "cpu: MODEL, kernel path P, N threads"
+    print("current tessera: " + line[line.find("kernel path"):] if "kernel path" in line else line)
     times = {}
     out = os.path.join(a.work, "determinism-scored.jsonl")
     for _ in range(a.rounds):

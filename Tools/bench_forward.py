@@ -29,13 +29,13 @@ with other work: medians of --repeat runs, and ratios taken within one run.
 Effective GFLOP/s count the linear layers (2 x parameters x tokens) and attention
 (4 x heads x head_dim per query-key pair of the causal triangle).
 """
-import argparse, json, os, random, resource, subprocess, sys, time
+import argparse, json, os, random, resource, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchkit  # noqa: E402
-from bench_inspect import make_checkpoint, timed  # noqa: E402
+from benchkit import make_checkpoint  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = benchkit.ROOT
 HIDDEN, FFN, HEADS, GROUPS, KV, VOCAB = 2048, 8192, 16, 8, 128, 32000
 
 
@@ -48,11 +48,6 @@ CLASS_ENV = {
     "avx512bf16": {"OPENBLAS_CORETYPE": "Cooperlake", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16", "ATEN_CPU_CAPABILITY": "avx512"},
 }
 NATIVE_BF16 = {"avx512bf16"}  # classes where torch has a native BF16 matmul
-
-
-def median(xs):
-    xs = sorted(xs)
-    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
 
 
 def flops(layers, seqs):
@@ -148,11 +143,9 @@ def cgroup_run(a, cmd, limit_mb):
             f.write(str(limit_mb << 20))
         with open(os.path.join(cg, "memory.max_usage_in_bytes"), "w") as f:
             f.write("0")
-        subprocess.run(["sync"])
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
     except OSError as e:
         return None, f"skipped: {e}"
+    benchkit.drop_caches()
     t = time.perf_counter()
     r = subprocess.run(["sh", "-c", f"echo $$ > {cg}/cgroup.procs && exec " + " ".join(cmd)],
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -162,10 +155,7 @@ def cgroup_run(a, cmd, limit_mb):
 
 
 def supported_paths(a, ckpt):
-    """Prints the CPU; the kernel paths of --paths this CPU runs (the others are refused by tessera)."""
-    cpu = subprocess.run([a.tessera, "forward", ckpt, "--tokens", "1", "--timing"], capture_output=True, text=True, check=True)
-    print(cpu.stderr.splitlines()[0].replace("cpu: ", "CPU: ").split(", kernel path")[0] + "; machine shared with other work: "
-          f"figures are medians of {a.repeat} runs")
+    """The kernel paths of --paths this CPU runs (the others are refused by tessera)."""
     paths = []
     for path in a.paths.split(","):
         r = subprocess.run([a.tessera, "forward", ckpt, "--tokens", "1"], capture_output=True, text=True,
@@ -186,17 +176,15 @@ def tessera_runs(a, ckpt, batch, paths):
         for precision in ("bf16", "fp32"):
             runs = []
             for _ in range(a.repeat):
-                cmd = ["/usr/bin/time", "-f", "%M", a.tessera, "forward", ckpt, "--input", batch, "--precision", precision, "--json", "--timing"]
-                t = time.perf_counter()
-                r = subprocess.run(cmd, capture_output=True, text=True, check=True, env=dict(os.environ, TESSERA_ISA=path))
-                whole = time.perf_counter() - t
-                forward = float(r.stderr.split("forward: ")[1].split()[0])
-                share = float(r.stderr.split("(")[-1].split("%")[0]) if "% attention" in r.stderr else float("nan")
-                runs.append((forward, whole, r.stdout, int(r.stderr.strip().splitlines()[-1]) / 1024, share))
+                cmd = [a.tessera, "forward", ckpt, "--input", batch, "--precision", precision, "--json", "--timing"]
+                whole, rss, stdout, stderr, _ = benchkit.timed(cmd, env=dict(os.environ, TESSERA_ISA=path))
+                forward = float(stderr.split("forward: ")[1].split()[0])
+                share = float(stderr.split("(")[-1].split("%")[0]) if "% attention" in stderr else float("nan")
+                runs.append((forward, whole, stdout, rss, share))
             out = [json.loads(l) for l in runs[0][2].splitlines()]
             assert all(o["kernel_path"] == path for o in out)
-            results[(path, precision)] = (median([r[0] for r in runs]), out, max(r[3] for r in runs), median([r[1] for r in runs]),
-                                          median([r[4] for r in runs]))
+            results[(path, precision)] = (statistics.median([r[0] for r in runs]), out, max(r[3] for r in runs),
+                                          statistics.median([r[1] for r in runs]), statistics.median([r[4] for r in runs]))
 
     return results
 
@@ -249,9 +237,7 @@ def print_results(paths, results, hf, pk, tokens, work):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--work", default=None, help="work folder (default: a new one per run; give one to reuse its source)")
-    ap.add_argument("--tessera", default=os.path.join(ROOT, ".build/release/tessera"))
+    ap = benchkit.arguments()
     ap.add_argument("--layers", type=int, default=16)
     ap.add_argument("--sequences", type=int, default=4)
     ap.add_argument("--length", type=int, default=512)
@@ -263,10 +249,9 @@ def main():
     ap.add_argument("--ckpt", help=argparse.SUPPRESS)
     ap.add_argument("--batch", help=argparse.SUPPRESS)
     a = ap.parse_args()
-    a.work = a.work or benchkit.work_dir("bench-forward")
     if a.hf:
         return hf_worker(a)
-    os.makedirs(a.work, exist_ok=True)
+    benchkit.start(a, "bench-forward", f"; machine shared with other work: figures are medians of {a.repeat} runs")
     ckpt = os.path.join(a.work, f"engine-h{HIDDEN}-l{a.layers}-tp1pp1")
     big = os.path.join(a.work, f"engine-h{HIDDEN}-l{3 * a.layers}-tp1pp1")
     make_checkpoint(ckpt, HIDDEN, a.layers, 1, 1, vocab=VOCAB)
@@ -279,7 +264,7 @@ def main():
             f.write(json.dumps(s) + "\n")
     tokens = sum(len(s) for s in seqs)
     work = flops(a.layers, [len(s) for s in seqs])
-    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(ckpt) for f in fs)
+    size = benchkit.apparent_bytes(ckpt)
     print(f"model: hidden {HIDDEN}, ffn {FFN}, {a.layers} layers, {HEADS} heads, {GROUPS} query groups, vocab {VOCAB}; "
           f"checkpoint {size / 2**30:.2f} GiB (bf16, TP1PP1 legacy); batch {a.sequences} x {a.length} = {tokens} tokens, "
           f"{work / 1e12:.2f} TFLOP")
@@ -307,7 +292,7 @@ def main():
         return
     subprocess.run(["cat"] + [os.path.join(d, f) for d, _, fs in os.walk(big) for f in fs], stdout=subprocess.DEVNULL)
     (s_small, w_small), (s_big, w_big) = first_output(ckpt), first_output(big)
-    big_size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(big) for f in fs)
+    big_size = benchkit.apparent_bytes(big)
     line = (f"start-up (process start to checkpoint opened and mapped): {s_small * 1000:.0f} ms on {size / 2**30:.1f} GiB, "
             f"{s_big * 1000:.0f} ms on {big_size / 2**30:.1f} GiB ({3 * a.layers} layers); first output of a 1-token run "
             f"(every weight read once): {w_small * 1000:.0f} ms and {w_big * 1000:.0f} ms")
@@ -315,9 +300,8 @@ def main():
         line += f"; transformers (import, load, first forward): {next(iter(hf.values()))['first_output']:.2f} s on {size / 2**30:.1f} GiB"
     print(line)
 
-    reshard_src = os.path.join(a.work, "reshard-src-h2048-l24-tp4pp2")
-    make_checkpoint(reshard_src, HIDDEN, 24, 4, 2, vocab=VOCAB)
-    src_size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(reshard_src) for f in fs)
+    reshard_src, _ = benchkit.reshard_source(a.work)
+    src_size = benchkit.apparent_bytes(reshard_src)
     dt, status = cgroup_run(a, [a.tessera, "forward", reshard_src, "--input", batch, "--max-memory", "400M", "--json"], 512)
     print(f"under a 512 MiB memory cgroup, --max-memory 400M, checkpoint {src_size / 2**20:.0f} MiB (24 layers, TP4PP2), "
           f"the same batch: " + (f"{dt:.1f} s, {status}" if dt else status))

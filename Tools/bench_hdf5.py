@@ -19,12 +19,10 @@ cp are taken within each round, then summarised the same way.
 
 Run: "${TESSERA_VENV:-$HOME/.cache/tessera-venv}"/bin/python Tools/bench_hdf5.py   (needs h5py, hdf5plugin)
 """
-import argparse, os, shutil, statistics, subprocess, sys, time
+import os, shutil, statistics, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchkit  # noqa: E402
-from bench_inspect import make_checkpoint, files_of, timed  # noqa: E402
-from bench_reshard import drop_caches  # noqa: E402
 
 H5PY_WRITE = r'''
 import sys, time, h5py, hdf5plugin, numpy as np
@@ -56,27 +54,10 @@ print(time.perf_counter() - t, n)
 '''
 
 
-def run_cold(cmd):
-    drop_caches()
-    t = time.perf_counter()
-    _, out, rss = timed(cmd)
-    subprocess.run(["sync"])
-    return time.perf_counter() - t, out, rss
-
-
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--work", default=None, help="work folder (default: a new one per run; give one to reuse its source)")
-    ap.add_argument("--hidden", type=int, default=2048)
-    ap.add_argument("--layers", type=int, default=24)
-    ap.add_argument("--tessera", default=".build/release/tessera")
-    ap.add_argument("--python", default=sys.executable)
-    ap.add_argument("--repeat", type=int, default=3, help="rounds of the whole sequence (best and median reported; disk speed here drifts)")
-    a = ap.parse_args()
-    a.work = a.work or benchkit.work_dir("bench-hdf5")
-    src = os.path.join(a.work, f"reshard-src-h{a.hidden}-l{a.layers}-tp4pp2")
-    make_checkpoint(src, a.hidden, a.layers, 4, 2)
-    size = sum(os.path.getsize(f) for f in files_of(src))
+    a = benchkit.arguments(model=True, python=True, rounds=3).parse_args()
+    benchkit.start(a, "bench-hdf5")
+    src, size = benchkit.reshard_source(a.work, a.hidden, a.layers)
     store = os.path.join(a.work, "store.h5")
     back = os.path.join(a.work, "store-back")
     other = os.path.join(a.work, "h5py.h5")
@@ -130,20 +111,16 @@ def one_round(a, src, store, back, other, scripts):
         if os.path.exists(p): os.remove(p)
     shutil.rmtree(back, ignore_errors=True)
     r = {}
-    t, _, rss = run_cold(["cp", "-r", src, os.path.join(a.work, "cp-copy")])
-    r["cp"] = (t, rss)
-    shutil.rmtree(os.path.join(a.work, "cp-copy"), ignore_errors=True)
-    t, _, rss = run_cold([a.tessera, "convert", src, store, "--tp", "4", "--pp", "2", "--format", "hdf5"])
-    r["w"] = (t, rss)
-    t, _, rss = run_cold([a.tessera, "convert", store, back, "--tp", "4", "--pp", "2"])
-    r["b"] = (t, rss)
-    t, _, rss = run_cold([a.tessera, "inspect", "--json", "--digests", store])
-    r["r"] = (t, rss)
-    t, _, rss = run_cold(["dd", f"if={store}", "of=/dev/null", "bs=64M", "iflag=direct"])
-    r["dd"] = (t, rss)
-    _, out, rss = run_cold([a.python, scripts["w"], store, other])
+    copy = os.path.join(a.work, "cp-copy")   # cp's output, removed again before the next command
+    for key, cmd in (("cp", ["cp", "-r", src, copy]),
+                     ("w", [a.tessera, "convert", src, store, "--tp", "4", "--pp", "2", "--format", "hdf5"]),
+                     ("b", [a.tessera, "convert", store, back, "--tp", "4", "--pp", "2"]),
+                     ("r", [a.tessera, "inspect", "--json", "--digests", store]),
+                     ("dd", ["dd", f"if={store}", "of=/dev/null", "bs=64M", "iflag=direct"])):
+        r[key] = benchkit.cold(cmd, clear=copy)[:2]
+    _, rss, out = benchkit.cold([a.python, scripts["w"], store, other])
     r["pw"] = (float(out.strip().splitlines()[-1]), rss)
-    _, out, rss = run_cold([a.python, scripts["r"], store])
+    _, rss, out = benchkit.cold([a.python, scripts["r"], store])
     r["pr"] = (float(out.strip().split()[0]), rss)
     shutil.rmtree(back, ignore_errors=True)
     return r

@@ -2,7 +2,7 @@
 """Benchmark for `tessera convert --format hf` (issue #15: the Hugging Face bridge).
 
 Makes a dense synthetic Nemotron-shaped checkpoint (random bf16, default hidden 2048, 24
-layers, TP1 PP1 legacy: about 2.6 GB; `bench_inspect.make_checkpoint`) and measures, in the
+layers, TP1 PP1 legacy: about 2.6 GB; `benchkit.make_checkpoint`) and measures, in the
 same run, each after dropping the page cache and each followed by `sync`:
   * `cp` of the checkpoint's weight file (the I/O bound: the same bytes read and written);
   * tessera convert --format hf (5 GB shards; and --shard-size 500M);
@@ -13,13 +13,13 @@ Commands run in --repeat rounds; ratios to cp are taken within each round, the m
 rounds is reported with the best time and the largest peak RSS. A second, half-size model
 shows whether Tessera's peak RSS grows with the model.
 
-Run (as root, for drop_caches): ~/.cache/tessera-venv/bin/python Tools/bench_hf.py
+Run (as root, for drop_caches): "${TESSERA_VENV:-$HOME/.cache/tessera-venv}"/bin/python Tools/bench_hf.py
 """
 import os, shutil, subprocess, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_inspect import bench_arguments, make_checkpoint, files_of  # noqa: E402
-from bench_reshard import measure  # noqa: E402
+import benchkit  # noqa: E402
+from benchkit import make_checkpoint, files_of  # noqa: E402
 
 SAVE = r'''
 import sys, time, torch
@@ -32,9 +32,8 @@ open(sys.argv[3], "w").write(str(time.perf_counter() - t))
 
 
 def main():
-    a = bench_arguments(repeat=3).parse_args()
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    print(f"CPU: {cpu}, {os.cpu_count()} cores")
+    a = benchkit.arguments(model=True, python=True, rounds=3).parse_args()
+    benchkit.start(a, "bench-hf")
     src = os.path.join(a.work, f"hf-src-h{a.hidden}-l{a.layers}")
     half = os.path.join(a.work, f"hf-src-h{a.hidden}-l{a.layers // 2}")
     make_checkpoint(src, a.hidden, a.layers, 1, 1)
@@ -59,7 +58,7 @@ def main():
     for _ in range(a.repeat):
         cp_t = None
         for label, cmd in rows:
-            t, rss = measure(label, cmd, dst)
+            t, rss, _ = benchkit.cold(cmd, clear=dst)
             if label.startswith("transformers"):
                 t = float(open(dst + ".seconds").read())   # the save alone, not the load
             cp_t = t if label.startswith("cp") else cp_t

@@ -15,11 +15,10 @@ RSS). The torch reshard, 5-8x slower than the rest, runs in the first round only
 
 Run (as root, for drop_caches): "${TESSERA_VENV:-$HOME/.cache/tessera-venv}"/bin/python Tools/bench_reshard.py
 """
-import argparse, os, shutil, subprocess, sys, time
+import os, shutil, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchkit  # noqa: E402
-from bench_inspect import make_checkpoint, files_of, timed  # noqa: E402
 
 TORCH_RESHARD = r'''
 import os, sys, torch
@@ -66,32 +65,10 @@ for p in range(pp1):
 '''
 
 
-from benchkit import drop_caches  # noqa: E402,F401  (bench_hdf5 imports it from here)
-
-
-def measure(label, cmd, dst):
-    """Cold-cache run of cmd followed by sync: (seconds, peak RSS MiB)."""
-    shutil.rmtree(dst, ignore_errors=True)
-    drop_caches()
-    t = time.perf_counter()
-    _, _, rss = timed(cmd)
-    subprocess.run(["sync"])
-    return time.perf_counter() - t, rss
-
-
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--work", default=None, help="work folder (default: a new one per run; give one to reuse its source)")
-    ap.add_argument("--hidden", type=int, default=2048)
-    ap.add_argument("--layers", type=int, default=24)
-    ap.add_argument("--tessera", default=".build/release/tessera")
-    ap.add_argument("--python", default=sys.executable)
-    ap.add_argument("--repeat", type=int, default=5)
-    a = ap.parse_args()
-    a.work = a.work or benchkit.work_dir("bench-reshard")
-    src = os.path.join(a.work, f"reshard-src-h{a.hidden}-l{a.layers}-tp4pp2")
-    make_checkpoint(src, a.hidden, a.layers, 4, 2)
-    size = sum(os.path.getsize(f) for f in files_of(src))
+    a = benchkit.arguments(model=True, python=True, rounds=5).parse_args()
+    benchkit.start(a, "bench-reshard")
+    src, size = benchkit.reshard_source(a.work, a.hidden, a.layers)
     print(f"source: {size/1e9:.2f} GB, TP=4 PP=2 legacy bf16, hidden {a.hidden}, {a.layers} layers")
     dst = os.path.join(a.work, "reshard-dst")
     script = os.path.join(a.work, "torch_reshard.py")
@@ -110,7 +87,7 @@ def main():
         for label, cmd in rows:
             if label.startswith("torch") and round_ > 0:
                 continue
-            t, rss = measure(label, cmd, dst)
+            t, rss, _ = benchkit.cold(cmd, clear=dst)
             cp_t = t if label == "cp -r" else cp_t
             ratios.setdefault(label, []).append(cp_t / t)
             best_t, best_rss = results.get(label, (float("inf"), 0))

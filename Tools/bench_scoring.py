@@ -9,14 +9,12 @@
    (end-to-end tokens/s, against `tessera forward --input` on the same conversations), and the
    speed-up of prefix reuse over scoring each turn's string from scratch (--no-prefix-reuse).
 """
-import argparse, json, os, random, subprocess, sys, time
+import json, os, random, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchkit  # noqa: E402
-from bench_inspect import make_checkpoint, timed  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOK = os.path.join(ROOT, "Tests/Fixtures/tiny/tokenizer/tokenizer.model")
+TOK = os.path.join(benchkit.ROOT, "Tests/Fixtures/tiny/tokenizer/tokenizer.model")
 
 
 def write_conversations(path, count, rng, words):
@@ -31,16 +29,13 @@ def write_conversations(path, count, rng, words):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--work", default=None, help="work folder (default: a new one per run; give one to reuse its source)")
-    ap.add_argument("--tessera", default=os.path.join(ROOT, ".build/release/tessera"))
+    ap = benchkit.arguments()
     ap.add_argument("--conversations", type=int, default=8)
     ap.add_argument("--tokenizer-only", action="store_true", help="stop after the tokenizer benchmark (section 1)")
     ap.add_argument("--tokenizer", default=TOK, help="SentencePiece model for section 1 (default: the fixture's)")
     ap.add_argument("--texts", help="JSONL of texts for section 1 (default: 20,000 generated ones)")
     a = ap.parse_args()
-    a.work = a.work or benchkit.work_dir("bench-scoring")
-    os.makedirs(a.work, exist_ok=True)
+    benchkit.start(a, "bench-scoring")
     rng = random.Random(1)
     words = ["the", "model", "reward", "helpful", "answer", "question", "café", "日本語", "🙂", "2024", "x²", "Assistant"]
 
@@ -87,8 +82,7 @@ def main():
         return
 
     # 2. Scoring.
-    src = os.path.join(a.work, "reshard-src-h2048-l24-tp4pp2")
-    make_checkpoint(src, 2048, 24, 4, 2)
+    src, _ = benchkit.reshard_source(a.work)
     conv_path = os.path.join(a.work, "conversations.jsonl")
     write_conversations(conv_path, a.conversations, rng, words)
     # Best of two runs for scoring with prefix reuse and for the forward pass below (run to run
@@ -99,10 +93,8 @@ def main():
         for _ in range(runs):
             if os.path.exists(out):
                 os.remove(out)
-            t = time.perf_counter()
-            _, _, rss = timed([a.tessera, "score", src, "--input", conv_path, "--output", out, "--tokenizer", TOK,
-                               "--max-length", "4096", "--batch", "8"] + extra)
-            dt = time.perf_counter() - t
+            dt, rss = benchkit.timed([a.tessera, "score", src, "--input", conv_path, "--output", out, "--tokenizer", TOK,
+                                      "--max-length", "4096", "--batch", "8"] + extra)[:2]
             lines = [json.loads(l) for l in open(out)]
             if label not in results or dt < results[label][0]:
                 results[label] = (dt, rss, lines)
@@ -120,7 +112,7 @@ def main():
     with open(seq_path, "w") as f:
         for s in seqs:
             f.write(json.dumps(s) + "\n")
-    t_fwd = min(timed([a.tessera, "forward", src, "--input", seq_path])[0] for _ in range(2))
+    t_fwd = min(benchkit.timed([a.tessera, "forward", src, "--input", seq_path])[0] for _ in range(2))
     dt, rss, lines = results["prefix reuse"]
     dt2 = results["each turn from scratch"][0]
     same = all(t1.get("label") == t2.get("label") for o1, o2 in zip(lines, results["each turn from scratch"][2])

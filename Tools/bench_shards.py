@@ -12,12 +12,15 @@
    page cache warm, best of three.
 
 Model: the tiny fixture reward model with --max-length 4096 (no torch needed); its cost per
-token is small, so per-conversation overheads weigh more than on a real model.
+token is small, so per-conversation overheads weigh more than on a real model. A work folder
+made for the run (no --work) is removed at the end.
 """
-import argparse, hashlib, json, os, random, shutil, statistics, subprocess, sys, tempfile, time
+import hashlib, json, os, random, shutil, statistics, subprocess, sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CKPT = os.path.join(ROOT, "Tests/Fixtures/tiny/nemo/legacy_tp2pp2_bf16_te_bytesio.nemo")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchkit  # noqa: E402
+
+CKPT = os.path.join(benchkit.ROOT, "Tests/Fixtures/tiny/nemo/legacy_tp2pp2_bf16_te_bytesio.nemo")
 WORDS = ["the", "model", "reward", "helpful", "answer", "question", "café", "2024", "Assistant", "because", "of", "data"]
 
 
@@ -38,14 +41,11 @@ def conversations(path, count, rng):
 def run(cmd, cpu=None):
     """Wall seconds of cmd; its CPU seconds (user + system) appended to `cpu` when given."""
     before = os.times()
-    t = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed: {r.stderr}")
+    dt = benchkit.timed(cmd)[0]
     after = os.times()
     if cpu is not None:
         cpu.append(after.children_user - before.children_user + after.children_system - before.children_system)
-    return time.perf_counter() - t
+    return dt
 
 
 def balance(a, inp, n):
@@ -113,21 +113,13 @@ def merge_throughput(a, n):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--work", help="work folder (default: a new one under $TESSERA_BENCH_DIR or the temporary folder, removed at the end)")
-    ap.add_argument("--tessera", default=os.path.join(ROOT, ".build/release/tessera"))
+    ap = benchkit.arguments()
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--conversations", type=int, default=1500)
     ap.add_argument("--merge-records", type=int, default=300000)
     ap.add_argument("--skip-merge", action="store_true", help="section 1 only")
     a = ap.parse_args()
-    fresh = a.work is None
-    if fresh:
-        base = os.environ.get("TESSERA_BENCH_DIR") or tempfile.gettempdir()
-        a.work = tempfile.mkdtemp(prefix="tessera-shards-", dir=base)
-    os.makedirs(a.work, exist_ok=True)
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    print(f"CPU: {cpu}, {os.cpu_count()} cores (shared machine: figures vary from run to run)")
+    fresh = benchkit.start(a, "shards", " (shared machine: figures vary from run to run)")
     inp = os.path.join(a.work, "conversations.jsonl")
     conversations(inp, a.conversations, random.Random(1))
     balance(a, inp, a.shards)

@@ -6,12 +6,10 @@ Tessera, TP2PP4 torch_dist), then in one run, each from a cold page cache:
 `tessera verify --weights-only A B` against `cat A B > /dev/null` of the same files.
 Reports the throughput ratio and peak RSS.
 """
-import argparse, os, subprocess, sys, time
+import os, subprocess, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchkit  # noqa: E402
-from bench_inspect import make_checkpoint, files_of, timed  # noqa: E402
-from bench_reshard import drop_caches  # noqa: E402
 
 
 def all_files(root):
@@ -19,14 +17,11 @@ def all_files(root):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--work", default=None, help="work folder (default: a new one per run; give one to reuse its source)")
-    ap.add_argument("--tessera", default=".build/release/tessera")
+    ap = benchkit.arguments()
     ap.add_argument("--repeat", type=int, default=2)
     a = ap.parse_args()
-    a.work = a.work or benchkit.work_dir("bench-verify")
-    src = os.path.join(a.work, "reshard-src-h2048-l24-tp4pp2")
-    make_checkpoint(src, 2048, 24, 4, 2)
+    benchkit.start(a, "bench-verify")
+    src, _ = benchkit.reshard_source(a.work)
     other = os.path.join(a.work, "verify-tp2pp4-torch_dist")
     if not os.path.exists(other):
         subprocess.run([a.tessera, "convert", src, other, "--tp", "2", "--pp", "4", "--format", "dist-torch"], check=True)
@@ -36,10 +31,8 @@ def main():
     for _ in range(a.repeat):
         for label, cmd in [("cat A B > /dev/null", ["sh", "-c", "cat \"$@\" > /dev/null", "cat"] + files),
                            ("tessera verify --weights-only", [a.tessera, "verify", "--weights-only", src, other])]:
-            drop_caches()
-            t = time.perf_counter()
-            _, _, rss = timed(cmd)
-            dt = time.perf_counter() - t
+            benchkit.drop_caches()
+            dt, rss = benchkit.timed(cmd)[:2]
             if label not in best or dt < best[label][0]:
                 best[label] = (dt, rss)
     print(f"A + B: {size/1e9:.2f} GB (TP4PP2 legacy vs TP2PP4 torch_dist)")

@@ -450,10 +450,7 @@ def pipeline_forward(model, ids_list):
     with torch.no_grad():
         for ids in ids_list:
             S = len(ids)
-            tok = torch.tensor([ids], dtype=torch.long)
-            pos = torch.arange(S, dtype=torch.long)[None]
-            mask = torch.tril(torch.ones(1, 1, S, S)) < 0.5
-            lengths = torch.tensor([S])
+            tok, pos, mask, lengths = mf.forward_inputs(ids)
             x = None
             if not first:
                 buf = torch.empty(S, 1, mf.MODEL["hidden_size"], dtype=torch.float32)

@@ -88,20 +88,11 @@ assert all(padded_vocab(t) == VP for t in (1, 2, 4))
 # or "local" (megatron-core local spec names, as written by this generator's model).
 # extra: None | "bytesio" | "uint8_pickle" | "uint8_empty" ("natural" = as the local
 # spec writes it, i.e. None).
-LEGACY = [
-    # (tp, pp, dtype, spelling, extra)
-    (1, 1, "bf16", "te", "bytesio"),
-    (2, 1, "bf16", "te", "uint8_pickle"),
-    (1, 2, "bf16", "te", "uint8_empty"),
-    (2, 2, "bf16", "te", "bytesio"),
-    (4, 1, "bf16", "te", "none"),
-    (2, 2, "bf16", "local", "none"),
-    (1, 1, "bf16", "local", "none"),
-    (1, 1, "fp32", "te", "uint8_pickle"),
-    (2, 1, "fp32", "te", "none"),
-    (1, 2, "fp32", "te", "bytesio"),
-    (2, 2, "fp32", "te", "bytesio"),
-    (4, 1, "fp32", "te", "uint8_empty"),
+LEGACY = [  # (tp, pp, dtype, spelling, extra), in manifest order
+    (1, 1, "bf16", "te", "bytesio"), (2, 1, "bf16", "te", "uint8_pickle"), (1, 2, "bf16", "te", "uint8_empty"),
+    (2, 2, "bf16", "te", "bytesio"), (4, 1, "bf16", "te", "none"), (2, 2, "bf16", "local", "none"),
+    (1, 1, "bf16", "local", "none"), (1, 1, "fp32", "te", "uint8_pickle"), (2, 1, "fp32", "te", "none"),
+    (1, 2, "fp32", "te", "bytesio"), (2, 2, "fp32", "te", "bytesio"), (4, 1, "fp32", "te", "uint8_empty"),
 ]
 # Distributed checkpoints (bf16, TE key names as megatron-core maps them).
 # extra: form of the decoder linears' `_extra_state` ShardedObjects.
@@ -380,6 +371,18 @@ def set_decoder_extra_state(model, form):
 # --------------------------------------------------------------------------------------
 # Forward helpers
 # --------------------------------------------------------------------------------------
+def forward_inputs(ids):
+    """One sequence as megatron-core's inputs for a batch of one: token ids, position ids
+    0..S-1, the causal attention mask (True = masked) and the lengths."""
+    import torch
+
+    S = len(ids)
+    tok = torch.tensor([ids], dtype=torch.long)
+    pos = torch.arange(S, dtype=torch.long)[None]
+    mask = torch.tril(torch.ones(1, 1, S, S)) < 0.5
+    return tok, pos, mask, torch.tensor([S])
+
+
 def run_forward(model, ids_list):
     """Return per sequence: final-LN hidden at last position, last-position logits (local
     vocab shard), rewards (NeMo-Aligner GPTRewardModel.forward). Single PP stage only."""
@@ -391,10 +394,7 @@ def run_forward(model, ids_list):
     with torch.no_grad():
         for ids in ids_list:
             S = len(ids)
-            tok = torch.tensor([ids], dtype=torch.long)
-            pos = torch.arange(S, dtype=torch.long)[None]
-            mask = torch.tril(torch.ones(1, 1, S, S)) < 0.5
-            lengths = torch.tensor([S])
+            tok, pos, mask, lengths = forward_inputs(ids)
             # hidden after final LN, the way GPTRewardModel gets it (post_process patched off)
             from unittest.mock import patch
 
@@ -859,35 +859,37 @@ def phase_bad(out):
         entries.append(dict(path=f"bad/{name}", description=desc, expected=expect))
         log(f"  wrote bad/{name}")
 
-    # protocol-2 pickle: posix.system('echo pwned')  -- a forbidden GLOBAL + REDUCE
-    p = b"\x80\x02" + b"cposix\nsystem\n" + b"q\x00" + b"X\x0a\x00\x00\x00echo pwned" + b"q\x01\x85q\x02Rq\x03."
-    write_torch_zip(bad / "forbidden_global_posix_system.ckpt", p)
-    add("forbidden_global_posix_system.ckpt", "torch zip whose data.pkl is GLOBAL 'posix system' + REDUCE",
-        "reject: forbidden global posix.system")
-    # builtins.eval via __builtin__ (protocol-2 spelling)
-    p = b"\x80\x02c__builtin__\neval\nq\x00X\x08\x00\x00\x00__import__q\x01\x85q\x02Rq\x03."
-    write_torch_zip(bad / "forbidden_global_builtins_eval.ckpt", p)
-    add("forbidden_global_builtins_eval.ckpt", "GLOBAL '__builtin__ eval' + REDUCE", "reject: forbidden global")
-    # STACK_GLOBAL (protocol 4) spelling of os.system inside an OrderedDict value
-    p = (b"\x80\x04\x95\x00\x00\x00\x00\x00\x00\x00\x00" + b"\x8c\x0bcollections\x94\x8c\x0bOrderedDict\x94\x93\x94)R\x94"
-         + b"\x8c\x01x\x94\x8c\x02os\x94\x8c\x06system\x94\x93\x94\x8c\x04true\x94\x85\x94R\x94s.")
-    write_torch_zip(bad / "forbidden_stack_global_os_system.ckpt", p)
-    add("forbidden_stack_global_os_system.ckpt", "protocol-4 STACK_GLOBAL 'os system' inside an OrderedDict value",
-        "reject: forbidden global os.system")
-    # a storage persistent id pointing at a record that does not exist
-    p = (b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01X\x01\x00\x00\x00wq\x02ctorch._utils\n_rebuild_tensor_v2\nq\x03"
-         b"((X\x07\x00\x00\x00storageq\x04ctorch\nFloatStorage\nq\x05X\x01\x00\x00\x007q\x06X\x03\x00\x00\x00cpuq\x07K\x04tq\x08"
-         b"QK\x00K\x04\x85K\x01\x85\x89ccollections\nOrderedDict\nq\t)Rq\ntq\x0bRq\x0cs.")
-    write_torch_zip(bad / "missing_storage_record.ckpt", p, records=[("data/0", b"\0" * 16)])
-    add("missing_storage_record.ckpt", "tensor whose storage key '7' has no data/7 record",
-        "reject: missing storage record")
-    # storage too small for the declared tensor (numel 4 declared, view of 100 elements)
-    p = (b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01X\x01\x00\x00\x00wq\x02ctorch._utils\n_rebuild_tensor_v2\nq\x03"
-         b"((X\x07\x00\x00\x00storageq\x04ctorch\nFloatStorage\nq\x05X\x01\x00\x00\x000q\x06X\x03\x00\x00\x00cpuq\x07K\x04tq\x08"
-         b"QK\x00Kd\x85K\x01\x85\x89ccollections\nOrderedDict\nq\t)Rq\ntq\x0bRq\x0cs.")
-    write_torch_zip(bad / "tensor_exceeds_storage.ckpt", p, records=[("data/0", b"\0" * 16)])
-    add("tensor_exceeds_storage.ckpt", "tensor of 100 float32 elements over a 4-element (16-byte) storage",
-        "reject: tensor out of storage bounds")
+    # torch zips with a crafted data.pkl: (file, data.pkl, extra records, description, expected)
+    storage_7 = (b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01X\x01\x00\x00\x00wq\x02ctorch._utils\n_rebuild_tensor_v2\nq\x03"
+                 b"((X\x07\x00\x00\x00storageq\x04ctorch\nFloatStorage\nq\x05X\x01\x00\x00\x007q\x06X\x03\x00\x00\x00cpuq\x07K\x04tq\x08"
+                 b"QK\x00K\x04\x85K\x01\x85\x89ccollections\nOrderedDict\nq\t)Rq\ntq\x0bRq\x0cs.")
+    view_100 = (b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01X\x01\x00\x00\x00wq\x02ctorch._utils\n_rebuild_tensor_v2\nq\x03"
+                b"((X\x07\x00\x00\x00storageq\x04ctorch\nFloatStorage\nq\x05X\x01\x00\x00\x000q\x06X\x03\x00\x00\x00cpuq\x07K\x04tq\x08"
+                b"QK\x00Kd\x85K\x01\x85\x89ccollections\nOrderedDict\nq\t)Rq\ntq\x0bRq\x0cs.")
+    one_storage = [("data/0", b"\0" * 16)]
+    crafted = [
+        # protocol-2 pickle: posix.system('echo pwned')  -- a forbidden GLOBAL + REDUCE
+        ("forbidden_global_posix_system.ckpt",
+         b"\x80\x02" + b"cposix\nsystem\n" + b"q\x00" + b"X\x0a\x00\x00\x00echo pwned" + b"q\x01\x85q\x02Rq\x03.", (),
+         "torch zip whose data.pkl is GLOBAL 'posix system' + REDUCE", "reject: forbidden global posix.system"),
+        # builtins.eval via __builtin__ (protocol-2 spelling)
+        ("forbidden_global_builtins_eval.ckpt", b"\x80\x02c__builtin__\neval\nq\x00X\x08\x00\x00\x00__import__q\x01\x85q\x02Rq\x03.", (),
+         "GLOBAL '__builtin__ eval' + REDUCE", "reject: forbidden global"),
+        # STACK_GLOBAL (protocol 4) spelling of os.system inside an OrderedDict value
+        ("forbidden_stack_global_os_system.ckpt",
+         b"\x80\x04\x95\x00\x00\x00\x00\x00\x00\x00\x00" + b"\x8c\x0bcollections\x94\x8c\x0bOrderedDict\x94\x93\x94)R\x94"
+         + b"\x8c\x01x\x94\x8c\x02os\x94\x8c\x06system\x94\x93\x94\x8c\x04true\x94\x85\x94R\x94s.", (),
+         "protocol-4 STACK_GLOBAL 'os system' inside an OrderedDict value", "reject: forbidden global os.system"),
+        # a storage persistent id pointing at a record that does not exist
+        ("missing_storage_record.ckpt", storage_7, one_storage,
+         "tensor whose storage key '7' has no data/7 record", "reject: missing storage record"),
+        # storage too small for the declared tensor (numel 4 declared, view of 100 elements)
+        ("tensor_exceeds_storage.ckpt", view_100, one_storage,
+         "tensor of 100 float32 elements over a 4-element (16-byte) storage", "reject: tensor out of storage bounds"),
+    ]
+    for name, data_pkl, records, desc, expect in crafted:
+        write_torch_zip(bad / name, data_pkl, records=records)
+        add(name, desc, expect)
     # not a zip at all
     (bad / "not_a_zip.ckpt").write_bytes(b"PK\x03\x04garbage" + bytes(range(64)))
     add("not_a_zip.ckpt", "starts with a zip local header signature but is garbage", "reject: not a zip")

@@ -2,10 +2,11 @@
 """Reference for conversation scoring: NeMo-Aligner's SteerLM attribute annotation, run
 with real megatron-core on the tiny fixture reward model.
 
+    SCRATCH=${TESSERA_SCRATCH:-$HOME/.cache/tessera-scratch}; mkdir -p "$SCRATCH"
     git -C <NeMo-Aligner mirror> show HEAD:examples/nlp/data/steerlm/common.py \\
-        > /tmp/nemo_aligner_common.py
+        > "$SCRATCH/nemo_aligner_common.py"
     "${TESSERA_VENV:-$HOME/.cache/tessera-venv}"/bin/python Tools/make_scoring_reference.py \\
-        --aligner-common PATH/TO/common.py [--aligner-git <mirror git dir>]
+        --aligner-common "$SCRATCH/nemo_aligner_common.py" [--aligner-git <mirror git dir>]
 
 Writes (under --out, default Tests/Fixtures):
 
@@ -58,55 +59,33 @@ ANNOTATE_PY = "examples/nlp/data/steerlm/attribute_annotate.py"
 OA = "quality:3,toxicity:0,humor:0,creativity:1"
 # Input conversations. User turns carry label None (as the preprocessing scripts write
 # them); an assistant turn is scored iff its label is not None (the empty string counts).
+# Each conversation is its turns in order: user("text") or assistant("text", label=OA).
+
+
+def user(value):
+    return {"value": value, "from": "User", "label": None}
+
+
+def assistant(value, label=OA):
+    return {"value": value, "from": "Assistant", "label": label}
+
+
+def conversation(*turns):
+    return {"conversations": list(turns), "mask": "User"}
+
+
 CONVERSATIONS = [
-    {"conversations": [
-        {"value": "What is 2+2?", "from": "User", "label": None},
-        {"value": "2+2 = 4.", "from": "Assistant", "label": OA}],
-     "mask": "User"},
-    {"conversations": [
-        {"value": "hello world", "from": "User", "label": None},
-        {"value": "Hello! How can I help?", "from": "Assistant", "label": ""},
-        {"value": "Name two colours.", "from": "User", "label": None},
-        {"value": "Red\nand blue.", "from": "Assistant", "label": OA}],
-     "mask": "User"},
-    {"conversations": [
-        {"value": "Café ☕ or thé? Réponds en français.", "from": "User", "label": None},
-        {"value": "Un café, s'il vous plaît — merci ! 🙂", "from": "Assistant", "label": OA}],
-     "mask": "User"},
-    {"conversations": [
-        {"value": "Count to 3.", "from": "User", "label": None},
-        {"value": "1, 2, 3", "from": "Assistant", "label": OA},
-        {"value": "Now backwards.", "from": "User", "label": None},
-        {"value": "3 2 1", "from": "Assistant", "label": None},
-        {"value": "In words?", "from": "User", "label": None},
-        {"value": "three, two, one", "from": "Assistant", "label": OA}],
-     "mask": "User"},
-    {"conversations": [
-        {"value": "a", "from": "User", "label": None},
-        {"value": "b", "from": "Assistant", "label": OA},
-        {"value": "c", "from": "User", "label": None},
-        {"value": "d", "from": "Assistant", "label": OA},
-        {"value": "e", "from": "User", "label": None},
-        {"value": "f", "from": "Assistant", "label": OA},
-        {"value": "g", "from": "User", "label": None},
-        {"value": "h.", "from": "Assistant", "label": OA}],
-     "mask": "User"},
-    {"conversations": [
-        {"value": "Compute 12345 * 6789.", "from": "User", "label": None},
-        {"value": "12345 * 6789 = 83810205", "from": "Assistant", "label": OA},
-        {"value": "Thanks!", "from": "User", "label": None}],
-     "mask": "User"},
-    {"conversations": [
-        {"value": "日本語で答えて。", "from": "User", "label": None},
-        {"value": "はい、わかりました。\n\nx² ≈ 1½", "from": "Assistant", "label": OA}],
-     "mask": "User"},
-    {"conversations": [
-        {"value": "Welcome! Ask me anything.", "from": "Assistant", "label": None},
-        {"value": "  spaces\tand tabs  ", "from": "User", "label": None},
-        {"value": "", "from": "Assistant", "label": ""},
-        {"value": "Say nothing again.", "from": "User", "label": None},
-        {"value": "OK.\n", "from": "Assistant", "label": OA}],
-     "mask": "User"},
+    conversation(user("What is 2+2?"), assistant("2+2 = 4.")),
+    conversation(user("hello world"), assistant("Hello! How can I help?", label=""),
+                 user("Name two colours."), assistant("Red\nand blue.")),
+    conversation(user("Café ☕ or thé? Réponds en français."), assistant("Un café, s'il vous plaît — merci ! 🙂")),
+    conversation(user("Count to 3."), assistant("1, 2, 3"), user("Now backwards."), assistant("3 2 1", label=None),
+                 user("In words?"), assistant("three, two, one")),
+    conversation(user("a"), assistant("b"), user("c"), assistant("d"), user("e"), assistant("f"), user("g"), assistant("h.")),
+    conversation(user("Compute 12345 * 6789."), assistant("12345 * 6789 = 83810205"), user("Thanks!")),
+    conversation(user("日本語で答えて。"), assistant("はい、わかりました。\n\nx² ≈ 1½")),
+    conversation(assistant("Welcome! Ask me anything.", label=None), user("  spaces\tand tabs  "), assistant("", label=""),
+                 user("Say nothing again."), assistant("OK.\n")),
 ]
 
 

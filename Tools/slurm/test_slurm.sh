@@ -15,7 +15,7 @@ tessera=$(realpath "${1:-$root/.build/debug/tessera}")
 if ! command -v slurmctld > /dev/null || ! command -v munged > /dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slurm-wlm munge > /dev/null
 fi
-work=$(mktemp -d /tmp/tessera-slurm-test.XXXXXX)
+work=$(mktemp -d -t tessera-slurm-test.XXXXXX)   # under $TMPDIR, else the system's temporary folder
 cleanup() {
   "$root/Tools/slurm/local_cluster.sh" stop "$work/cluster" || true
   rm -rf "$work"
