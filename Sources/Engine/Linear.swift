@@ -12,15 +12,15 @@ extension Model {
     /// Whether the steps before a product hand it BF16 bits directly (every BF16 product).
     func bitsInput(_ precision: Precision) -> Bool { precision == .bf16 }
 
-    /// `y = x W^T (+ b)` for the linear layer `name` (x: tokens x k, y: tokens x n).
-    func linear(_ name: String, _ x: [Float], tokens: Int, k: Int, precision: Precision) throws(TesseraError) -> [Float] {
-        try linear(name, .values(x), tokens: tokens, k: k, precision: precision)
+    /// `y = x W^T (+ b)` for the linear layer `w` (x: tokens x k, y: tokens x n).
+    func linear(_ w: LinearWeights, _ x: [Float], tokens: Int, k: Int, precision: Precision) throws(TesseraError) -> [Float] {
+        try linear(w, .values(x), tokens: tokens, k: k, precision: precision)
     }
 
-    func linear(_ name: String, _ input: LayerInput, tokens: Int, k: Int, precision: Precision) throws(TesseraError) -> [Float] {
+    func linear(_ w: LinearWeights, _ input: LayerInput, tokens: Int, k: Int, precision: Precision) throws(TesseraError) -> [Float] {
         let start = StepTimes.now
         defer { record(\.products, since: start) }
-        let t = try weights.tensor(name + ".weight")
+        let t = w.weight
         guard t.shape.count == 2, t.shape[1] == k else {
             throw TesseraError(.inconsistent, "expected \(k) input columns, the weight has shape \(t.shape)", tensor: t.name)
         }
@@ -44,7 +44,7 @@ extension Model {
         }
         // BF16 results are rounded as the kernel stores them, by each row's last product, unless
         // a bias is still to be added.
-        let roundInKernel = precision == .bf16 && weights.catalogue.tensor(name + ".bias") == nil
+        let roundInKernel = precision == .bf16 && w.bias == nil
         var y = Kernels.uninitialized(Float.self, tokens * n)   // every row is written by the piece that first covers it
         var products = PieceProducts(model: self, tensor: t, roundInKernel: roundInKernel, precision: precision)
         try x.withUnsafeBufferPointer { (xb) throws(TesseraError) in
@@ -56,7 +56,7 @@ extension Model {
                 }
             }
         }
-        return try finishLinear(name, consume y, tokens: tokens, n: n, precision: roundInKernel ? .fp32 : precision)
+        return try finishLinear(w, consume y, tokens: tokens, n: n, precision: roundInKernel ? .fp32 : precision)
     }
 
     /// The rows of a raw 2-D piece (local row ranges, in order) that hold any data in `file`;
@@ -83,9 +83,9 @@ extension Model {
 
     /// Adds the layer's bias, if any, and rounds to BF16 in BF16 mode (`.fp32` when the
     /// products are already rounded).
-    func finishLinear(_ name: String, _ product: consuming [Float], tokens: Int, n: Int, precision: Precision) throws(TesseraError) -> [Float] {
+    func finishLinear(_ w: LinearWeights, _ product: consuming [Float], tokens: Int, n: Int, precision: Precision) throws(TesseraError) -> [Float] {
         var y = product
-        if let bias = weights.catalogue.tensor(name + ".bias") {
+        if let bias = w.bias {
             let b = try weights.vector(bias.name)
             y.withUnsafeMutableBufferPointer { kernels.addBias($0.baseAddress!, rows: tokens, width: n, b) }
         }

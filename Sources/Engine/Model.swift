@@ -114,24 +114,24 @@ public final class Model: Sendable {
 
     /// The layer norm `prefix.layer_norm_*` (or `prefix.weight/bias` for the final norm).
     /// The layer norm as the input of the linear layer after it (BF16 bits in a BF16 product).
-    func normInput(weight: String, bias: String, _ x: [Float], tokens: Int, precision: Precision) throws(TesseraError) -> LayerInput {
-        guard bitsInput(precision) else { return .values(try norm(weight: weight, bias: bias, x, tokens: tokens, precision: precision)) }
-        let (gamma, beta) = try normWeights(weight: weight, bias: bias, precision: precision)
+    func normInput(_ n: NormWeights, _ x: [Float], tokens: Int, precision: Precision) throws(TesseraError) -> LayerInput {
+        guard bitsInput(precision) else { return .values(try norm(n, x, tokens: tokens, precision: precision)) }
+        let (gamma, beta) = try normValues(n, precision: precision)
         return .bf16(kernels.normBF16(x, rows: tokens, width: config.hiddenSize, gamma: gamma, beta: beta,
                                       eps: Float(config.layernormEpsilon), rms: config.normalization.lowercased().contains("rms")))
     }
 
-    func normWeights(weight: String, bias: String, precision: Precision) throws(TesseraError) -> ([Float], [Float]?) {
-        var gamma = try weights.vector(weight)
+    func normValues(_ n: NormWeights, precision: Precision) throws(TesseraError) -> ([Float], [Float]?) {
+        var gamma = try weights.vector(n.gamma.name)
         if config.layernormZeroCenteredGamma {
             // NeMo adds the 1 in the weights' dtype (BF16 in a BF16 model).
             gamma = gamma.map { precision == .bf16 ? Kernels.bf16($0 + 1) : $0 + 1 }
         }
-        return (gamma, weights.catalogue.tensor(bias) != nil ? try weights.vector(bias) : nil)
+        return (gamma, try n.beta.map { (b) throws(TesseraError) in try weights.vector(b.name) })
     }
 
-    func norm(weight: String, bias: String, _ x: [Float], tokens: Int, precision: Precision) throws(TesseraError) -> [Float] {
-        let (gamma, beta) = try normWeights(weight: weight, bias: bias, precision: precision)
+    func norm(_ n: NormWeights, _ x: [Float], tokens: Int, precision: Precision) throws(TesseraError) -> [Float] {
+        let (gamma, beta) = try normValues(n, precision: precision)
         return kernels.norm(x, rows: tokens, width: config.hiddenSize, gamma: gamma, beta: beta, eps: Float(config.layernormEpsilon),
                             rms: config.normalization.lowercased().contains("rms"), round: precision == .bf16)
     }
@@ -194,9 +194,11 @@ public final class Model: Sendable {
         var logits: [Float]?, rewards: [Float]?
         if hasOutputLayer && wantLogits {
             let name = weights.catalogue.tensor("output_layer.weight") != nil ? "output_layer" : "embedding.word_embeddings"
-            logits = try linear(name, stacked, tokens: lasts.count, k: h, precision: precision)
+            logits = try linear(LinearWeights(name, in: weights), stacked, tokens: lasts.count, k: h, precision: precision)
         }
-        if hasRewardHead { rewards = try linear("rm_head", stacked, tokens: lasts.count, k: h, precision: precision) }
+        if hasRewardHead {
+            rewards = try linear(LinearWeights("rm_head", in: weights), stacked, tokens: lasts.count, k: h, precision: precision)
+        }
         return lasts.enumerated().map { i, last in
             ForwardResult(hidden: last,
                           logits: logits.map { l in let n = l.count / lasts.count; return Array(l[(i * n)..<((i + 1) * n)]) },
@@ -222,10 +224,9 @@ public final class Model: Sendable {
         let qkvWidth = (config.numAttentionHeads + 2 * config.numQueryGroups) * config.kvChannels
         let ctxWidth = config.numAttentionHeads * config.kvChannels
         for layer in 0..<config.numLayers {
-            let p = "decoder.layers.\(layer)."
-            let a = try normInput(weight: p + "self_attention.linear_qkv.layer_norm_weight",
-                             bias: p + "self_attention.linear_qkv.layer_norm_bias", x, tokens: T, precision: precision)
-            let qkv = try linear(p + "self_attention.linear_qkv", a, tokens: T, k: h, precision: precision)
+            let w = try LayerWeights(layer: layer, in: weights)
+            let a = try normInput(w.attentionNorm, x, tokens: T, precision: precision)
+            let qkv = try linear(w.qkv, a, tokens: T, k: h, precision: precision)
             var ctx = Kernels.uninitialized(Float.self, T * ctxWidth)   // each segment fills its rows
             let attentionStart = StepTimes.now
             qkv.withUnsafeBufferPointer { qb in
@@ -248,26 +249,11 @@ public final class Model: Sendable {
                 ctx = Self.rows(lasts, of: ctx, width: ctxWidth)
                 rows = lasts.count
             }
-            x = try residualTail(p, x, context: ctx, tokens: rows, precision: precision)
+            x = try afterAttention(w, x, context: ctx, tokens: rows, precision: precision)
         }
-        let final = try norm(weight: "decoder.final_layernorm.weight", bias: "decoder.final_layernorm.bias", x, tokens: rows,
-                             precision: precision)
+        let finalNorm = try NormWeights(weight: "decoder.final_layernorm.weight", bias: "decoder.final_layernorm.bias", in: weights)
+        let final = try norm(finalNorm, x, tokens: rows, precision: precision)
         return (segments.indices.map { Array(final[($0 * h)..<(($0 + 1) * h)]) }, caches)
-    }
-
-    /// The rest of a layer after attention: the output projection and the MLP, each added to
-    /// the residual stream `x` (tokens x hidden).
-    func residualTail(_ p: String, _ x: [Float], context ctx: [Float], tokens: Int, precision: Precision) throws(TesseraError) -> [Float] {
-        let h = config.hiddenSize
-        let proj = try linear(p + "self_attention.linear_proj", ctx, tokens: tokens, k: config.numAttentionHeads * config.kvChannels,
-                              precision: precision)
-        let y = add(x, proj, precision)
-        let m = try normInput(weight: p + "mlp.linear_fc1.layer_norm_weight", bias: p + "mlp.linear_fc1.layer_norm_bias",
-                              y, tokens: tokens, precision: precision)
-        let fc1 = try linear(p + "mlp.linear_fc1", m, tokens: tokens, k: h, precision: precision)
-        let act = activate(fc1, tokens: tokens, precision: precision)
-        let fc2 = try linear(p + "mlp.linear_fc2", act, tokens: tokens, k: config.ffnHiddenSize, precision: precision)
-        return add(y, fc2, precision)
     }
 
     /// Rows `picked` of a row-major matrix of `width` columns, in that order.
@@ -330,19 +316,5 @@ public final class Model: Sendable {
 
     func add(_ a: [Float], _ b: [Float], _ precision: Precision) -> [Float] {
         kernels.add(a, b, round: precision == .bf16)
-    }
-
-    /// fc1 output -> activation (squared ReLU, GeLU, or a gated unit over `[gate; up]`).
-    func activate(_ y: [Float], tokens: Int, precision: Precision) -> LayerInput {
-        let kind: Int32
-        switch config.activation {
-        case "squared-relu": kind = Int32(TESSERA_SQUARED_RELU)
-        case "relu": kind = Int32(TESSERA_RELU)
-        case "gelu", "geglu", "fast-geglu": kind = Int32(TESSERA_GELU)
-        default: kind = Int32(TESSERA_SILU)   // swiglu, fast-swiglu
-        }
-        let f = config.ffnHiddenSize, gated = config.gatedLinearUnit
-        if bitsInput(precision) { return .bf16(kernels.activationBF16(kind, y, rows: tokens, f: f, gated: gated)) }
-        return .values(kernels.activation(kind, y, rows: tokens, f: f, gated: gated, round: precision == .bf16))
     }
 }

@@ -1,0 +1,35 @@
+import Checkpoints
+import CKernels
+import Platform
+
+extension Model {
+    /// The rest of a layer after attention: the output projection and the MLP, each added to
+    /// the residual stream `x` (tokens x hidden).
+    func afterAttention(_ w: LayerWeights, _ x: [Float], context ctx: [Float], tokens: Int, precision: Precision) throws(TesseraError) -> [Float] {
+        let proj = try linear(w.proj, ctx, tokens: tokens, k: config.numAttentionHeads * config.kvChannels, precision: precision)
+        let y = add(x, proj, precision)
+        return add(y, try mlp(w, y, tokens: tokens, precision: precision), precision)
+    }
+
+    /// The MLP: its layer norm, fc1, the activation (gated or not), fc2.
+    func mlp(_ w: LayerWeights, _ x: [Float], tokens: Int, precision: Precision) throws(TesseraError) -> [Float] {
+        let m = try normInput(w.mlpNorm, x, tokens: tokens, precision: precision)
+        let fc1 = try linear(w.fc1, m, tokens: tokens, k: config.hiddenSize, precision: precision)
+        let act = activate(fc1, tokens: tokens, precision: precision)
+        return try linear(w.fc2, act, tokens: tokens, k: config.ffnHiddenSize, precision: precision)
+    }
+
+    /// fc1 output -> activation (squared ReLU, GeLU, or a gated unit over `[gate; up]`).
+    func activate(_ y: [Float], tokens: Int, precision: Precision) -> LayerInput {
+        let kind: Int32
+        switch config.activation {
+        case "squared-relu": kind = Int32(TESSERA_SQUARED_RELU)
+        case "relu": kind = Int32(TESSERA_RELU)
+        case "gelu", "geglu", "fast-geglu": kind = Int32(TESSERA_GELU)
+        default: kind = Int32(TESSERA_SILU)   // swiglu, fast-swiglu
+        }
+        let f = config.ffnHiddenSize, gated = config.gatedLinearUnit
+        if bitsInput(precision) { return .bf16(kernels.activationBF16(kind, y, rows: tokens, f: f, gated: gated)) }
+        return .values(kernels.activation(kind, y, rows: tokens, f: f, gated: gated, round: precision == .bf16))
+    }
+}
