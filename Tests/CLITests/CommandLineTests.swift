@@ -1,5 +1,6 @@
 import Foundation
 import Platform
+import TestSupport
 import Testing
 
 @Test func helpDescribesTheCommands() throws {
@@ -18,7 +19,7 @@ import Testing
 }
 
 @Test func inspectJSONFollowsTheContract() throws {
-    let path = try #require(legacyFixture)
+    let path = try legacyFixture()
     let r = try run(["inspect", "--json", "--digests", path])
     #expect(r.status == 0)
     let obj = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
@@ -33,13 +34,13 @@ import Testing
 }
 
 @Test func scoreWritesLabelsAndResumes() throws {
-    let dir = try temporaryFolder("score")
-    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let scratch = try TemporaryFolder("score")
+    let dir = scratch.path
     let input = dir + "/in.jsonl", output = dir + "/out.jsonl"
     try (#"{"conversations": [{"value": "Hi", "from": "User", "label": null}, {"value": "Hello!", "from": "Assistant", "label": "x"}], "mask": "User"}"# + "\n"
          + #"{"conversations": [{"value": "Bye", "from": "User", "label": null}, {"value": "Goodbye.", "from": "Assistant", "label": "y"}], "mask": "User"}"# + "\n")
         .write(toFile: input, atomically: true, encoding: .utf8)
-    let ckpt = fixtures + "/tiny/nemo/legacy_tp2pp2_bf16_te_bytesio.nemo"
+    let ckpt = Fixtures.path("tiny/nemo/legacy_tp2pp2_bf16_te_bytesio.nemo")
     let r = try run(["score", ckpt, "--input", input, "--output", output])
     #expect(r.status == 0)
     let lines = try String(contentsOfFile: output, encoding: .utf8).split(separator: "\n")
@@ -53,15 +54,15 @@ import Testing
 }
 
 @Test func badScoringInputNamesTheLineAndKeepsWhatWasDone() throws {
-    let dir = try temporaryFolder("bad")
-    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let scratch = try TemporaryFolder("bad")
+    let dir = scratch.path
     let input = dir + "/in.jsonl", output = dir + "/out.jsonl"
     try [#"{"conversations": [{"value": "Hi", "from": "User", "label": null}, {"value": "Hello!", "from": "Assistant", "label": "x"}], "mask": "User"}"#,
          "not json",
          #"{"conversations": [], "mask": "User"}"#,
          #"{"conversations": [{"value": "Hi", "from": "Bot", "label": "x"}], "mask": "User"}"#,
          #"{"conversations": [{"from": "User"}], "mask": "User"}"#].joined(separator: "\n").write(toFile: input, atomically: true, encoding: .utf8)
-    let ckpt = fixtures + "/tiny/nemo/legacy_tp2pp2_bf16_te_bytesio.nemo"
+    let ckpt = Fixtures.path("tiny/nemo/legacy_tp2pp2_bf16_te_bytesio.nemo")
     let r = try run(["score", ckpt, "--input", input, "--output", output])
     #expect(r.status == 2)
     #expect(r.stderr.contains("line 2"))
@@ -80,10 +81,10 @@ import Testing
 /// threads, and names its kernel path; `--max-memory` refuses a batch that cannot fit and runs
 /// one that can.
 @Test func forwardBatchesAreBitIdenticalOnEveryPathAndHonourMaxMemory() throws {
-    let path = try #require(legacyFixture)
-    let batch = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-forward-\(getpid()).jsonl").path
+    let path = try legacyFixture()
+    let scratch = try TemporaryFolder("forward")
+    let batch = scratch.file("batch.jsonl")
     try "[5,6,7,8]\n[9,10]\n".write(toFile: batch, atomically: true, encoding: .utf8)
-    defer { try? FileManager.default.removeItem(atPath: batch) }
     for isa in ["portable", "avx2", "avx512", "avx512bf16"] {
         let env = ["TESSERA_ISA": isa]
         let probe = try run(["forward", path, "--tokens", "1"], environment: env)
@@ -111,7 +112,7 @@ import Testing
 /// like an AVX2-only one), is refused with exit 2 and a message naming the paths it supports;
 /// --timing names the CPU and the path; --threads must be positive.
 @Test func unsupportedKernelPathsAreRefusedNotExecuted() throws {
-    let path = try #require(legacyFixture)
+    let path = try legacyFixture()
     let unknown = try run(["forward", path, "--tokens", "1"], environment: ["TESSERA_ISA": "sse9"])
     #expect(unknown.status == 2 && unknown.stderr.contains("portable, avx2, avx512, avx512bf16"))
     for isa in ["avx512", "avx512bf16"] {
@@ -129,10 +130,9 @@ import Testing
 /// Without --tp/--pp, convert keeps the source's layout: an HDF5 store goes back to the layout
 /// it records, its uneven pipeline split included.
 @Test func convertDefaultsToTheLayoutAStoreRecords() throws {
-    let source = fixtures + "/tiny/legacy_tp2pp2_bf16_te_bytesio"
-    let dir = NSTemporaryDirectory() + "tessera-cli-layout-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let source = Fixtures.path("tiny/legacy_tp2pp2_bf16_te_bytesio")
+    let scratch = try TemporaryFolder("cli-layout")
+    let dir = scratch.path
     let store = dir + "/store.h5", back = dir + "/back"
     let made = try run(["convert", source, store, "--tp", "2", "--pp", "2", "--stage-layers", "1,3", "--format", "hdf5"])
     #expect(made.status == 0, "\(made.stderr)")
@@ -154,9 +154,9 @@ import Testing
 /// `convert --format hf`, then a shard whose header length runs past the end of the file:
 /// `inspect` exits 2 naming the shard; `verify` against the source is EQUIVALENT before.
 @Test func hfExportAndDamagedShardExitTwoNamingTheFile() throws {
-    let path = try #require(legacyFixture)
-    let dir = NSTemporaryDirectory() + "tessera-cli-hf-\(UUID().uuidString)"
-    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let path = try legacyFixture()
+    let scratch = try TemporaryFolder("cli-hf")
+    let dir = scratch.path
     let hf = dir + "/hf"
     let c = try run(["convert", path, hf, "--format", "hf", "--json"])
     #expect(c.status == 0, "\(c.stderr)")

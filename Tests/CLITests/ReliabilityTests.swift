@@ -3,8 +3,8 @@ import Foundation
 import Testing
 
 /// A small checkpoint used where the model's size does not matter.
-private let zarrFixture = fixtures + "/tiny/dist_zarr_tp1pp1_bf16"
-private let tokenizerFixture = fixtures + "/tiny/tokenizer/tokenizer.model"
+private let zarrFixture = Fixtures.path("tiny/dist_zarr_tp1pp1_bf16")
+private let tokenizerFixture = Fixtures.path("tiny/tokenizer/tokenizer.model")
 
 /// Every command that prints, with stdout on a full device.
 private let printingCommands: [[String]] = [
@@ -16,7 +16,7 @@ private let printingCommands: [[String]] = [
     ["tokenize", "--tokenizer", tokenizerFixture, "--text", "hello world", "--json"],
     ["verify", zarrFixture, zarrFixture, "--weights-only"],
     ["verify", zarrFixture, zarrFixture, "--weights-only", "--json"],
-    ["demo", "--checkpoint", fixtures + "/tiny/nemo/legacy_tp2pp2_bf16_te_bytesio.nemo"],
+    ["demo", "--checkpoint", Fixtures.path("tiny/nemo/legacy_tp2pp2_bf16_te_bytesio.nemo")],
 ]
 
 @Test(arguments: printingCommands)
@@ -33,8 +33,8 @@ func standardOutputOnAFullDeviceExitsTwo(_ args: [String]) throws {
 
 /// `convert --json` on a full stdout: exit 2, and what it wrote is complete (committed first).
 @Test func convertReportOnAFullDeviceExitsTwo() throws {
-    let dir = try temporaryFolder("full-report")
-    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let scratch = try TemporaryFolder("full-report")
+    let dir = scratch.path
     let r = try run(["convert", zarrFixture, dir + "/out", "--json"], stdoutPath: "/dev/full")
     #expect(r.status == 2, "\(r.stderr)")
     #expect(try run(["verify", zarrFixture, dir + "/out", "--weights-only"]).status == 0)
@@ -85,8 +85,8 @@ private let destinations: [(name: String, format: String)] = [
 func convertUnderAFileSizeLimitExitsTwoAndLeavesNothing(_ index: Int) throws {
     #expect(destinations.count == 5)
     let (name, format) = destinations[index]
-    let dir = try temporaryFolder("fsize")
-    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let scratch = try TemporaryFolder("fsize")
+    let dir = scratch.path
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/bin/sh")
     // 32 blocks of 512 bytes: enough to start every format, too little to finish any.
@@ -138,8 +138,8 @@ private let underThreadSanitizer = ProcessInfo.processInfo.environment["TESSERA_
 
 @Test(.disabled(if: underThreadSanitizer, "ThreadSanitizer defers signals"), arguments: ["out", "out.nemo"])
 func sigtermEndsABlockedConversionWithinASecondAndRemovesItsOutput(_ name: String) throws {
-    let dir = try temporaryFolder("sigterm")
-    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let scratch = try TemporaryFolder("sigterm")
+    let dir = scratch.path
     let (p, err) = try blockedConversion(to: name, in: dir)
     let start = Date()
     p.terminate()
@@ -154,8 +154,8 @@ func sigtermEndsABlockedConversionWithinASecondAndRemovesItsOutput(_ name: Strin
 }
 
 @Test func killedConversionLeavesNothingThatLooksComplete() throws {
-    let dir = try temporaryFolder("sigkill")
-    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let scratch = try TemporaryFolder("sigkill")
+    let dir = scratch.path
     let (p, _) = try blockedConversion(to: "out.nemo", in: dir)
     kill(p.processIdentifier, SIGKILL)
     p.waitUntilExit()
@@ -168,8 +168,8 @@ func sigtermEndsABlockedConversionWithinASecondAndRemovesItsOutput(_ name: Strin
 /// Stores are written with checksummed metadata (HDF5 1.10 format: a version-3 superblock),
 /// so libhdf5 itself detects damage to them.
 @Test func storesCarryAVersionThreeSuperblock() throws {
-    let dir = try temporaryFolder("superblock")
-    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let scratch = try TemporaryFolder("superblock")
+    let dir = scratch.path
     for compression in ["zstd:1", "none"] {
         let store = dir + "/\(compression).h5"
         let r = try run(["convert", zarrFixture, store, "--format", "hdf5", "--compression", compression])
@@ -185,11 +185,10 @@ func sigtermEndsABlockedConversionWithinASecondAndRemovesItsOutput(_ name: Strin
 /// harmless, never a crash or a hang: `inspect --digests` exits 0 or 2 within 20 s.
 /// TESSERA_TEST_SEED repeats a run; the seed is printed.
 @Test func damagedStoresAreReportedNeverCrashedOn() throws {
-    let seed = ProcessInfo.processInfo.environment["TESSERA_TEST_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64.max)
-    print("damagedStoresAreReportedNeverCrashedOn: TESSERA_TEST_SEED=\(seed)")
+    let seed = try TestSeed.value()
     var rng = SplitMix(seed: seed)
-    let dir = try temporaryFolder("damaged-store")
-    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let scratch = try TemporaryFolder("damaged-store")
+    let dir = scratch.path
     let store = dir + "/store.h5"
     #expect(try run(["convert", zarrFixture, store, "--format", "hdf5"]).status == 0)
     let original = try #require(FileManager.default.contents(atPath: store))
@@ -203,19 +202,9 @@ func sigtermEndsABlockedConversionWithinASecondAndRemovesItsOutput(_ name: Strin
         for i in at..<min(bytes.count, at + 1 + Int(rng.next() % 16)) { bytes[i] = UInt8(truncatingIfNeeded: rng.next()) }
         let damaged = dir + "/damaged.h5"
         try Data(bytes).write(to: URL(fileURLWithPath: damaged))
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tessera)
-        p.arguments = ["inspect", "--digests", damaged]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        var waited = 0
-        while p.isRunning, waited < 400 { usleep(50_000); waited += 1 }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
-        #expect(p.terminationReason == .exit && (p.terminationStatus == 0 || p.terminationStatus == 2),
-                "seed \(seed) trial \(trial) (damage at \(at)): \(p.terminationReason == .exit ? "exit" : "signal") \(p.terminationStatus)")
-        statuses.append(p.terminationStatus)
+        let r = try runBounded(["inspect", "--digests", damaged], seconds: 20)
+        #expect(r.endedCleanly, "seed \(seed) trial \(trial) (damage at \(at)): \(r)")
+        statuses.append(r.status)
     }
     #expect(statuses.count == trials)
 }
@@ -223,8 +212,8 @@ func sigtermEndsABlockedConversionWithinASecondAndRemovesItsOutput(_ name: Strin
 /// A negative verdict is exit 1 with its report printed (the report is written out before
 /// the process ends), and only a negative verdict is exit 1.
 @Test func aNegativeVerdictPrintsItsReportAndExitsOne() throws {
-    let dir = try temporaryFolder("verdict")
-    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let scratch = try TemporaryFolder("verdict")
+    let dir = scratch.path
     // A copy with one output-layer weight changed (raw zarr chunk, bf16).
     let other = dir + "/changed"
     try FileManager.default.copyItem(atPath: zarrFixture, toPath: other)

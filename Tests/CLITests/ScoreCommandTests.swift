@@ -1,19 +1,13 @@
 import Foundation
 import Platform
+import TestSupport
 import Testing
 
-private let checkpoint = fixtures + "/tiny/nemo/legacy_tp2pp2_bf16_te_bytesio.nemo"
-
-/// A temporary folder, removed when the value goes away.
-private final class Folder {
-    let path = NSTemporaryDirectory() + "tessera-score-cli-\(UUID().uuidString)"
-    init() throws { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
+private let checkpoint = Fixtures.path("tiny/nemo/legacy_tp2pp2_bf16_te_bytesio.nemo")
 
 /// The fixture conversations three times over, lengthened differently each time, as a file.
 private func conversations(in dir: String) throws -> String {
-    let base = try String(contentsOfFile: fixtures + "/tiny/reference/conversations.jsonl", encoding: .utf8).split(separator: "\n")
+    let base = try Fixtures.lines("tiny/reference/conversations.jsonl")
     #expect(base.count == 8)
     var lines: [String] = []
     for k in 0..<3 { for line in base { lines.append(line.replacingOccurrences(of: #""from": "User""#, with: #""from": "User", "k": \#(k)"#)) } }
@@ -35,16 +29,16 @@ private func singleHost(_ input: String, in dir: String) throws -> Data {
 /// SIGKILL at seeded random moments, then a resume: the output equals an uninterrupted run's.
 @Test(arguments: [11, 22, 33] as [UInt64])
 func killedScoringResumesToTheUninterruptedOutput(seed: UInt64) throws {
-    let dir = try Folder()
+    let seed = try TestSeed.value("killedScoringResumesToTheUninterruptedOutput", fallback: seed)
+    var rng = SplitMix(seed: seed)
+    let dir = try TemporaryFolder("score-cli")
     let input = try conversations(in: dir.path)
     let expected = try singleHost(input, in: dir.path)
     #expect(expected.count > 0)
-    var state = seed
     let output = dir.path + "/killed.jsonl"
     var sizes: [Int] = []
     for round in 0..<3 {
-        state = state &* 6364136223846793005 &+ 1442695040888963407
-        let after = Int(state >> 33) % 900_000
+        let after = Int(rng.next() >> 33) % 900_000
         print("seed \(seed) round \(round): SIGKILL after \(after) µs")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: tessera)
@@ -80,7 +74,7 @@ private func scoreLimited(_ input: String, _ output: String, limit: Int) throws 
 /// A full file system (a small tmpfs when this process may mount one) and a file-size limit:
 /// exit 2 naming the file; once there is room, the resume equals an uninterrupted run.
 @Test func aFullDiskNamesTheFileAndTheResumeIsWhole() throws {
-    let dir = try Folder()
+    let dir = try TemporaryFolder("score-cli")
     let input = try conversations(in: dir.path)
     let expected = try singleHost(input, in: dir.path)
     #expect(expected.count > 12_000)
@@ -110,7 +104,7 @@ private func scoreLimited(_ input: String, _ output: String, limit: Int) throws 
 /// and a manifest; a missing shard is named (exit 2).
 @Test(arguments: [1, 2, 3, 7])
 func shardedScoringMergesToTheSingleHostOutput(shards: Int) throws {
-    let dir = try Folder()
+    let dir = try TemporaryFolder("score-cli")
     let input = try conversations(in: dir.path)
     let expected = try singleHost(input, in: dir.path)
     let files = (0..<shards).map { dir.path + "/shard-\($0).jsonl" }
@@ -134,7 +128,7 @@ func shardedScoringMergesToTheSingleHostOutput(shards: Int) throws {
 /// `pairwise --shard I/N --output` then `merge`: what `pairwise --json` prints, byte for byte.
 @Test(arguments: [1, 2, 3])
 func shardedPairwiseMergesToTheSingleHostResult(shards: Int) throws {
-    let dir = try Folder()
+    let dir = try TemporaryFolder("score-cli")
     let input = dir.path + "/pairs.jsonl"
     let words = ["hi", "hello there", "go away", "thanks!", "sure, happy to help", "no", "maybe", "yes please"]
     var lines: [String] = []

@@ -1,17 +1,11 @@
 import Checkpoints
 import Foundation
 import Platform
+import TestSupport
 import Testing
 
-/// A scratch folder removed when the test ends.
-private final class Scratch {
-    let path = NSTemporaryDirectory() + "tessera-st-\(UUID().uuidString)"
-    init() throws { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
-
 /// A safetensors file with the given header JSON (padded to 8 bytes) and `data` bytes.
-private func file(_ scratch: Scratch, _ name: String, header: String, data: Int, length: UInt64? = nil) throws -> String {
+private func file(_ scratch: TemporaryFolder, _ name: String, header: String, data: Int, length: UInt64? = nil) throws -> String {
     var json = Array(header.utf8)
     while json.count % 8 != 0 { json.append(0x20) }
     let n = length ?? UInt64(json.count)
@@ -26,7 +20,7 @@ private func entry(_ name: String, _ begin: Int, _ end: Int, shape: [Int] = [2])
 }
 
 @Test func wellFormedHeaderIsReadInOffsetOrder() throws {
-    let s = try Scratch()
+    let s = try TemporaryFolder("safetensors")
     let path = try file(s, "ok.safetensors", header: "{" + entry("b", 8, 16) + "," + entry("a", 0, 8) + "}", data: 16)
     let h = try SafetensorsHeader.read(path: path)
     try #require(h.entries.count == 2)
@@ -47,7 +41,7 @@ private func entry(_ name: String, _ begin: Int, _ end: Int, shape: [Int] = [2])
     ("trailing-data", "{" + entry("a", 0, 8) + "}", 16, nil, .corrupt),
 ] as [(String, String, Int, UInt64?, TesseraError.Code)])
 func damagedHeaderIsRefusedNamingTheFile(_ c: (String, String, Int, UInt64?, TesseraError.Code)) throws {
-    let s = try Scratch()
+    let s = try TemporaryFolder("safetensors")
     let path = try file(s, c.0 + ".safetensors", header: c.1, data: c.2, length: c.3)
     do {
         _ = try SafetensorsHeader.read(path: path)
@@ -60,7 +54,7 @@ func damagedHeaderIsRefusedNamingTheFile(_ c: (String, String, Int, UInt64?, Tes
 
 /// A damaged shard inside an HF folder stops `Checkpoint.open` with the shard named.
 @Test func damagedShardInAFolderIsNamed() throws {
-    let s = try Scratch()
+    let s = try TemporaryFolder("safetensors")
     try Data("{\"model_type\":\"nemotron\"}".utf8).write(to: URL(fileURLWithPath: s.path + "/config.json"))
     let path = try file(s, "model.safetensors", header: "{" + entry("a", 0, 8) + "," + entry("b", 8, 16) + "}", data: 12)
     do {
@@ -73,7 +67,7 @@ func damagedHeaderIsRefusedNamingTheFile(_ c: (String, String, Int, UInt64?, Tes
 }
 
 @Test func encodedHeaderReadsBackAligned() throws {
-    let s = try Scratch()
+    let s = try TemporaryFolder("safetensors")
     let tensors: [(name: String, dtype: DType, shape: [Int])] = [("x", .bfloat16, [3]), ("y\"q", .float32, [2, 2])]
     let header = SafetensorsHeader.encode(tensors, metadata: ["format": "pt"])
     #expect(header.count % 8 == 0)

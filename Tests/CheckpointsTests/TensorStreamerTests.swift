@@ -1,35 +1,47 @@
 @testable import Checkpoints
 import Foundation
 import Platform
+import TestSupport
 import Testing
 
-/// A file holding `values` as little-endian Int16s.
-private func storage(_ values: [Int16]) throws -> FileSlice {
-    let path = NSTemporaryDirectory() + "tessera-stream-\(UUID().uuidString)"
+/// A file in `folder` holding `values` as little-endian Int16s.
+private func storage(_ values: [Int16], in folder: TemporaryFolder) throws -> FileSlice {
+    let path = folder.file(UUID().uuidString)
     let bytes = values.flatMap { v -> [UInt8] in [UInt8(truncatingIfNeeded: v), UInt8(truncatingIfNeeded: v >> 8)] }
     try Data(bytes).write(to: URL(fileURLWithPath: path))
     return FileSlice(path: path, offset: 0, count: bytes.count)
 }
 
+/// The global 2x4 tensor [[0,1,2,3],[4,5,6,7]] split by columns into two 2x2 pieces in files
+/// of `folder`, the right piece listed first when `rightFirst`.
+private func columnSplit(in folder: TemporaryFolder, rightFirst: Bool = false) throws -> GlobalTensor {
+    let left = Piece(storage: try storage([0, 1, 4, 5], in: folder), dtype: .int16, storageOffset: 0, strides: [2, 1], shape: [2, 2],
+                     globalOffset: [0, 0], origin: "l")
+    let right = Piece(storage: try storage([2, 3, 6, 7], in: folder), dtype: .int16, storageOffset: 0, strides: [2, 1], shape: [2, 2],
+                      globalOffset: [0, 2], origin: "r")
+    return GlobalTensor(name: "w", dtype: .int16, shape: [2, 4], pieces: rightFirst ? [right, left] : [left, right])
+}
+
+/// The Int16 values of little-endian `bytes`.
+private func int16s(_ bytes: [UInt8]) -> [Int16] {
+    stride(from: 0, to: bytes.count, by: 2).map { Int16(bytes[$0]) | Int16(bytes[$0 + 1]) << 8 }
+}
+
 private func collect(_ t: GlobalTensor) throws -> [Int16] {
     var out: [UInt8] = []
     try TensorStreamer(cache: MappingCache()).forEachRun(of: t) { run in out += run }
-    return stride(from: 0, to: out.count, by: 2).map { Int16(out[$0]) | Int16(out[$0 + 1]) << 8 }
+    return int16s(out)
 }
 
 @Test func rowParallelPiecesInterleaveInCOrder() throws {
-    // Global 2x4 = [[0,1,2,3],[4,5,6,7]] split by columns into two 2x2 pieces.
-    let left = try storage([0, 1, 4, 5]), right = try storage([2, 3, 6, 7])
-    let t = GlobalTensor(name: "w", dtype: .int16, shape: [2, 4], pieces: [
-        Piece(storage: right, dtype: .int16, storageOffset: 0, strides: [2, 1], shape: [2, 2], globalOffset: [0, 2], origin: "r"),
-        Piece(storage: left, dtype: .int16, storageOffset: 0, strides: [2, 1], shape: [2, 2], globalOffset: [0, 0], origin: "l"),
-    ], replicas: [])
-    #expect(try collect(t) == [0, 1, 2, 3, 4, 5, 6, 7])
+    let folder = try TemporaryFolder("stream")
+    #expect(try collect(try columnSplit(in: folder, rightFirst: true)) == [0, 1, 2, 3, 4, 5, 6, 7])
 }
 
 @Test func stridedViewsAreGathered() throws {
     // A transposed view: storage [[0,1,2],[3,4,5]] seen as its 3x2 transpose.
-    let s = try storage([0, 1, 2, 3, 4, 5])
+    let folder = try TemporaryFolder("stream")
+    let s = try storage([0, 1, 2, 3, 4, 5], in: folder)
     let t = GlobalTensor(name: "t", dtype: .int16, shape: [3, 2], pieces: [
         Piece(storage: s, dtype: .int16, storageOffset: 0, strides: [1, 3], shape: [3, 2], globalOffset: [0, 0], origin: "s"),
     ], replicas: [])
@@ -37,7 +49,8 @@ private func collect(_ t: GlobalTensor) throws -> [Int16] {
 }
 
 @Test func gapsInTheCoverAreErrorsNamingTheTensor() throws {
-    let s = try storage([0, 1])
+    let folder = try TemporaryFolder("stream")
+    let s = try storage([0, 1], in: folder)
     let t = GlobalTensor(name: "gappy", dtype: .int16, shape: [2, 2], pieces: [
         Piece(storage: s, dtype: .int16, storageOffset: 0, strides: [2, 1], shape: [1, 2], globalOffset: [0, 0], origin: "s"),
     ], replicas: [])
@@ -50,12 +63,9 @@ private func collect(_ t: GlobalTensor) throws -> [Int16] {
 }
 
 @Test func digestEqualsTheDigestOfTheAssembledBytes() throws {
-    let left = try storage([0, 1, 4, 5]), right = try storage([2, 3, 6, 7])
-    let t = GlobalTensor(name: "w", dtype: .int16, shape: [2, 4], pieces: [
-        Piece(storage: left, dtype: .int16, storageOffset: 0, strides: [2, 1], shape: [2, 2], globalOffset: [0, 0], origin: "l"),
-        Piece(storage: right, dtype: .int16, storageOffset: 0, strides: [2, 1], shape: [2, 2], globalOffset: [0, 2], origin: "r"),
-    ], replicas: [])
-    let whole = try storage([0, 1, 2, 3, 4, 5, 6, 7])
+    let folder = try TemporaryFolder("stream")
+    let t = try columnSplit(in: folder)
+    let whole = try storage([0, 1, 2, 3, 4, 5, 6, 7], in: folder)
     let file = try MappedFile(path: whole.path)
     var h = SHA256Stream()
     h.update(file.bytes)
@@ -63,16 +73,12 @@ private func collect(_ t: GlobalTensor) throws -> [Int16] {
 }
 
 @Test func regionsReadSubBoxesAndZeroFillBeyondTheTensor() throws {
-    let left = try storage([0, 1, 4, 5]), right = try storage([2, 3, 6, 7])
-    let t = GlobalTensor(name: "w", dtype: .int16, shape: [2, 4], pieces: [
-        Piece(storage: left, dtype: .int16, storageOffset: 0, strides: [2, 1], shape: [2, 2], globalOffset: [0, 0], origin: "l"),
-        Piece(storage: right, dtype: .int16, storageOffset: 0, strides: [2, 1], shape: [2, 2], globalOffset: [0, 2], origin: "r"),
-    ])
+    let folder = try TemporaryFolder("stream")
+    let t = try columnSplit(in: folder)
     var out: [UInt8] = []
     // Columns 1..<3 of rows 0..<3: row 2 lies beyond the tensor and reads as zeros.
     try TensorStreamer(cache: MappingCache()).forEachRun(of: t, region: Box(offset: [0, 1], shape: [3, 2])) { out += $0 }
-    let values = stride(from: 0, to: out.count, by: 2).map { Int16(out[$0]) | Int16(out[$0 + 1]) << 8 }
-    #expect(values == [1, 2, 5, 6, 0, 0])
+    #expect(int16s(out) == [1, 2, 5, 6, 0, 0])
 }
 
 /// Read-ahead asks for the file bytes of the rows a region touches, within the piece: a

@@ -2,13 +2,14 @@ import CKernels
 import Engine
 import Foundation
 import Platform
+import TestSupport
 import Testing
 
 private func isa(_ path: KernelPath) -> Int32 { Int32(KernelPath.allCases.firstIndex(of: path)!) }
 
 /// Every activation, gated (`[gate; up]` rows) or not, as FP32, rounded FP32 and BF16 bits, on
 /// every kernel path this CPU runs, against the formulas computed here in Double.
-@Test(arguments: [TESSERA_SQUARED_RELU, TESSERA_RELU, TESSERA_GELU, TESSERA_SILU].map { Int32($0) }, KernelPath.supported)
+@Test(arguments: [TESSERA_SQUARED_RELU, TESSERA_RELU, TESSERA_GELU, TESSERA_SILU].map { Int32($0) }, try requireCases(KernelPath.supported, "kernel paths"))
 func activationsMatchTheirFormulas(kind: Int32, path: KernelPath) {
     for gated in [false, true] { checkActivation(kind: kind, gated: gated, isa: isa(path)) }
 }
@@ -41,7 +42,7 @@ private func checkActivation(kind: Int32, gated: Bool, isa: Int32) {
 }
 
 /// Softmax on every path against Double, rows longer and shorter than the 16 lanes; masked tail zero.
-@Test(arguments: KernelPath.supported)
+@Test(arguments: try requireCases(KernelPath.supported, "kernel paths"))
 func softmaxMatchesItsFormula(path: KernelPath) {
     for visible in [1, 5, 16, 37, 200] {
         let input = testValues(visible + 3, seed: UInt32(visible)).map { $0 * 30 }
@@ -55,7 +56,7 @@ func softmaxMatchesItsFormula(path: KernelPath) {
 }
 
 /// Layer norm on every path against Double, a row alone equal to the same row among others.
-@Test(arguments: KernelPath.supported)
+@Test(arguments: try requireCases(KernelPath.supported, "kernel paths"))
 func layerNormMatchesItsFormulaAndIgnoresOtherRows(path: KernelPath) {
     let width = 200, rows = 5
     let x = testValues(rows * width, seed: 3).map { $0 * 4 + 1 }, gamma = testValues(width, seed: 4), beta = testValues(width, seed: 5)

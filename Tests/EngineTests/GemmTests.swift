@@ -1,6 +1,7 @@
 import CKernels
 import Engine
 import Platform
+import TestSupport
 import Testing
 
 /// Deterministic values in (-1, 1).
@@ -58,7 +59,7 @@ private struct Operands {
 
 /// Each product on every kernel path this CPU runs, against a double-precision sum of the same
 /// values: overwriting and accumulating, padding columns never written.
-@Test(arguments: shapes.indices, KernelPath.supported)
+@Test(arguments: shapes.indices, try requireCases(KernelPath.supported, "kernel paths"))
 func gemmMatchesADoublePrecisionSum(shape: Int, path: KernelPath) {
     let o = Operands(shapes[shape])
     for product in Product.allCases {
@@ -85,7 +86,7 @@ func gemmMatchesADoublePrecisionSum(shape: Int, path: KernelPath) {
 
 /// A row's results do not depend on the other rows of the product: every row computed alone,
 /// and the rows in two uneven parts, give the bits of the whole product.
-@Test(arguments: KernelPath.supported)
+@Test(arguments: try requireCases(KernelPath.supported, "kernel paths"))
 func gemmRowsDoNotDependOnTheBatch(path: KernelPath) {
     for shape in [(t: 13, n: 130, k: 300), (t: 800, n: 17, k: 40), (t: 9, n: 70, k: 257)] {
         let o = Operands(shape)
@@ -103,7 +104,7 @@ func gemmRowsDoNotDependOnTheBatch(path: KernelPath) {
 
 /// Activations packed in two parts (as two threads pack them) and multiplied by output columns
 /// in two parts give the bits of the plain product; rounding in the kernel is rounding the result.
-@Test(arguments: shapes.indices, KernelPath.supported)
+@Test(arguments: shapes.indices, try requireCases(KernelPath.supported, "kernel paths"))
 func packedProductsEqualThePlainOne(shape: Int, path: KernelPath) {
     let o = Operands(shapes[shape]), isa = Int32(KernelPath.allCases.firstIndex(of: path)!)
     for product in Product.allCases {
@@ -137,16 +138,16 @@ func packedProductsEqualThePlainOne(shape: Int, path: KernelPath) {
 
 /// FP32 products are the same bits on every path (one FMA per input in the same order), and the
 /// widened BF16 product is the same on every path without vdpbf16ps.
-@Test func fp32ProductsAreTheSameOnEveryPath() {
+@Test func fp32ProductsAreTheSameOnEveryPath() throws {
     let o = Operands((t: 13, n: 130, k: 300))
     for product in Product.allCases {
-        let paths = KernelPath.supported.filter { product != .bf16 || $0 != .avx512bf16 }
+        let paths = try requireCases(KernelPath.supported.filter { product != .bf16 || $0 != .avx512bf16 }, "kernel paths")
         let results = paths.map { path in
             var c = [Float](repeating: 0, count: o.t * o.ldc)
             _ = o.gemm(product, path, &c, accumulate: false)
             return c
         }
-        for (path, c) in zip(paths, results) { #expect(c == results[0], "\(product) on \(path) differs from \(paths[0])") }
+        for (path, c) in zipSameCount(paths, results) { #expect(c == results[0], "\(product) on \(path) differs from \(paths[0])") }
     }
 }
 

@@ -2,10 +2,8 @@ import Checkpoints
 import Engine
 import Foundation
 import Platform
+import TestSupport
 import Testing
-
-private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("Fixtures").path
 
 private func model(_ precision: Precision, path: KernelPath, threads: Int, tp2: Bool = false) throws -> Model {
     let dir = switch (precision, tp2) {
@@ -15,7 +13,7 @@ private func model(_ precision: Precision, path: KernelPath, threads: Int, tp2: 
     case (.bf16, true): "legacy_tp2pp2_bf16_te_bytesio"
     }
     let cache = MappingCache()
-    return try Model(try Checkpoint.open(fixtures + "/tiny/" + dir, cache: cache), cache: cache, kernels: Kernels(path: path, threads: threads))
+    return try Model(try Checkpoint.open(Fixtures.path("tiny/" + dir), cache: cache), cache: cache, kernels: Kernels(path: path, threads: threads))
 }
 
 /// Sequences of 1 to 300 tokens (past one 128-position slice of the attention sums).
@@ -28,13 +26,14 @@ private func bits(_ r: ForwardResult) -> [UInt32] {
 /// A sequence's hidden state, logits and rewards are the same bits alone, among others of
 /// different lengths in either order, with 1 or 2 threads, and (tensor-parallel pieces) in a
 /// TP2/PP2 checkpoint's batch: on every kernel path this CPU runs, in BF16 and FP32.
-@Test(arguments: KernelPath.supported, Precision.allCases)
+@Test(arguments: try requireCases(KernelPath.supported, "kernel paths"), try requireCases(Precision.allCases, "precisions"))
 func forwardDoesNotDependOnTheBatchOrThreads(path: KernelPath, precision: Precision) throws {
     for tp2 in [false, true] {
         let one = try model(precision, path: path, threads: 1, tp2: tp2), two = try model(precision, path: path, threads: 2, tp2: tp2)
         let alone = try sequences.map { try bits(one.forward(tokens: $0, precision: precision)) }
         let together = try two.forward(batch: sequences.map { Model.Segment(ids: $0) }, precision: precision).map(bits)
         let reversed = try one.forward(batch: sequences.reversed().map { Model.Segment(ids: $0) }, precision: precision).map(bits)
+        try #require(together.count == sequences.count && reversed.count == sequences.count)
         for i in sequences.indices {
             #expect(together[i] == alone[i], "\(path) \(precision) tp2 \(tp2): sequence \(i) in a batch differs from alone")
             #expect(reversed[sequences.count - 1 - i] == alone[i], "\(path) \(precision) tp2 \(tp2): sequence \(i) in reversed order differs")
@@ -44,7 +43,7 @@ func forwardDoesNotDependOnTheBatchOrThreads(path: KernelPath, precision: Precis
 
 /// A token after a cached prefix gives the bits of the full forward over prefix and token,
 /// for prefixes shorter and longer than one 128-position slice.
-@Test(arguments: KernelPath.supported, Precision.allCases)
+@Test(arguments: try requireCases(KernelPath.supported, "kernel paths"), try requireCases(Precision.allCases, "precisions"))
 func cachedStepEqualsTheFullForwardBitForBit(path: KernelPath, precision: Precision) throws {
     let m = try model(precision, path: path, threads: 2)
     let ids = sequences[4]
@@ -58,20 +57,17 @@ func cachedStepEqualsTheFullForwardBitForBit(path: KernelPath, precision: Precis
 
 /// Every kernel path gives megatron-core's outputs on every fixture within the tolerances of
 /// forwardMatchesMegatronCore (run there on the default path).
-@Test(arguments: KernelPath.supported)
+@Test(arguments: try requireCases(KernelPath.supported, "kernel paths"))
 func everyPathMatchesTheReferences(path: KernelPath) throws {
-    let data = try #require(FileManager.default.contents(atPath: fixtures + "/tiny/reference/outputs.json"))
-    let d = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-    let ids = try #require(d["sequences"] as? [[String: Any]]).compactMap { $0["ids"] as? [Int] }
+    let ref = try ReferenceOutputs.load()
     for precision in Precision.allCases {
-        let expected = try #require(d[precision.rawValue] as? [[String: [Double]]])
+        let expected = try ref.outputs(precision.rawValue)
         let m = try model(precision, path: path, threads: 2, tp2: true)
-        let results = try m.forward(batch: ids.map { Model.Segment(ids: $0) }, precision: precision)
+        let results = try m.forward(batch: ref.sequences.map { Model.Segment(ids: $0.ids) }, precision: precision)
         let tolerance = precision == .fp32 ? 1e-4 : 0.1
-        for (i, r) in results.enumerated() {
-            for (key, got) in [("final_ln", r.hidden), ("logits", r.logits ?? []), ("rewards", r.reward ?? [])] {
-                let worst = zip(got, expected[i][key]!).map { abs(Double($0) - $1) }.max() ?? .infinity
-                #expect(worst < tolerance, "\(path) \(precision) sequence \(i) \(key): \(worst)")
+        for (i, (r, e)) in zipSameCount(results, expected, "results and references").enumerated() {
+            for (key, got, want) in [("final_ln", r.hidden, e.finalLN), ("logits", r.logits ?? [], e.logits), ("rewards", r.reward ?? [], e.rewards)] {
+                expectElementsClose(got, want, tolerance: tolerance, "\(path) \(precision) sequence \(i) \(key)")
             }
         }
     }

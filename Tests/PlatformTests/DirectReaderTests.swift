@@ -1,22 +1,25 @@
 import Foundation
 import Platform
+import TestSupport
 import Testing
 
-private func file(in dir: String, bytes: Int) throws -> (String, [UInt8]) {
-    var g = SystemRandomNumberGenerator()
-    let data = (0..<bytes).map { _ in UInt8.random(in: 0...255, using: &g) }
-    let path = dir + "/tessera-direct-\(UUID().uuidString).bin"
+/// A file of `bytes` seeded random bytes in `folder`, and the bytes.
+private func file(in folder: TemporaryFolder, bytes: Int, test: String = #function) throws -> (String, [UInt8]) {
+    var rng = try TestSeed.generator(test)
+    let data = (0..<bytes).map { _ in UInt8.random(in: 0...255, using: &rng) }
+    let path = folder.file("direct.bin")
     try Data(data).write(to: URL(fileURLWithPath: path))
     return (path, data)
 }
 
 /// Unaligned ranges of every size, at the file's start, middle and end, read back exactly:
-/// on the disk (O_DIRECT) and on tmpfs (where O_DIRECT is refused and plain reads serve).
-@Test(arguments: [NSTemporaryDirectory(), "/dev/shm"])
-func rangesReadBackExactly(_ dir: String) throws {
-    guard FileManager.default.fileExists(atPath: dir) else { return }
-    let (path, data) = try file(in: dir, bytes: 3 * 4096 * 7 + 123)
-    defer { try? FileManager.default.removeItem(atPath: path) }
+/// on the disk (O_DIRECT, in the temporary directory) and on tmpfs (where O_DIRECT is refused
+/// and plain reads serve).
+@Test(arguments: [nil, "/dev/shm"] as [String?])
+func rangesReadBackExactly(_ parent: String?) throws {
+    if let parent, !FileManager.default.fileExists(atPath: parent) { return }
+    let folder = try TemporaryFolder("direct", in: parent)
+    let (path, data) = try file(in: folder, bytes: 3 * 4096 * 7 + 123)
     let reader = try DirectReader(path: path)
     #expect(reader.size == data.count)
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: data.count + 2 * DirectReader.alignment, alignment: DirectReader.alignment)
@@ -30,8 +33,8 @@ func rangesReadBackExactly(_ dir: String) throws {
 }
 
 @Test func rangesOutsideTheFileAreRefused() throws {
-    let (path, _) = try file(in: NSTemporaryDirectory(), bytes: 5000)
-    defer { try? FileManager.default.removeItem(atPath: path) }
+    let folder = try TemporaryFolder("direct")
+    let (path, _) = try file(in: folder, bytes: 5000)
     let reader = try DirectReader(path: path)
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16384, alignment: DirectReader.alignment)
     defer { buffer.deallocate() }

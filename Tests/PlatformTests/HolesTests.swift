@@ -1,11 +1,8 @@
 import Foundation
 import Glibc
 import Platform
+import TestSupport
 import Testing
-
-private func temporaryPath(_ name: String) -> String {
-    FileManager.default.temporaryDirectory.appendingPathComponent("tessera-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
-}
 
 /// Bytes a file occupies on disk (st_blocks).
 private func physicalBytes(_ path: String) -> Int {
@@ -28,8 +25,8 @@ private func makeSparse(_ path: String, size: Int, stamps: [(Int, [UInt8])]) thr
 /// A sparse file's holes come out as views of the zero pages, its data as the mapped bytes;
 /// together they are the file's bytes, and the holes were never faulted in.
 @Test func holesReadAsZeroPagesWithoutTouchingTheFile() throws {
-    let path = temporaryPath("sparse")
-    defer { try? FileManager.default.removeItem(atPath: path) }
+    let folder = try TemporaryFolder("holes")
+    let path = folder.file("sparse")
     let size = 64 << 20
     let stamps: [(Int, [UInt8])] = [(0, [1, 2, 3]), (20 << 20, [UInt8](repeating: 7, count: 5000)), (size - 2, [9, 9])]
     try makeSparse(path, size: size, stamps: stamps)
@@ -58,8 +55,8 @@ private func makeSparse(_ path: String, size: Int, stamps: [(Int, [UInt8])]) thr
 /// A new output file leaves zero runs and all-zero blocks as holes, and still reads back as
 /// every byte written, its size included (a trailing hole).
 @Test func outputFilesStaySparse() throws {
-    let path = temporaryPath("sparse-out")
-    defer { try? FileManager.default.removeItem(atPath: path) }
+    let folder = try TemporaryFolder("holes")
+    let path = folder.file("sparse-out")
     var out = try OutputFile(creating: path)
     var expected: [UInt8] = []
     let head = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 1) }

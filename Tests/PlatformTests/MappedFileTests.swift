@@ -1,24 +1,26 @@
 import Foundation
 import Platform
+import TestSupport
 import Testing
 
-private func tempFile(_ bytes: [UInt8]) throws -> String {
-    let path = NSTemporaryDirectory() + "tessera-map-\(UUID().uuidString)"
+/// A file in `folder` holding `bytes`.
+private func file(in folder: TemporaryFolder, _ bytes: [UInt8]) throws -> String {
+    let path = folder.file("mapped")
     try Data(bytes).write(to: URL(fileURLWithPath: path))
     return path
 }
 
 @Test func mapsTheFileBytes() throws {
-    let path = try tempFile([1, 2, 3, 4, 5])
-    defer { try? FileManager.default.removeItem(atPath: path) }
+    let folder = try TemporaryFolder("map")
+    let path = try file(in: folder, [1, 2, 3, 4, 5])
     let f = try MappedFile(path: path)
     #expect(f.count == 5)
     #expect(Array(try f.bytes(offset: 1, count: 3)) == [2, 3, 4])
 }
 
 @Test func rangesOutsideTheFileAreRefusedWithTheFileName() throws {
-    let path = try tempFile([1, 2, 3])
-    defer { try? FileManager.default.removeItem(atPath: path) }
+    let folder = try TemporaryFolder("map")
+    let path = try file(in: folder, [1, 2, 3])
     let f = try MappedFile(path: path)
     #expect(throws: TesseraError.self) { _ = try f.bytes(offset: 2, count: 2) }
     do {
@@ -34,8 +36,8 @@ private func tempFile(_ bytes: [UInt8]) throws -> String {
 }
 
 @Test func cacheSharesOneMappingPerPath() throws {
-    let path = try tempFile([9, 9])
-    defer { try? FileManager.default.removeItem(atPath: path) }
+    let folder = try TemporaryFolder("map")
+    let path = try file(in: folder, [9, 9])
     let cache = MappingCache()
     let a = try cache.file(path), b = try cache.file(path)
     #expect(a === b)
@@ -44,8 +46,8 @@ private func tempFile(_ bytes: [UInt8]) throws -> String {
 /// Residency follows the page cache: pages dropped from it are reported missing (except on
 /// tmpfs, which has nowhere else to keep them), and read back they are reported present.
 @Test func residencyFollowsThePageCache() throws {
-    let path = try tempFile((0..<(64 << 10)).map { UInt8(truncatingIfNeeded: $0 &* 31) })
-    defer { try? FileManager.default.removeItem(atPath: path) }
+    let folder = try TemporaryFolder("map")
+    let path = try file(in: folder, (0..<(64 << 10)).map { UInt8(truncatingIfNeeded: $0 &* 31) })
     let file = try MappedFile(path: path)
     let fd = open(path, O_RDONLY)
     defer { close(fd) }

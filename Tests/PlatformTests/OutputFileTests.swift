@@ -1,10 +1,7 @@
 import Foundation
 import Platform
+import TestSupport
 import Testing
-
-private func temporaryPath(_ name: String) -> String {
-    FileManager.default.temporaryDirectory.appendingPathComponent("tessera-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
-}
 
 private func pattern(_ count: Int, seed: Int) -> [UInt8] { (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ seed) } }
 
@@ -12,8 +9,8 @@ private func pattern(_ count: Int, seed: Int) -> [UInt8] { (0..<count).map { UIn
 /// buffers) come back byte for byte, whether the buffers went through the page cache or,
 /// once realigned, straight to the disk.
 @Test func appendsOfAnySizeReadBackExactly() throws {
-    let path = temporaryPath("output")
-    defer { try? FileManager.default.removeItem(atPath: path) }
+    let folder = try TemporaryFolder("output")
+    let path = folder.file("output")
     var expected: [UInt8] = []
     var out = try OutputFile(creating: path)
     for (i, size) in [1, 4095, 3, 9 << 20, 12345, 4 << 20, 7].enumerated() {
@@ -45,9 +42,8 @@ private func pattern(_ count: Int, seed: Int) -> [UInt8] { (0..<count).map { UIn
 /// Many files finished in the background, empty ones included, all land complete: the
 /// shared bound on buffers in flight is never leaked.
 @Test func manyFilesFinishInTheBackground() throws {
-    let dir = temporaryPath("outputs")
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let folder = try TemporaryFolder("outputs")
+    let dir = folder.path
     let closes = DeferredCloses()
     for i in 0..<40 {
         var out = try OutputFile(creating: "\(dir)/\(i)")

@@ -1,14 +1,13 @@
 import Foundation
 import Platform
+import TestSupport
 import Testing
 
 /// The digests coreutils' `sha256sum` gives for `messages`, in order (one process for all).
 private func sha256sum(_ messages: [[UInt8]]) throws -> [String] {
-    let dir = NSTemporaryDirectory() + "tessera-sha-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: dir) }
-    let paths = messages.indices.map { dir + "/\($0)" }
-    for (m, path) in zip(messages, paths) { try Data(m).write(to: URL(fileURLWithPath: path)) }
+    let folder = try TemporaryFolder("sha")
+    let paths = messages.indices.map { folder.file("\($0)") }
+    for (m, path) in zipSameCount(messages, paths) { try Data(m).write(to: URL(fileURLWithPath: path)) }
     let p = Process(), out = Pipe()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     p.arguments = ["sha256sum"] + paths
@@ -23,11 +22,8 @@ private func sha256sum(_ messages: [[UInt8]]) throws -> [String] {
 /// different lengths) gives the digests of an independent implementation, coreutils'.
 @Test func sha256StreamsEqualCoreutils() throws {
     var messages: [[UInt8]] = [], digests: [String] = []
-    var rng: UInt64 = 7
-    func next(_ bound: Int) -> Int {
-        rng = rng &* 6364136223846793005 &+ 1442695040888963407
-        return Int(rng >> 33) % bound
-    }
+    var rng = try TestSeed.generator(fallback: 7)
+    func next(_ bound: Int) -> Int { Int(rng.next() >> 33) % bound }
     for round in 0..<200 {
         let a = (0..<next(20_000)).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ round) }
         let b = (0..<next(20_000)).map { UInt8(truncatingIfNeeded: $0 &* 17 ^ round) }
@@ -53,7 +49,7 @@ private func sha256sum(_ messages: [[UInt8]]) throws -> [String] {
     }
     let expected = try sha256sum(messages)
     #expect(expected.count == messages.count)
-    for (i, (got, want)) in zip(digests, expected).enumerated() {
+    for (i, (got, want)) in zipSameCount(digests, expected).enumerated() {
         #expect(got == want, "message \(i) of \(messages[i].count) bytes")
     }
     var empty = SHA256Stream()

@@ -1,13 +1,21 @@
 import Checkpoints
-import Foundation
 import Engine
 import Foundation
 import Platform
 import Scoring
+import TestSupport
 import Testing
 import Tokenizer
 
 private let conversation = #"{"conversations": [{"value": "What is 2+2?", "from": "User", "label": null}, {"value": "4", "from": "Assistant", "label": "helpfulness:4"}, {"value": "And 3+3? caf\u00e9 \ud83d\ude80", "from": "User", "label": null}, {"value": "6, of course.", "from": "Assistant", "label": "helpfulness:-1"}], "mask": "User", "system": ""}"#
+
+/// The numbers of a scored turn's `rewards` array (every element must be one).
+private func rewards(_ turn: JSONValue) throws -> [Double] {
+    try #require(turn["rewards"]?.array).map { v in
+        guard case .number(let text) = v, let n = Double(text) else { throw TestInputError("a reward is not a number: \(v.python)") }
+        return n
+    }
+}
 
 @Test func labelsAreClippedAndRoundedHalfToEven() {
     #expect(SteerLMTemplate.label([4.6, -1, 2.5, 1.5, 0.5, 3.49, 2.51, 0, 4]) ==
@@ -23,15 +31,13 @@ private let conversation = #"{"conversations": [{"value": "What is 2+2?", "from"
 /// The megatron-core reference prompt (the SteerLM template ending in <extra_id_2>) tokenises
 /// to the same ids and scores to the same reward.
 @Test func referencePromptTokenisesAndScoresAsNeMo() throws {
-    let data = try #require(FileManager.default.contents(atPath: fixtures + "/tiny/reference/outputs.json"))
-    let d = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-    let seq = try #require((d["sequences"] as? [[String: Any]])?.last)
-    let text = try #require(seq["text"] as? String), ids = try #require(seq["ids"] as? [Int])
+    let ref = try ReferenceOutputs.load()
+    let seq = try #require(ref.sequences.last)
     let a = try setup()
-    #expect(a.tokenizer.encode(text).ids == ids)
-    let reward = try #require(try a.model.forward(tokens: ids, precision: .fp32).reward)
-    let expected = try #require((d["fp32"] as? [[String: [Double]]])?.last?["rewards"])
-    #expect(zip(reward, expected).allSatisfy { abs(Double($0) - $1) < 1e-4 })
+    #expect(a.tokenizer.encode(try #require(seq.text)).ids == seq.ids)
+    let reward = try #require(try a.model.forward(tokens: seq.ids, precision: .fp32).reward)
+    let expected = try #require(try ref.outputs("fp32").last).rewards
+    expectElementsClose(reward, expected, tolerance: 1e-4, "reward")
 }
 
 /// Turns scored from one shared prefix equal each string scored on its own.
@@ -46,10 +52,7 @@ private let conversation = #"{"conversations": [{"value": "What is 2+2?", "from"
         text += t["from"]?.string == "User" ? SteerLMTemplate.user(value) : SteerLMTemplate.assistant(value)
         guard t["from"]?.string == "Assistant" else { #expect(t["label"]?.isNull == true); continue }
         let alone = try #require(try a.model.forward(tokens: a.tokenizer.encode(text + "<extra_id_2>").ids, precision: .fp32).reward)
-        let got = try #require(t["rewards"]?.array).compactMap { v -> Double? in
-            if case .number(let n) = v { return Double(n) } else { return nil }
-        }
-        #expect(zip(got, alone).allSatisfy { abs($0 - Double($1)) < 1e-5 })
+        expectElementsClose(try rewards(t), alone, tolerance: 1e-5, "rewards of turn \(checked)")
         #expect(t["label"]?.string == SteerLMTemplate.label(alone))
         checked += 1
     }
@@ -62,7 +65,7 @@ private let conversation = #"{"conversations": [{"value": "What is 2+2?", "from"
 @Test func overLongInputsAreTruncatedAndFlagged() throws {
     let a = try setup(maxLength: 16)
     let (out, _) = try a.annotate(try JSONValue.parse(conversation))
-    let scored = try #require(out["conversations"]?.array).filter { $0["from"]?.string == "Assistant" }
+    let scored = try requireCases(try #require(out["conversations"]?.array).filter { $0["from"]?.string == "Assistant" }, "scored turns")
     #expect(scored.allSatisfy { $0["exceeded"] == .bool(true) })
 }
 
@@ -88,12 +91,12 @@ private let conversation = #"{"conversations": [{"value": "What is 2+2?", "from"
     let second = #"{"conversations": [{"value": "Hello", "from": "User", "label": null}, {"value": "Hi there!", "from": "Assistant", "label": "x"}], "mask": "User"}"#
     let objs = [try JSONValue.parse(conversation), try JSONValue.parse(second)]
     let (together, _) = try a.annotate(batch: objs)
-    for (obj, t) in zip(objs, together) {
+    for (obj, t) in zipSameCount(objs, together) {
         let alone = try a.annotate(obj).0
         #expect(t["conversations"]?.array?.compactMap { $0["label"]?.string } == alone["conversations"]?.array?.compactMap { $0["label"]?.string })
-        let r1 = t["conversations"]!.array!.compactMap { $0["rewards"]?.array }.joined().compactMap { v -> Double? in if case .number(let n) = v { return Double(n) } else { return nil } }
-        let r2 = alone["conversations"]!.array!.compactMap { $0["rewards"]?.array }.joined().compactMap { v -> Double? in if case .number(let n) = v { return Double(n) } else { return nil } }
-        #expect(r1.count == r2.count && zip(r1, r2).allSatisfy { abs($0 - $1) < 1e-5 })
+        let r1 = try #require(t["conversations"]?.array).filter { $0["rewards"] != nil }.flatMap { try rewards($0) }
+        let r2 = try #require(alone["conversations"]?.array).filter { $0["rewards"] != nil }.flatMap { try rewards($0) }
+        expectElementsClose(r1, r2, tolerance: 1e-5, "rewards batched and alone")
     }
 }
 
@@ -102,37 +105,33 @@ private let conversation = #"{"conversations": [{"value": "What is 2+2?", "from"
 /// BF16 within 0.1), and the lines attribute_annotate.py writes.
 @Test(arguments: [Precision.fp32, .bf16])
 func conversationScoresMatchTheNeMoAlignerReference(_ precision: Precision) throws {
-    let data = try #require(FileManager.default.contents(atPath: fixtures + "/tiny/reference/conversations_scored.json"))
-    let ref = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-    let convs = try #require(ref["conversations"] as? [[String: Any]])
-    let inputs = try String(contentsOfFile: fixtures + "/tiny/reference/conversations.jsonl", encoding: .utf8)
-        .split(separator: "\n").map { (line) throws -> JSONValue in try JSONValue.parse(String(line)) }
+    let ref = try Fixtures.json("tiny/reference/conversations_scored.json")
+    let convs = try requireCases(try #require(ref["conversations"] as? [[String: Any]]), "scored reference conversations")
+    let inputs = try Fixtures.lines("tiny/reference/conversations.jsonl").map { try JSONValue.parse($0) }
     let cache = MappingCache()
     let dir = precision == .fp32 ? "legacy_tp1pp1_fp32_te_uint8_pickle" : "legacy_tp1pp1_bf16_te_bytesio"
-    let model = try Model(try Checkpoint.open(fixtures + "/tiny/" + dir, cache: cache), cache: cache)
+    let model = try Model(try Checkpoint.open(Fixtures.path("tiny/" + dir), cache: cache), cache: cache)
     var options = ScoringOptions(maxLength: 512)
     options.precision = precision
-    let a = try Annotator(model: model, tokenizer: try SentencePieceModel(path: fixtures + "/tiny/tokenizer/tokenizer.model"), options: options)
+    let a = try Annotator(model: model, tokenizer: try SentencePieceModel(path: Fixtures.path("tiny/tokenizer/tokenizer.model")), options: options)
     let key = precision.rawValue
     let (scored, _) = try a.annotate(batch: inputs)
     var worst = 0.0
-    for (c, conv) in convs.enumerated() {
-        let turns = try #require(scored[c]["conversations"]?.array)
-        for s in try #require(conv["scored"] as? [[String: Any]]) {
+    for (c, (conv, output)) in zipSameCount(convs, scored, "reference and scored conversations").enumerated() {
+        let turns = try #require(output["conversations"]?.array)
+        for s in try requireCases(try #require(conv["scored"] as? [[String: Any]]), "scored turns of conversation \(c)") {
             let turn = try #require(s["turn"] as? Int)
+            try #require(turns.indices.contains(turn), "turn \(turn) of conversation \(c)")
             let ids = try #require(s["ids"] as? [Int]), string = try #require(s["scoring_string"] as? String)
             #expect(a.tokenizer.encode(string).ids == ids)
             let expected = try #require(s["rewards_" + key] as? [Double])
-            let got = try #require(turns[turn]["rewards"]?.array).compactMap { v -> Double? in
-                if case .number(let n) = v { return Double(n) } else { return nil }
-            }
-            worst = max(worst, zip(got, expected).map { abs($0 - $1) }.max() ?? 1)
+            worst = max(worst, maxDifference(try rewards(turns[turn]), expected, "rewards of conversation \(c) turn \(turn)"))
             // attribute_annotate.py's rounding of the reference floats (ties to even included).
             #expect(SteerLMTemplate.label(expected.map(Float.init)) == s["label_" + key] as? String)
         }
         // Without the added raw floats, the line is the one attribute_annotate.py writes.
         if precision == .fp32 {
-            guard case .object(let fields) = scored[c] else { Issue.record("not an object"); continue }
+            guard case .object(let fields) = output else { Issue.record("not an object"); continue }
             #expect(fields.contains { $0.0 == "kernel_path" } && fields.contains { $0.0 == "precision" })
             var line = JSONValue.object(fields.filter { $0.0 != "kernel_path" && $0.0 != "precision" })
             line.set("conversations", .array(turns.map { t in

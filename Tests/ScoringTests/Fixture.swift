@@ -3,35 +3,24 @@ import Engine
 import Foundation
 import Platform
 import Scoring
+import TestSupport
 import Tokenizer
-
-/// `Tests/Fixtures`.
-let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("Fixtures").path
 
 /// The annotator of the tiny fixture reward model (FP32 legacy checkpoint, fixture tokenizer).
 func setup(precision: Precision = .fp32, maxLength: Int = 4096) throws -> Annotator {
     let cache = MappingCache()
-    let cat = try Checkpoint.open(fixtures + "/tiny/legacy_tp1pp1_fp32_te_uint8_pickle", cache: cache)
+    let cat = try Checkpoint.open(Fixtures.path("tiny/legacy_tp1pp1_fp32_te_uint8_pickle"), cache: cache)
     let model = try Model(cat, cache: cache)
-    let sp = try SentencePieceModel(path: fixtures + "/tiny/tokenizer/tokenizer.model")
+    let sp = try SentencePieceModel(path: Fixtures.path("tiny/tokenizer/tokenizer.model"))
     var options = ScoringOptions(maxLength: maxLength)
     options.precision = precision
     return try Annotator(model: model, tokenizer: sp, options: options)
 }
 
-/// A temporary folder, removed when the value goes away.
-final class TemporaryFolder {
-    let path = NSTemporaryDirectory() + "tessera-scoring-\(UUID().uuidString)"
-    init() throws { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
-
 /// `count` conversations of very different lengths (the fixture's, lengthened), with an empty
 /// line and a repeated conversation among them, as JSONL.
 func variedConversations(_ count: Int) throws -> String {
-    let base = try String(contentsOfFile: fixtures + "/tiny/reference/conversations.jsonl", encoding: .utf8)
-        .split(separator: "\n").map(String.init)
+    let base = try Fixtures.lines("tiny/reference/conversations.jsonl")
     var lines: [String] = []
     for i in 0..<count {
         var obj = try JSONValue.parse(base[i % base.count])

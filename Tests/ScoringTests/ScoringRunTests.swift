@@ -19,7 +19,7 @@ func score(_ run: ScoringRun, _ input: ConversationInput, to output: String, sha
 func bytes(_ path: String) throws -> [UInt8] { [UInt8](try #require(FileManager.default.contents(atPath: path))) }
 
 @Test func resumableOutputCutsAnIncompleteLastLine() throws {
-    let dir = try TemporaryFolder()
+    let dir = try TemporaryFolder("scoring")
     let path = dir.path + "/out.jsonl"
     try Data("{\"a\": 1}\n{\"b\": 2}\n{\"c\": ".utf8).write(to: URL(fileURLWithPath: path))
     let out = try ResumableOutput(path: path)
@@ -34,7 +34,8 @@ func bytes(_ path: String) throws -> [UInt8] { [UInt8](try #require(FileManager.
 /// byte for byte: every cut point of a few seeded draws, duplicates and bad lines included.
 @Test(arguments: [1, 2, 3])
 func resumeFromAnyCutEqualsAnUninterruptedRun(seed: UInt64) throws {
-    let dir = try TemporaryFolder()
+    var rng = try TestSeed.generator("resumeFromAnyCutEqualsAnUninterruptedRun", fallback: seed)
+    let dir = try TemporaryFolder("scoring")
     var run = ScoringRun(annotator: try setup())
     run.batch = 3
     run.skipBadLines = true
@@ -44,14 +45,12 @@ func resumeFromAnyCutEqualsAnUninterruptedRun(seed: UInt64) throws {
     let summary = try score(run, input, to: whole)
     #expect(summary.bad == 1 && summary.written == input.lines.count - 1)
     let expected = try bytes(whole)
-    var rng = SplitMix(seed: seed)
-    print("resume test seed \(seed)")
     for _ in 0..<4 {
         let cut = Int(rng.next() % UInt64(expected.count))
         let path = dir.path + "/cut-\(cut).jsonl"
         try Data(expected[..<cut]).write(to: URL(fileURLWithPath: path))
         _ = try score(run, input, to: path)
-        #expect(try bytes(path) == expected, "cut at byte \(cut) (seed \(seed))")
+        #expect(try bytes(path) == expected, "cut at byte \(cut)")
     }
 }
 
@@ -64,15 +63,15 @@ func resumeFromAnyCutEqualsAnUninterruptedRun(seed: UInt64) throws {
 
 /// Token balance: heaviest first to the lightest shard; the slowest shard is over the mean
 /// by less than the heaviest item, and the same costs always give the same partition.
-@Test func partitionsAreBalancedByCostAndDeterministic() {
-    var rng = SplitMix(seed: 7)
+@Test func partitionsAreBalancedByCostAndDeterministic() throws {
+    var rng = try TestSeed.generator(fallback: 7)
     let costs = (0..<500).map { _ in Int(rng.next() % 1000) + (Int(rng.next() % 20) == 0 ? 20000 : 0) }
     for n in [1, 2, 3, 7] {
         let a = ShardPartition.byCost(costs, shards: n)
         #expect(a.count == costs.count)
         #expect(a == ShardPartition.byCost(costs, shards: n))
         var loads = [Int](repeating: 0, count: n)
-        for (c, s) in zip(costs, a) { loads[s] += c }
+        for (c, s) in zipSameCount(costs, a) { loads[s] += c }
         let mean = Double(costs.reduce(0, +)) / Double(n)
         #expect(Double(loads.max()!) - mean <= Double(costs.max()!), "loads \(loads)")
         let lines = ShardPartition.byCount(costs.count, shards: n)
@@ -97,7 +96,7 @@ func resumeFromAnyCutEqualsAnUninterruptedRun(seed: UInt64) throws {
 /// 1, 2, 3 and 7 shards, balanced by tokens or by lines.
 @Test(arguments: [1, 2, 3, 7])
 func mergedShardsEqualASingleHostRun(shards: Int) throws {
-    let dir = try TemporaryFolder()
+    let dir = try TemporaryFolder("scoring")
     var run = ScoringRun(annotator: try setup())
     run.batch = 4
     let input = ConversationInput(path: dir.path + "/in.jsonl", bytes: Array(try variedConversations(17).utf8))

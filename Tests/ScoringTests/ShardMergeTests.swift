@@ -2,6 +2,7 @@ import Checkpoints
 import Foundation
 import Platform
 @testable import Scoring
+import TestSupport
 import Testing
 
 /// Three shard outputs of one input, and the pieces to spoil them with.
@@ -12,7 +13,7 @@ private struct Shards {
     let run: ScoringRun
 
     init() throws {
-        let dir = try TemporaryFolder(), run = ScoringRun(annotator: try setup())
+        let dir = try TemporaryFolder("scoring"), run = ScoringRun(annotator: try setup())
         let input = ConversationInput(path: dir.path + "/in.jsonl", bytes: Array(try variedConversations(9).utf8))
         files = try (0..<3).map { i in
             let f = dir.path + "/shard-\(i).jsonl"
@@ -95,14 +96,14 @@ private struct Shards {
 
 /// The checkpoint identity is the same for a copy elsewhere and differs for another model.
 @Test func checkpointIdentityFollowsTheModelNotThePath() throws {
-    let dir = try TemporaryFolder()
-    let original = fixtures + "/tiny/legacy_tp1pp1_fp32_te_uint8_pickle"
+    let dir = try TemporaryFolder("scoring")
+    let original = Fixtures.path("tiny/legacy_tp1pp1_fp32_te_uint8_pickle")
     try FileManager.default.copyItem(atPath: original, toPath: dir.path + "/copy")
     func identity(_ path: String) throws -> String { try CheckpointIdentity.of(try Checkpoint.open(path, cache: MappingCache())) }
     let a = try identity(original)
     #expect(a.hasPrefix("sha256:") && a.count == 71)
     #expect(try identity(dir.path + "/copy") == a)
-    #expect(try identity(fixtures + "/tiny/legacy_tp1pp1_bf16_te_bytesio") != a)
+    #expect(try identity(Fixtures.path("tiny/legacy_tp1pp1_bf16_te_bytesio")) != a)
 }
 
 /// Shards scored on different kernel paths merge (each is deterministic on its path), with a

@@ -3,13 +3,14 @@ import Foundation
 import Platform
 import Sharding
 import Synchronization
+import TestSupport
 import Testing
 
-/// A compressed TP=2 store of a model wide enough for several chunks per band.
-private func store() throws -> (Catalogue, MappingCache) {
-    let (_, source) = try SyntheticModel.wide.make()
+/// A compressed TP=2 store, in `folder`, of a model wide enough for several chunks per band.
+private func store(in folder: TemporaryFolder) throws -> (Catalogue, MappingCache) {
+    let (_, source) = try SyntheticModel.wide.make(in: folder)
     let cache = MappingCache()
-    let h5 = NSTemporaryDirectory() + "tessera-bands-\(UUID().uuidString).h5"
+    let h5 = folder.file("bands.h5")
     try Converter.convert(source, to: h5, layout: TargetLayout(tp: 2, pp: 1, format: .hdf5), force: false, cache: cache)
     return (try Checkpoint.open(h5, cache: cache), cache)
 }
@@ -19,7 +20,8 @@ private func store() throws -> (Catalogue, MappingCache) {
 /// place, the chunk-by-chunk digests equal those of the mapped-file path.
 @Test(arguments: [(1, 2), (40_000, 2), (100_000, 3), (1 << 30, 4)])
 func digestsDoNotDependOnHowChunksAreRead(_ groupBytes: Int, _ depth: Int) throws {
-    let (catalogue, cache) = try store()
+    let scratch = try TemporaryFolder("bands")
+    let (catalogue, cache) = try store(in: scratch)
     let streamer = TensorStreamer(cache: cache)
     let expected = try catalogue.tensors.map { t in try streamer.sha256(t) }
     let path = catalogue.tensors[0].pieces[0].storage.path
@@ -39,7 +41,8 @@ func digestsDoNotDependOnHowChunksAreRead(_ groupBytes: Int, _ depth: Int) throw
 /// Tensors are handed out once each, whatever the number of streams: every tensor is
 /// delivered chunk by chunk, band by band, by exactly one stream.
 @Test func everyChunkIsDeliveredOnceInBandOrder() throws {
-    let (catalogue, _) = try store()
+    let scratch = try TemporaryFolder("bands")
+    let (catalogue, _) = try store(in: scratch)
     let plans = catalogue.tensors.compactMap(ChunkBands.init)
     #expect(plans.count == catalogue.tensors.count)
     let readers = [catalogue.tensors[0].pieces[0].storage.path: try DirectReader(path: catalogue.tensors[0].pieces[0].storage.path)]

@@ -2,31 +2,17 @@ import Checkpoints
 import Foundation
 import Platform
 import Sharding
+import TestSupport
 import Testing
 
-private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("Fixtures").path
-
-private func fixturePaths() -> [String] {
-    guard let data = FileManager.default.contents(atPath: fixtures + "/tiny/manifest.json"),
-          let m = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-          let list = m["fixtures"] as? [[String: Any]] else { return [] }
-    return list.compactMap { $0["path"] as? String }
-}
-
-private func digests(_ c: Catalogue, cache: MappingCache) throws -> [String: String] {
-    Dictionary(uniqueKeysWithValues: zip(c.tensors.map(\.name), try TensorStreamer(cache: cache).digests(c.tensors)))
-}
-
-private func scratch(_ name: String) -> String { NSTemporaryDirectory() + "tessera-h5-\(UUID().uuidString)-" + name }
-
 /// Every fixture -> HDF5 (compressed, another layout) -> NeMo legacy gives the same digests.
-@Test(arguments: fixturePaths())
+@Test(arguments: try Fixtures.checkpoints().map(\.relativePath))
 func fixturesRoundTripThroughHDF5(_ rel: String) throws {
+    let scratch = try TemporaryFolder("h5")
     let cache = MappingCache()
-    let source = try Checkpoint.open(fixtures + "/" + rel, cache: cache)
+    let source = try Checkpoint.open(Fixtures.path(rel), cache: cache)
     let expected = try digests(source, cache: cache)
-    let h5 = scratch("store.h5")
+    let h5 = scratch.file("store.h5")
     var layout = TargetLayout(tp: source.tp == 1 ? 2 : 1, pp: 1, format: .hdf5)
     layout.compressionLevel = 1
     try Converter.convert(source, to: h5, layout: layout, force: false, cache: cache)
@@ -35,7 +21,7 @@ func fixturesRoundTripThroughHDF5(_ rel: String) throws {
     #expect(store.tp == layout.tp)
     #expect(try digests(store, cache: cache) == expected)
     #expect(store.objects.count == source.objects.count)
-    let back = scratch("back")
+    let back = scratch.file("back")
     try Converter.convert(store, to: back, layout: TargetLayout(tp: source.tp, pp: source.pp, format: .nemo), force: false, cache: cache)
     let again = try Checkpoint.open(back, cache: cache)
     #expect(try digests(again, cache: cache) == expected)
@@ -43,10 +29,10 @@ func fixturesRoundTripThroughHDF5(_ rel: String) throws {
     #expect(again.config?.tokenizerModel.map { FileManager.default.fileExists(atPath: back + "/" + $0) } ?? true)
 }
 
-/// The first fixture and an uncompressed TP=1 store of it.
-private func plainStore(_ cache: MappingCache) throws -> (source: Catalogue, path: String) {
-    let source = try Checkpoint.open(fixtures + "/" + (fixturePaths().first ?? ""), cache: cache)
-    let h5 = scratch("plain.h5")
+/// The first fixture and an uncompressed TP=1 store of it in `folder`.
+private func plainStore(in folder: TemporaryFolder, _ cache: MappingCache) throws -> (source: Catalogue, path: String) {
+    let source = try Checkpoint.open(try Fixtures.checkpoints()[0].path, cache: cache)
+    let h5 = folder.file("plain.h5")
     var layout = TargetLayout(tp: 1, pp: 1, format: .hdf5)
     layout.compressionLevel = nil
     try Converter.convert(source, to: h5, layout: layout, force: false, cache: cache)
@@ -54,18 +40,19 @@ private func plainStore(_ cache: MappingCache) throws -> (source: Catalogue, pat
 }
 
 @Test func uncompressedStoresAreContiguousAndMapped() throws {
+    let scratch = try TemporaryFolder("h5")
     let cache = MappingCache()
-    let (source, h5) = try plainStore(cache)
+    let (source, h5) = try plainStore(in: scratch, cache)
     let store = try Checkpoint.open(h5, cache: cache)
     #expect(store.tensors.allSatisfy { $0.pieces.count == 1 && $0.pieces[0].encoding == .raw })
     #expect(try digests(store, cache: cache) == digests(source, cache: cache))
 }
 
-/// A compressed TP=2 store of the first fixture, for the damage tests.
-private func compressedStore() throws -> (String, Catalogue) {
+/// A compressed TP=2 store of the first fixture in `folder`, for the damage tests.
+private func compressedStore(in folder: TemporaryFolder) throws -> (String, Catalogue) {
     let cache = MappingCache()
-    let source = try Checkpoint.open(fixtures + "/" + (fixturePaths().first ?? ""), cache: cache)
-    let h5 = scratch("damaged.h5")
+    let source = try Checkpoint.open(try Fixtures.checkpoints()[0].path, cache: cache)
+    let h5 = folder.file("damaged.h5")
     try Converter.convert(source, to: h5, layout: TargetLayout(tp: 2, pp: 1, format: .hdf5), force: false, cache: cache)
     return (h5, try Checkpoint.open(h5, cache: MappingCache()))
 }
@@ -80,7 +67,8 @@ private func flip(_ path: String, at offset: Int) throws {
 /// zstd's block structure cannot notice) is found by the frame's checksum and named with its
 /// chunk, whether the store is being hashed, converted or streamed for the engine.
 @Test func aFlippedBitInACompressedChunkIsNamed() throws {
-    let (h5, store) = try compressedStore()
+    let scratch = try TemporaryFolder("h5")
+    let (h5, store) = try compressedStore(in: scratch)
     let t = try #require(store.tensor("decoder.layers.2.mlp.linear_fc1.weight"))
     let chunk = try #require(t.pieces.last)
     try flip(h5, at: chunk.storage.offset + chunk.storage.count / 2)
@@ -100,7 +88,7 @@ private func flip(_ path: String, at offset: Int) throws {
     }
     expectNamed("digests") { _ = try TensorStreamer(cache: cache).digests(damaged.tensors) }
     expectNamed("conversion") {
-        try Converter.convert(damaged, to: scratch("from-damaged"), layout: TargetLayout(tp: 1, pp: 1, format: .nemo),
+        try Converter.convert(damaged, to: scratch.file("from-damaged"), layout: TargetLayout(tp: 1, pp: 1, format: .nemo),
                               force: false, cache: cache)
     }
     let damagedTensor = try #require(damaged.tensor(t.name))
@@ -108,7 +96,8 @@ private func flip(_ path: String, at offset: Int) throws {
 }
 
 @Test func dataThatDoesNotMatchItsRecordedDigestIsRefused() throws {
-    let (_, h5) = try plainStore(MappingCache())
+    let scratch = try TemporaryFolder("h5")
+    let (_, h5) = try plainStore(in: scratch, MappingCache())
     let store = try Checkpoint.open(h5, cache: MappingCache())
     let piece = try #require(store.tensor("rm_head.weight")?.pieces.first)
     try flip(h5, at: piece.storage.offset + 3)
@@ -124,7 +113,8 @@ private func flip(_ path: String, at offset: Int) throws {
 }
 
 @Test func truncatedStoreIsAClearError() throws {
-    let (h5, _) = try compressedStore()
+    let scratch = try TemporaryFolder("h5")
+    let (h5, _) = try compressedStore(in: scratch)
     let data = try Data(contentsOf: URL(fileURLWithPath: h5))
     try data.prefix(data.count / 3).write(to: URL(fileURLWithPath: h5))
     do {
@@ -138,7 +128,8 @@ private func flip(_ path: String, at offset: Int) throws {
 }
 
 @Test func hdf5FilesThatAreNotStoresAreRefused() throws {
-    let path = scratch("other.h5")
+    let scratch = try TemporaryFolder("h5")
+    let path = scratch.file("other.h5")
     do {
         let f = try HDF5File.create(path)
         _ = try f.createDataset("/x", type: HDF5File.storedType(.float32), shape: [4], chunk: nil, zstdLevel: nil)
@@ -156,7 +147,8 @@ private func flip(_ path: String, at offset: Int) throws {
 /// writer leaves all-zero chunks unallocated. Stores appear only when complete (written under
 /// a temporary name) and carry a SHA-256 per tensor, so a lost chunk is still caught.
 @Test func unwrittenChunksReadAsZeros() throws {
-    let path = scratch("holes.h5")
+    let scratch = try TemporaryFolder("h5")
+    let path = scratch.file("holes.h5")
     do {
         let f = try HDF5File.create(path)
         try f.setStringAttribute("format", HDF5Store.formatName)
@@ -175,8 +167,8 @@ private func flip(_ path: String, at offset: Int) throws {
 /// vector kernel on long runs) equals HDF5's byte shuffle, and the segment-wise unshuffle
 /// inverts it.
 @Test(arguments: [1, 2, 4, 8])
-func segmentedShuffleIsHDF5sShuffle(_ esize: Int) {
-    var rng = SystemRandomNumberGenerator()
+func segmentedShuffleIsHDF5sShuffle(_ esize: Int) throws {
+    var rng = try TestSeed.generator("segmentedShuffleIsHDF5sShuffle \(esize)")
     for n in [0, 1, 63, 64, 65, 127, 1000, 4099] {
         let input = (0..<(n * esize)).map { _ in UInt8.random(in: 0...255, using: &rng) }
         var expected = [UInt8](repeating: 0, count: input.count)
@@ -188,7 +180,7 @@ func segmentedShuffleIsHDF5sShuffle(_ esize: Int) {
         var back = [UInt8](repeating: 0xAA, count: input.count)
         input.withUnsafeBytes { src in
             shuffled.withUnsafeMutableBytes { dst in
-                for (a, b) in zip(cuts, cuts.dropFirst()) {
+                for (a, b) in adjacentPairs(cuts) {
                     byteShuffle(src.baseAddress! + a * esize, count: b - a, elementSize: esize,
                                 into: dst.baseAddress!, chunkElements: n, at: a)
                 }
@@ -196,7 +188,7 @@ func segmentedShuffleIsHDF5sShuffle(_ esize: Int) {
         }
         shuffled.withUnsafeBytes { src in
             back.withUnsafeMutableBytes { dst in
-                for (a, b) in zip(cuts, cuts.dropFirst()) {
+                for (a, b) in adjacentPairs(cuts) {
                     byteUnshuffleRows(src.baseAddress!, chunkElements: n, shuffled: true, at: a, sourceStride: 0, rows: 1,
                                       count: b - a, elementSize: esize, into: dst.baseAddress! + a * esize, destinationStride: 0)
                 }
@@ -215,18 +207,19 @@ func segmentedShuffleIsHDF5sShuffle(_ esize: Int) {
     var model = SyntheticModel.wide
     model.vocab = 200
     model.divisor = 48
-    let (_, source) = try model.make()
+    let scratch = try TemporaryFolder("h5")
+    let (_, source) = try model.make(in: scratch)
     let cache = MappingCache()
     let original = try digests(source, cache: cache)
-    let h5 = scratch("wide.h5")
+    let h5 = scratch.file("wide.h5")
     try Converter.convert(source, to: h5, layout: TargetLayout(tp: 2, pp: 1, format: .hdf5), force: false, cache: cache)
     let store = try Checkpoint.open(h5, cache: cache)
     #expect(store.tensors.allSatisfy { $0.recordedDigest != nil })
     let proj = try #require(store.tensor("decoder.layers.0.self_attention.linear_proj.weight"))
     #expect(proj.pieces.count == 2 && proj.pieces.allSatisfy { $0.shape[1] == 128 })
-    let h5b = scratch("wide4.h5")
+    let h5b = scratch.file("wide4.h5")
     try Converter.convert(store, to: h5b, layout: TargetLayout(tp: 4, pp: 1, format: .hdf5), force: false, cache: cache)
-    let back = scratch("wide-back")
+    let back = scratch.file("wide-back")
     try Converter.convert(try Checkpoint.open(h5b, cache: cache), to: back, layout: TargetLayout(tp: 1, pp: 1, format: .nemo),
                           force: false, cache: cache)
     let restored = try digests(try Checkpoint.open(back, cache: cache), cache: cache)

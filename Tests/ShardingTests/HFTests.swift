@@ -2,13 +2,8 @@ import Checkpoints
 import Foundation
 import Platform
 import Sharding
+import TestSupport
 import Testing
-
-private let fixtures = fixturesRoot
-
-private func digests(_ c: Catalogue, cache: MappingCache) throws -> [String: String] {
-    Dictionary(uniqueKeysWithValues: zip(c.tensors.map(\.name), try TensorStreamer(cache: cache).digests(c.tensors)))
-}
 
 private func files(_ folder: String) throws -> [String: Data] {
     var out: [String: Data] = [:]
@@ -23,9 +18,9 @@ private func files(_ folder: String) throws -> [String: Data] {
 /// same tensors; HF -> NeMo TP2 -> HF: the same bytes.
 @Test(arguments: ["tiny/legacy_tp1pp1_fp32_te_uint8_pickle", "tiny/nemo/dist_zarr_tp2pp2_bf16.nemo"])
 func nemoToHFAndBackKeepsEveryByte(_ rel: String) throws {
-    let s = try Scratch("tessera-hf")
+    let s = try TemporaryFolder("hf")
     let cache = MappingCache()
-    let source = try Checkpoint.open(fixtures + "/" + rel, cache: cache)
+    let source = try Checkpoint.open(Fixtures.path(rel), cache: cache)
     var layout = TargetLayout(tp: 2, pp: 2, format: .hf)
     layout.shardSize = 100_000
     let hf = s.path + "/hf"
@@ -56,10 +51,10 @@ func nemoToHFAndBackKeepsEveryByte(_ rel: String) throws {
 
 /// A folder whose index names a file that is not there is refused, naming the index.
 @Test func indexNamingAMissingShardIsRefused() throws {
-    let s = try Scratch("tessera-hf")
+    let s = try TemporaryFolder("hf")
     let cache = MappingCache()
     let hf = s.path + "/hf"
-    try Converter.convert(try Checkpoint.open(fixtures + "/tiny/legacy_tp1pp1_fp32_te_uint8_pickle", cache: cache), to: hf,
+    try Converter.convert(try Checkpoint.open(Fixtures.path("tiny/legacy_tp1pp1_fp32_te_uint8_pickle"), cache: cache), to: hf,
                           layout: TargetLayout(tp: 1, pp: 1, format: .hf), force: false, cache: cache)
     try FileManager.default.removeItem(atPath: hf + "/model-00001-of-00001.safetensors")
     do {

@@ -1,6 +1,7 @@
 import Checkpoints
 import Foundation
 import Platform
+import TestSupport
 
 /// A small Nemotron-shaped model made on the fly: one raw file of random bf16 values and
 /// a TP1/PP1 catalogue over it, with a model_config.yaml beside it.
@@ -60,12 +61,12 @@ struct SyntheticModel {
         """
     }
 
-    /// Writes the model into a new temporary folder and returns its catalogue.
-    func make() throws -> (dir: String, catalogue: Catalogue) {
-        let dir = NSTemporaryDirectory() + "tessera-synth-\(UUID().uuidString)"
+    /// Writes the model into the folder `source` of `folder` and returns that folder and its catalogue.
+    func make(in folder: TemporaryFolder) throws -> (dir: String, catalogue: Catalogue) {
+        let dir = folder.file("source")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try configYAML.write(toFile: dir + "/model_config.yaml", atomically: true, encoding: .utf8)
-        var rng = seed
+        var rng = SplitMix(seed: seed)
         var bytes: [UInt8] = []
         var tensors: [GlobalTensor] = []
         let raw = dir + "/weights.raw"
@@ -73,8 +74,7 @@ struct SyntheticModel {
             let n = shape.reduce(1, *)
             let start = bytes.count
             for _ in 0..<n {
-                rng = rng &* 6364136223846793005 &+ 1442695040888963407
-                let f = Float(Int32(truncatingIfNeeded: rng >> 33)) / Float(Int32.max)
+                let f = Float(Int32(truncatingIfNeeded: rng.next() >> 33)) / Float(Int32.max)
                 let b = UInt16(truncatingIfNeeded: f.bitPattern >> 16)
                 bytes += [UInt8(b & 0xFF), UInt8(b >> 8)]
             }

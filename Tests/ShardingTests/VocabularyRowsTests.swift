@@ -2,15 +2,14 @@ import Checkpoints
 import Foundation
 import Platform
 import Sharding
+import TestSupport
 import Testing
-
-private let fixtures = fixturesRoot
 
 /// The tiny reward model (every one of its 512 embedding and output rows trained: random)
 /// with its 500-piece tokenizer artifact replaced by a 104-piece one, and optionally
 /// `override_vocab_size` in its config: the case of a converter silently dropping weights.
-private func smallTokenizerModel(in scratch: Scratch, override: Int?) throws -> String {
-    let src = fixtures + "/tiny/legacy_tp1pp1_bf16_te_bytesio"
+private func smallTokenizerModel(in scratch: TemporaryFolder, override: Int?) throws -> String {
+    let src = Fixtures.path("tiny/legacy_tp1pp1_bf16_te_bytesio")
     let dst = scratch.path + "/source"
     try FileManager.default.copyItem(atPath: src, toPath: dst)
     let configPath = dst + "/model_config.yaml"
@@ -18,7 +17,7 @@ private func smallTokenizerModel(in scratch: Scratch, override: Int?) throws -> 
     let tokenizer = try #require(config.split(separator: "\n").first { $0.contains("model: nemo:") })
         .split(separator: ":").last.map(String.init)!
     try FileManager.default.removeItem(atPath: dst + "/" + tokenizer)
-    try FileManager.default.copyItem(atPath: fixtures + "/tiny/tokenizer/unigram.model", toPath: dst + "/" + tokenizer)
+    try FileManager.default.copyItem(atPath: Fixtures.path("tiny/tokenizer/unigram.model"), toPath: dst + "/" + tokenizer)
     if let override { config += "override_vocab_size: \(override)\n" }
     try config.write(toFile: configPath, atomically: true, encoding: .utf8)
     return dst
@@ -31,10 +30,10 @@ private func embeddingDigest(_ c: Catalogue, cache: MappingCache) throws -> (row
 
 /// With `override_vocab_size` the 512 rows are the true vocabulary: every row is kept, in
 /// every output format, at any TP.
-@Test(arguments: OutputFormat.allCases)
+@Test(arguments: try requireCases(OutputFormat.allCases, "output formats"))
 func overrideVocabSizeKeepsEveryRow(_ format: OutputFormat) throws {
     #expect(OutputFormat.allCases.count == 5)
-    let scratch = try Scratch("tessera-vocab")
+    let scratch = try TemporaryFolder("vocab")
     let cache = MappingCache()
     let source = try Checkpoint.open(try smallTokenizerModel(in: scratch, override: 512), cache: cache)
     #expect(source.tokenizerVocabulary(cache: cache) == 104)
@@ -52,7 +51,7 @@ func overrideVocabSizeKeepsEveryRow(_ format: OutputFormat) throws {
 /// vocabulary and hold weights: the conversion stops, names the tensor and the first such
 /// row, and leaves nothing behind; `--vocab-rows keep` and `truncate` say what they do.
 @Test func rowsHoldingWeightsAreNeverDroppedSilently() throws {
-    let scratch = try Scratch("tessera-vocab")
+    let scratch = try TemporaryFolder("vocab")
     let cache = MappingCache()
     let source = try Checkpoint.open(try smallTokenizerModel(in: scratch, override: nil), cache: cache)
     for format in OutputFormat.allCases {
@@ -85,9 +84,9 @@ func overrideVocabSizeKeepsEveryRow(_ format: OutputFormat) throws {
 /// TP4 pads the 500-token vocabulary to 1024 rows with zeros; with 128 again, going back to
 /// TP1 drops those zero rows, giving the original bytes.
 @Test func zeroPaddingIsAddedAndDroppedAsBefore() throws {
-    let scratch = try Scratch("tessera-vocab")
+    let scratch = try TemporaryFolder("vocab")
     let cache = MappingCache()
-    let original = fixtures + "/tiny/legacy_tp1pp1_bf16_te_bytesio"
+    let original = Fixtures.path("tiny/legacy_tp1pp1_bf16_te_bytesio")
     let copy = scratch.path + "/div256"
     try FileManager.default.copyItem(atPath: original, toPath: copy)
     func setDivisor(_ folder: String, _ d: Int) throws {

@@ -1,10 +1,10 @@
 import Foundation
 import Platform
+import TestSupport
 import Testing
 import Tokenizer
 
-private let tokenizerDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("Fixtures/tiny/tokenizer").path
+private let tokenizerDir = Fixtures.path("tiny/tokenizer")
 
 private func model() throws -> SentencePieceModel {
     try SentencePieceModel(path: tokenizerDir + "/tokenizer.model")

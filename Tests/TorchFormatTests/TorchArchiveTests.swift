@@ -1,24 +1,32 @@
 import Foundation
 import Platform
+import TestSupport
 import Testing
 @testable import TorchFormat
 
-private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("Fixtures").path
-
-/// The TP1/PP1 bf16 rank file of a TE-spelled fixture with BytesIO extra state.
-private var rankFile: String? {
-    let dir = (try? FileManager.default.contentsOfDirectory(atPath: fixtures + "/tiny")) ?? []
-    return dir.sorted().first { $0.contains("tp1pp1") && $0.contains("bf16") && $0.contains("bytesio") }
-        .map { fixtures + "/tiny/" + $0 + "/model_weights.ckpt" }
+/// The TP1/PP1 bf16 rank file of a TE-spelled legacy fixture with BytesIO extra state.
+private func rankFile() throws -> String {
+    try Fixtures.checkpoint { $0.format == "legacy" && $0.tp == 1 && $0.pp == 1 && $0.dtype == "bf16" && $0.name.hasSuffix("te_bytesio") }
+        .path + "/model_weights.ckpt"
 }
 
 private func slice(_ path: String) throws -> FileSlice {
     FileSlice(path: path, offset: 0, count: try MappedFile(path: path).count)
 }
 
+/// The error reading the torch.save archive at `path`, which must be refused.
+private func refusal(_ path: String) throws -> TesseraError {
+    let s = try slice(path)
+    do {
+        _ = try TorchArchive(s, cache: MappingCache())
+    } catch {
+        return error
+    }
+    throw TestInputError("\(path) was accepted")
+}
+
 @Test func zipRecordsAreStoredAndAligned() throws {
-    let path = try #require(rankFile)
+    let path = try rankFile()
     let zip = try ZipArchive(try slice(path))
     let data = zip.entries.filter { $0.name.contains("/data/") }
     #expect(!data.isEmpty)
@@ -30,7 +38,7 @@ private func slice(_ path: String) throws -> FileSlice {
 }
 
 @Test func stateDictTensorsPointIntoTheFile() throws {
-    let path = try #require(rankFile)
+    let path = try rankFile()
     let archive = try TorchArchive(try slice(path), cache: MappingCache())
     let sd = try #require(archive.stateDict)
     #expect(sd.ordered)
@@ -51,35 +59,23 @@ private func slice(_ path: String) throws -> FileSlice {
 }
 
 @Test func truncatedArchiveIsCorrupt() throws {
-    let path = try #require(rankFile)
-    let data = try Data(contentsOf: URL(fileURLWithPath: path))
-    let copy = NSTemporaryDirectory() + "tessera-trunc-\(UUID().uuidString).ckpt"
+    let data = try Data(contentsOf: URL(fileURLWithPath: try rankFile()))
+    let folder = try TemporaryFolder("trunc")
+    let copy = folder.file("truncated.ckpt")
     try data.prefix(data.count - 30).write(to: URL(fileURLWithPath: copy))
-    let s = try slice(copy)
-    do {
-        _ = try TorchArchive(s, cache: MappingCache())
-        Issue.record("expected an error")
-    } catch {
-        #expect(error.code == .corrupt)
-        #expect(error.file == copy)
-    }
+    let error = try refusal(copy)
+    #expect(error.code == .corrupt)
+    #expect(error.file == copy)
 }
 
 @Test func forbiddenGlobalInACheckpointIsRefusedByName() throws {
-    let bad = ((try? FileManager.default.contentsOfDirectory(atPath: fixtures + "/bad")) ?? [])
-        .filter { $0.contains("global") || $0.contains("evil") }
-    try #require(!bad.isEmpty, "the bad-input fixtures include a forbidden-global pickle")
-    for name in bad {
-        var path = fixtures + "/bad/" + name
+    let bad = try Fixtures.badInputs().filter { $0.contains("global") || $0.contains("evil") }
+    for rel in try requireCases(bad, "forbidden-global pickles among the bad inputs", atLeast: 3) {
+        var path = Fixtures.path(rel)
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue { path += "/model_weights.ckpt" }
-        let s = try slice(path)
-        do {
-            _ = try TorchArchive(s, cache: MappingCache())
-            Issue.record("\(name) was accepted")
-        } catch {
-            #expect(error.code == .forbiddenGlobal)
-            #expect(error.file == path)
-        }
+        let error = try refusal(path)
+        #expect(error.code == .forbiddenGlobal, "\(rel)")
+        #expect(error.file == path)
     }
 }

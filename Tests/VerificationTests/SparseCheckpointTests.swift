@@ -4,26 +4,25 @@ import Foundation
 import Glibc
 import Platform
 import Sharding
+import TestSupport
 import Testing
 import Verification
-
-private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("Fixtures").path
 
 /// A fixture twice: once with whole pages of its embedding and output layer punched out as
 /// holes, once with the same bytes written as zeros. Both are the same model.
 private final class Twins {
-    let dir = NSTemporaryDirectory() + "tessera-sparse-\(UUID().uuidString)"
+    let folder: TemporaryFolder
+    var dir: String { folder.path }
     var dense: String { dir + "/dense" }
     var sparse: String { dir + "/sparse" }
     /// (file, byte range) of each punched region.
     var holes: [(String, Range<Int>)] = []
 
     init() throws {
-        let src = fixtures + "/tiny/legacy_tp1pp1_bf16_te_bytesio"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: src, toPath: dense)
-        try FileManager.default.copyItem(atPath: src, toPath: sparse)
+        let src = Fixtures.path("tiny/legacy_tp1pp1_bf16_te_bytesio")
+        folder = try TemporaryFolder("sparse")
+        _ = try folder.copy(src, as: "dense")
+        _ = try folder.copy(src, as: "sparse")
         let cat = try Checkpoint.open(sparse, cache: MappingCache())
         for name in ["embedding.word_embeddings.weight", "output_layer.weight"] {
             let s = try #require(cat.tensor(name)?.pieces.first?.storage)
@@ -54,7 +53,6 @@ private final class Twins {
             close(dfd)
         }
     }
-    deinit { try? FileManager.default.removeItem(atPath: dir) }
 }
 
 /// Holes read as the zeros they stand for: the sparse and dense twins verify identical, run
@@ -83,7 +81,7 @@ private final class Twins {
         #expect(a.logits == b.logits)
         #expect(a.reward == b.reward)
     }
-    for format in OutputFormat.allCases {
+    for format in try requireCases(OutputFormat.allCases, "output formats") {
         let out = twins.dir + "/out-\(format.rawValue)"
         try Converter.convert(sparse, to: out, layout: TargetLayout(tp: 2, pp: 2, format: format), force: false, cache: cache)
         let written = try Checkpoint.open(out, cache: cache)

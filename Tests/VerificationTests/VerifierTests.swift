@@ -2,36 +2,30 @@ import Checkpoints
 import Foundation
 import Platform
 import Sharding
+import TestSupport
 import Testing
 import Verification
 import Scoring
 import Tokenizer
 
-private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("Fixtures").path
-
-private func fixtureList() -> [(path: String, dtype: String)] {
-    guard let data = FileManager.default.contents(atPath: fixtures + "/tiny/manifest.json"),
-          let m = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-          let list = m["fixtures"] as? [[String: Any]] else { return [] }
-    return list.compactMap { f in
-        guard let p = f["path"] as? String, let d = f["dtype"] as? String else { return nil }
-        return (p, d)
-    }
+private func open(_ path: String, _ cache: MappingCache) throws -> Catalogue {
+    try Checkpoint.open(path, cache: cache)
 }
 
-private func open(_ rel: String, _ cache: MappingCache) throws -> Catalogue {
-    try Checkpoint.open(rel.hasPrefix("/") ? rel : fixtures + "/" + rel, cache: cache)
+/// The paths of the fixtures stored in `dtype`.
+private func fixtures(_ dtype: String) throws -> [String] {
+    try requireCases(try Fixtures.checkpoints().filter { $0.dtype == dtype }.map(\.path), "\(dtype) fixtures")
 }
 
 /// Every pair of fixture layouts and formats of one dtype holds identical weights.
 @Test(arguments: ["bf16", "fp32"])
 func everyPairOfFixturesIsEquivalent(_ dtype: String) throws {
-    var list = fixtureList().filter { $0.dtype == dtype }.map(\.path)
+    var list = try requireCases(try fixtures(dtype), "\(dtype) fixtures", atLeast: 2)
     let cache = MappingCache()
+    let scratch = try TemporaryFolder("pairs")
     // And the same model as HDF5 stores, compressed and contiguous.
     for (tp, level) in [(2, Int32(1)), (1, nil)] as [(Int, Int32?)] {
-        let h5 = NSTemporaryDirectory() + "tessera-pairs-\(UUID().uuidString).h5"
+        let h5 = scratch.file("tp\(tp).h5")
         var layout = TargetLayout(tp: tp, pp: 1, format: .hdf5)
         layout.compressionLevel = level
         try Converter.convert(try open(list[0], cache), to: h5, layout: layout, force: false, cache: cache)
@@ -42,6 +36,7 @@ func everyPairOfFixturesIsEquivalent(_ dtype: String) throws {
         for j in catalogues.indices where j > i {
             let r = try Verifier(cache: cache).verify(catalogues[i], catalogues[j], weightsOnly: true)
             #expect(r.equivalent, "\(list[i]) vs \(list[j])")
+            #expect(r.tensors.count == catalogues[i].tensors.count)
             #expect(r.tensors.allSatisfy { $0.status == .identical })
         }
     }
@@ -50,11 +45,12 @@ func everyPairOfFixturesIsEquivalent(_ dtype: String) throws {
 /// Outputs agree along a chain of layouts and formats, an HDF5 store included.
 @Test func outputsAgreeAcrossLayoutsAndAnHDF5Store() throws {
     let cache = MappingCache()
-    let list = fixtureList().filter { $0.dtype == "bf16" }.map(\.path)
-    let h5 = NSTemporaryDirectory() + "tessera-verify-\(UUID().uuidString).h5"
+    let list = try requireCases(try fixtures("bf16"), "bf16 fixtures", atLeast: 3)
+    let scratch = try TemporaryFolder("verify")
+    let h5 = scratch.file("store.h5")
     try Converter.convert(try open(list[0], cache), to: h5, layout: TargetLayout(tp: 2, pp: 1, format: .hdf5), force: false, cache: cache)
     let chain = [list[0], list[list.count / 2], list[list.count - 1], h5]
-    for (x, y) in zip(chain, chain.dropFirst()) {
+    for (x, y) in adjacentPairs(chain) {
         let r = try Verifier(cache: cache).verify(try open(x, cache), try open(y, cache), weightsOnly: false)
         #expect(r.equivalent, "\(x) vs \(y)")
         #expect(r.outputs.count == 3)
@@ -64,28 +60,29 @@ func everyPairOfFixturesIsEquivalent(_ dtype: String) throws {
 
 @Test func fp32AgainstBF16IsEqualAfterRoundingNotIdentical() throws {
     let cache = MappingCache()
-    let a = try open(try #require(fixtureList().first { $0.dtype == "fp32" }?.path), cache)
-    let b = try open(try #require(fixtureList().first { $0.dtype == "bf16" }?.path), cache)
+    let a = try open(try fixtures("fp32")[0], cache)
+    let b = try open(try fixtures("bf16")[0], cache)
     let r = try Verifier(cache: cache).verify(a, b, weightsOnly: true)
     #expect(r.equivalent)
+    #expect(r.tensors.count == a.tensors.count)
     #expect(r.tensors.allSatisfy { $0.status == .equalAfterRounding })
 }
 
-/// A copy of the TP1/PP1 FP32 legacy fixture whose bytes `edit` may change.
-private func editedCopy(_ edit: (Catalogue, inout [UInt8], String) throws -> Void) throws -> (String, String) {
-    let rel = try #require(fixtureList().first { $0.dtype == "fp32" && $0.path.contains("tp1pp1") }?.path)
-    let dir = NSTemporaryDirectory() + "tessera-verify-\(UUID().uuidString)"
-    try FileManager.default.copyItem(atPath: fixtures + "/" + rel, toPath: dir)
+/// The TP1/PP1 FP32 legacy fixture and a copy of it in `folder` whose bytes `edit` may change.
+private func editedCopy(in folder: TemporaryFolder, _ edit: (Catalogue, inout [UInt8]) throws -> Void) throws -> (String, String) {
+    let original = try Fixtures.checkpoint { $0.format == "legacy" && $0.dtype == "fp32" && $0.tp == 1 && $0.pp == 1 }.path
+    let dir = try folder.copy(original)
     let cat = try Checkpoint.open(dir, cache: MappingCache())
     let file = dir + "/model_weights.ckpt"
     var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: file)))
-    try edit(cat, &bytes, file)
+    try edit(cat, &bytes)
     try Data(bytes).write(to: URL(fileURLWithPath: file))
-    return (fixtures + "/" + rel, dir)
+    return (original, dir)
 }
 
 @Test func oneChangedElementIsFoundAndNamed() throws {
-    let (original, changed) = try editedCopy { cat, bytes, _ in
+    let scratch = try TemporaryFolder("verify")
+    let (original, changed) = try editedCopy(in: scratch) { cat, bytes in
         let p = try #require(cat.tensor("decoder.layers.2.mlp.linear_fc2.weight")?.pieces.first)
         // Element [5, 7] of a [64, 256] FP32 tensor.
         let at = p.storage.offset + (p.storageOffset + 5 * p.strides[0] + 7) * 4
@@ -102,7 +99,8 @@ private func editedCopy(_ edit: (Catalogue, inout [UInt8], String) throws -> Voi
 }
 
 @Test func swappedQueryGroupsFailWeightsAndOutputs() throws {
-    let (original, swapped) = try editedCopy { cat, bytes, _ in
+    let scratch = try TemporaryFolder("verify")
+    let (original, swapped) = try editedCopy(in: scratch) { cat, bytes in
         let t = try #require(cat.tensor("decoder.layers.1.self_attention.linear_qkv.weight"))
         let p = try #require(t.pieces.first)
         let config = try #require(cat.config)
@@ -120,7 +118,7 @@ private func editedCopy(_ edit: (Catalogue, inout [UInt8], String) throws -> Voi
     #expect(r.tensors.contains { $0.name == "decoder.layers.1.self_attention.linear_qkv.weight" && $0.status == .different })
     #expect(r.outputs.contains { !$0.equivalent })
     // Through the scoring path too.
-    let sp = try SentencePieceModel(path: fixtures + "/tiny/tokenizer/tokenizer.model")
+    let sp = try SentencePieceModel(path: Fixtures.path("tiny/tokenizer/tokenizer.model"))
     let conv = try JSONValue.parse(#"{"conversations": [{"value": "Hi", "from": "User", "label": null}, {"value": "Hello!", "from": "Assistant", "label": "x"}], "mask": "User"}"#)
     let prompts = Verifier.Prompts(conversations: [conv], tokenizer: sp)
     let scored = try Verifier(cache: cache).verify(try open(original, cache), try open(swapped, cache), weightsOnly: false, prompts: prompts)
@@ -132,13 +130,13 @@ private func editedCopy(_ edit: (Catalogue, inout [UInt8], String) throws -> Voi
 
 @Test func architectureDifferencesAreReported() throws {
     let cache = MappingCache()
-    let rel = try #require(fixtureList().first?.path)
-    let dir = NSTemporaryDirectory() + "tessera-verify-\(UUID().uuidString)"
-    try FileManager.default.copyItem(atPath: fixtures + "/" + rel, toPath: dir)
+    let source = try Fixtures.checkpoints()[0].path
+    let scratch = try TemporaryFolder("verify")
+    let dir = try scratch.copy(source)
     let cfg = dir + "/model_config.yaml"
     try (try String(contentsOfFile: cfg, encoding: .utf8)).replacingOccurrences(of: "rotary_percentage: 0.5", with: "rotary_percentage: 1.0")
         .write(toFile: cfg, atomically: true, encoding: .utf8)
-    let r = try Verifier(cache: cache).verify(try open(rel, cache), try open(dir, cache), weightsOnly: false)
+    let r = try Verifier(cache: cache).verify(try open(source, cache), try open(dir, cache), weightsOnly: false)
     #expect(!r.equivalent)
     #expect(r.configDifferences.contains { $0.hasPrefix("rotary_percentage") })
 }
@@ -147,12 +145,9 @@ private func editedCopy(_ edit: (Catalogue, inout [UInt8], String) throws -> Voi
 /// vocabularies, are findings of their own in the report; different true vocabularies are
 /// not equivalent.
 @Test func vocabularyMismatchesAreFindings() throws {
-    let dir = NSTemporaryDirectory() + "tessera-vocab-verify-\(UUID().uuidString)"
-    defer { try? FileManager.default.removeItem(atPath: dir) }
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    let src = fixtures + "/tiny/legacy_tp1pp1_bf16_te_bytesio"
-    let other = dir + "/override"
-    try FileManager.default.copyItem(atPath: src, toPath: other)
+    let scratch = try TemporaryFolder("vocab-verify")
+    let src = Fixtures.path("tiny/legacy_tp1pp1_bf16_te_bytesio")
+    let other = try scratch.copy(src, as: "override")
     let config = other + "/model_config.yaml"
     try (try String(contentsOfFile: config, encoding: .utf8) + "override_vocab_size: 512\n")
         .write(toFile: config, atomically: true, encoding: .utf8)
@@ -162,6 +157,7 @@ private func editedCopy(_ edit: (Catalogue, inout [UInt8], String) throws -> Voi
     #expect(r.vocabulary.contains { $0.hasPrefix("B: override_vocab_size 512 differs from the tokenizer's 500") })
     #expect(r.vocabulary.contains { $0 == "MISMATCH true vocabularies differ: A 500, B 512" })
     #expect(!r.equivalent)
+    #expect(!r.tensors.isEmpty)
     #expect(r.tensors.allSatisfy { $0.status == .identical })
     let same = try Verifier(cache: cache).verify(try open(src, cache), try open(src, cache), weightsOnly: true)
     #expect(same.equivalent)
