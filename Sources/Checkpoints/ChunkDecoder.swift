@@ -10,6 +10,8 @@ final class ChunkDecoder: @unchecked Sendable {
     private var decoded: [Int: UnsafeMutableRawBufferPointer] = [:]
     /// Encoded pieces in the order a C-order sweep first needs them.
     private let order: [Int]
+    /// One zstd context per piece of a batch decoded at once, reused batch after batch.
+    private lazy var decompressors: [ZstdDecompressor] = (0..<(2 * threads)).map { _ in ZstdDecompressor() }
 
     init(pieces: [Piece], encoded: [UnsafeRawBufferPointer], threads: Int, region: Box) {
         self.pieces = pieces
@@ -35,10 +37,10 @@ final class ChunkDecoder: @unchecked Sendable {
         defer { errors.deallocate() }
         let inputs = UncheckedSendable(batch.map { encoded[$0] }), encodings = batch.map { pieces[$0].encoding }
         let elementSize = pieces[i].dtype.size
-        let outs = UncheckedSendable(outputs), errs = UncheckedSendable(errors)
+        let outs = UncheckedSendable(outputs), errs = UncheckedSendable(errors), contexts = UncheckedSendable(decompressors)
         DispatchQueue.concurrentPerform(iterations: batch.count) { k in
             do throws(TesseraError) {
-                try Self.decode(inputs.value[k], encodings[k], into: outs.value[k], elementSize: elementSize)
+                try Self.decode(inputs.value[k], encodings[k], into: outs.value[k], elementSize: elementSize, z: contexts.value[k])
             } catch {
                 errs.value[k] = error
             }
@@ -60,12 +62,12 @@ final class ChunkDecoder: @unchecked Sendable {
     }
 
     static func decode(_ input: UnsafeRawBufferPointer, _ encoding: PieceEncoding, into out: UnsafeMutableRawBufferPointer,
-                       elementSize: Int) throws(TesseraError) {
+                       elementSize: Int, z: ZstdDecompressor) throws(TesseraError) {
         // A shuffled frame is decompressed aside, then unshuffled into place; anything else
         // lands in `out` directly.
         let aside: UnsafeMutableRawBufferPointer? = if case .zstd(true, _) = encoding { BufferPool.take(out.count) } else { nil }
         defer { aside.map(BufferPool.give) }
-        let (bytes, shuffled) = try unpack(input, encoding, scratch: aside ?? out, z: ZstdDecompressor())
+        let (bytes, shuffled) = try unpack(input, encoding, scratch: aside ?? out, z: z)
         if shuffled {
             byteUnshuffle(bytes, into: out, elementSize: elementSize)
         } else if bytes.baseAddress != UnsafeRawPointer(out.baseAddress) {
