@@ -57,10 +57,7 @@ struct Score: ParsableCommand {
             let cat = try Checkpoint.open(checkpoint, cache: cache)
             let model = try Model(cat, cache: cache, kernels: try Kernels.configured(threads: threads))
             if let maxMemory {
-                guard model.largestLayerBytes <= (try parseByteSize(maxMemory, option: "--max-memory")) else {
-                    throw TesseraError(.invalidArgument, "one layer's weights take \(formatBytes(model.largestLayerBytes)), more than --max-memory \(maxMemory)")
-                }
-                model.releaseWeights = true
+                try model.boundWeightMemory(try parseByteSize(maxMemory, option: "--max-memory"), named: "--max-memory \(maxMemory)")
             }
             let sp = try loadTokenizer(tokenizer, catalogue: cat, cache: cache)
             var options = ScoringOptions(maxLength: maxLength ?? cat.config?.seqLength ?? 4096)
