@@ -6,6 +6,7 @@ import Sharding
 import Engine
 import Verification
 import Scoring
+import Tokenizer
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -82,7 +83,7 @@ struct Demo: ParsableCommand {
             ].map { (text) throws(TesseraError) -> JSONValue in try JSONValue.parse(text) }
             var options = ScoringOptions(maxLength: 4096)
             options.scalarWeights = SteerLMTemplate.modelCardWeights
-            let annotator = try Annotator(model: model, tokenizer: try loadTokenizer(nil, catalogue: cat, cache: cache), options: options)
+            let annotator = try Annotator(model: model, tokenizer: try SentencePieceModel.forScoring(path: nil, catalogue: cat), options: options)
             for scored in try annotator.annotate(batch: conversations).0 {
                 for turn in scored["conversations"]?.array ?? [] where turn["rewards"] != nil {
                     try OutputSink.standardOutput.writeLine("\(turn["value"]?.string ?? "")".padding(toLength: 20, withPad: " ", startingAt: 0) + (turn["label"]?.string ?? ""))

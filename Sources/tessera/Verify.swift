@@ -4,6 +4,7 @@ import Foundation
 import Platform
 import Verification
 import Scoring
+import Tokenizer
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -51,7 +52,7 @@ struct Verify: ParsableCommand {
                         throw TesseraError(.corrupt, "line \(n + 1): \(error.message)", file: prompts)
                     }
                 }
-                conversations = Verifier.Prompts(conversations: list, tokenizer: try loadTokenizer(tokenizer, catalogue: ca, cache: cache))
+                conversations = Verifier.Prompts(conversations: list, tokenizer: try SentencePieceModel.forScoring(path: tokenizer, catalogue: ca))
             }
             let bar = Progress(total: ca.byteCount + cb.byteCount, label: "verify", enabled: !json)
             let report = try Verifier(cache: cache).verify(ca, cb, weightsOnly: weightsOnly, probes: parsed, prompts: conversations) {
