@@ -15,14 +15,19 @@ extension Verifier {
 }
 
 extension Verifier.Prompts {
-    /// The conversations of a NeMo-Aligner JSONL file, one object a line (empty lines skipped;
-    /// a bad line is named by its place among the others).
+    /// The conversations of a NeMo-Aligner JSONL file (UTF-8), read by ``conversations(in:file:)``.
     public static func conversations(inFile path: String) throws(TesseraError) -> [JSONValue] {
         guard let content = try? String(contentsOfFile: path, encoding: .utf8) else { throw TesseraError(.io, "cannot read", file: path) }
+        return try conversations(in: content, file: path)
+    }
+
+    /// The conversations of NeMo-Aligner JSONL `text`, one object a line (empty lines skipped;
+    /// a bad line is named by its place among the others, in `file`).
+    public static func conversations(in text: String, file: String) throws(TesseraError) -> [JSONValue] {
         var list: [JSONValue] = []
-        for (n, line) in content.split(separator: "\n").enumerated() {
+        for (n, line) in text.split(separator: "\n").enumerated() {
             do throws(TesseraError) { list.append(try JSONValue.parse(String(line))) } catch {
-                throw TesseraError(.corrupt, "line \(n + 1): \(error.message)", file: path)
+                throw TesseraError(.corrupt, "line \(n + 1): \(error.message)", file: file)
             }
         }
         return list

@@ -50,19 +50,9 @@ private func tinyModel() throws -> Model {
     #expect(model.releaseWeights)
 }
 
-/// Writes `text` to a new temporary file, runs `body` with its path, removes it.
-private func withFile(_ text: String, _ body: (String) throws -> Void) throws {
-    let path = NSTemporaryDirectory() + "tessera-sequences-\(UUID().uuidString).jsonl"
-    try text.write(toFile: path, atomically: true, encoding: .utf8)
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    try body(path)
-}
-
 @Test func sequenceFilesHoldOneArrayALine() throws {
-    try withFile("[1, 2, 3]\n\n  \n[4.0,5]\n") { path in
-        let sequences = try TokenSequenceFile.read(path)
-        #expect(sequences == [[1, 2, 3], [4, 5]])
-    }
+    #expect(try TokenSequenceFile.sequences(in: "[1, 2, 3]\n\n  \n[4.0,5]\n", file: "in.jsonl") == [[1, 2, 3], [4, 5]])
+    #expect(try TokenSequenceFile.sequences(in: "[7]", file: "in.jsonl") == [[7]])
 }
 
 @Test(arguments: [("[1,2]\n[1.5]\n", "line 2: expected a non-empty JSON array of token ids"),
@@ -70,22 +60,24 @@ private func withFile(_ text: String, _ body: (String) throws -> Void) throws {
                   ("{\"ids\": [1]}\n", "line 1: expected a non-empty JSON array of token ids"),
                   ("[\"a\"]\n", "line 1: expected a non-empty JSON array of token ids"),
                   ("\n\n", "no sequences in the input")])
-func badSequenceFilesAreNamed(_ text: String, _ message: String) throws {
-    try withFile(text) { path in
-        do throws(TesseraError) {
-            _ = try TokenSequenceFile.read(path)
-            Issue.record("\(text.debugDescription) was accepted")
-        } catch {
-            #expect(error.code == .invalidArgument && error.message == message && error.file == path, "\(error)")
-        }
+func badSequenceFilesAreNamed(_ text: String, _ message: String) {
+    do throws(TesseraError) {
+        _ = try TokenSequenceFile.sequences(in: text, file: "in.jsonl")
+        Issue.record("\(text.debugDescription) was accepted")
+    } catch {
+        #expect(error.code == .invalidArgument && error.message == message && error.file == "in.jsonl", "\(error)")
     }
 }
 
-@Test func aMissingSequenceFileIsNamed() {
+@Test func sequenceFilesAreReadFromDisk() throws {
+    let path = NSTemporaryDirectory() + "tessera-sequences-\(UUID().uuidString).jsonl"
+    try "[1, 2]\n".write(toFile: path, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    #expect(try TokenSequenceFile.read(path) == [[1, 2]])
     do throws(TesseraError) {
-        _ = try TokenSequenceFile.read("/nonexistent/sequences.jsonl")
+        _ = try TokenSequenceFile.read(path + ".missing")
         Issue.record("a missing file was read")
     } catch {
-        #expect(error.code == .missing && error.file == "/nonexistent/sequences.jsonl")
+        #expect(error.code == .missing && error.file == path + ".missing")
     }
 }

@@ -23,35 +23,26 @@ func aProbeWithoutIdsIsRefused(_ text: String) {
     }
 }
 
-/// Writes `text` to a new temporary file, runs `body` with its path, removes it.
-private func withFile(_ text: String, _ body: (String) throws -> Void) throws {
-    let path = NSTemporaryDirectory() + "tessera-prompts-\(UUID().uuidString).jsonl"
-    try text.write(toFile: path, atomically: true, encoding: .utf8)
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    try body(path)
+@Test func promptsAreReadLineByLine() throws {
+    let list = try Verifier.Prompts.conversations(in: "{\"conversations\": []}\n\n[1, 2]\n", file: "p.jsonl")
+    #expect(list.count == 2)
+    #expect(list[0]["conversations"]?.array?.isEmpty == true)
+    #expect(list[1].array?.count == 2)
 }
 
-@Test func promptFilesAreReadLineByLine() throws {
-    try withFile("{\"conversations\": []}\n\n[1, 2]\n") { path in
-        let list = try Verifier.Prompts.conversations(inFile: path)
-        #expect(list.count == 2)
-        #expect(list[0]["conversations"]?.array?.isEmpty == true)
-        #expect(list[1].array?.count == 2)
+@Test func aBadPromptLineIsNamedByItsPlaceAmongTheOthers() {
+    do throws(TesseraError) {
+        _ = try Verifier.Prompts.conversations(in: "{}\n\n{oops\n", file: "p.jsonl")
+        Issue.record("a bad line was accepted")
+    } catch {
+        #expect(error.code == .corrupt && error.message.hasPrefix("line 2: ") && error.file == "p.jsonl", "\(error)")
     }
 }
 
-@Test func aBadPromptLineIsNamedByItsPlaceAmongTheOthers() throws {
-    try withFile("{}\n\n{oops\n") { path in
-        do throws(TesseraError) {
-            _ = try Verifier.Prompts.conversations(inFile: path)
-            Issue.record("a bad line was accepted")
-        } catch {
-            #expect(error.code == .corrupt && error.message.hasPrefix("line 2: ") && error.file == path, "\(error)")
-        }
-    }
-}
-
-@Test func aMissingPromptFileIsNamed() {
+@Test func promptFilesAreReadFromDisk() throws {
+    let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/tiny/reference/conversations.jsonl").path
+    #expect(try Verifier.Prompts.conversations(inFile: fixture).count == 8)
     do throws(TesseraError) {
         _ = try Verifier.Prompts.conversations(inFile: "/nonexistent/prompts.jsonl")
         Issue.record("a missing file was read")
