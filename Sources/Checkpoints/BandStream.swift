@@ -40,8 +40,7 @@ final class BandStream: @unchecked Sendable {
     private let plans: [ChunkBands]
     /// Each tensor's chunks in decoding order: (band, piece index).
     private let orders: [[(band: Int, piece: Int)]]
-    private let readers: [String: DirectReader]
-    private let cache: MappingCache?
+    private let source: ChunkSource
     private let claim: @Sendable () -> Int?
     private let groupBytes: Int
     private let queue = DispatchQueue(label: "tessera.band-reads")
@@ -66,8 +65,7 @@ final class BandStream: @unchecked Sendable {
          cache: MappingCache? = nil, groupBytes: Int = 4 << 20, depth: Int = 3, claim: @escaping @Sendable () -> Int?) {
         self.plans = plans
         self.orders = orders
-        self.readers = readers
-        self.cache = cache
+        source = ChunkSource(readers: readers, cache: cache)
         self.groupBytes = groupBytes
         self.claim = claim
         buffers = (0..<max(2, depth)).map { _ in UnsafeMutableRawBufferPointer(start: nil, count: 0) }
@@ -162,7 +160,7 @@ final class BandStream: @unchecked Sendable {
             let (a, b) = (t.pieces[order[$0].piece].storage, t.pieces[order[$1].piece].storage)
             return (a.path, a.offset) < (b.path, b.offset)
         }
-        var runs: [(path: String, range: Range<Int>, members: [Int])] = []
+        var runs: [ChunkSource.Run] = []
         for m in members {
             let s = t.pieces[order[m].piece].storage
             guard s.count > 0 else { continue }   // a chunk never written: nothing to read
@@ -174,7 +172,9 @@ final class BandStream: @unchecked Sendable {
             }
         }
         reads.append(g)
-        if let views = residentViews(runs, group: g, storage: g.chunks.map { t.pieces[order[$0].piece].storage }) {
+        let storage = g.chunks.map { t.pieces[order[$0].piece].storage }
+        if let (views, mapped) = source.residentViews(runs, storage: storage) {
+            g.mapped = mapped
             g.views = .success(views)
             g.done.signal()
             return
@@ -184,35 +184,33 @@ final class BandStream: @unchecked Sendable {
             if buffers[g.buffer].baseAddress != nil { buffers[g.buffer].deallocate() }
             buffers[g.buffer] = .allocate(byteCount: needed, alignment: DirectReader.alignment)
         }
-        let buffer = UncheckedSendable(buffers[g.buffer]), readers = readers, count = g.chunks.count
-        let storage = g.chunks.map { t.pieces[order[$0].piece].storage }
+        let buffer = UncheckedSendable(buffers[g.buffer]), source = source
         let runList = UncheckedSendable(runs), name = t.name
         queue.async {
-            var views = [UnsafeRawBufferPointer](repeating: UnsafeRawBufferPointer(start: nil, count: 0), count: count)
-            var at = 0
             do throws(TesseraError) {
-                for run in runList.value {
-                    guard let reader = readers[run.path] else { throw TesseraError(.missing, "no reader for the file", file: run.path) }
-                    let span = DirectReader.span(run.range)
-                    let base = at + (try reader.read(run.range, into: UnsafeMutableRawBufferPointer(rebasing: buffer.value[at..<(at + span)])))
-                    for m in run.members {
-                        let s = storage[m]
-                        views[m] = UnsafeRawBufferPointer(rebasing: buffer.value[(base + s.offset - run.range.lowerBound)...].prefix(s.count))
-                    }
-                    at += span
-                }
-                g.views = .success(views)
+                g.views = .success(try source.read(runList.value, into: buffer.value, storage: storage))
             } catch {
                 g.views = .failure(error.forTensor(name))
             }
             g.done.signal()
         }
     }
+}
 
-    /// Views of a group's chunks in the files' mappings when every page of its runs is in
-    /// the page cache (nil otherwise, or without a cache).
-    private func residentViews(_ runs: [(path: String, range: Range<Int>, members: [Int])], group g: GroupRead,
-                               storage: [FileSlice]) -> [UnsafeRawBufferPointer]? {
+/// Where a stream's chunks are read from: the files' mappings when every page of a group is
+/// in the page cache, otherwise the disk around the cache (``DirectReader``) into a buffer.
+struct ChunkSource: Sendable {
+    /// Chunks lying close together in one file, read as one: the byte range and the chunks'
+    /// positions in their group.
+    typealias Run = (path: String, range: Range<Int>, members: [Int])
+
+    let readers: [String: DirectReader]
+    let cache: MappingCache?
+
+    /// Views of the chunks `storage` (read as `runs`) in the files' mappings, and the mapped
+    /// ranges to let go once used, when every page of the runs is in the page cache (nil
+    /// otherwise, or without a cache).
+    func residentViews(_ runs: [Run], storage: [FileSlice]) -> ([UnsafeRawBufferPointer], [(MappedFile, Range<Int>)])? {
         guard let cache else { return nil }
         var views = [UnsafeRawBufferPointer](repeating: UnsafeRawBufferPointer(start: nil, count: 0), count: storage.count)
         var mapped: [(MappedFile, Range<Int>)] = []
@@ -223,7 +221,24 @@ final class BandStream: @unchecked Sendable {
             }
             mapped.append((file, run.range))
         }
-        g.mapped = mapped
+        return (views, mapped)
+    }
+
+    /// Reads `runs` one after another into `buffer` (each its aligned span) and returns views
+    /// of the chunks `storage` in it.
+    func read(_ runs: [Run], into buffer: UnsafeMutableRawBufferPointer, storage: [FileSlice]) throws(TesseraError) -> [UnsafeRawBufferPointer] {
+        var views = [UnsafeRawBufferPointer](repeating: UnsafeRawBufferPointer(start: nil, count: 0), count: storage.count)
+        var at = 0
+        for run in runs {
+            guard let reader = readers[run.path] else { throw TesseraError(.missing, "no reader for the file", file: run.path) }
+            let span = DirectReader.span(run.range)
+            let base = at + (try reader.read(run.range, into: UnsafeMutableRawBufferPointer(rebasing: buffer[at..<(at + span)])))
+            for m in run.members {
+                let s = storage[m]
+                views[m] = UnsafeRawBufferPointer(rebasing: buffer[(base + s.offset - run.range.lowerBound)...].prefix(s.count))
+            }
+            at += span
+        }
         return views
     }
 }

@@ -36,7 +36,7 @@ public struct Piece: Sendable, Equatable {
     /// piece, the encoded bytes, and the view indexes the decoded ones.
     public var storage: FileSlice
     /// How `storage` holds the elements.
-    public var encoding: PieceEncoding = .raw
+    public var encoding: PieceEncoding
     public var dtype: DType
     /// First element of the view, in elements from the storage start.
     public var storageOffset: Int
@@ -48,17 +48,6 @@ public struct Piece: Sendable, Equatable {
     public var globalOffset: [Int]
     /// The file and key it was read from, for messages.
     public var origin: String
-
-    public init(storage: FileSlice, dtype: DType, storageOffset: Int, strides: [Int], shape: [Int],
-                globalOffset: [Int], origin: String) {
-        self.storage = storage
-        self.dtype = dtype
-        self.storageOffset = storageOffset
-        self.strides = strides
-        self.shape = shape
-        self.globalOffset = globalOffset
-        self.origin = origin
-    }
 
     /// Elements in the slice.
     public var elementCount: Int { shape.reduce(1, *) }
@@ -85,6 +74,16 @@ public struct Piece: Sendable, Equatable {
     }
 }
 
+// Initializers in extensions, so that the memberwise ones they call stay.
+extension Piece {
+    /// A piece whose storage holds the elements themselves (``PieceEncoding/raw``).
+    public init(storage: FileSlice, dtype: DType, storageOffset: Int, strides: [Int], shape: [Int],
+                globalOffset: [Int], origin: String) {
+        self.init(storage: storage, encoding: .raw, dtype: dtype, storageOffset: storageOffset, strides: strides, shape: shape,
+                  globalOffset: globalOffset, origin: origin)
+    }
+}
+
 /// One tensor of the TP=1/PP=1 model and the pieces on disk that cover it.
 public struct GlobalTensor: Sendable {
     public var name: String
@@ -97,16 +96,15 @@ public struct GlobalTensor: Sendable {
     /// The SHA-256 the store recorded for this tensor, checked whenever it is digested.
     public var recordedDigest: String?
 
-    public init(name: String, dtype: DType, shape: [Int], pieces: [Piece], replicas: [[Piece]] = []) {
-        self.name = name
-        self.dtype = dtype
-        self.shape = shape
-        self.pieces = pieces
-        self.replicas = replicas
-    }
-
     public var elementCount: Int { shape.reduce(1, *) }
     public var byteCount: Int { elementCount * dtype.size }
+}
+
+extension GlobalTensor {
+    /// A tensor covered by `pieces` (and `replicas`), with no recorded digest.
+    public init(name: String, dtype: DType, shape: [Int], pieces: [Piece], replicas: [[Piece]] = []) {
+        self.init(name: name, dtype: dtype, shape: shape, pieces: pieces, replicas: replicas, recordedDigest: nil)
+    }
 }
 
 /// A non-tensor entry carried through conversions (TransformerEngine `_extra_state`).

@@ -89,73 +89,15 @@ public struct TarContainer: Container {
                     file: path)
             }
         }
-        var files: [String: FileSlice] = [:]
-        var dirs: [String: Set<String>] = ["": []]
+        var index = TarIndex()
         var pos = 0
         var longName: String?
-        func field(_ h: [UInt8], _ at: Int, _ len: Int) -> String {
-            var end = at
-            while end < at + len, h[end] != 0 { end += 1 }
-            return String(decoding: h[at..<end], as: UTF8.self)
-        }
-        func octal(_ h: [UInt8], _ at: Int, _ len: Int) -> Int? {
-            if h[at] & 0x80 != 0 {   // base-256
-                var v = 0
-                for i in (at + 1)..<(at + len) {
-                    guard v <= Int.max >> 8 else { return nil }
-                    v = (v << 8) | Int(h[i])
-                }
-                return v
-            }
-            let s = field(h, at, len).trimmingCharacters(in: .whitespaces)
-            return s.isEmpty ? 0 : Int(s, radix: 8)
-        }
-        func normalize(_ name: String) -> String {
-            var n = name
-            while n.hasPrefix("./") { n.removeFirst(2) }
-            while n.hasSuffix("/") { n.removeLast() }
-            return n == "." ? "" : n
-        }
-        func register(_ name: String, isDir: Bool) {
-            let parts = name.split(separator: "/").map(String.init)
-            var parent = ""
-            for (i, part) in parts.enumerated() {
-                dirs[parent, default: []].insert(part)
-                let here = parent.isEmpty ? part : parent + "/" + part
-                if i < parts.count - 1 || isDir { dirs[here] = dirs[here] ?? [] }
-                parent = here
-            }
-        }
         while pos + 512 <= file.size {
             let h = try file.read(pos, 512)
             if h.allSatisfy({ $0 == 0 }) { break }   // end-of-archive block
-            guard let size = octal(h, 124, 12) else {
-                throw TesseraError(.corrupt, "bad tar header at byte \(pos)", file: path)
-            }
-            // Checksum over the header with the checksum field as spaces.
-            var sum = 0
-            for i in 0..<512 { sum += (148..<156).contains(i) ? 32 : Int(h[i]) }
-            guard let stored = octal(h, 148, 8), stored == sum else {
-                throw TesseraError(.corrupt, "tar header checksum mismatch at byte \(pos); the archive is damaged", file: path)
-            }
-            let type = h[156]
-            var name = field(h, 0, 100)
-            if field(h, 257, 6).hasPrefix("ustar") {
-                let prefix = field(h, 345, 155)
-                if !prefix.isEmpty { name = prefix + "/" + name }
-            }
-            let dataStart = pos + 512
-            // Sizes are untrusted: a negative one would walk the archive backwards for ever.
-            guard size >= 0 else { throw TesseraError(.corrupt, "tar member '\(name)' has size \(size)", file: path) }
-            guard size <= file.size - dataStart else {
-                throw TesseraError(.corrupt,
-                    "tar member '\(name)' needs \(size) bytes but the archive ends after \(file.size - dataStart); it is truncated",
-                    file: path)
-            }
-            if type == UInt8(ascii: "L") || type == UInt8(ascii: "x"), size > 1 << 20 {
-                throw TesseraError(.corrupt, "tar name record at byte \(pos) claims \(size) bytes", file: path)
-            }
-            switch type {
+            let header = try TarHeader(h, at: pos, archiveSize: file.size, archive: path)
+            let dataStart = pos + 512, size = header.size
+            switch header.type {
             case UInt8(ascii: "L"):
                 longName = String(decoding: try file.read(dataStart, size).prefix(while: { $0 != 0 }), as: UTF8.self)
             case UInt8(ascii: "x"):
@@ -166,22 +108,22 @@ public struct TarContainer: Container {
             case UInt8(ascii: "g"):
                 break
             case 0, UInt8(ascii: "0"), UInt8(ascii: "7"):
-                let n = normalize(longName ?? name)
+                let n = TarIndex.normalize(longName ?? header.name)
                 longName = nil
                 if n.split(separator: "/").contains(where: { $0 == ".." }) || n.hasPrefix("/") { break }
-                files[n] = FileSlice(path: path, offset: dataStart, count: size)
-                register(n, isDir: false)
+                index.files[n] = FileSlice(path: path, offset: dataStart, count: size)
+                index.register(n, isDir: false)
             case UInt8(ascii: "5"):
-                let n = normalize(longName ?? name)
+                let n = TarIndex.normalize(longName ?? header.name)
                 longName = nil
-                if !n.isEmpty { register(n, isDir: true) }
+                if !n.isEmpty { index.register(n, isDir: true) }
             default:
                 longName = nil   // links and devices are skipped, as NeMo's safe extraction does
             }
             pos = dataStart + (size + 511) / 512 * 512
         }
-        self.files = files
-        self.directories = dirs.mapValues { $0.sorted() }
+        self.files = index.files
+        self.directories = index.directories.mapValues { $0.sorted() }
     }
 
     public func isFile(_ p: String) -> Bool { files[p] != nil }
@@ -190,5 +132,94 @@ public struct TarContainer: Container {
     public func slice(_ p: String) throws(TesseraError) -> FileSlice {
         guard let s = files[p] else { throw TesseraError(.missing, "member '\(p)' not found in the archive", file: path) }
         return s
+    }
+}
+
+/// One 512-byte tar header block, checked: its member's name (ustar prefix included), size
+/// and type.
+private struct TarHeader {
+    let name: String
+    let size: Int
+    let type: UInt8
+
+    /// Reads the header block `h` found at byte `pos` of the tar `archive` of `archiveSize`
+    /// bytes; a damaged header, or a size the archive cannot hold, is an error naming it.
+    init(_ h: [UInt8], at pos: Int, archiveSize: Int, archive: String) throws(TesseraError) {
+        guard let size = Self.octal(h, 124, 12) else {
+            throw TesseraError(.corrupt, "bad tar header at byte \(pos)", file: archive)
+        }
+        // Checksum over the header with the checksum field as spaces.
+        var sum = 0
+        for i in 0..<512 { sum += (148..<156).contains(i) ? 32 : Int(h[i]) }
+        guard let stored = Self.octal(h, 148, 8), stored == sum else {
+            throw TesseraError(.corrupt, "tar header checksum mismatch at byte \(pos); the archive is damaged", file: archive)
+        }
+        type = h[156]
+        var name = Self.field(h, 0, 100)
+        if Self.field(h, 257, 6).hasPrefix("ustar") {
+            let prefix = Self.field(h, 345, 155)
+            if !prefix.isEmpty { name = prefix + "/" + name }
+        }
+        let dataStart = pos + 512
+        // Sizes are untrusted: a negative one would walk the archive backwards for ever.
+        guard size >= 0 else { throw TesseraError(.corrupt, "tar member '\(name)' has size \(size)", file: archive) }
+        guard size <= archiveSize - dataStart else {
+            throw TesseraError(.corrupt,
+                "tar member '\(name)' needs \(size) bytes but the archive ends after \(archiveSize - dataStart); it is truncated",
+                file: archive)
+        }
+        if type == UInt8(ascii: "L") || type == UInt8(ascii: "x"), size > 1 << 20 {
+            throw TesseraError(.corrupt, "tar name record at byte \(pos) claims \(size) bytes", file: archive)
+        }
+        self.name = name
+        self.size = size
+    }
+
+    /// The NUL-terminated text of the field of `len` bytes at `at`.
+    static func field(_ h: [UInt8], _ at: Int, _ len: Int) -> String {
+        var end = at
+        while end < at + len, h[end] != 0 { end += 1 }
+        return String(decoding: h[at..<end], as: UTF8.self)
+    }
+
+    /// The number in the field of `len` bytes at `at`: octal text, or base-256 when the
+    /// first byte's high bit is set; nil when it is neither (or too large).
+    static func octal(_ h: [UInt8], _ at: Int, _ len: Int) -> Int? {
+        if h[at] & 0x80 != 0 {   // base-256
+            var v = 0
+            for i in (at + 1)..<(at + len) {
+                guard v <= Int.max >> 8 else { return nil }
+                v = (v << 8) | Int(h[i])
+            }
+            return v
+        }
+        let s = field(h, at, len).trimmingCharacters(in: .whitespaces)
+        return s.isEmpty ? 0 : Int(s, radix: 8)
+    }
+}
+
+/// The members of a tar found so far: its files, and each folder's children.
+private struct TarIndex {
+    var files: [String: FileSlice] = [:]
+    var directories: [String: Set<String>] = ["": []]
+
+    /// A member name without leading `./` and trailing `/` ("" for the root).
+    static func normalize(_ name: String) -> String {
+        var n = name
+        while n.hasPrefix("./") { n.removeFirst(2) }
+        while n.hasSuffix("/") { n.removeLast() }
+        return n == "." ? "" : n
+    }
+
+    /// Records `name` and every folder above it (and `name` itself when it is a folder).
+    mutating func register(_ name: String, isDir: Bool) {
+        let parts = name.split(separator: "/").map(String.init)
+        var parent = ""
+        for (i, part) in parts.enumerated() {
+            directories[parent, default: []].insert(part)
+            let here = parent.isEmpty ? part : parent + "/" + part
+            if i < parts.count - 1 || isDir { directories[here] = directories[here] ?? [] }
+            parent = here
+        }
     }
 }

@@ -54,6 +54,31 @@ enum LegacyReader {
                 "model_config.yaml says TP=\(config.tensorModelParallelSize) PP=\(config.pipelineModelParallelSize) but rank files for TP=\(tp) PP=\(pp) were found; rank folders are missing or extra",
                 file: c.describe(base))
         }
+        let archives = try openArchives(c, files: files, cache: cache)
+        let stageLayers = try layersPerStage(archives, c, files: files)
+        let total = stageLayers.reduce(0, +)
+        if let config, config.numLayers != total {
+            throw TesseraError(.inconsistent,
+                "the rank files hold \(total) layers but model_config.yaml says num_layers \(config.numLayers)",
+                file: c.describe(base))
+        }
+        var entries = RankEntries(tp: tp, gated: config?.gatedLinearUnit ?? false, cache: cache)
+        var offset = 0
+        for p in 0..<pp {
+            for t in 0..<tp { try entries.add(archives[p][t], rank: t, layerOffset: offset, file: c.describe(files[p][t])) }
+            offset += stageLayers[p]
+        }
+        var cfg = config
+        let tensors = try entries.builder.finish()
+        if let emb = tensors.first(where: { $0.name == "embedding.word_embeddings.weight" }) { cfg?.paddedVocabSize = emb.shape[0] }
+        var catalogue = Catalogue(format: .nemoLegacy, tp: tp, pp: pp, config: cfg, tensors: tensors, objects: entries.objects,
+                                  spelling: entries.spelling, container: c, weightsPath: base)
+        catalogue.stageLayers = pp > 1 ? stageLayers : nil
+        return catalogue
+    }
+
+    /// The rank files opened, each checked to hold a state dict.
+    static func openArchives(_ c: any Container, files: [[String]], cache: MappingCache) throws(TesseraError) -> [[TorchArchive]] {
         var archives: [[TorchArchive]] = []
         for row in files {
             var r: [TorchArchive] = []
@@ -67,11 +92,13 @@ enum LegacyReader {
             }
             archives.append(r)
         }
-        // Layers per stage from TP rank 0 of each stage; offsets are their running sums.
-        var offsets: [Int] = [], stageLayers: [Int] = []
-        var total = 0
-        for p in 0..<pp {
-            offsets.append(total)
+        return archives
+    }
+
+    /// Layers of each pipeline stage, from TP rank 0 of the stage (which must hold layers 0..<n).
+    static func layersPerStage(_ archives: [[TorchArchive]], _ c: any Container, files: [[String]]) throws(TesseraError) -> [Int] {
+        var stageLayers: [Int] = []
+        for p in archives.indices {
             var layers = Set<Int>()
             for (key, _) in archives[p][0].stateDict!.items {
                 if let k = key.string, let (l, _) = CanonicalName.layerParts(CanonicalName.canonical(k).name) { layers.insert(l) }
@@ -80,63 +107,63 @@ enum LegacyReader {
                 throw TesseraError(.inconsistent, "stage holds layers \(layers.sorted()), expected 0..<\(m + 1)",
                                    file: c.describe(files[p][0]))
             }
-            total += layers.count
             stageLayers.append(layers.count)
         }
-        if let config, config.numLayers != total {
-            throw TesseraError(.inconsistent,
-                "the rank files hold \(total) layers but model_config.yaml says num_layers \(config.numLayers)",
-                file: c.describe(base))
-        }
+        return stageLayers
+    }
+
+    /// The entries of the rank files gathered into global tensors and `_extra_state` objects.
+    struct RankEntries {
+        let tp: Int
+        let gated: Bool
+        let cache: MappingCache
         var builder = CatalogueBuilder()
         var objects: [ObjectEntry] = []
+        /// The layer-norm spelling of the first key that tells.
         var spelling: CanonicalName.Spelling?
-        let gated = config?.gatedLinearUnit ?? false
-        for p in 0..<pp {
-            for t in 0..<tp {
-                let file = c.describe(files[p][t])
-                for (keyValue, value) in archives[p][t].stateDict!.items {
-                    guard let key = keyValue.string else { continue }
-                    var (name, sp) = CanonicalName.canonical(key)
-                    if let (l, suffix) = CanonicalName.layerParts(name) {
-                        name = "decoder.layers.\(l + offsets[p]).\(suffix)"
-                    }
-                    if let sp { spelling = spelling ?? sp }
-                    if name.hasSuffix("._extra_state") || name == "_extra_state" {
-                        if t == 0 { objects.append(try extraState(name, value, file: file, cache: cache)) }
-                        continue
-                    }
-                    guard case .tensor(let rec) = value else { continue }
-                    guard let rule = PartitionRule.rule(for: name, gated: gated) else {
-                        throw TesseraError(.unsupported, "no partition rule for key '\(key)'", file: file, tensor: name)
-                    }
-                    let global = rule.globalShape(local: rec.shape, tp: tp)
-                    let whole = Piece(storage: rec.storage.bytes, dtype: rec.dtype, storageOffset: rec.storageOffset,
-                                      strides: rec.strides, shape: rec.shape,
-                                      globalOffset: [Int](repeating: 0, count: rec.shape.count),
-                                      origin: "\(file) [\(key)]")
-                    if rule.role == .replicated {
-                        try builder.add(name: name, dtype: rec.dtype, globalShape: global, piece: whole, replica: t)
-                        continue
-                    }
-                    let parts: [ShardPart]
-                    do { parts = try rule.parts(global: global, tp: tp, rank: t) } catch {
-                        throw error.inFile(file).forTensor(name)
-                    }
-                    for part in parts {
-                        try builder.add(name: name, dtype: rec.dtype, globalShape: global,
-                                        piece: whole.sub(from: part.localOffset, shape: part.shape, global: part.globalOffset))
-                    }
+
+        /// Adds the entries of the file of TP rank `t` (named `file`) of a stage whose first
+        /// layer is global layer `layerOffset`.
+        mutating func add(_ archive: TorchArchive, rank t: Int, layerOffset: Int, file: String) throws(TesseraError) {
+            for (keyValue, value) in archive.stateDict!.items {
+                guard let key = keyValue.string else { continue }
+                var (name, sp) = CanonicalName.canonical(key)
+                if let (l, suffix) = CanonicalName.layerParts(name) {
+                    name = "decoder.layers.\(l + layerOffset).\(suffix)"
                 }
+                if let sp { spelling = spelling ?? sp }
+                if name.hasSuffix("._extra_state") || name == "_extra_state" {
+                    if t == 0 { objects.append(try extraState(name, value, file: file, cache: cache)) }
+                    continue
+                }
+                guard case .tensor(let rec) = value else { continue }
+                try add(rec, key: key, name: name, rank: t, file: file)
             }
         }
-        var cfg = config
-        let tensors = try builder.finish()
-        if let emb = tensors.first(where: { $0.name == "embedding.word_embeddings.weight" }) { cfg?.paddedVocabSize = emb.shape[0] }
-        var catalogue = Catalogue(format: .nemoLegacy, tp: tp, pp: pp, config: cfg, tensors: tensors, objects: objects,
-                                  spelling: spelling, container: c, weightsPath: base)
-        catalogue.stageLayers = pp > 1 ? stageLayers : nil
-        return catalogue
+
+        /// Adds the local shard `rec` (key `key`, canonical `name`) of TP rank `t`.
+        mutating func add(_ rec: TensorRecord, key: String, name: String, rank t: Int, file: String) throws(TesseraError) {
+            guard let rule = PartitionRule.rule(for: name, gated: gated) else {
+                throw TesseraError(.unsupported, "no partition rule for key '\(key)'", file: file, tensor: name)
+            }
+            let global = rule.globalShape(local: rec.shape, tp: tp)
+            let whole = Piece(storage: rec.storage.bytes, dtype: rec.dtype, storageOffset: rec.storageOffset,
+                              strides: rec.strides, shape: rec.shape,
+                              globalOffset: [Int](repeating: 0, count: rec.shape.count),
+                              origin: "\(file) [\(key)]")
+            if rule.role == .replicated {
+                try builder.add(name: name, dtype: rec.dtype, globalShape: global, piece: whole, replica: t)
+                return
+            }
+            let parts: [ShardPart]
+            do { parts = try rule.parts(global: global, tp: tp, rank: t) } catch {
+                throw error.inFile(file).forTensor(name)
+            }
+            for part in parts {
+                try builder.add(name: name, dtype: rec.dtype, globalShape: global,
+                                piece: whole.sub(from: part.localOffset, shape: part.shape, global: part.globalOffset))
+            }
+        }
     }
 
     /// An `_extra_state` value as TransformerEngine left it: None, a BytesIO, or a uint8 tensor.

@@ -56,60 +56,25 @@ public struct ModelConfig: Sendable, Equatable, Codable {
 
     /// Parses `model_config.yaml` text; `file` names it in errors.
     public init(yaml text: String, file: String) throws(TesseraError) {
-        let loaded: Any?
-        do { loaded = try Yams.load(yaml: text) } catch {
-            throw TesseraError(.corrupt, "not valid YAML: \(error)", file: file)
-        }
-        guard var root = loaded as? [String: Any] else {
-            throw TesseraError(.corrupt, "expected a mapping at the top level", file: file)
-        }
-        if let inner = root["model"] as? [String: Any] { root = inner }
-        func int(_ k: String) -> Int? {
-            switch root[k] {
-            case let i as Int: i
-            case let s as String: Int(s)
-            case let d as Double where d == d.rounded(): Int(d)
-            default: nil
-            }
-        }
-        func double(_ k: String) -> Double? {
-            switch root[k] {
-            case let d as Double: d
-            case let i as Int: Double(i)
-            case let s as String: Double(s)
-            default: nil
-            }
-        }
-        func bool(_ k: String) -> Bool? {
-            switch root[k] {
-            case let b as Bool: b
-            case let s as String: ["true", "True", "1"].contains(s)
-            default: nil
-            }
-        }
-        func string(_ k: String) -> String? { root[k].flatMap { $0 as? String } }
-        func require(_ k: String) throws(TesseraError) -> Int {
-            guard let v = int(k) else { throw TesseraError(.missing, "model config has no integer '\(k)'", file: file) }
-            return v
-        }
-        numLayers = try require("num_layers")
-        hiddenSize = try require("hidden_size")
-        numAttentionHeads = try require("num_attention_heads")
-        ffnHiddenSize = int("ffn_hidden_size") ?? 4 * hiddenSize
-        numQueryGroups = int("num_query_groups") ?? numAttentionHeads
-        kvChannels = int("kv_channels") ?? hiddenSize / max(numAttentionHeads, 1)
+        let f = try ConfigFields(yaml: text, file: file)
+        numLayers = try f.require("num_layers")
+        hiddenSize = try f.require("hidden_size")
+        numAttentionHeads = try f.require("num_attention_heads")
+        ffnHiddenSize = f.int("ffn_hidden_size") ?? 4 * hiddenSize
+        numQueryGroups = f.int("num_query_groups") ?? numAttentionHeads
+        kvChannels = f.int("kv_channels") ?? hiddenSize / max(numAttentionHeads, 1)
         paddedVocabSize = nil
-        makeVocabSizeDivisibleBy = int("make_vocab_size_divisible_by") ?? 128
-        overrideVocabSize = int("override_vocab_size")
+        makeVocabSizeDivisibleBy = f.int("make_vocab_size_divisible_by") ?? 128
+        overrideVocabSize = f.int("override_vocab_size")
         if let v = overrideVocabSize, v <= 0 {
             throw TesseraError(.corrupt, "override_vocab_size must be positive, not \(v)", file: file)
         }
         if makeVocabSizeDivisibleBy <= 0 {
             throw TesseraError(.corrupt, "make_vocab_size_divisible_by must be positive, not \(makeVocabSizeDivisibleBy)", file: file)
         }
-        seqLength = int("encoder_seq_length") ?? int("seq_length") ?? int("max_position_embeddings")
-        activation = string("activation") ?? "gelu"
-        normalization = string("normalization") ?? "layernorm"
+        seqLength = f.int("encoder_seq_length") ?? f.int("seq_length") ?? f.int("max_position_embeddings")
+        activation = f.string("activation") ?? "gelu"
+        normalization = f.string("normalization") ?? "layernorm"
         guard Self.activations.contains(activation) else {
             throw TesseraError(.unsupported, "unknown activation '\(activation)' (known: \(Self.activations.sorted().joined(separator: ", ")))", file: file)
         }
@@ -120,28 +85,19 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         try Self.checkSizes([("num_layers", numLayers, 1 << 16), ("hidden_size", hiddenSize, 1 << 20),
                              ("num_attention_heads", numAttentionHeads, 1 << 16), ("ffn_hidden_size", ffnHiddenSize, 1 << 22),
                              ("num_query_groups", numQueryGroups, 1 << 16), ("kv_channels", kvChannels, 1 << 16)], file: file)
-        layernormZeroCenteredGamma = bool("layernorm_zero_centered_gamma") ?? (normalization == "layernorm1p")
-        layernormEpsilon = double("layernorm_epsilon") ?? 1e-5
-        bias = bool("bias") ?? true
-        positionEmbeddingType = string("position_embedding_type") ?? "learned_absolute"
-        rotaryPercentage = double("rotary_percentage") ?? 1.0
-        rotaryBase = double("rotary_base") ?? 10000
-        shareEmbeddingsAndOutputWeights = bool("share_embeddings_and_output_weights") ?? true
-        tensorModelParallelSize = int("tensor_model_parallel_size") ?? 1
-        pipelineModelParallelSize = int("pipeline_model_parallel_size") ?? 1
-        precision = root["precision"].map { "\($0)" }
-        if let reg = root["regression"] as? [String: Any], let n = reg["num_attributes"] as? Int {
-            rewardOutputs = n
-        } else {
-            rewardOutputs = nil
-        }
-        if let tok = root["tokenizer"] as? [String: Any] {
-            let ref = (tok["model"] as? String) ?? (tok["tokenizer_model"] as? String)
-            tokenizerModel = ref.map { $0.hasPrefix("nemo:") ? String($0.dropFirst(5)) : $0 }
-        } else {
-            tokenizerModel = nil
-        }
-        distCkptFormat = string("dist_ckpt_format")
+        layernormZeroCenteredGamma = f.bool("layernorm_zero_centered_gamma") ?? (normalization == "layernorm1p")
+        layernormEpsilon = f.double("layernorm_epsilon") ?? 1e-5
+        bias = f.bool("bias") ?? true
+        positionEmbeddingType = f.string("position_embedding_type") ?? "learned_absolute"
+        rotaryPercentage = f.double("rotary_percentage") ?? 1.0
+        rotaryBase = f.double("rotary_base") ?? 10000
+        shareEmbeddingsAndOutputWeights = f.bool("share_embeddings_and_output_weights") ?? true
+        tensorModelParallelSize = f.int("tensor_model_parallel_size") ?? 1
+        pipelineModelParallelSize = f.int("pipeline_model_parallel_size") ?? 1
+        precision = f.root["precision"].map { "\($0)" }
+        rewardOutputs = f.rewardOutputs
+        tokenizerModel = f.tokenizerModel
+        distCkptFormat = f.string("dist_ckpt_format")
     }
 
     /// The MLP activations the engine runs (NeMo's spellings).
@@ -161,5 +117,70 @@ public struct ModelConfig: Sendable, Equatable, Codable {
     public func paddedVocab(trueVocab vocab: Int, tp: Int) -> Int {
         let multiple = makeVocabSizeDivisibleBy * tp
         return (vocab + multiple - 1) / multiple * multiple
+    }
+}
+
+/// The keys of a `model_config.yaml` (inside its `model:` key when it has one), read leniently
+/// as NeMo's configs write them (numbers may be strings, booleans `True`).
+private struct ConfigFields {
+    let root: [String: Any]
+    let file: String
+
+    /// Parses `text`; `file` names it in errors.
+    init(yaml text: String, file: String) throws(TesseraError) {
+        let loaded: Any?
+        do { loaded = try Yams.load(yaml: text) } catch {
+            throw TesseraError(.corrupt, "not valid YAML: \(error)", file: file)
+        }
+        guard var root = loaded as? [String: Any] else {
+            throw TesseraError(.corrupt, "expected a mapping at the top level", file: file)
+        }
+        if let inner = root["model"] as? [String: Any] { root = inner }
+        self.root = root
+        self.file = file
+    }
+
+    func int(_ k: String) -> Int? {
+        switch root[k] {
+        case let i as Int: i
+        case let s as String: Int(s)
+        case let d as Double where d == d.rounded(): Int(d)
+        default: nil
+        }
+    }
+
+    func double(_ k: String) -> Double? {
+        switch root[k] {
+        case let d as Double: d
+        case let i as Int: Double(i)
+        case let s as String: Double(s)
+        default: nil
+        }
+    }
+
+    func bool(_ k: String) -> Bool? {
+        switch root[k] {
+        case let b as Bool: b
+        case let s as String: ["true", "True", "1"].contains(s)
+        default: nil
+        }
+    }
+
+    func string(_ k: String) -> String? { root[k].flatMap { $0 as? String } }
+
+    /// The integer `k`, which the config must have.
+    func require(_ k: String) throws(TesseraError) -> Int {
+        guard let v = int(k) else { throw TesseraError(.missing, "model config has no integer '\(k)'", file: file) }
+        return v
+    }
+
+    /// `regression.num_attributes`: the outputs of a reward head.
+    var rewardOutputs: Int? { (root["regression"] as? [String: Any])?["num_attributes"] as? Int }
+
+    /// `tokenizer.model` (or `tokenizer.tokenizer_model`) without its `nemo:` prefix.
+    var tokenizerModel: String? {
+        guard let tok = root["tokenizer"] as? [String: Any] else { return nil }
+        let ref = (tok["model"] as? String) ?? (tok["tokenizer_model"] as? String)
+        return ref.map { $0.hasPrefix("nemo:") ? String($0.dropFirst(5)) : $0 }
     }
 }

@@ -140,6 +140,16 @@ public indirect enum JSONValue: Sendable, Equatable {
             return true
         }
 
+        /// After a member of an array or object (`kind`): true at its `close` and false at a
+        /// `,` before the next member, either consumed; anything else is an error.
+        mutating func endOfMember(_ close: UInt8, in kind: String) throws(TesseraError) -> Bool {
+            skipSpace()
+            guard pos < bytes.count else { throw fail("unterminated \(kind)") }
+            if bytes[pos] == UInt8(ascii: ",") { pos += 1; return false }
+            if bytes[pos] == close { pos += 1; return true }
+            throw fail("expected ',' or '\(Character(Unicode.Scalar(close)))'")
+        }
+
         mutating func value() throws(TesseraError) -> JSONValue {
             guard pos < bytes.count else { throw fail("unexpected end") }
             switch bytes[pos] {
@@ -159,11 +169,7 @@ public indirect enum JSONValue: Sendable, Equatable {
                     pos += 1
                     skipSpace()
                     fields.append((k, try value()))
-                    skipSpace()
-                    guard pos < bytes.count else { throw fail("unterminated object") }
-                    if bytes[pos] == UInt8(ascii: ",") { pos += 1; continue }
-                    if bytes[pos] == UInt8(ascii: "}") { pos += 1; return .object(fields) }
-                    throw fail("expected ',' or '}'")
+                    if try endOfMember(UInt8(ascii: "}"), in: "object") { return .object(fields) }
                 }
             case UInt8(ascii: "["):
                 pos += 1
@@ -175,11 +181,7 @@ public indirect enum JSONValue: Sendable, Equatable {
                 while true {
                     skipSpace()
                     items.append(try value())
-                    skipSpace()
-                    guard pos < bytes.count else { throw fail("unterminated array") }
-                    if bytes[pos] == UInt8(ascii: ",") { pos += 1; continue }
-                    if bytes[pos] == UInt8(ascii: "]") { pos += 1; return .array(items) }
-                    throw fail("expected ',' or ']'")
+                    if try endOfMember(UInt8(ascii: "]"), in: "array") { return .array(items) }
                 }
             case UInt8(ascii: "\""):
                 return .string(try string())

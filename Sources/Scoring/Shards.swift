@@ -108,18 +108,6 @@ public struct ShardHeader: Sendable, Equatable {
     public var options: String
     public var toolVersion: String = TesseraVersion.string
 
-    public init(shard: ShardSpec, balance: ShardBalance, inputSHA256: String, inputRecords: Int, lines: Int, tokens: Int,
-                checkpoint: String, options: String) {
-        self.shard = shard
-        self.balance = balance
-        self.inputSHA256 = inputSHA256
-        self.inputRecords = inputRecords
-        self.lines = lines
-        self.tokens = tokens
-        self.checkpoint = checkpoint
-        self.options = options
-    }
-
     var json: JSONValue {
         .object([("tessera_shard", .string(shard.description)), ("command", .string(command)), ("balance", .string(balance.rawValue)),
                  ("input_sha256", .string(inputSHA256)), ("input_records", .number("\(inputRecords)")),
@@ -129,7 +117,11 @@ public struct ShardHeader: Sendable, Equatable {
 
     /// The header line, newline included.
     public var line: [UInt8] { Array((json.python + "\n").utf8) }
+}
 
+// Headers are made by ``ScoringRun/plan(_:shard:balance:checkpoint:pairs:)`` with the memberwise
+// initializer, and read back with this one (in an extension, so that the memberwise one stays).
+extension ShardHeader {
     /// Reads a header line of `file`.
     public init(parsing line: ArraySlice<UInt8>, file: String) throws(TesseraError) {
         let o = try? JSONValue.parse(String(decoding: line, as: UTF8.self))

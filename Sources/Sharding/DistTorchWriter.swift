@@ -43,7 +43,7 @@ struct DistTorchWriter {
                 }
                 try w.end()
                 out = try w.finish()
-                entries[key]!.chunks.append((offsets, shape, DCPItem(relativePath: fileName, offset: start, length: out.position - start)))
+                entries[key]!.chunks.append((offsets, shape, DCPItem(path: fileName, offset: start, count: out.position - start)))
             }
         }
         var byteItems: [(fqn: String, item: DCPItem)] = []
@@ -63,7 +63,7 @@ struct DistTorchWriter {
             default: try w.writeHeader(pickle: PickleWriter.list(.none))
             }
             out = try w.finish()
-            byteItems.append((fqn, DCPItem(relativePath: fileName, offset: start, length: out.position - start)))
+            byteItems.append((fqn, DCPItem(path: fileName, offset: start, count: out.position - start)))
         }
         try out.close()
         let meta = DCPMetadataWriter.pickle(tensors: order.map { entries[$0]! }, bytes: byteItems)

@@ -7,15 +7,38 @@ extension Encoder {
         let work = BPEWork(capacity: text.count)
         defer { work.free() }
         let symbols = work.symbols
+        let count = bpeSymbols(s, text.count, into: symbols)
+        if count == 0 { return }
+        scores.withUnsafeBufferPointer { scores in
+            var agenda = work.agenda
+            // Words (runs of symbols between the boundaries no piece spans) are merged one at
+            // a time: the same merges as over the whole text, with far smaller agendas.
+            var first = 0
+            while first < count {
+                let end = bpeWordEnd(s, symbols, first: first, count: count)
+                bpeMerge(s, symbols, word: first..<end, agenda: &agenda, scores: scores)
+                var k = Int32(first)
+                while k >= 0 {
+                    let sym = symbols[Int(k)]
+                    appendIDs(s + Int(sym.start), Int(sym.end - sym.start), normalID: sym.id, into: &ids)
+                    k = sym.next
+                }
+                first = end
+            }
+        }
+    }
+
+    /// Writes the initial symbols of the `n` bytes at `s`, linked in a row: user-defined symbols
+    /// whole (frozen), otherwise one character each. Returns how many there are.
+    @inline(__always) private func bpeSymbols(_ s: UnsafePointer<UInt8>, _ n: Int, into symbols: UnsafeMutablePointer<BPEWork.Symbol>) -> Int {
         let table = normalIDs
         var count = 0
-        // Initial symbols: user-defined symbols whole (frozen), otherwise one character each.
         byteNormalIDs.withUnsafeBufferPointer { byteNormalIDs in
             var i = 0
-            while i < text.count {
-                var length = userSymbol(s + i, text.count - i)
+            while i < n {
+                var length = userSymbol(s + i, n - i)
                 let frozen = length > 0
-                if !frozen { length = Self.charLength(s + i, text.count - i) }
+                if !frozen { length = Self.charLength(s + i, n - i) }
                 var sym = BPEWork.Symbol(start: Int32(i), end: Int32(i + length), prev: Int32(count - 1), next: Int32(count + 1),
                                          id: -1, frozen: frozen, hash: 0, power: 1)
                 if length == 1 {
@@ -31,68 +54,64 @@ extension Encoder {
                 i += length
             }
         }
-        if count == 0 { return }
+        return count
+    }
+
+    /// Where the word starting at symbol `first` ends: at the first boundary between an
+    /// unfrozen `▁` and other symbols that no piece spans (the whole text when pieces span both).
+    @inline(__always) private func bpeWordEnd(_ s: UnsafePointer<UInt8>, _ symbols: UnsafeMutablePointer<BPEWork.Symbol>,
+                                              first: Int, count: Int) -> Int {
         let split = (before: bpeSplitsBeforeSpace, after: bpeSplitsAfterSpace)
+        guard split.before || split.after else { return count }
         /// Whether symbol `k` is an unfrozen `▁`.
         @inline(__always) func isSpace(_ k: Int) -> Bool {
             let sym = symbols[k]
             return !sym.frozen && sym.end - sym.start == 3 && s[Int(sym.start)] == 0xE2 && s[Int(sym.start) + 1] == 0x96
                 && s[Int(sym.start) + 2] == 0x81
         }
-        scores.withUnsafeBufferPointer { scores in
-            var agenda = work.agenda
-            /// Queues the pair of symbols `l` and `r` if their concatenation is a piece.
-            @inline(__always) func maybeAdd(_ l: Int32, _ r: Int32) {
-                guard l >= 0, r >= 0 else { return }
-                let left = symbols[Int(l)], right = symbols[Int(r)]
-                guard !left.frozen, !right.frozen else { return }
-                let size = Int(right.end - left.start)
-                let id = table.find(ByteTable.combine(left.hash, right.hash, power: right.power), s + Int(left.start), size)
-                if id >= 0 { agenda.push(BPEWork.Pair(score: scores[Int(id)], left: l, right: r, size: Int32(size), id: id)) }
-            }
-            // Words (runs of symbols between the boundaries no piece spans) are merged one at
-            // a time: the same merges as over the whole text, with far smaller agendas.
-            var first = 0
-            while first < count {
-                var end = first + 1
-                if split.before || split.after {
-                    var prevSpace = isSpace(first)
-                    while end < count {
-                        let space = isSpace(end)
-                        if space != prevSpace && (space ? split.before : split.after) { break }
-                        prevSpace = space
-                        end += 1
-                    }
-                } else {
-                    end = count
-                }
-                symbols[first].prev = -1
-                symbols[end - 1].next = -1
-                for k in (first + 1)..<end { maybeAdd(Int32(k - 1), Int32(k)) }
-                while let top = agenda.pop() {
-                    let l = Int(top.left), r = Int(top.right)
-                    // Skip pairs whose symbols have changed since they were queued.
-                    guard symbols[l].start < symbols[l].end, symbols[r].start < symbols[r].end,
-                          symbols[r].end - symbols[l].start == top.size else { continue }
-                    let right = symbols[r]
-                    symbols[l].end = right.end
-                    symbols[l].next = right.next
-                    symbols[l].id = top.id
-                    symbols[l].hash = ByteTable.combine(symbols[l].hash, right.hash, power: right.power)
-                    symbols[l].power &*= right.power
-                    if right.next >= 0 { symbols[Int(right.next)].prev = Int32(l) }
-                    symbols[r].end = right.start
-                    maybeAdd(symbols[l].prev, Int32(l))
-                    maybeAdd(Int32(l), symbols[l].next)
-                }
-                var k = Int32(first)
-                while k >= 0 {
-                    let sym = symbols[Int(k)]
-                    appendIDs(s + Int(sym.start), Int(sym.end - sym.start), normalID: sym.id, into: &ids)
-                    k = sym.next
-                }
-                first = end
-            }
+        var end = first + 1
+        var prevSpace = isSpace(first)
+        while end < count {
+            let space = isSpace(end)
+            if space != prevSpace && (space ? split.before : split.after) { break }
+            prevSpace = space
+            end += 1
+        }
+        return end
+    }
+
+    /// Merges the symbols of `word` (unlinked from their neighbours outside it) best pair
+    /// first, through `agenda`, until no adjacent pair forms a piece.
+    @inline(__always) private func bpeMerge(_ s: UnsafePointer<UInt8>, _ symbols: UnsafeMutablePointer<BPEWork.Symbol>, word: Range<Int>,
+                                            agenda: inout BPEWork.Agenda, scores: UnsafeBufferPointer<Float>) {
+        let table = normalIDs
+        /// Queues the pair of symbols `l` and `r` if their concatenation is a piece.
+        @inline(__always) func maybeAdd(_ l: Int32, _ r: Int32) {
+            guard l >= 0, r >= 0 else { return }
+            let left = symbols[Int(l)], right = symbols[Int(r)]
+            guard !left.frozen, !right.frozen else { return }
+            let size = Int(right.end - left.start)
+            let id = table.find(ByteTable.combine(left.hash, right.hash, power: right.power), s + Int(left.start), size)
+            if id >= 0 { agenda.push(BPEWork.Pair(score: scores[Int(id)], left: l, right: r, size: Int32(size), id: id)) }
+        }
+        symbols[word.lowerBound].prev = -1
+        symbols[word.upperBound - 1].next = -1
+        for k in (word.lowerBound + 1)..<word.upperBound { maybeAdd(Int32(k - 1), Int32(k)) }
+        while let top = agenda.pop() {
+            let l = Int(top.left), r = Int(top.right)
+            // Skip pairs whose symbols have changed since they were queued.
+            guard symbols[l].start < symbols[l].end, symbols[r].start < symbols[r].end,
+                  symbols[r].end - symbols[l].start == top.size else { continue }
+            let right = symbols[r]
+            symbols[l].end = right.end
+            symbols[l].next = right.next
+            symbols[l].id = top.id
+            symbols[l].hash = ByteTable.combine(symbols[l].hash, right.hash, power: right.power)
+            symbols[l].power &*= right.power
+            if right.next >= 0 { symbols[Int(right.next)].prev = Int32(l) }
+            symbols[r].end = right.start
+            maybeAdd(symbols[l].prev, Int32(l))
+            maybeAdd(Int32(l), symbols[l].next)
         }
     }
 }

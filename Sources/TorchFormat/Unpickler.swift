@@ -1,60 +1,5 @@
 import Platform
 
-/// What an allow-listed global may be used for.
-enum GlobalRole {
-    case rebuildTensorV2, rebuildTensorV3, rebuildParameter
-    case storageClass(DType)
-    case orderedDict, codecsEncode, bytesClass, setClass, frozensetClass
-    case torchSize
-    /// `torch.serialization._get_layout('torch.strided')`: a layout by name.
-    case layoutByName
-    /// A constant used by value (torch dtypes, layouts, memory formats).
-    case constant
-    /// A class whose instances are kept as class name, arguments and state.
-    case objectClass
-}
-
-/// The globals a checkpoint legitimately contains. Anything else is refused by name.
-let allowedGlobals: [String: GlobalRole] = {
-    var t: [String: GlobalRole] = [
-        "torch._utils._rebuild_tensor_v2": .rebuildTensorV2,
-        "torch._utils._rebuild_tensor_v3": .rebuildTensorV3,
-        "torch._utils._rebuild_parameter": .rebuildParameter,
-        "collections.OrderedDict": .orderedDict,
-        "_codecs.encode": .codecsEncode,
-        "__builtin__.bytes": .bytesClass, "builtins.bytes": .bytesClass,
-        "__builtin__.bytearray": .bytesClass, "builtins.bytearray": .bytesClass,
-        "__builtin__.set": .setClass, "builtins.set": .setClass,
-        "__builtin__.frozenset": .frozensetClass, "builtins.frozenset": .frozensetClass,
-        "torch.Size": .torchSize,
-        "torch.serialization._get_layout": .layoutByName,
-        "torch.strided": .constant, "torch.sparse_coo": .constant,
-        "torch.contiguous_format": .constant, "torch.preserve_format": .constant,
-        "torch.channels_last": .constant,
-        "_io.BytesIO": .objectClass, "io.BytesIO": .objectClass,
-        "torch.torch_version.TorchVersion": .objectClass,
-        "megatron.core.dist_checkpointing.strategies.torch.MCoreMetadata": .objectClass,
-        "torch.distributed.checkpoint.filesystem._StorageInfo": .objectClass,
-        "torch.distributed.checkpoint.filesystem._StoragePrefix": .objectClass,
-    ]
-    for name in ["Metadata", "TensorStorageMetadata", "BytesStorageMetadata", "ChunkStorageMetadata",
-                 "TensorProperties", "MetadataIndex", "StorageMeta", "_MEM_FORMAT_ENCODING"] {
-        t["torch.distributed.checkpoint.metadata.\(name)"] = .objectClass
-    }
-    for name in ["SavePlan", "WriteItem", "TensorWriteData", "WriteItemType", "LoadPlan", "ReadItem", "LoadItemType"] {
-        t["torch.distributed.checkpoint.planner.\(name)"] = .objectClass
-    }
-    for s in ["BFloat16Storage", "HalfStorage", "FloatStorage", "DoubleStorage", "LongStorage", "IntStorage",
-              "ShortStorage", "CharStorage", "ByteStorage", "BoolStorage", "UntypedStorage"] {
-        t["torch.\(s)"] = .storageClass(DType(storageClass: s)!)
-    }
-    for d in ["bfloat16", "float16", "half", "float32", "float", "float64", "double", "int64", "long",
-              "int32", "int", "int16", "short", "int8", "uint8", "bool"] {
-        t["torch.\(d)"] = .constant
-    }
-    return t
-}()
-
 /// A pickle reader that builds values and executes nothing.
 ///
 /// It understands the opcodes of protocols 2 to 5 that `torch.save`,
@@ -156,123 +101,172 @@ public struct Unpickler {
     private mutating func run() throws(TesseraError) -> PickleValue {
         while true {
             let op = try byte()
-            switch op {
-            case 0x80: _ = try byte()                                   // PROTO
-            case 0x95: _ = try take(8)                                  // FRAME
-            case 0x2E: return try pop()                                 // STOP
-            case 0x28: marks.append(stack.count)                        // MARK
-            case 0x30: _ = try pop()                                    // POP
-            case 0x31: _ = try popMark()                                // POP_MARK
-            case 0x32: guard let t = top else { throw bad("DUP on empty stack") }; stack.append(t)
-            case 0x4E: stack.append(.none)                              // NONE
-            case 0x88: stack.append(.bool(true))                        // NEWTRUE
-            case 0x89: stack.append(.bool(false))                       // NEWFALSE
-            case 0x4A: stack.append(.int(Int(Int32(truncatingIfNeeded: try uint(4)))))   // BININT
-            case 0x4B: stack.append(.int(Int(try byte())))             // BININT1
-            case 0x4D: stack.append(.int(try uint(2)))                  // BININT2
-            case 0x49:                                                  // INT
-                let s = try line()
-                if s == "00" { stack.append(.bool(false)) } else if s == "01" { stack.append(.bool(true)) }
-                else { guard let i = Int(s) else { throw bad("INT '\(s)'") }; stack.append(.int(i)) }
-            case 0x4C:                                                  // LONG
-                var s = try line(); if s.hasSuffix("L") { s.removeLast() }
-                guard let i = Int(s) else { throw bad("LONG '\(s)' too large") }
-                stack.append(.int(i))
-            case 0x8A: let n = Int(try byte()); stack.append(Self.longValue(try take(n)))   // LONG1
-            case 0x8B: let n = try uint(4); stack.append(Self.longValue(try take(n)))       // LONG4
-            case 0x47:                                                  // BINFLOAT (big-endian)
-                let b = try take(8)
-                var v: UInt64 = 0
-                for i in 0..<8 { v = (v << 8) | UInt64(b[i]) }
-                stack.append(.float(Double(bitPattern: v)))
-            case 0x46:                                                  // FLOAT
-                let s = try line(); guard let d = Double(s) else { throw bad("FLOAT '\(s)'") }
-                stack.append(.float(d))
-            case 0x58: let n = try uint(4); stack.append(.string(String(decoding: try take(n), as: UTF8.self)))
-            case 0x8C: let n = Int(try byte()); stack.append(.string(String(decoding: try take(n), as: UTF8.self)))
-            case 0x8D: let n = try uint(8); stack.append(.string(String(decoding: try take(n), as: UTF8.self)))
-            case 0x54: let n = try uint(4); stack.append(.string(String(decoding: try take(n), as: UTF8.self)))  // BINSTRING
-            case 0x55: let n = Int(try byte()); stack.append(.string(String(decoding: try take(n), as: UTF8.self)))  // SHORT_BINSTRING
-            case 0x42: let n = try uint(4); stack.append(.bytes(Array(try take(n))))       // BINBYTES
-            case 0x43: let n = Int(try byte()); stack.append(.bytes(Array(try take(n))))  // SHORT_BINBYTES
-            case 0x8E, 0x96: let n = try uint(8); stack.append(.bytes(Array(try take(n)))) // BINBYTES8, BYTEARRAY8
-            case 0x29: stack.append(.tuple([]))                         // EMPTY_TUPLE
-            case 0x74: stack.append(.tuple(try popMark()))              // TUPLE
-            case 0x85: stack.append(.tuple([try pop()]))                // TUPLE1
-            case 0x86: let b = try pop(); let a = try pop(); stack.append(.tuple([a, b]))
-            case 0x87: let c = try pop(); let b = try pop(); let a = try pop(); stack.append(.tuple([a, b, c]))
-            case 0x5D: stack.append(.list(PickleList()))                // EMPTY_LIST
-            case 0x6C: stack.append(.list(PickleList(try popMark())))   // LIST
-            case 0x61:                                                  // APPEND
-                let v = try pop()
-                guard case .list(let l)? = top else { throw bad("APPEND to a non-list") }
-                try refuseCycle([v], into: l)
-                l.items.append(v)
-            case 0x65:                                                  // APPENDS
-                let vs = try popMark()
-                guard case .list(let l)? = top else { throw bad("APPENDS to a non-list") }
-                try refuseCycle(vs, into: l)
-                l.items.append(contentsOf: vs)
-            case 0x7D: stack.append(.dict(PickleDict(ordered: false)))  // EMPTY_DICT
-            case 0x64:                                                  // DICT
-                let vs = try popMark()
-                guard vs.count % 2 == 0 else { throw bad("DICT with odd item count") }
-                let d = PickleDict(ordered: false)
-                for i in stride(from: 0, to: vs.count, by: 2) { d.set(vs[i], vs[i + 1]) }
-                stack.append(.dict(d))
-            case 0x73:                                                  // SETITEM
-                let v = try pop(); let k = try pop()
-                guard case .dict(let d)? = top else { throw bad("SETITEM on a non-dict") }
-                try refuseCycle([k, v], into: d)
-                d.set(k, v)
-            case 0x75:                                                  // SETITEMS
-                let vs = try popMark()
-                guard vs.count % 2 == 0 else { throw bad("SETITEMS with odd item count") }
-                guard case .dict(let d)? = top else { throw bad("SETITEMS on a non-dict") }
-                try refuseCycle(vs, into: d)
-                for i in stride(from: 0, to: vs.count, by: 2) { d.set(vs[i], vs[i + 1]) }
-            case 0x8F: stack.append(.set([]))                           // EMPTY_SET
-            case 0x90:                                                  // ADDITEMS
-                let vs = try popMark()
-                guard case .set(let s)? = stack.popLast() else { throw bad("ADDITEMS on a non-set") }
-                stack.append(.set(s + vs))
-            case 0x91: stack.append(.set(try popMark()))                // FROZENSET
-            case 0x63:                                                  // GLOBAL
-                let module = try line(); let name = try line()
-                stack.append(try global(module, name))
-            case 0x93:                                                  // STACK_GLOBAL
-                let name = try pop(); let module = try pop()
-                guard let m = module.string, let n = name.string else { throw bad("STACK_GLOBAL needs strings") }
-                stack.append(try global(m, n))
-            case 0x52:                                                  // REDUCE
-                let args = try pop(); let callable = try pop()
-                stack.append(try call(callable, args: args.elements ?? [args], newObject: false))
-            case 0x81:                                                  // NEWOBJ
-                let args = try pop(); let cls = try pop()
-                stack.append(try call(cls, args: args.elements ?? [], newObject: true))
-            case 0x92:                                                  // NEWOBJ_EX
-                _ = try pop(); let args = try pop(); let cls = try pop()
-                stack.append(try call(cls, args: args.elements ?? [], newObject: true))
-            case 0x62:                                                  // BUILD
-                let state = try pop()
-                guard let target = top else { throw bad("BUILD on empty stack") }
-                try build(target, state: state)
-            case 0x71: memo[Int(try byte())] = top                      // BINPUT
-            case 0x72: memo[try uint(4)] = top                          // LONG_BINPUT
-            case 0x70: guard let i = Int(try line()) else { throw bad("PUT") }; memo[i] = top
-            case 0x94: memo[memo.count] = top                           // MEMOIZE
-            case 0x68, 0x6A, 0x67:                                      // BINGET, LONG_BINGET, GET
-                let key: Int
-                if op == 0x68 { key = Int(try byte()) } else if op == 0x6A { key = try uint(4) }
-                else { guard let i = Int(try line()) else { throw bad("GET") }; key = i }
-                guard let v = memo[key] else { throw bad("memo key \(key) missing") }
-                stack.append(v)
-            case 0x51: stack.append(try persistentLoad(try pop()))     // BINPERSID
-            case 0x50: stack.append(try persistentLoad(.string(try line())))  // PERSID
-            default:
+            if op == 0x2E { return try pop() }                          // STOP
+            guard try execute(op) else {
                 throw bad("opcode 0x\(String(op, radix: 16)) is not used by checkpoints and is refused")
             }
         }
+    }
+
+    /// Runs one opcode other than STOP; false when it is not one checkpoints use.
+    private mutating func execute(_ op: UInt8) throws(TesseraError) -> Bool {
+        if try stackOrNumber(op) { return true }
+        if try textOrBytes(op) { return true }
+        if try tupleOrList(op) { return true }
+        if try dictOrSet(op) { return true }
+        if try objectOrMemo(op) { return true }
+        return false
+    }
+
+    /// Framing, marks and the stack; None, booleans, integers and floats.
+    private mutating func stackOrNumber(_ op: UInt8) throws(TesseraError) -> Bool {
+        switch op {
+        case 0x80: _ = try byte()                                   // PROTO
+        case 0x95: _ = try take(8)                                  // FRAME
+        case 0x28: marks.append(stack.count)                        // MARK
+        case 0x30: _ = try pop()                                    // POP
+        case 0x31: _ = try popMark()                                // POP_MARK
+        case 0x32: guard let t = top else { throw bad("DUP on empty stack") }; stack.append(t)
+        case 0x4E: stack.append(.none)                              // NONE
+        case 0x88: stack.append(.bool(true))                        // NEWTRUE
+        case 0x89: stack.append(.bool(false))                       // NEWFALSE
+        case 0x4A: stack.append(.int(Int(Int32(truncatingIfNeeded: try uint(4)))))   // BININT
+        case 0x4B: stack.append(.int(Int(try byte())))             // BININT1
+        case 0x4D: stack.append(.int(try uint(2)))                  // BININT2
+        case 0x49:                                                  // INT
+            let s = try line()
+            if s == "00" { stack.append(.bool(false)) } else if s == "01" { stack.append(.bool(true)) }
+            else { guard let i = Int(s) else { throw bad("INT '\(s)'") }; stack.append(.int(i)) }
+        case 0x4C:                                                  // LONG
+            var s = try line(); if s.hasSuffix("L") { s.removeLast() }
+            guard let i = Int(s) else { throw bad("LONG '\(s)' too large") }
+            stack.append(.int(i))
+        case 0x8A: let n = Int(try byte()); stack.append(Self.longValue(try take(n)))   // LONG1
+        case 0x8B: let n = try uint(4); stack.append(Self.longValue(try take(n)))       // LONG4
+        case 0x47:                                                  // BINFLOAT (big-endian)
+            let b = try take(8)
+            var v: UInt64 = 0
+            for i in 0..<8 { v = (v << 8) | UInt64(b[i]) }
+            stack.append(.float(Double(bitPattern: v)))
+        case 0x46:                                                  // FLOAT
+            let s = try line(); guard let d = Double(s) else { throw bad("FLOAT '\(s)'") }
+            stack.append(.float(d))
+        default: return false
+        }
+        return true
+    }
+
+    /// Strings (unicode and protocol-2 byte strings) and bytes.
+    private mutating func textOrBytes(_ op: UInt8) throws(TesseraError) -> Bool {
+        switch op {
+        case 0x58: let n = try uint(4); stack.append(.string(String(decoding: try take(n), as: UTF8.self)))
+        case 0x8C: let n = Int(try byte()); stack.append(.string(String(decoding: try take(n), as: UTF8.self)))
+        case 0x8D: let n = try uint(8); stack.append(.string(String(decoding: try take(n), as: UTF8.self)))
+        case 0x54: let n = try uint(4); stack.append(.string(String(decoding: try take(n), as: UTF8.self)))  // BINSTRING
+        case 0x55: let n = Int(try byte()); stack.append(.string(String(decoding: try take(n), as: UTF8.self)))  // SHORT_BINSTRING
+        case 0x42: let n = try uint(4); stack.append(.bytes(Array(try take(n))))       // BINBYTES
+        case 0x43: let n = Int(try byte()); stack.append(.bytes(Array(try take(n))))  // SHORT_BINBYTES
+        case 0x8E, 0x96: let n = try uint(8); stack.append(.bytes(Array(try take(n)))) // BINBYTES8, BYTEARRAY8
+        default: return false
+        }
+        return true
+    }
+
+    /// Tuples and lists.
+    private mutating func tupleOrList(_ op: UInt8) throws(TesseraError) -> Bool {
+        switch op {
+        case 0x29: stack.append(.tuple([]))                         // EMPTY_TUPLE
+        case 0x74: stack.append(.tuple(try popMark()))              // TUPLE
+        case 0x85: stack.append(.tuple([try pop()]))                // TUPLE1
+        case 0x86: let b = try pop(); let a = try pop(); stack.append(.tuple([a, b]))
+        case 0x87: let c = try pop(); let b = try pop(); let a = try pop(); stack.append(.tuple([a, b, c]))
+        case 0x5D: stack.append(.list(PickleList()))                // EMPTY_LIST
+        case 0x6C: stack.append(.list(PickleList(try popMark())))   // LIST
+        case 0x61:                                                  // APPEND
+            let v = try pop()
+            guard case .list(let l)? = top else { throw bad("APPEND to a non-list") }
+            try refuseCycle([v], into: l)
+            l.items.append(v)
+        case 0x65:                                                  // APPENDS
+            let vs = try popMark()
+            guard case .list(let l)? = top else { throw bad("APPENDS to a non-list") }
+            try refuseCycle(vs, into: l)
+            l.items.append(contentsOf: vs)
+        default: return false
+        }
+        return true
+    }
+
+    /// Dicts and sets.
+    private mutating func dictOrSet(_ op: UInt8) throws(TesseraError) -> Bool {
+        switch op {
+        case 0x7D: stack.append(.dict(PickleDict(ordered: false)))  // EMPTY_DICT
+        case 0x64:                                                  // DICT
+            let vs = try popMark()
+            guard vs.count % 2 == 0 else { throw bad("DICT with odd item count") }
+            let d = PickleDict(ordered: false)
+            for i in stride(from: 0, to: vs.count, by: 2) { d.set(vs[i], vs[i + 1]) }
+            stack.append(.dict(d))
+        case 0x73:                                                  // SETITEM
+            let v = try pop(); let k = try pop()
+            guard case .dict(let d)? = top else { throw bad("SETITEM on a non-dict") }
+            try refuseCycle([k, v], into: d)
+            d.set(k, v)
+        case 0x75:                                                  // SETITEMS
+            let vs = try popMark()
+            guard vs.count % 2 == 0 else { throw bad("SETITEMS with odd item count") }
+            guard case .dict(let d)? = top else { throw bad("SETITEMS on a non-dict") }
+            try refuseCycle(vs, into: d)
+            for i in stride(from: 0, to: vs.count, by: 2) { d.set(vs[i], vs[i + 1]) }
+        case 0x8F: stack.append(.set([]))                           // EMPTY_SET
+        case 0x90:                                                  // ADDITEMS
+            let vs = try popMark()
+            guard case .set(let s)? = stack.popLast() else { throw bad("ADDITEMS on a non-set") }
+            stack.append(.set(s + vs))
+        case 0x91: stack.append(.set(try popMark()))                // FROZENSET
+        default: return false
+        }
+        return true
+    }
+
+    /// Globals, calls, object state, persistent ids and the memo.
+    private mutating func objectOrMemo(_ op: UInt8) throws(TesseraError) -> Bool {
+        switch op {
+        case 0x63:                                                  // GLOBAL
+            let module = try line(); let name = try line()
+            stack.append(try global(module, name))
+        case 0x93:                                                  // STACK_GLOBAL
+            let name = try pop(); let module = try pop()
+            guard let m = module.string, let n = name.string else { throw bad("STACK_GLOBAL needs strings") }
+            stack.append(try global(m, n))
+        case 0x52:                                                  // REDUCE
+            let args = try pop(); let callable = try pop()
+            stack.append(try call(callable, args: args.elements ?? [args], newObject: false))
+        case 0x81:                                                  // NEWOBJ
+            let args = try pop(); let cls = try pop()
+            stack.append(try call(cls, args: args.elements ?? [], newObject: true))
+        case 0x92:                                                  // NEWOBJ_EX
+            _ = try pop(); let args = try pop(); let cls = try pop()
+            stack.append(try call(cls, args: args.elements ?? [], newObject: true))
+        case 0x62:                                                  // BUILD
+            let state = try pop()
+            guard let target = top else { throw bad("BUILD on empty stack") }
+            try build(target, state: state)
+        case 0x51: stack.append(try persistentLoad(try pop()))     // BINPERSID
+        case 0x50: stack.append(try persistentLoad(.string(try line())))  // PERSID
+        case 0x71: memo[Int(try byte())] = top                      // BINPUT
+        case 0x72: memo[try uint(4)] = top                          // LONG_BINPUT
+        case 0x70: guard let i = Int(try line()) else { throw bad("PUT") }; memo[i] = top
+        case 0x94: memo[memo.count] = top                           // MEMOIZE
+        case 0x68, 0x6A, 0x67:                                      // BINGET, LONG_BINGET, GET
+            let key: Int
+            if op == 0x68 { key = Int(try byte()) } else if op == 0x6A { key = try uint(4) }
+            else { guard let i = Int(try line()) else { throw bad("GET") }; key = i }
+            guard let v = memo[key] else { throw bad("memo key \(key) missing") }
+            stack.append(v)
+        default: return false
+        }
+        return true
     }
 
     private func call(_ callable: PickleValue, args: [PickleValue], newObject: Bool) throws(TesseraError) -> PickleValue {
@@ -386,8 +380,4 @@ public struct Unpickler {
             throw bad("BUILD on a value that has no state")
         }
     }
-}
-
-extension GlobalRole {
-    var isV3: Bool { if case .rebuildTensorV3 = self { true } else { false } }
 }

@@ -7,7 +7,7 @@ import Tokenizer
 
 /// The verdict on one tensor.
 public struct TensorComparison: Sendable, Codable {
-    public enum Status: String, Sendable, Codable {
+    public enum Status: String, Sendable, Codable, CaseIterable {
         /// Same bytes.
         case identical
         /// Different dtypes, equal once the wider one is rounded to the narrower.
@@ -136,7 +136,7 @@ public struct Verifier {
                 outputs = try compareOutputs(a, b, probes: probes ?? Self.defaultProbes(vocab: trueVocab ?? a.config?.paddedVocabSize ?? 2))
             }
         }
-        let weightsOK = tensors.allSatisfy { [.identical, .equalAfterRounding, .paddingDiffers].contains($0.status) }
+        let weightsOK = tensors.allSatisfy { !$0.status.isDifference }
         let equivalent = configDiffs.isEmpty && weightsOK && vocabularyAgrees && outputs.allSatisfy(\.equivalent)
         return VerificationReport(a: a.container.displayPath, b: b.container.displayPath, equivalent: equivalent,
                                   configDifferences: configDiffs, vocabulary: vocabulary, notes: notes, tensors: tensors,

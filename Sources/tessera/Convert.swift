@@ -33,6 +33,42 @@ struct Convert: ParsableCommand {
     @Argument(help: "Where to write: a folder, or a .nemo file.")
     var destination: String
 
+    @OptionGroup var layout: LayoutOptions
+
+    @Flag(help: "Replace DST if it exists.")
+    var force = false
+
+    @Flag(help: "Print a JSON report on stdout.")
+    var json = false
+
+    func run() throws {
+        let cache = MappingCache()
+        let cat = try Checkpoint.open(source, cache: cache)
+        let layout = try self.layout.layout(for: cat)
+        let bar = Progress(total: cat.byteCount, label: "convert", enabled: !json)
+        let start = Date()
+        let report = try Converter.convert(cat, to: destination, layout: layout, force: force, cache: cache) {
+            bar.advance($0)
+        }
+        bar.finish()
+        let seconds = Date().timeIntervalSince(start)
+        let (tp, pp, format) = (layout.tp, layout.pp, layout.format.rawValue)
+        if json {
+            let obj: [String: Any] = ["destination": report.destination, "bytes": report.bytesWritten,
+                                      "seconds": seconds, "notes": report.notes, "vocabulary": report.vocabulary,
+                                      "tp": tp, "pp": pp, "format": format]
+            let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
+            try OutputSink.standardOutput.writeLine(String(decoding: data, as: UTF8.self))
+        } else {
+            for n in report.notes { try OutputSink.standardOutput.writeLine("note: \(n)") }
+            try OutputSink.standardOutput.writeLine("wrote \(report.destination): TP=\(tp) PP=\(pp) \(format), \(formatBytes(report.bytesWritten)) in "
+                  + String(format: "%.2f s", seconds))
+        }
+    }
+}
+
+/// The target layout options of `convert`; what they leave out is the source's own.
+struct LayoutOptions: ParsableArguments {
     @Option(help: "Target tensor-parallel size (default: the source's; for an HDF5 store, the layout it records).")
     var tp: Int?
 
@@ -57,71 +93,22 @@ struct Convert: ParsableCommand {
     @Option(help: "Largest safetensors file of --format hf, e.g. 2G or 500M (default 5 GB = 5e9 bytes, as transformers).")
     var shardSize: String?
 
-    @Flag(help: "Replace DST if it exists.")
-    var force = false
-
-    @Flag(help: "Print a JSON report on stdout.")
-    var json = false
-
-    /// The zstd level of `zstd[:LEVEL]`, nil for `none`.
-    static func level(_ text: String) throws(TesseraError) -> Int32? {
-        if text == "none" { return nil }
-        let parts = text.split(separator: ":")
-        guard parts.first == "zstd", parts.count <= 2, let level = parts.count == 2 ? Int32(parts[1]) : 1,
-              (-7...22).contains(level) else {
-            throw TesseraError(.invalidArgument, "--compression must be zstd[:LEVEL] (LEVEL -7...22) or none, not '\(text)'")
+    /// The layout to write `source` in.
+    func layout(for source: Catalogue) throws(TesseraError) -> TargetLayout {
+        let keys: CanonicalName.Spelling?
+        switch spelling {
+        case "te": keys = .transformerEngine
+        case "local": keys = .local
+        case "source": keys = nil
+        default: throw TesseraError(.invalidArgument, "--spelling must be te, local or source, not '\(spelling)'")
         }
-        return level
-    }
-
-    func run() throws {
-        do {
-            let cache = MappingCache()
-            let cat = try Checkpoint.open(source, cache: cache)
-            let spell: CanonicalName.Spelling
-            switch spelling {
-            case "te": spell = .transformerEngine
-            case "local": spell = .local
-            case "source": spell = cat.spelling ?? .transformerEngine
-            default: throw TesseraError(.invalidArgument, "--spelling must be te, local or source, not '\(spelling)'")
-            }
-            var stages: [Int]?
-            if let stageLayers {
-                let parsed = stageLayers.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-                guard parsed.allSatisfy({ $0 != nil }) else {
-                    throw TesseraError(.invalidArgument, "--stage-layers takes comma-separated integers, not '\(stageLayers)'")
-                }
-                stages = parsed.map { $0! }
-            }
-            // Without --tp/--pp the source's own layout (an HDF5 store's recorded one, its
-            // uneven pipeline split included).
-            let tp = self.tp ?? cat.tp, pp = self.pp ?? cat.pp
-            if self.pp == nil, stages == nil { stages = cat.stageLayers }
-            var layout = TargetLayout(tp: tp, pp: pp, format: format, spelling: spell, stageLayers: stages)
-            layout.compressionLevel = try Self.level(compression)
-            layout.vocabularyRows = vocabRows
-            if let shardSize { layout.shardSize = try parseByteSize(shardSize, option: "--shard-size") }
-            if format == .hf, self.tp ?? 1 != 1 || self.pp ?? 1 != 1 {
-                throw TesseraError(.invalidArgument, "--format hf writes the whole model (TP1/PP1); leave out --tp and --pp")
-            }
-            let bar = Progress(total: cat.byteCount, label: "convert", enabled: !json)
-            let start = Date()
-            let report = try Converter.convert(cat, to: destination, layout: layout, force: force, cache: cache) {
-                bar.advance($0)
-            }
-            bar.finish()
-            let seconds = Date().timeIntervalSince(start)
-            if json {
-                let obj: [String: Any] = ["destination": report.destination, "bytes": report.bytesWritten,
-                                          "seconds": seconds, "notes": report.notes, "vocabulary": report.vocabulary,
-                                          "tp": tp, "pp": pp, "format": format.rawValue]
-                let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
-                try OutputSink.standardOutput.writeLine(String(decoding: data, as: UTF8.self))
-            } else {
-                for n in report.notes { try OutputSink.standardOutput.writeLine("note: \(n)") }
-                try OutputSink.standardOutput.writeLine("wrote \(report.destination): TP=\(tp) PP=\(pp) \(format.rawValue), \(formatBytes(report.bytesWritten)) in "
-                      + String(format: "%.2f s", seconds))
-            }
-        }
+        let stages = try stageLayers.map { (text) throws(TesseraError) in try parseIntegers(text, option: "--stage-layers") }
+        let level = try TargetLayout.compressionLevel(parsing: compression)
+        let shardBytes = try shardSize.map { (text) throws(TesseraError) in try parseByteSize(text, option: "--shard-size") }
+        var layout = try TargetLayout(converting: source, tp: tp, pp: pp, format: format, spelling: keys, stageLayers: stages)
+        layout.compressionLevel = level
+        layout.vocabularyRows = vocabRows
+        if let shardBytes { layout.shardSize = shardBytes }
+        return layout
     }
 }

@@ -24,23 +24,7 @@ struct Merge: ParsableCommand {
         do {
             let start = Date()
             let merge = try ShardMerge(input: try ConversationInput(path: input), shardFiles: shards)
-            let destination = try AtomicDestination(output, force: force)
-            let digest: String
-            do throws(TesseraError) {
-                var file = try OutputFile(creating: destination.temporaryPath)
-                digest = try merge.write(to: &file)
-                try file.close()
-                try destination.commit()
-            } catch {
-                destination.abandon()
-                throw error.inFile(output)
-            }
-            let manifestPath = manifest ?? output + ".manifest.json"
-            let text = merge.manifest(output: output, outputSHA256: digest).python + "\n"
-            let temporary = manifestPath + ".tessera-partial"
-            guard FileManager.default.createFile(atPath: temporary, contents: Data(text.utf8)), rename(temporary, manifestPath) == 0 else {
-                throw TesseraError(.io, "cannot write the manifest", file: manifestPath)
-            }
+            let manifestPath = try merge.write(output: output, force: force, manifest: manifest)
             if let warning = merge.mixedKernelPathsWarning { StandardError.write("tessera: warning: \(warning)\n") }
             let lines = merge.input.lines.count
             StandardError.write("merged \(merge.shards.count) shards, \(lines) records in "

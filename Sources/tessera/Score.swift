@@ -6,15 +6,6 @@ import Platform
 import Scoring
 import Tokenizer
 
-/// The tokenizer file given, or the one inside the checkpoint.
-func loadTokenizer(_ path: String?, catalogue: Catalogue?, cache: MappingCache) throws(TesseraError) -> SentencePieceModel {
-    if let path { return try SentencePieceModel(path: path) }
-    guard let c = catalogue, let name = c.config?.tokenizerModel, c.container.isFile(name) else {
-        throw TesseraError(.missing, "the checkpoint carries no tokenizer; pass --tokenizer", file: catalogue?.container.displayPath)
-    }
-    return try SentencePieceModel(bytes: try c.container.read(name), file: c.container.describe(name))
-}
-
 struct Score: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Annotate NeMo-Aligner conversation JSONL with the reward model's per-turn attribute scores.",
@@ -57,13 +48,10 @@ struct Score: ParsableCommand {
             let cat = try Checkpoint.open(checkpoint, cache: cache)
             let model = try Model(cat, cache: cache, kernels: try Kernels.configured(threads: threads))
             if let maxMemory {
-                guard model.largestLayerBytes <= (try parseByteSize(maxMemory, option: "--max-memory")) else {
-                    throw TesseraError(.invalidArgument, "one layer's weights take \(formatBytes(model.largestLayerBytes)), more than --max-memory \(maxMemory)")
-                }
-                model.releaseWeights = true
+                try model.boundWeightMemory(try parseByteSize(maxMemory, option: "--max-memory"), named: "--max-memory \(maxMemory)")
             }
-            let sp = try loadTokenizer(tokenizer, catalogue: cat, cache: cache)
-            var options = ScoringOptions(maxLength: maxLength ?? cat.config?.seqLength ?? 4096)
+            let sp = try SentencePieceModel.forScoring(path: tokenizer, catalogue: cat)
+            var options = ScoringOptions(for: cat, maxLength: maxLength)
             options.precision = precision
             options.keepEnd = keepEnd
             options.scalarWeights = scalar ? SteerLMTemplate.modelCardWeights : nil
@@ -120,18 +108,13 @@ struct Pairwise: ParsableCommand {
         do {
             let cache = MappingCache()
             let cat = try Checkpoint.open(checkpoint, cache: cache)
-            var options = ScoringOptions(maxLength: cat.config?.seqLength ?? 4096)
+            var options = ScoringOptions(for: cat)
             options.precision = precision
             let annotator = try Annotator(model: try Model(cat, cache: cache),
-                                          tokenizer: try loadTokenizer(tokenizer, catalogue: cat, cache: cache), options: options)
+                                          tokenizer: try SentencePieceModel.forScoring(path: tokenizer, catalogue: cat), options: options)
             let file = try ConversationInput(path: input)
             if let shard { return try runShard(try ShardSpec(parsing: shard), ScoringRun(annotator: annotator), file, cat) }
-            var items: [JSONValue] = []
-            for line in file.lines {
-                do throws(TesseraError) { items.append(try JSONValue.parse(file.text(line))) } catch {
-                    throw TesseraError(.corrupt, "line \(line.number): \(error.message)", file: input)
-                }
-            }
+            let items = try file.values()
             let bar = Progress(total: items.count, label: "pairs", enabled: !json)
             var last = 0
             let r = try annotator.pairwise(items) { n in bar.advance(n - last); last = n }

@@ -24,35 +24,16 @@ struct Tokenize: ParsableCommand {
                 texts += try JSONLines.strings(ConversationInput(path: input))
             }
             guard !texts.isEmpty else { throw TesseraError(.invalidArgument, "give --text or --input") }
-            let inputs = texts, workers = max(1, threads)
             if benchmark {
-                let start = Date()
-                let counts = UncheckedSendable(UnsafeMutableBufferPointer<Int>.allocate(capacity: workers))
-                defer { counts.value.deallocate() }
-                DispatchQueue.concurrentPerform(iterations: workers) { w in
-                    var count = 0
-                    for i in stride(from: w, to: inputs.count, by: workers) { count += sp.encodeIDs(inputs[i]).count }
-                    counts.value[w] = count
-                }
-                let secs = Date().timeIntervalSince(start)
-                let count = counts.value.reduce(0, +)
-                let mb = Double(texts.reduce(0) { $0 + $1.utf8.count }) / 1e6
-                StandardError.write("\(texts.count) texts, \(String(format: "%.2f", mb)) MB, \(count) tokens in \(String(format: "%.3f", secs)) s on \(workers) threads: \(String(format: "%.1f", mb / secs)) MB/s\n")
+                let b = EncodingBenchmark(sp, texts: texts, threads: threads), mb = Double(b.bytes) / 1e6
+                StandardError.write("\(b.texts) texts, \(String(format: "%.2f", mb)) MB, \(b.tokens) tokens in \(String(format: "%.3f", b.seconds)) s "
+                                    + "on \(b.threads) threads: \(String(format: "%.1f", mb / b.seconds)) MB/s\n")
                 return
             }
-            // Each text's output line is made on the thread that encodes it.
-            let spellings = PieceSpellings(sp, json: json)
-            let lines = UncheckedSendable(UnsafeMutableBufferPointer<[UInt8]>.allocate(capacity: texts.count))
-            lines.value.initialize(repeating: [])
-            defer { lines.value.deinitialize(); lines.value.deallocate() }
-            let json = self.json
-            DispatchQueue.concurrentPerform(iterations: workers) { w in
-                for i in stride(from: w, to: inputs.count, by: workers) {
-                    lines.value[i] = spellings.line(sp.encodeIDs(inputs[i]), json: json)
-                }
-            }
+            let spellings = PieceSpellings(sp, json: json), json = self.json
+            let lines = sp.encodeIDs(texts, threads: threads) { spellings.line($0, json: json) }
             var out: [UInt8] = []
-            for line in lines.value {
+            for line in lines {
                 out += line
                 if out.count >= 1 << 20 { try OutputSink.standardOutput.write(out); out.removeAll(keepingCapacity: true) }
             }

@@ -4,6 +4,7 @@ import Foundation
 import Platform
 import Verification
 import Scoring
+import Tokenizer
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -34,24 +35,10 @@ struct Verify: ParsableCommand {
         do {
             let cache = MappingCache()
             let ca = try Checkpoint.open(a, cache: cache), cb = try Checkpoint.open(b, cache: cache)
-            var parsed: [[Int]]?
-            if let probes {
-                parsed = try probes.split(separator: ";").map { (seq) throws(TesseraError) -> [Int] in
-                    let ids = seq.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-                    guard !ids.isEmpty else { throw TesseraError(.invalidArgument, "bad --probes '\(probes)'") }
-                    return ids
-                }
-            }
-            var conversations: Verifier.Prompts?
-            if let prompts {
-                guard let content = try? String(contentsOfFile: prompts, encoding: .utf8) else { throw TesseraError(.io, "cannot read", file: prompts) }
-                var list: [JSONValue] = []
-                for (n, line) in content.split(separator: "\n").enumerated() {
-                    do throws(TesseraError) { list.append(try JSONValue.parse(String(line))) } catch {
-                        throw TesseraError(.corrupt, "line \(n + 1): \(error.message)", file: prompts)
-                    }
-                }
-                conversations = Verifier.Prompts(conversations: list, tokenizer: try loadTokenizer(tokenizer, catalogue: ca, cache: cache))
+            let parsed = try probes.map { (text) throws(TesseraError) in try Verifier.probes(parsing: text) }
+            let conversations = try prompts.map { (path) throws(TesseraError) in
+                Verifier.Prompts(conversations: try Verifier.Prompts.conversations(inFile: path),
+                                 tokenizer: try SentencePieceModel.forScoring(path: tokenizer, catalogue: ca))
             }
             let bar = Progress(total: ca.byteCount + cb.byteCount, label: "verify", enabled: !json)
             let report = try Verifier(cache: cache).verify(ca, cb, weightsOnly: weightsOnly, probes: parsed, prompts: conversations) {
@@ -76,13 +63,13 @@ struct Verify: ParsableCommand {
                    "B        \(r.b) (\(cb.format.rawValue), TP=\(cb.tp) PP=\(cb.pp))"]
         out.append("config   " + (r.configDifferences.isEmpty ? "same architecture" : "DIFFERENT: " + r.configDifferences.joined(separator: "; ")))
         let counts = Dictionary(grouping: r.tensors, by: \.status).mapValues(\.count)
-        out.append("weights  \(r.tensors.count) tensors: " + TensorComparison.Status.allOrdered.compactMap { s in
+        out.append("weights  \(r.tensors.count) tensors: " + TensorComparison.Status.allCases.compactMap { s in
             counts[s].map { "\($0) \(s.rawValue)" } }.joined(separator: ", "))
         if let rounded = counts[.equalAfterRounding] {
             out.append("         note \(rounded) tensors differ in dtype and are equal after rounding to the narrower one (not bit-identical)")
         }
         for t in r.tensors where t.status != .identical && t.status != .equalAfterRounding {
-            var line = "         \(t.status == .different || t.status == .missingInA || t.status == .missingInB ? "DIFF" : "note") \(t.name): \(t.status.rawValue)"
+            var line = "         \(t.status.isDifference ? "DIFF" : "note") \(t.name): \(t.status.rawValue)"
             if let i = t.firstDifference, let va = t.valueA, let vb = t.valueB { line += " first at \(i): A \(va) vs B \(vb)" }
             if let d = t.detail { line += " (\(d))" }
             out.append(line)
@@ -99,8 +86,4 @@ struct Verify: ParsableCommand {
         out.append("verdict  " + (r.equivalent ? "EQUIVALENT" : "NOT EQUIVALENT"))
         return out.joined(separator: "\n")
     }
-}
-
-extension TensorComparison.Status {
-    static let allOrdered: [Self] = [.identical, .equalAfterRounding, .paddingDiffers, .different, .missingInA, .missingInB]
 }

@@ -1,0 +1,80 @@
+import Checkpoints
+import Foundation
+import Platform
+import Sharding
+import Testing
+
+private let tinyFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures/tiny").path
+
+private func source(_ name: String, _ cache: MappingCache = MappingCache()) throws -> Catalogue {
+    try Checkpoint.open(tinyFixtures + "/" + name, cache: cache)
+}
+
+/// With nothing asked for, the target is the source's own layout and key spelling.
+@Test func absentOptionsKeepTheSourcesLayout() throws {
+    let cat = try source("legacy_tp2pp2_bf16_local_none")
+    let layout = try TargetLayout(converting: cat, tp: nil, pp: nil, format: .nemo, spelling: nil, stageLayers: nil)
+    #expect(layout == TargetLayout(tp: 2, pp: 2, format: .nemo, spelling: .local, stageLayers: cat.stageLayers))
+    #expect(cat.stageLayers == [2, 2])
+}
+
+/// What is given wins; the source's pipeline split is kept only while the pipeline size is.
+@Test func givenOptionsWin() throws {
+    let cat = try source("legacy_tp2pp2_bf16_te_bytesio")
+    let tpOnly = try TargetLayout(converting: cat, tp: 4, pp: nil, format: .distZarr, spelling: .local, stageLayers: nil)
+    #expect(tpOnly == TargetLayout(tp: 4, pp: 2, format: .distZarr, spelling: .local, stageLayers: [2, 2]))
+    let ppToo = try TargetLayout(converting: cat, tp: nil, pp: 4, format: .nemo, spelling: nil, stageLayers: nil)
+    #expect(ppToo == TargetLayout(tp: 2, pp: 4, format: .nemo, spelling: .transformerEngine, stageLayers: nil))
+    let split = try TargetLayout(converting: cat, tp: nil, pp: nil, format: .nemo, spelling: nil, stageLayers: [1, 3])
+    #expect(split.stageLayers == [1, 3] && split.pp == 2)
+}
+
+/// A source that does not tell its key spelling is written with TransformerEngine's names.
+@Test func unknownSpellingMeansTransformerEngine() throws {
+    var cat = try source("legacy_tp1pp1_bf16_local_none")
+    cat.spelling = nil
+    let layout = try TargetLayout(converting: cat, tp: nil, pp: nil, format: .nemo, spelling: nil, stageLayers: nil)
+    #expect(layout.spelling == .transformerEngine)
+}
+
+/// An HDF5 store goes back to the layout it records, its uneven pipeline split included.
+@Test func anHDF5StoreGoesBackToItsRecordedLayout() throws {
+    let folder = NSTemporaryDirectory() + "tessera-layout-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: folder) }
+    let cache = MappingCache()
+    try Converter.convert(try source("legacy_tp2pp2_bf16_te_bytesio", cache), to: folder + "/store.h5",
+                          layout: TargetLayout(tp: 2, pp: 2, format: .hdf5, stageLayers: [1, 3]), force: false, cache: cache)
+    let store = try Checkpoint.open(folder + "/store.h5", cache: cache)
+    let layout = try TargetLayout(converting: store, tp: nil, pp: nil, format: .distTorch, spelling: nil, stageLayers: nil)
+    #expect(layout.tp == 2 && layout.pp == 2 && layout.stageLayers == [1, 3])
+}
+
+/// A Hugging Face folder holds the whole model: only TP=1/PP=1 may be asked for.
+@Test func hfRefusesAnotherLayout() throws {
+    let cat = try source("legacy_tp2pp2_bf16_te_bytesio")
+    #expect(throws: TesseraError.self) {
+        try TargetLayout(converting: cat, tp: 2, pp: nil, format: .hf, spelling: nil, stageLayers: nil)
+    }
+    #expect(throws: TesseraError.self) {
+        try TargetLayout(converting: cat, tp: nil, pp: 2, format: .hf, spelling: nil, stageLayers: nil)
+    }
+    let whole = try TargetLayout(converting: cat, tp: 1, pp: 1, format: .hf, spelling: nil, stageLayers: nil)
+    #expect(whole.tp == 1 && whole.pp == 1)
+}
+
+@Test(arguments: [("none", nil), ("zstd", 1), ("zstd:5", 5), ("zstd:-7", -7), ("zstd:22", 22)] as [(String, Int32?)])
+func compressionSpecsGiveTheirLevel(_ text: String, _ level: Int32?) throws {
+    #expect(try TargetLayout.compressionLevel(parsing: text) == level)
+}
+
+@Test(arguments: ["zstd:23", "zstd:-8", "gzip", "zstd:1:2", "zstd:x", "", "ZSTD"])
+func badCompressionSpecsAreRefused(_ text: String) {
+    do throws(TesseraError) {
+        _ = try TargetLayout.compressionLevel(parsing: text)
+        Issue.record("'\(text)' was accepted")
+    } catch {
+        #expect(error.code == .invalidArgument && error.message.contains("'\(text)'"), "\(error)")
+    }
+}
