@@ -3,6 +3,7 @@ import Engine
 import Foundation
 import Platform
 import Testing
+import TestSupport
 
 private func tinyModel() throws -> Model {
     let cache = MappingCache()
@@ -70,9 +71,8 @@ func badSequenceFilesAreNamed(_ text: String, _ message: String) {
 }
 
 @Test func sequenceFilesAreReadFromDisk() throws {
-    let path = NSTemporaryDirectory() + "tessera-sequences-\(UUID().uuidString).jsonl"
+    let folder = try TemporaryFolder("sequences"), path = folder.file("sequences.jsonl")
     try "[1, 2]\n".write(toFile: path, atomically: true, encoding: .utf8)
-    defer { try? FileManager.default.removeItem(atPath: path) }
     #expect(try TokenSequenceFile.read(path) == [[1, 2]])
     do throws(TesseraError) {
         _ = try TokenSequenceFile.read(path + ".missing")

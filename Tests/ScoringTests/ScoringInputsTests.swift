@@ -3,6 +3,7 @@ import Foundation
 import Platform
 @testable import Scoring
 import Testing
+import TestSupport
 import Tokenizer
 
 private let tinyFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -64,13 +65,14 @@ private func bare(config: ModelConfig?, root: String = tinyFixtures) -> Catalogu
 
 /// Two shard outputs of a two-line input, made by hand, in a temporary folder.
 private struct TwoShards {
-    let folder = NSTemporaryDirectory() + "tessera-merge-files-\(UUID().uuidString)"
+    let temporary: TemporaryFolder
+    var folder: String { temporary.path }
     let input: ConversationInput
     let records = [#"{"a": 1, "rewards": [0.5]}"#, #"{"a": 2, "rewards": [1.5]}"#]
 
     init() throws {
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        input = ConversationInput(path: folder + "/in.jsonl", bytes: Array("{\"a\": 1}\n{\"a\": 2}\n".utf8))
+        temporary = try TemporaryFolder("merge-files")
+        input = ConversationInput(path: temporary.file("in.jsonl"), bytes: Array("{\"a\": 1}\n{\"a\": 2}\n".utf8))
         for i in 0..<2 {
             let header = ShardHeader(shard: ShardSpec(index: i, count: 2), balance: .lines, inputSHA256: input.sha256, inputRecords: 2,
                                      lines: 1, tokens: 1, checkpoint: "sha256:test", options: "test")
@@ -80,12 +82,10 @@ private struct TwoShards {
     }
 
     func shard(_ i: Int) -> String { folder + "/shard-\(i).jsonl" }
-    func remove() { try? FileManager.default.removeItem(atPath: folder) }
 }
 
 @Test func aMergeWritesItsOutputAndManifest() throws {
     let s = try TwoShards()
-    defer { s.remove() }
     let merge = try ShardMerge(input: s.input, shardFiles: [s.shard(1), s.shard(0)])
     let output = s.folder + "/merged.jsonl"
     let manifest = try merge.write(output: output, force: false, manifest: nil)
@@ -101,7 +101,6 @@ private struct TwoShards {
 
 @Test func aMergeReplacesAnOutputOnlyWhenForced() throws {
     let s = try TwoShards()
-    defer { s.remove() }
     let merge = try ShardMerge(input: s.input, shardFiles: [s.shard(0), s.shard(1)])
     let output = s.folder + "/merged.jsonl", manifest = s.folder + "/elsewhere.json"
     try "old\n".write(toFile: output, atomically: true, encoding: .utf8)

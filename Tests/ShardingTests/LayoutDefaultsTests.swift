@@ -3,6 +3,7 @@ import Foundation
 import Platform
 import Sharding
 import Testing
+import TestSupport
 
 private let tinyFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Fixtures/tiny").path
@@ -40,9 +41,7 @@ private func source(_ name: String, _ cache: MappingCache = MappingCache()) thro
 
 /// An HDF5 store goes back to the layout it records, its uneven pipeline split included.
 @Test func anHDF5StoreGoesBackToItsRecordedLayout() throws {
-    let folder = NSTemporaryDirectory() + "tessera-layout-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: folder) }
+    let temporary = try TemporaryFolder("layout"), folder = temporary.path
     let cache = MappingCache()
     try Converter.convert(try source("legacy_tp2pp2_bf16_te_bytesio", cache), to: folder + "/store.h5",
                           layout: TargetLayout(tp: 2, pp: 2, format: .hdf5, stageLayers: [1, 3]), force: false, cache: cache)
