@@ -31,12 +31,10 @@ struct NormWeights: Sendable {
 
 /// One decoder layer's tensors, resolved once before its steps run.
 struct LayerWeights: Sendable {
-    let attentionNorm: NormWeights
-    let qkv: LinearWeights
-    let proj: LinearWeights
-    let mlpNorm: NormWeights
-    let fc1: LinearWeights
-    let fc2: LinearWeights
+    /// The norms before attention and before the MLP.
+    let attentionNorm, mlpNorm: NormWeights
+    /// Attention's input and output projections, the MLP's two layers.
+    let qkv, proj, fc1, fc2: LinearWeights
 
     /// The tensors of layer `layer` (`decoder.layers.N.…`, Megatron-core names).
     init(layer: Int, in weights: WeightReader) throws(TesseraError) {

@@ -13,55 +13,43 @@ public enum DType: String, Sendable, Codable, CaseIterable {
     }
 
     /// The dtype of a `torch.<X>Storage` class name (`BFloat16Storage` -> bfloat16).
-    public init?(storageClass name: String) {
-        switch name {
-        case "BFloat16Storage": self = .bfloat16
-        case "HalfStorage": self = .float16
-        case "FloatStorage": self = .float32
-        case "DoubleStorage": self = .float64
-        case "LongStorage": self = .int64
-        case "IntStorage": self = .int32
-        case "ShortStorage": self = .int16
-        case "CharStorage": self = .int8
-        case "ByteStorage", "UntypedStorage": self = .uint8
-        case "BoolStorage": self = .bool
-        default: return nil
-        }
-    }
+    public init?(storageClass name: String) { self.init(spelling: name, in: \.storage) }
 
     /// The dtype of a `torch.<name>` dtype object (`torch.bfloat16`, `torch.half`, ...).
-    public init?(torchName name: String) {
-        switch name {
-        case "bfloat16": self = .bfloat16
-        case "float16", "half": self = .float16
-        case "float32", "float": self = .float32
-        case "float64", "double": self = .float64
-        case "int64", "long": self = .int64
-        case "int32", "int": self = .int32
-        case "int16", "short": self = .int16
-        case "int8": self = .int8
-        case "uint8": self = .uint8
-        case "bool": self = .bool
-        default: return nil
-        }
-    }
+    public init?(torchName name: String) { self.init(spelling: name, in: \.torch) }
 
     /// The dtype of a zarr v2 `dtype` string (`bfloat16`, `<f4`, `|u1`, ...).
-    public init?(zarr s: String) {
-        switch s {
-        case "bfloat16", "<bfloat16": self = .bfloat16
-        case "<f2": self = .float16
-        case "<f4": self = .float32
-        case "<f8": self = .float64
-        case "<i8": self = .int64
-        case "<i4": self = .int32
-        case "<i2": self = .int16
-        case "|i1", "<i1": self = .int8
-        case "|u1", "<u1": self = .uint8
-        case "|b1", "<b1": self = .bool
-        default: return nil
-        }
+    public init?(zarr s: String) { self.init(spelling: s, in: \.zarr) }
+
+    private init?(spelling: String, in format: KeyPath<Spellings, [String]>) {
+        guard let row = Self.spellings.first(where: { $0[keyPath: format].contains(spelling) }) else { return nil }
+        self = row.dtype
     }
+
+    /// How each format names a dtype.
+    private struct Spellings: Sendable {
+        let dtype: DType
+        /// torch.save storage classes.
+        let storage: [String]
+        /// `torch.<name>` dtype objects.
+        let torch: [String]
+        /// zarr v2 `dtype` strings (megatron-core writes `bfloat16` for BF16).
+        let zarr: [String]
+    }
+
+    /// One row per dtype: the table every spelling is read from.
+    private static let spellings: [Spellings] = [
+        Spellings(dtype: .bfloat16, storage: ["BFloat16Storage"], torch: ["bfloat16"], zarr: ["bfloat16", "<bfloat16"]),
+        Spellings(dtype: .float16, storage: ["HalfStorage"], torch: ["float16", "half"], zarr: ["<f2"]),
+        Spellings(dtype: .float32, storage: ["FloatStorage"], torch: ["float32", "float"], zarr: ["<f4"]),
+        Spellings(dtype: .float64, storage: ["DoubleStorage"], torch: ["float64", "double"], zarr: ["<f8"]),
+        Spellings(dtype: .int64, storage: ["LongStorage"], torch: ["int64", "long"], zarr: ["<i8"]),
+        Spellings(dtype: .int32, storage: ["IntStorage"], torch: ["int32", "int"], zarr: ["<i4"]),
+        Spellings(dtype: .int16, storage: ["ShortStorage"], torch: ["int16", "short"], zarr: ["<i2"]),
+        Spellings(dtype: .int8, storage: ["CharStorage"], torch: ["int8"], zarr: ["|i1", "<i1"]),
+        Spellings(dtype: .uint8, storage: ["ByteStorage", "UntypedStorage"], torch: ["uint8"], zarr: ["|u1", "<u1"]),
+        Spellings(dtype: .bool, storage: ["BoolStorage"], torch: ["bool"], zarr: ["|b1", "<b1"]),
+    ]
 }
 
 extension Float {
