@@ -21,12 +21,12 @@ struct Attention {
     /// Query rows per block of the score GEMM.
     static let block = 64
 
-    init(_ config: ModelConfig, precision: Precision, kernels: Kernels) {
+    init(_ config: ModelConfig, _ architecture: Architecture, precision: Precision, kernels: Kernels) {
         heads = config.numAttentionHeads
         groups = config.numQueryGroups
         d = config.kvChannels
         rot = Int(Double(d) * config.rotaryPercentage)
-        useRope = config.positionEmbeddingType == "rope" && rot > 0
+        useRope = architecture.positionEmbedding == .rope && rot > 0
         rotaryBase = config.rotaryBase
         round = precision == .bf16
         self.kernels = kernels
@@ -173,7 +173,7 @@ extension Model {
     /// positions.
     func attention(_ qkv: UnsafePointer<Float>, tokens T: Int, start: Int, past: (cache: KVCache, layer: Int, count: Int)?,
                    precision: Precision, into ctx: UnsafeMutablePointer<Float>) -> ([Float], [Float]) {
-        let unit = Attention(config, precision: precision, kernels: kernels)
+        let unit = Attention(config, architecture, precision: precision, kernels: kernels)
         let total = start + T, kv = total * unit.groups * unit.d
         // Positions before `start` come from the cache, the rest from qkv.
         var keys = Kernels.uninitialized(Float.self, kv), values = Kernels.uninitialized(Float.self, kv)

@@ -21,14 +21,8 @@ extension Model {
 
     /// fc1 output -> activation (squared ReLU, GeLU, or a gated unit over `[gate; up]`).
     func activate(_ y: [Float], tokens: Int, precision: Precision) -> LayerInput {
-        let kind: Int32
-        switch config.activation {
-        case "squared-relu": kind = Int32(TESSERA_SQUARED_RELU)
-        case "relu": kind = Int32(TESSERA_RELU)
-        case "gelu", "geglu", "fast-geglu": kind = Int32(TESSERA_GELU)
-        default: kind = Int32(TESSERA_SILU)   // swiglu, fast-swiglu
-        }
-        let f = config.ffnHiddenSize, gated = config.gatedLinearUnit
+        let kind = architecture.activation.kernel
+        let f = config.ffnHiddenSize, gated = architecture.activation.gated
         if bitsInput(precision) { return .bf16(kernels.activationBF16(kind, y, rows: tokens, f: f, gated: gated)) }
         return .values(kernels.activation(kind, y, rows: tokens, f: f, gated: gated, round: precision == .bf16))
     }

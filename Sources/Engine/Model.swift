@@ -47,6 +47,8 @@ public struct StepTimes: Sendable {
 /// Each call owns its scratch; the step times of the last call are kept for `--timing`.
 public final class Model: Sendable {
     public let config: ModelConfig
+    /// The config's activation, normalization and position embedding, checked.
+    let architecture: Architecture
     let weights: WeightReader
     let hasRewardHead: Bool
     let hasOutputLayer: Bool
@@ -88,8 +90,10 @@ public final class Model: Sendable {
         if let kernels { chosen = kernels } else { chosen = Kernels(path: try KernelPath.fromEnvironment()) }
         try chosen.path.requireSupported()
         self.kernels = chosen
-        guard config.positionEmbeddingType == "rope" || catalogue.tensor("embedding.position_embeddings.weight") != nil else {
-            throw TesseraError(.unsupported, "position embedding '\(config.positionEmbeddingType)' without position_embeddings weights")
+        architecture = try Architecture(config, file: catalogue.container.displayPath)
+        guard architecture.positionEmbedding == .rope || catalogue.tensor("embedding.position_embeddings.weight") != nil else {
+            throw TesseraError(.missing, "learned absolute position embeddings without embedding.position_embeddings.weight",
+                               file: catalogue.container.displayPath)
         }
     }
 
@@ -118,7 +122,7 @@ public final class Model: Sendable {
         guard bitsInput(precision) else { return .values(try norm(n, x, tokens: tokens, precision: precision)) }
         let (gamma, beta) = try normValues(n, precision: precision)
         return .bf16(kernels.normBF16(x, rows: tokens, width: config.hiddenSize, gamma: gamma, beta: beta,
-                                      eps: Float(config.layernormEpsilon), rms: config.normalization.lowercased().contains("rms")))
+                                      eps: Float(config.layernormEpsilon), rms: architecture.normalization.rms))
     }
 
     func normValues(_ n: NormWeights, precision: Precision) throws(TesseraError) -> ([Float], [Float]?) {
@@ -133,7 +137,7 @@ public final class Model: Sendable {
     func norm(_ n: NormWeights, _ x: [Float], tokens: Int, precision: Precision) throws(TesseraError) -> [Float] {
         let (gamma, beta) = try normValues(n, precision: precision)
         return kernels.norm(x, rows: tokens, width: config.hiddenSize, gamma: gamma, beta: beta, eps: Float(config.layernormEpsilon),
-                            rms: config.normalization.lowercased().contains("rms"), round: precision == .bf16)
+                            rms: architecture.normalization.rms, round: precision == .bf16)
     }
 
     /// One sequence of a batch: new tokens placed after the first `pastCount` positions of
