@@ -50,10 +50,15 @@ CLASS_ENV = {
 NATIVE_BF16 = {"avx512bf16"}  # classes where torch has a native BF16 matmul
 
 
-def flops(layers, seqs):
+def flops(layers, seqs, last_layer_all_positions=True):
+    """The forward's FLOPs. transformers runs the last layer on every position; Tessera runs its
+    output projection and MLP only on each sequence's last position (the only one read), so its
+    own work is counted with last_layer_all_positions=False."""
     per_layer = (HEADS + 2 * GROUPS) * KV * HIDDEN + HIDDEN * HEADS * KV + 2 * FFN * HIDDEN
     linear = 2 * per_layer * layers * sum(seqs)
     attention = sum(4 * HEADS * KV * n * (n + 1) // 2 for n in seqs) * layers
+    if not last_layer_all_positions:
+        linear -= 2 * (HIDDEN * HEADS * KV + 2 * FFN * HIDDEN) * (sum(seqs) - len(seqs))
     return linear + attention
 
 
@@ -208,12 +213,13 @@ def transformers_runs(a, ckpt, batch, paths, results):
     return hf
 
 
-def print_results(paths, results, hf, pk, tokens, work):
+def print_results(paths, results, hf, pk, tokens, work, own):
+    """Tessera's GFLOP/s count its own work (`own`), transformers' the whole model's (`work`)."""
     print(f"{'forward pass of the batch':44} {'seconds':>8} {'tokens/s':>9} {'GFLOP/s':>8} {'attn+elem':>9} {'peak RSS':>9}  whole process")
     for path in paths:
         for precision in ("bf16", "fp32"):
             dt, _, rss, whole, share = results[(path, precision)]
-            print(f"{'tessera ' + path + ' ' + precision:44} {dt:8.2f} {tokens / dt:9.0f} {work / dt / 1e9:8.0f} {share:8.1f}% "
+            print(f"{'tessera ' + path + ' ' + precision:44} {dt:8.2f} {tokens / dt:9.0f} {own / dt / 1e9:8.0f} {share:8.1f}% "
                   f"{rss:7.0f} MiB  {whole:.2f} s")
         for precision in ("fp32", "bf16"):
             if (path, precision) in hf:
@@ -231,7 +237,11 @@ def print_results(paths, results, hf, pk, tokens, work):
         sg = pk[path].get("numpy sgemm fp32")
         if sg:
             line += (f" Tessera BF16 GEMM {pk[path]['tessera bf16']:.0f} GFLOP/s = {pk[path]['tessera bf16'] / sg:.0%} of numpy sgemm "
-                     f"({sg:.0f}); the BF16 forward's effective {work / bf / 1e9:.0f} GFLOP/s = {work / bf / 1e9 / sg:.0%} of it")
+                     f"({sg:.0f}); the BF16 forward's effective {own / bf / 1e9:.0f} GFLOP/s = {own / bf / 1e9 / sg:.0%} of it")
+            if (path, "fp32") in hf:
+                torch_rate = work / hf[(path, "fp32")]["forward"] / 1e9
+                line += (f"; torch FP32's forward runs at {torch_rate:.0f} GFLOP/s = {torch_rate / sg:.0%} of numpy sgemm, so 1.3x torch "
+                         f"FP32 needs {1.3 * torch_rate * own / work / sg:.0%} of it on Tessera's own work")
         print(line)
 
 
@@ -264,6 +274,7 @@ def main():
             f.write(json.dumps(s) + "\n")
     tokens = sum(len(s) for s in seqs)
     work = flops(a.layers, [len(s) for s in seqs])
+    own = flops(a.layers, [len(s) for s in seqs], last_layer_all_positions=False)
     size = benchkit.apparent_bytes(ckpt)
     print(f"model: hidden {HIDDEN}, ffn {FFN}, {a.layers} layers, {HEADS} heads, {GROUPS} query groups, vocab {VOCAB}; "
           f"checkpoint {size / 2**30:.2f} GiB (bf16, TP1PP1 legacy); batch {a.sequences} x {a.length} = {tokens} tokens, "
@@ -275,7 +286,7 @@ def main():
         print(f"GEMM peak, class {path}, linear shapes, 2 threads (GFLOP/s): " + ", ".join(f"{k} {v:.0f}" for k, v in pk[path].items()))
     results = tessera_runs(a, ckpt, batch, paths)
     hf = transformers_runs(a, ckpt, batch, paths, results)
-    print_results(paths, results, hf, pk, tokens, work)
+    print_results(paths, results, hf, pk, tokens, work, own)
 
     ids = ",".join(str(s) for s in seqs[0][:1])
 

@@ -56,20 +56,22 @@ def start(a, tag, note=""):
 
 
 def timed(cmd, check=True, env=None):
-    """Runs cmd; returns (seconds, peak RSS in MiB, stdout, stderr, exit code). The peak RSS
-    is the child's own (wait4), not the maximum over every child this script ran."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    """Runs cmd; returns (seconds, peak RSS in MiB, stdout, stderr, exit code). The peak RSS is
+    the command's own, measured by GNU time from a small parent: a child forked from this
+    Python process would count this process's pages too (Linux carries the pre-exec high-water
+    mark into the child's ru_maxrss)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+            tempfile.NamedTemporaryFile("r") as rss:
         t = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(p.pid, 0)
+        p = subprocess.run(["/usr/bin/time", "-q", "-f", "%M", "-o", rss.name, *map(str, cmd)], stdout=out, stderr=err, env=env)
         dt = time.perf_counter() - t
-        p.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
+        kib = rss.read().strip().splitlines()
     if check and p.returncode != 0:
         raise SystemExit(f"{' '.join(map(str, cmd))} failed ({p.returncode}):\n{stderr.strip()}")
-    return dt, usage.ru_maxrss / 1024, stdout, stderr, p.returncode
+    return dt, (int(kib[-1]) if kib and kib[-1].isdigit() else 0) / 1024, stdout, stderr, p.returncode
 
 
 def cold(cmd, clear=None):

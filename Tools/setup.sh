@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in libhdf5-dev libzstd-dev libisal-dev zlib1g-dev pkg-config; do
+# (time: GNU time, with which the benchmarks measure each command's own peak RSS.)
+for pkg in libhdf5-dev libzstd-dev libisal-dev zlib1g-dev pkg-config time; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
