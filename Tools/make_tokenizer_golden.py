@@ -48,6 +48,19 @@ def main():
     print(f"wrote {OUT}: {len(texts)} strings, sentencepiece {spm.__version__}")
 
 
+def scrub_paths(model):
+    """Clears the paths the trainer records in a model (its corpus and output prefix): they
+    name the machine it was made on and play no part in encoding."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+    m = pb.ModelProto()
+    with open(model, "rb") as f:
+        m.ParseFromString(f.read())
+    del m.trainer_spec.input[:]
+    m.trainer_spec.ClearField("model_prefix")
+    with open(model, "wb") as f:
+        f.write(m.SerializeToString())
+
+
 def nfkc():
     """A small BPE model with the nmt_nfkc normaliser (precompiled character map) and 2,000
     golden strings: Tests/Fixtures/tiny/tokenizer/nfkc.model and nfkc-golden.jsonl."""
@@ -65,6 +78,7 @@ def nfkc():
                                    user_defined_symbols=["<extra_id_0>", "<extra_id_1>", "<extra_id_2>"],
                                    normalization_rule_name="nmt_nfkc", character_coverage=1.0, minloglevel=2)
     os.remove(prefix + ".vocab")
+    scrub_paths(prefix + ".model")
     sp = spm.SentencePieceProcessor(model_file=prefix + ".model")
     allw = words + ["<extra_id_1>User", "A\u030a", "ｱｲｳ", "ＡＢＣ１２３", "\u2028", "fi ﬂ ﬃ", "１２３４５"]
     with open(os.path.join(ROOT, "Tests/Fixtures/tiny/tokenizer/nfkc-golden.jsonl"), "w") as f:
@@ -92,6 +106,7 @@ def unigram():
     spm.SentencePieceTrainer.train(input=corpus, model_prefix=prefix, vocab_size=150, hard_vocab_limit=False,
                                    user_defined_symbols=["<extra_id_0>", "<extra_id_1>", "<extra_id_2>"], minloglevel=2)
     os.remove(prefix + ".vocab")
+    scrub_paths(prefix + ".model")
     sp = spm.SentencePieceProcessor(model_file=prefix + ".model")
     allw = words + ["ＡＢＣ１２３", "A\u030a", "ｱｲｳ", "\u2028", "Ω", "€", "…"]
     with open(os.path.join(ROOT, "Tests/Fixtures/tiny/tokenizer/unigram-golden.jsonl"), "w") as f:
