@@ -1,5 +1,6 @@
-import CHDF5
+import Codecs
 import Foundation
+import HDF5
 import Platform
 import Synchronization
 
@@ -24,12 +25,12 @@ public enum HDF5Store {
     static func dtype(attribute: String?, info: HDF5DatasetInfo) -> DType? {
         if let a = attribute { return DType(rawValue: a) ?? DType(torchName: a) }
         switch (info.typeClass, info.elementSize) {
-        case (H5T_FLOAT, 4): return .float32
-        case (H5T_FLOAT, 8): return .float64
-        case (H5T_INTEGER, 8): return .int64
-        case (H5T_INTEGER, 4): return .int32
-        case (H5T_INTEGER, 2): return .int16
-        case (H5T_INTEGER, 1): return .uint8
+        case (.float, 4): return .float32
+        case (.float, 8): return .float64
+        case (.integer, 8): return .int64
+        case (.integer, 4): return .int32
+        case (.integer, 2): return .int16
+        case (.integer, 1): return .uint8
         default: return nil
         }
     }
@@ -37,16 +38,16 @@ public enum HDF5Store {
     static func read(_ path: String, cache: MappingCache) throws(TesseraError) -> Catalogue {
         let size = try fileSize(path)
         let file = try HDF5File.open(path)
-        guard file.stringAttribute("format") == formatName else {
+        guard try file.stringAttribute("format") == formatName else {
             throw TesseraError(.unsupported,
                 "an HDF5 file but not a Tessera store (root attribute format = '\(formatName)' missing)", file: path)
         }
         var config: ModelConfig?
-        if let yaml = file.stringAttribute("model_config_yaml") { config = try ModelConfig(yaml: yaml, file: path + ":/model_config_yaml") }
+        if let yaml = try file.stringAttribute("model_config_yaml") { config = try ModelConfig(yaml: yaml, file: path + ":/model_config_yaml") }
         var tp = config?.tensorModelParallelSize ?? 1, pp = config?.pipelineModelParallelSize ?? 1
         var spelling: CanonicalName.Spelling?
         var stageLayers: [Int]?
-        if let layoutText = file.stringAttribute("layout"),
+        if let layoutText = try file.stringAttribute("layout"),
            let layout = try? JSONSerialization.jsonObject(with: Data(layoutText.utf8)) as? [String: Any] {
             tp = layout["tp"] as? Int ?? tp
             pp = layout["pp"] as? Int ?? pp
@@ -54,12 +55,13 @@ public enum HDF5Store {
             stageLayers = (layout["stage_layers"] as? [Int]).flatMap { pp > 1 && $0.count == pp && $0.allSatisfy { $0 > 0 } ? $0 : nil }
         }
         var tensors: [GlobalTensor] = []
-        for dpath in file.datasets(under: "/weights") {
+        for dpath in try file.datasets(under: "/weights") {
             let name = Self.name(dpath, under: "/weights")
             let ds = try file.openDataset(dpath)
-            let info = ds.datasetInfo()
-            guard let dtype = dtype(attribute: ds.stringAttribute("dtype"), info: info), dtype.size == info.elementSize else {
-                throw TesseraError(.unsupported, "dataset has an unsupported type (\(info.elementSize)-byte elements, dtype attribute '\(ds.stringAttribute("dtype") ?? "none")')",
+            let info = try ds.datasetInfo()
+            let dtypeAttribute = try ds.stringAttribute("dtype")
+            guard let dtype = dtype(attribute: dtypeAttribute, info: info), dtype.size == info.elementSize else {
+                throw TesseraError(.unsupported, "dataset has an unsupported type (\(info.elementSize)-byte elements, dtype attribute '\(dtypeAttribute ?? "none")')",
                                    file: path, tensor: dpath)
             }
             let shape = info.shape
@@ -75,7 +77,7 @@ public enum HDF5Store {
                                     globalOffset: [Int](repeating: 0, count: shape.count), origin: "\(path):\(dpath)"))
             }
             var t = GlobalTensor(name: name, dtype: dtype, shape: shape, pieces: pieces)
-            t.recordedDigest = ds.stringAttribute("sha256")
+            t.recordedDigest = try ds.stringAttribute("sha256")
             tensors.append(t)
         }
         for t in tensors {
@@ -83,16 +85,16 @@ public enum HDF5Store {
         }
         tensors.sort { CanonicalName.order($0.name) < CanonicalName.order($1.name) }
         var objects: [ObjectEntry] = []
-        for opath in file.datasets(under: "/objects") {
+        for opath in try file.datasets(under: "/objects") {
             let ds = try file.openDataset(opath)
-            let info = ds.datasetInfo()
+            let info = try ds.datasetInfo()
             let count = try checkGeometry(shape: info.shape, chunk: nil, elementSize: 1, file: path, dataset: opath).bytes
             var bytes: [UInt8] = []
             if let off = info.contiguousOffset {
                 try checkExtent(offset: off, count: count, fileSize: size, file: path, dataset: opath)
                 bytes = (try? cache.file(path).bytes(offset: off, count: count)).map { Array($0) } ?? []
             }
-            objects.append(ObjectEntry(name: Self.name(opath, under: "/objects"), kind: ds.stringAttribute("kind") ?? "none",
+            objects.append(ObjectEntry(name: Self.name(opath, under: "/objects"), kind: try ds.stringAttribute("kind") ?? "none",
                                        bytes: bytes))
         }
         objects.sort { CanonicalName.order($0.name) < CanonicalName.order($1.name) }
@@ -124,7 +126,7 @@ public enum HDF5Store {
         }
         let strides = DistReader.cStrides(chunk)
         let decoded = geometry.chunkBytes
-        guard let stored = ds.chunks(rank: shape.count, limit: geometry.gridChunks) else {
+        guard let stored = try ds.chunks(rank: shape.count, limit: geometry.gridChunks) else {
             throw TesseraError(.corrupt, "damaged store: the chunk index cannot be read or lists more than the "
                                + "\(geometry.gridChunks) chunks of the grid", file: path, tensor: dpath)
         }
@@ -169,9 +171,9 @@ public struct HDF5ArtifactContainer: Container {
     init(file: borrowing HDF5File, path: String) throws(TesseraError) {
         self.path = path
         var files: [String: FileSlice] = [:]
-        for apath in file.datasets(under: "/artifacts") {
+        for apath in try file.datasets(under: "/artifacts") {
             let ds = try file.openDataset(apath)
-            let info = ds.datasetInfo()
+            let info = try ds.datasetInfo()
             let name = String(apath.dropFirst("/artifacts/".count))
             let count = try HDF5Store.checkGeometry(shape: info.shape, chunk: nil, elementSize: 1, file: path, dataset: apath).bytes
             if let offset = info.contiguousOffset {

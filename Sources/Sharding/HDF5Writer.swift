@@ -1,7 +1,8 @@
 import Checkpoints
-import CHDF5
+import Codecs
 import Dispatch
 import Foundation
+import HDF5
 import Platform
 import Synchronization
 
@@ -63,7 +64,7 @@ struct HDF5Writer {
                 try ds.setStringAttribute("role", t.rule.role.rawValue)
                 if let chunk {
                     jobs.append(TensorJob(tensor: i, chunk: chunk))
-                } else if let offset = ds.datasetInfo().contiguousOffset {
+                } else if let offset = try ds.datasetInfo().contiguousOffset {
                     contiguous.append((i, offset))
                 }
             }

@@ -1,5 +1,7 @@
 import Checkpoints
+import Codecs
 import Foundation
+import HDF5
 import Platform
 import Sharding
 import Testing

@@ -1,5 +1,5 @@
+import Codecs
 import Foundation
-import Platform
 import Testing
 
 /// The digests coreutils' `sha256sum` gives for `messages`, in order (one process for all).
