@@ -58,7 +58,8 @@ public struct TensorStreamer: Sendable {
     /// Calls `body` with consecutive byte runs that together are the bytes, in C order,
     /// of the box `region` (default: the whole tensor) of tensor `t`, read from `pieces`
     /// (default: its main cover). Elements of the box beyond the tensor's shape read as
-    /// zeros (vocabulary padding grown for a new layout).
+    /// zeros (vocabulary padding grown for a new layout). A run's pointer is valid only inside
+    /// `body` (it may be a reused buffer): copy or consume the bytes there.
     public func forEachRun(of t: GlobalTensor, pieces: [Piece]? = nil, region: Box? = nil,
                            _ body: (UnsafeRawBufferPointer) throws(TesseraError) -> Void) throws(TesseraError) {
         let pieces = pieces ?? t.pieces
