@@ -96,6 +96,8 @@ public struct GlobalTensor: Sendable {
     public var replicas: [[Piece]]
     /// The SHA-256 the store recorded for this tensor, checked whenever it is digested.
     public var recordedDigest: String?
+    /// Its reader's way of digesting it, if it has one faster than hashing the streamed runs.
+    public var digestStrategy: (any DigestStrategy)?
 
     public init(name: String, dtype: DType, shape: [Int], pieces: [Piece], replicas: [[Piece]] = []) {
         self.name = name

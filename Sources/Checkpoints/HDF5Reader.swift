@@ -2,7 +2,6 @@ import Codecs
 import Foundation
 import HDF5
 import Platform
-import Synchronization
 
 /// The Tessera HDF5 store (see Schemas/hdf5-store.md): one dataset per global tensor
 /// under `/weights`, `_extra_state` objects under `/objects`, the checkpoint's other files
@@ -78,6 +77,7 @@ public enum HDF5Store {
             }
             var t = GlobalTensor(name: name, dtype: dtype, shape: shape, pieces: pieces)
             t.recordedDigest = try ds.stringAttribute("sha256")
+            t.digestStrategy = HDF5ChunkDigests()
             tensors.append(t)
         }
         for t in tensors {
@@ -193,110 +193,6 @@ public struct HDF5ArtifactContainer: Container {
     }
 }
 
-extension HDF5Store {
-    /// Digests of tensors stored as compressed chunks (nil when some tensor is not, and the
-    /// general path applies), checked against the recorded ones. Each of `threads` workers
-    /// carries two tensors at a time, each slot fed by its own ``BandStream`` (chunks read
-    /// around the page cache, ahead of use). A band (a row of chunks) is decompressed and
-    /// unshuffled straight into its place in C order, and both slots' bands go through the
-    /// SHA unit together.
-    /// `groupBytes` and `depth` size each slot's reads (``BandStream``).
-    static func bandDigests(_ tensors: [GlobalTensor], cache: MappingCache?, threads: Int, groupBytes: Int = 4 << 20, depth: Int = 3,
-                            progress: (@Sendable (Int) -> Void)?) throws(TesseraError) -> [String]? {
-        var plans: [ChunkBands] = []
-        for t in tensors {
-            guard let bands = ChunkBands(t) else { return nil }
-            plans.append(bands)
-        }
-        guard !plans.isEmpty else { return nil }
-        var readers: [String: DirectReader] = [:]
-        for path in Set(tensors.flatMap { $0.pieces.map(\.storage.path) }) { readers[path] = try DirectReader(path: path) }
-        let tensorBands = plans, files = readers, orders = BandStream.orders(plans)
-        let bandBytes = plans.map(\.bandBytes).max()!, decodedBytes = plans.map(\.decodedBytes).max()!
-        let results = UncheckedSendable(UnsafeMutableBufferPointer<Result<String, TesseraError>?>.allocate(capacity: plans.count))
-        results.value.initialize(repeating: nil)
-        defer { results.value.deinitialize(); results.value.deallocate() }
-        // Largest tensors first, so that the last ones, which one slot may finish alone, are small.
-        let next = Atomic<Int>(0)
-        let claimOrder = plans.indices.sorted { plans[$0].tensor.byteCount > plans[$1].tensor.byteCount }
-        let claim: @Sendable () -> Int? = {
-            let k = next.wrappingAdd(1, ordering: .relaxed).oldValue
-            return k < claimOrder.count ? claimOrder[k] : nil
-        }
-        let workers = max(1, min(threads, tensorBands.count))
-        DispatchQueue.concurrentPerform(iterations: workers) { _ in
-            let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: decodedBytes, alignment: 64)
-            let buffers = (0..<2).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: bandBytes, alignment: 64) }
-            defer { scratch.deallocate(); buffers.forEach { $0.deallocate() } }
-            // Frames' checksums are left to the tensors' SHA-256, which covers every byte;
-            // a tensor that fails it has its chunks checked one by one to name the bad one.
-            let z = ZstdDecompressor(verifyingChecksums: false)
-            let streams = (0..<2).map { _ in BandStream(plans: tensorBands, orders: orders, readers: files, cache: cache, groupBytes: groupBytes, depth: depth, claim: claim) }
-            var slots: [BandSlot?] = [nil, nil]
-            var active = [true, true]
-            while true {
-                for s in slots.indices where active[s] {
-                    if let slot = slots[s], !slot.pending.isEmpty { continue }
-                    if let slot = slots[s], slot.band == slot.plan.bands.count {
-                        results.value[slot.index] = .success(slot.sha.finalizeHex())
-                        progress?(slot.plan.tensor.byteCount)
-                        slots[s] = nil
-                    }
-                    // Chunks of the slot's next band, decoded into their places in its buffer;
-                    // the band is then hashed.
-                    while true {
-                        guard let chunk = streams[s].next() else {
-                            active[s] = false
-                            break
-                        }
-                        do throws(TesseraError) {
-                            let bytes = try chunk.bytes.get()
-                            if slots[s]?.index != chunk.tensor { slots[s] = BandSlot(tensorBands[chunk.tensor], index: chunk.tensor) }
-                            let slot = slots[s]!
-                            try slot.plan.decode(chunk: chunk.piece, band: chunk.band, input: bytes, into: buffers[s], scratch: scratch, z: z)
-                            slot.decoded += 1
-                            if slot.decoded == slot.plan.bands[slot.band].count {
-                                slot.pending = UnsafeRawBufferPointer(rebasing: buffers[s][0..<slot.plan.byteCount(band: slot.band)])
-                                slot.band += 1
-                                slot.decoded = 0
-                                break
-                            }
-                        } catch {
-                            results.value[chunk.tensor] = .failure(error)
-                            streams[s].abandon(chunk.tensor)
-                            slots[s] = nil
-                        }
-                    }
-                }
-                guard slots.contains(where: { $0 != nil }) else { return }
-                SHA256Stream.hashPending(slots)
-            }
-        }
-        var out: [String] = []
-        for (plan, result) in zip(plans, results.value) {
-            let t = plan.tensor, digest = try result!.get()
-            if let recorded = t.recordedDigest, recorded != digest {
-                try damagedChunk(of: plan, cache: cache ?? MappingCache())
-                throw TesseraError(.corrupt, "data does not match its recorded SHA-256 (recorded \(recorded), computed \(digest))",
-                                   file: t.pieces.first?.storage.path, tensor: t.name)
-            }
-            out.append(digest)
-        }
-        return out
-    }
-
-    /// Decodes every chunk of a tensor checking the zstd frames' checksums, and throws an
-    /// error naming the first chunk that fails (stores written without checksums pass).
-    static func damagedChunk(of plan: ChunkBands, cache: MappingCache) throws(TesseraError) {
-        let z = ZstdDecompressor(), scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: plan.decodedBytes, alignment: 64)
-        defer { scratch.deallocate() }
-        for p in plan.tensor.pieces {
-            let input = try cache.file(p.storage.path).bytes(offset: p.storage.offset, count: p.storage.count)
-            do { _ = try ChunkDecoder.unpack(input, p.encoding, scratch: scratch, z: z) } catch { throw p.damaged(error, tensor: plan.tensor.name) }
-        }
-    }
-}
-
 /// A tensor stored as compressed chunks, as bands: the chunks sharing a first-dimension
 /// offset, which together are a contiguous run of the tensor's bytes in C order.
 struct ChunkBands: Sendable {
@@ -377,22 +273,5 @@ struct ChunkBands: Sendable {
             }
             if k < 0 { return }
         }
-    }
-}
-
-/// One tensor a digest worker has in hand: the next band and what of the last band is
-/// still to be hashed.
-final class BandSlot: PendingDigest {
-    let plan: ChunkBands
-    let index: Int
-    var band = 0
-    /// Chunks of `band` decoded so far.
-    var decoded = 0
-    var sha = SHA256Stream()
-    var pending = UnsafeRawBufferPointer(start: nil, count: 0)
-
-    init(_ plan: ChunkBands, index: Int) {
-        self.plan = plan
-        self.index = index
     }
 }
