@@ -4,7 +4,8 @@
 /// both digests go through the SHA unit together. A hand takes its next band only once the last
 /// one is hashed: after each round (a band for each hand that was ready) the bands in hand are
 /// hashed over the length they share, or wholly when only one hand has bytes. The order depends
-/// on the band sizes only, never on timing, so a store's bytes are the same on every run.
+/// on the band sizes only, never on timing or the number of workers, so a store is laid out the
+/// same way on every run.
 struct BandSchedule: Sendable {
     /// One band to write.
     struct Step: Sendable, Equatable {
