@@ -17,18 +17,18 @@ enum HDF5Executor {
 
     /// Runs `body`, which may call libhdf5, alone. The first call prepares the library
     /// (`tessera_hdf5_setup`: version check, zstd filter, O_DIRECT driver) and fails, as every
-    /// later call does, if it cannot be.
-    static func run<T: ~Copyable>(_ body: () throws(TesseraError) -> T) throws(TesseraError) -> T {
+    /// later call does, if it cannot be (naming `file`, the file being opened, if given).
+    static func run<T: ~Copyable>(file: String? = nil, _ body: () throws(TesseraError) -> T) throws(TesseraError) -> T {
         lock.lock()
         defer { lock.unlock() }
-        if depth == 0 { try prepareThisThread() }
+        if depth == 0 { try prepareThisThread(file: file) }
         depth += 1
         defer { depth -= 1 }
         return try body()
     }
 
-    private static func prepareThisThread() throws(TesseraError) {
-        if let failure = tessera_hdf5_setup() { throw TesseraError(.unsupported, String(cString: failure)) }
+    private static func prepareThisThread(file: String?) throws(TesseraError) {
+        if let failure = tessera_hdf5_setup() { throw TesseraError(.unsupported, String(cString: failure), file: file) }
         // No error stacks printed (a thread-safe libhdf5 keeps this setting per thread):
         // failures reach the user as TesseraErrors instead.
         H5Eset_auto2(hid_t(0), nil, nil)

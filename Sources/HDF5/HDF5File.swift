@@ -13,7 +13,7 @@ public struct HDF5File: ~Copyable {
     /// Tessera's file driver (no page-cache copies; ordinary writes where the filesystem has
     /// no O_DIRECT); the file is a plain HDF5 file either way.
     public static func create(_ path: String, direct: Bool = false) throws(TesseraError) -> HDF5File {
-        try HDF5Executor.run { () throws(TesseraError) -> HDF5File in
+        try HDF5Executor.run(file: path) { () throws(TesseraError) -> HDF5File in
             let fapl = direct ? tessera_direct_fapl() : H5Pcreate(tessera_h5p_file_access())
             guard fapl >= 0 else { throw TesseraError(.io, "HDF5: cannot set up the file driver", file: path) }
             defer { H5Pclose(fapl) }
@@ -29,7 +29,7 @@ public struct HDF5File: ~Copyable {
 
     /// Opens a file read-only.
     public static func open(_ path: String) throws(TesseraError) -> HDF5File {
-        try HDF5Executor.run { () throws(TesseraError) -> HDF5File in
+        try HDF5Executor.run(file: path) { () throws(TesseraError) -> HDF5File in
             let id = H5Fopen(path, tessera_h5f_acc_rdonly(), hid_t(H5P_DEFAULT))
             guard id >= 0 else {
                 throw TesseraError(.corrupt, "not a readable HDF5 file (truncated or damaged?)", file: path)
@@ -40,7 +40,7 @@ public struct HDF5File: ~Copyable {
 
     /// Opens a file for adding attributes and data.
     public static func openForUpdate(_ path: String) throws(TesseraError) -> HDF5File {
-        try HDF5Executor.run { () throws(TesseraError) -> HDF5File in
+        try HDF5Executor.run(file: path) { () throws(TesseraError) -> HDF5File in
             let id = H5Fopen(path, tessera_h5f_acc_rdwr(), hid_t(H5P_DEFAULT))
             return HDF5File(path: path, handle: try HDF5Object(id, .file, "open for update", file: path))
         }
