@@ -57,8 +57,14 @@ final class EncodedBand: @unchecked Sendable {
     /// The source pages the band is used from in place, to let go once it is hashed.
     var mapped: (file: MappedFile, range: Range<Int>)?
 
-    deinit {
+    /// Frees the compressed chunks (once written; the band's bytes stay for the digest).
+    func dropFrames() {
         for f in frames { f.storage.deallocate() }
+        frames = []
+    }
+
+    deinit {
+        dropFrames()
         copy?.deallocate()
     }
 }

@@ -6,8 +6,8 @@ import Platform
 
 /// Writes the Tessera HDF5 store (Schemas/hdf5-store.md) for a target layout: chunks
 /// aligned to the layout's shards, compressed (byte shuffle + zstd) on all cores outside
-/// the HDF5 lock and landed with `H5Dwrite_chunk`; or, uncompressed, contiguous datasets
-/// filled in place so readers can map them.
+/// the HDF5 executor and landed with `H5Dwrite_chunk` in a fixed order; or, uncompressed,
+/// contiguous datasets filled in place so readers can map them.
 struct HDF5Writer {
     let plan: ConversionPlan
     let streamer: TensorStreamer
@@ -114,7 +114,7 @@ struct HDF5Writer {
     }
 
     /// Compresses the chunks of `jobs` on `threads` workers and writes them on this thread, in
-    /// the fixed order of a ``BandSchedule`` (so the file's bytes never depend on timing): the
+    /// the fixed order of a ``BandSchedule`` (so where a chunk lands never depends on timing): the
     /// workers encode bands in parallel (``BandEncoder``: rows streamed, chunks shuffled and
     /// compressed), this thread lands their chunks with `H5Dwrite_chunk`, through the HDF5
     /// executor, into a file whose data go to the disk with O_DIRECT, and hashes the bands.
@@ -151,6 +151,7 @@ struct HDF5Writer {
                 try file.writeChunk(dataset!, offset: frame.offset, bytes: frame.bytes)
                 progress(frame.rawBytes)
             }
+            band.dropFrames()
             if band.zeroBytes > 0 { progress(band.zeroBytes) }
             hasher.add(band, for: step)
         }
