@@ -57,6 +57,7 @@ extension HDF5Object {
 
     /// The filter pipeline of a dataset creation property list (inside ``HDF5Executor/run(_:)``).
     private static func filters(_ dcpl: hid_t) -> [(Int32, [UInt32])] {
+        assert(HDF5Executor.isInside, "libhdf5 called outside HDF5Executor.run")
         var filters: [(Int32, [UInt32])] = []
         for i in 0..<H5Pget_nfilters(dcpl) {
             var flags: UInt32 = 0
@@ -71,6 +72,7 @@ extension HDF5Object {
 
     /// True when the fill value is the default or a user-defined zero (inside ``HDF5Executor/run(_:)``).
     private static func fillIsZero(_ dcpl: hid_t, type: hid_t) -> Bool {
+        assert(HDF5Executor.isInside, "libhdf5 called outside HDF5Executor.run")
         var status = H5D_FILL_VALUE_ERROR
         guard H5Pfill_value_defined(dcpl, &status) >= 0 else { return false }
         if status == H5D_FILL_VALUE_DEFAULT { return true }

@@ -2,6 +2,7 @@ import CHDF5
 import CHDF5Shims
 import Glibc
 import Platform
+import Synchronization
 
 /// The one way into libhdf5: every call this module makes to it (and to its C shims) runs
 /// inside ``run(_:)``, one caller at a time, process-wide, on the caller's thread. libhdf5 is
@@ -14,6 +15,11 @@ enum HDF5Executor {
     private static let lock = RecursiveLock()
     /// How deep the caller holding the lock is (only that caller reads or writes it).
     nonisolated(unsafe) private static var depth = 0
+    /// The thread holding the lock (0: none).
+    private static let owner = Atomic<UInt>(0)
+
+    /// True on the thread running inside ``run(_:)``: helpers that call libhdf5 assert it.
+    static var isInside: Bool { owner.load(ordering: .relaxed) == UInt(pthread_self()) }
 
     /// Runs `body`, which may call libhdf5, alone. The first call prepares the library
     /// (`tessera_hdf5_setup`: version check, zstd filter, O_DIRECT driver) and fails, as every
@@ -23,7 +29,11 @@ enum HDF5Executor {
         defer { lock.unlock() }
         if depth == 0 { try prepareThisThread(file: file) }
         depth += 1
-        defer { depth -= 1 }
+        owner.store(UInt(pthread_self()), ordering: .relaxed)
+        defer {
+            depth -= 1
+            if depth == 0 { owner.store(0, ordering: .relaxed) }
+        }
         return try body()
     }
 

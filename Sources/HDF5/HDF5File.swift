@@ -75,6 +75,7 @@ public struct HDF5File: ~Copyable {
 
     /// A string attribute of the open object `obj` (inside ``HDF5Executor/run(_:)``).
     static func readStringAttribute(_ obj: hid_t, _ name: String) -> String? {
+        assert(HDF5Executor.isInside, "libhdf5 called outside HDF5Executor.run")
         guard let c = tessera_read_string_attr(obj, name) else { return nil }
         defer { free(c) }
         return String(cString: c)

@@ -19,7 +19,8 @@ public struct HDF5Object: ~Copyable {
 
     /// Closes `id` with the H5*close of its kind (inside ``HDF5Executor/run(_:)``).
     private static func close(_ id: hid_t, _ kind: Kind) -> herr_t {
-        switch kind {
+        assert(HDF5Executor.isInside, "libhdf5 called outside HDF5Executor.run")
+        return switch kind {
         case .file: H5Fclose(id)
         case .dataset: H5Dclose(id)
         case .group: H5Gclose(id)
@@ -53,7 +54,8 @@ public struct HDF5Type: Sendable {
     /// Its libhdf5 identifier (the macros behind it call `H5open`: only inside
     /// ``HDF5Executor/run(_:)``).
     var id: hid_t {
-        switch dtype {
+        assert(HDF5Executor.isInside, "libhdf5 called outside HDF5Executor.run")
+        return switch dtype {
         case .bfloat16, .float16: tessera_h5t_std_u16le()
         case .float32: tessera_h5t_native_float()
         case .float64: tessera_h5t_native_double()
