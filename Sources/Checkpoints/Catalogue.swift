@@ -95,6 +95,8 @@ public struct GlobalTensor: Sendable {
     public var replicas: [[Piece]]
     /// The SHA-256 the store recorded for this tensor, checked whenever it is digested.
     public var recordedDigest: String?
+    /// Its reader's way of digesting it, if it has one faster than hashing the streamed runs.
+    public var digestStrategy: (any DigestStrategy)?
 
     public var elementCount: Int { shape.reduce(1, *) }
     public var byteCount: Int { elementCount * dtype.size }

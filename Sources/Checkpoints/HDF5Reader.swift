@@ -1,7 +1,7 @@
-import CHDF5
+import Codecs
 import Foundation
+import HDF5
 import Platform
-import Synchronization
 
 /// The Tessera HDF5 store (see Schemas/hdf5-store.md): one dataset per global tensor
 /// under `/weights`, `_extra_state` objects under `/objects`, the checkpoint's other files
@@ -24,12 +24,12 @@ public enum HDF5Store {
     static func dtype(attribute: String?, info: HDF5DatasetInfo) -> DType? {
         if let a = attribute { return DType(rawValue: a) ?? DType(torchName: a) }
         switch (info.typeClass, info.elementSize) {
-        case (H5T_FLOAT, 4): return .float32
-        case (H5T_FLOAT, 8): return .float64
-        case (H5T_INTEGER, 8): return .int64
-        case (H5T_INTEGER, 4): return .int32
-        case (H5T_INTEGER, 2): return .int16
-        case (H5T_INTEGER, 1): return .uint8
+        case (.float, 4): return .float32
+        case (.float, 8): return .float64
+        case (.integer, 8): return .int64
+        case (.integer, 4): return .int32
+        case (.integer, 2): return .int16
+        case (.integer, 1): return .uint8
         default: return nil
         }
     }
@@ -37,16 +37,16 @@ public enum HDF5Store {
     static func read(_ path: String, cache: MappingCache) throws(TesseraError) -> Catalogue {
         let size = try fileSize(path)
         let file = try HDF5File.open(path)
-        guard file.stringAttribute("format") == formatName else {
+        guard try file.stringAttribute("format") == formatName else {
             throw TesseraError(.unsupported,
                 "an HDF5 file but not a Tessera store (root attribute format = '\(formatName)' missing)", file: path)
         }
         var config: ModelConfig?
-        if let yaml = file.stringAttribute("model_config_yaml") { config = try ModelConfig(yaml: yaml, file: path + ":/model_config_yaml") }
+        if let yaml = try file.stringAttribute("model_config_yaml") { config = try ModelConfig(yaml: yaml, file: path + ":/model_config_yaml") }
         var tp = config?.tensorModelParallelSize ?? 1, pp = config?.pipelineModelParallelSize ?? 1
         var spelling: CanonicalName.Spelling?
         var stageLayers: [Int]?
-        if let layoutText = file.stringAttribute("layout"),
+        if let layoutText = try file.stringAttribute("layout"),
            let layout = try? JSONSerialization.jsonObject(with: Data(layoutText.utf8)) as? [String: Any] {
             tp = layout["tp"] as? Int ?? tp
             pp = layout["pp"] as? Int ?? pp
@@ -54,12 +54,13 @@ public enum HDF5Store {
             stageLayers = (layout["stage_layers"] as? [Int]).flatMap { pp > 1 && $0.count == pp && $0.allSatisfy { $0 > 0 } ? $0 : nil }
         }
         var tensors: [GlobalTensor] = []
-        for dpath in file.datasets(under: "/weights") {
+        for dpath in try file.datasets(under: "/weights") {
             let name = Self.name(dpath, under: "/weights")
             let ds = try file.openDataset(dpath)
-            let info = ds.datasetInfo()
-            guard let dtype = dtype(attribute: ds.stringAttribute("dtype"), info: info), dtype.size == info.elementSize else {
-                throw TesseraError(.unsupported, "dataset has an unsupported type (\(info.elementSize)-byte elements, dtype attribute '\(ds.stringAttribute("dtype") ?? "none")')",
+            let info = try ds.datasetInfo()
+            let dtypeAttribute = try ds.stringAttribute("dtype")
+            guard let dtype = dtype(attribute: dtypeAttribute, info: info), dtype.size == info.elementSize else {
+                throw TesseraError(.unsupported, "dataset has an unsupported type (\(info.elementSize)-byte elements, dtype attribute '\(dtypeAttribute ?? "none")')",
                                    file: path, tensor: dpath)
             }
             let shape = info.shape
@@ -75,7 +76,8 @@ public enum HDF5Store {
                                     globalOffset: [Int](repeating: 0, count: shape.count), origin: "\(path):\(dpath)"))
             }
             var t = GlobalTensor(name: name, dtype: dtype, shape: shape, pieces: pieces)
-            t.recordedDigest = ds.stringAttribute("sha256")
+            t.recordedDigest = try ds.stringAttribute("sha256")
+            t.digestStrategy = HDF5ChunkDigests()
             tensors.append(t)
         }
         for t in tensors {
@@ -83,16 +85,16 @@ public enum HDF5Store {
         }
         tensors.sort { CanonicalName.order($0.name) < CanonicalName.order($1.name) }
         var objects: [ObjectEntry] = []
-        for opath in file.datasets(under: "/objects") {
+        for opath in try file.datasets(under: "/objects") {
             let ds = try file.openDataset(opath)
-            let info = ds.datasetInfo()
+            let info = try ds.datasetInfo()
             let count = try checkGeometry(shape: info.shape, chunk: nil, elementSize: 1, file: path, dataset: opath).bytes
             var bytes: [UInt8] = []
             if let off = info.contiguousOffset {
                 try checkExtent(offset: off, count: count, fileSize: size, file: path, dataset: opath)
                 bytes = (try? cache.file(path).bytes(offset: off, count: count)).map { Array($0) } ?? []
             }
-            objects.append(ObjectEntry(name: Self.name(opath, under: "/objects"), kind: ds.stringAttribute("kind") ?? "none",
+            objects.append(ObjectEntry(name: Self.name(opath, under: "/objects"), kind: try ds.stringAttribute("kind") ?? "none",
                                        bytes: bytes))
         }
         objects.sort { CanonicalName.order($0.name) < CanonicalName.order($1.name) }
@@ -124,7 +126,7 @@ public enum HDF5Store {
         }
         let strides = DistReader.cStrides(chunk)
         let decoded = geometry.chunkBytes
-        guard let stored = ds.chunks(rank: shape.count, limit: geometry.gridChunks) else {
+        guard let stored = try ds.chunks(rank: shape.count, limit: geometry.gridChunks) else {
             throw TesseraError(.corrupt, "damaged store: the chunk index cannot be read or lists more than the "
                                + "\(geometry.gridChunks) chunks of the grid", file: path, tensor: dpath)
         }
@@ -169,9 +171,9 @@ public struct HDF5ArtifactContainer: Container {
     init(file: borrowing HDF5File, path: String) throws(TesseraError) {
         self.path = path
         var files: [String: FileSlice] = [:]
-        for apath in file.datasets(under: "/artifacts") {
+        for apath in try file.datasets(under: "/artifacts") {
             let ds = try file.openDataset(apath)
-            let info = ds.datasetInfo()
+            let info = try ds.datasetInfo()
             let name = String(apath.dropFirst("/artifacts/".count))
             let count = try HDF5Store.checkGeometry(shape: info.shape, chunk: nil, elementSize: 1, file: path, dataset: apath).bytes
             if let offset = info.contiguousOffset {
@@ -188,110 +190,6 @@ public struct HDF5ArtifactContainer: Container {
     public func slice(_ p: String) throws(TesseraError) -> FileSlice {
         guard let s = files[p] else { throw TesseraError(.missing, "no artifact '\(p)' in the store", file: path) }
         return s
-    }
-}
-
-extension HDF5Store {
-    /// Digests of tensors stored as compressed chunks (nil when some tensor is not, and the
-    /// general path applies), checked against the recorded ones. Each of `threads` workers
-    /// carries two tensors at a time, each slot fed by its own ``BandStream`` (chunks read
-    /// around the page cache, ahead of use). A band (a row of chunks) is decompressed and
-    /// unshuffled straight into its place in C order, and both slots' bands go through the
-    /// SHA unit together.
-    /// `groupBytes` and `depth` size each slot's reads (``BandStream``).
-    static func bandDigests(_ tensors: [GlobalTensor], cache: MappingCache?, threads: Int, groupBytes: Int = 4 << 20, depth: Int = 3,
-                            progress: (@Sendable (Int) -> Void)?) throws(TesseraError) -> [String]? {
-        var plans: [ChunkBands] = []
-        for t in tensors {
-            guard let bands = ChunkBands(t) else { return nil }
-            plans.append(bands)
-        }
-        guard !plans.isEmpty else { return nil }
-        var readers: [String: DirectReader] = [:]
-        for path in Set(tensors.flatMap { $0.pieces.map(\.storage.path) }) { readers[path] = try DirectReader(path: path) }
-        let tensorBands = plans, files = readers, orders = BandStream.orders(plans)
-        let bandBytes = plans.map(\.bandBytes).max()!, decodedBytes = plans.map(\.decodedBytes).max()!
-        let results = UncheckedSendable(UnsafeMutableBufferPointer<Result<String, TesseraError>?>.allocate(capacity: plans.count))
-        results.value.initialize(repeating: nil)
-        defer { results.value.deinitialize(); results.value.deallocate() }
-        // Largest tensors first, so that the last ones, which one slot may finish alone, are small.
-        let next = Atomic<Int>(0)
-        let claimOrder = plans.indices.sorted { plans[$0].tensor.byteCount > plans[$1].tensor.byteCount }
-        let claim: @Sendable () -> Int? = {
-            let k = next.wrappingAdd(1, ordering: .relaxed).oldValue
-            return k < claimOrder.count ? claimOrder[k] : nil
-        }
-        let workers = max(1, min(threads, tensorBands.count))
-        DispatchQueue.concurrentPerform(iterations: workers) { _ in
-            let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: decodedBytes, alignment: 64)
-            let buffers = (0..<2).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: bandBytes, alignment: 64) }
-            defer { scratch.deallocate(); buffers.forEach { $0.deallocate() } }
-            // Frames' checksums are left to the tensors' SHA-256, which covers every byte;
-            // a tensor that fails it has its chunks checked one by one to name the bad one.
-            let z = ZstdDecompressor(verifyingChecksums: false)
-            let streams = (0..<2).map { _ in BandStream(plans: tensorBands, orders: orders, readers: files, cache: cache, groupBytes: groupBytes, depth: depth, claim: claim) }
-            var slots: [BandSlot?] = [nil, nil]
-            var active = [true, true]
-            while true {
-                for s in slots.indices where active[s] {
-                    if let slot = slots[s], !slot.pending.isEmpty { continue }
-                    if let slot = slots[s], slot.band == slot.plan.bands.count {
-                        results.value[slot.index] = .success(slot.sha.finalizeHex())
-                        progress?(slot.plan.tensor.byteCount)
-                        slots[s] = nil
-                    }
-                    // Chunks of the slot's next band, decoded into their places in its buffer;
-                    // the band is then hashed.
-                    while true {
-                        guard let chunk = streams[s].next() else {
-                            active[s] = false
-                            break
-                        }
-                        do throws(TesseraError) {
-                            let bytes = try chunk.bytes.get()
-                            if slots[s]?.index != chunk.tensor { slots[s] = BandSlot(tensorBands[chunk.tensor], index: chunk.tensor) }
-                            let slot = slots[s]!
-                            try slot.plan.decode(chunk: chunk.piece, band: chunk.band, input: bytes, into: buffers[s], scratch: scratch, z: z)
-                            slot.decoded += 1
-                            if slot.decoded == slot.plan.bands[slot.band].count {
-                                slot.pending = UnsafeRawBufferPointer(rebasing: buffers[s][0..<slot.plan.byteCount(band: slot.band)])
-                                slot.band += 1
-                                slot.decoded = 0
-                                break
-                            }
-                        } catch {
-                            results.value[chunk.tensor] = .failure(error)
-                            streams[s].abandon(chunk.tensor)
-                            slots[s] = nil
-                        }
-                    }
-                }
-                guard slots.contains(where: { $0 != nil }) else { return }
-                SHA256Stream.hashPending(slots)
-            }
-        }
-        var out: [String] = []
-        for (plan, result) in zip(plans, results.value) {
-            let t = plan.tensor, digest = try result!.get()
-            if let recorded = t.recordedDigest, recorded != digest {
-                try damagedChunk(of: plan, cache: cache ?? MappingCache())
-                throw TesseraError(.corrupt, "data does not match its recorded SHA-256 (recorded \(recorded), computed \(digest))",
-                                   file: t.pieces.first?.storage.path, tensor: t.name)
-            }
-            out.append(digest)
-        }
-        return out
-    }
-
-    /// Decodes every chunk of a tensor checking the zstd frames' checksums, and throws an
-    /// error naming the first chunk that fails (stores written without checksums pass).
-    static func damagedChunk(of plan: ChunkBands, cache: MappingCache) throws(TesseraError) {
-        let z = ZstdDecompressor(), scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: plan.decodedBytes, alignment: 64)
-        defer { scratch.deallocate() }
-        for p in plan.tensor.pieces {
-            let input = try cache.file(p.storage.path).bytes(offset: p.storage.offset, count: p.storage.count)
-            do { _ = try ChunkDecoder.unpack(input, p.encoding, scratch: scratch, z: z) } catch { throw p.damaged(error, tensor: plan.tensor.name) }
-        }
     }
 }
 
@@ -375,22 +273,5 @@ struct ChunkBands: Sendable {
             }
             if k < 0 { return }
         }
-    }
-}
-
-/// One tensor a digest worker has in hand: the next band and what of the last band is
-/// still to be hashed.
-final class BandSlot: PendingDigest {
-    let plan: ChunkBands
-    let index: Int
-    var band = 0
-    /// Chunks of `band` decoded so far.
-    var decoded = 0
-    var sha = SHA256Stream()
-    var pending = UnsafeRawBufferPointer(start: nil, count: 0)
-
-    init(_ plan: ChunkBands, index: Int) {
-        self.plan = plan
-        self.index = index
     }
 }

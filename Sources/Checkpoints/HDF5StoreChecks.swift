@@ -1,4 +1,5 @@
 import Glibc
+import HDF5
 import Platform
 
 /// A store's own structure, checked before it is trusted: every size, offset and count that

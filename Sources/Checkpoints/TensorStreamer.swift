@@ -1,3 +1,4 @@
+import Codecs
 import Dispatch
 import Platform
 import Synchronization
@@ -108,11 +109,13 @@ public struct TensorStreamer: Sendable {
     }
 
     /// Digests of every tensor, computed on `threads` threads; replicated copies are
-    /// checked to be identical to the main copy.
+    /// checked to be identical to the main copy. Tensors whose reader has its own way
+    /// (``GlobalTensor/digestStrategy``) are digested that way when it applies to them all;
+    /// otherwise their streamed runs are hashed.
     public func digests(_ tensors: [GlobalTensor], threads: Int = 2,
                         progress: (@Sendable (Int) -> Void)? = nil) throws(TesseraError) -> [String] {
-        // Compressed HDF5 stores: chunks decoded band by band, two tensors hashed at once.
-        if let digests = try HDF5Store.bandDigests(tensors, cache: cache, threads: threads, progress: progress) { return digests }
+        if let strategy = tensors.first?.digestStrategy,
+           let digests = try strategy.digests(tensors, streamer: self, threads: threads, progress: progress) { return digests }
         let results = Mutex<[Int: Result<String, TesseraError>]>([:])
         let next = Atomic<Int>(0)
         let workers = max(1, min(threads, tensors.count))

@@ -1,4 +1,5 @@
 import Checkpoints
+import Codecs
 import Foundation
 import Platform
 

@@ -1,3 +1,4 @@
+import Codecs
 import Platform
 
 /// Writes a `torch.save` zip archive as torch does: STORED records whose data starts on

@@ -1,4 +1,5 @@
 @testable import Checkpoints
+import Codecs
 import Platform
 import Testing
 

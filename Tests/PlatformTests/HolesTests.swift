@@ -77,19 +77,3 @@ private func makeSparse(_ path: String, size: Int, stamps: [(Int, [UInt8])]) thr
     #expect(data == Data(expected))
     #expect(physicalBytes(path) < 1 << 20, "physical size \(physicalBytes(path)) bytes for 180 MiB of mostly zeros")
 }
-
-/// CRC-32 extended over zeros without reading them equals the checksum of the zeros read.
-@Test func crcOfZerosWithoutReadingThem() {
-    let lengths = [0, 1, 3, 4095, 4096, 65537, 1 << 20, (3 << 20) + 5]
-    #expect(lengths.count == 8)
-    for n in lengths {
-        var prefix = CRC32()
-        [UInt8](arrayLiteral: 1, 2, 3).withUnsafeBytes { prefix.update($0) }
-        var read = prefix, skipped = prefix, viewed = prefix
-        [UInt8](repeating: 0, count: n).withUnsafeBytes { read.update($0) }
-        skipped.appendZeros(n)
-        if n > 0 { viewed.update(ZeroPages.run(n)) }
-        #expect(skipped.value == read.value, "length \(n)")
-        #expect(viewed.value == read.value, "length \(n)")
-    }
-}

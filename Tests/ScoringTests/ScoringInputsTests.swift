@@ -1,5 +1,6 @@
 import Checkpoints
 import Foundation
+import Codecs
 import Platform
 @testable import Scoring
 import Testing

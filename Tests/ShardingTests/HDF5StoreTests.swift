@@ -1,5 +1,7 @@
 import Checkpoints
+import Codecs
 import Foundation
+import HDF5
 import Platform
 import Sharding
 import TestSupport
@@ -46,6 +48,23 @@ private func plainStore(in folder: TemporaryFolder, _ cache: MappingCache) throw
     let store = try Checkpoint.open(h5, cache: cache)
     #expect(store.tensors.allSatisfy { $0.pieces.count == 1 && $0.pieces[0].encoding == .raw })
     #expect(try digests(store, cache: cache) == digests(source, cache: cache))
+}
+
+/// A compressed store's reader supplies its own way of digesting its tensors (chunks decoded
+/// band by band), which gives the digests of the tensors' streamed bytes; an uncompressed
+/// store's tensors, which it does not apply to, are hashed as streamed.
+@Test func storesDigestTheirTensorsTheirOwnWay() throws {
+    let scratch = try TemporaryFolder("h5")
+    let cache = MappingCache()
+    let (h5, store) = try compressedStore(in: scratch)
+    let streamer = TensorStreamer(cache: cache)
+    let strategy = try #require(store.tensors.first?.digestStrategy)
+    let own = try strategy.digests(store.tensors, streamer: streamer, threads: 2, progress: nil)
+    #expect(own == (try store.tensors.map { try streamer.sha256($0) }))
+    #expect(try streamer.digests(try Checkpoint.open(h5, cache: cache).tensors) == own)
+    let (_, plain) = try plainStore(in: scratch, cache)
+    let plainTensors = try Checkpoint.open(plain, cache: cache).tensors
+    #expect(try plainTensors.first?.digestStrategy?.digests(plainTensors, streamer: streamer, threads: 2, progress: nil) == nil)
 }
 
 /// A compressed TP=2 store of the first fixture in `folder`, for the damage tests.

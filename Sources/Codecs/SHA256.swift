@@ -1,4 +1,4 @@
-import CShims
+import CCodecs
 
 /// Incremental SHA-256, Tessera's one implementation (the CPU's SHA extensions when present,
 /// portable C otherwise). It can feed two messages at once: their rounds interleave on one

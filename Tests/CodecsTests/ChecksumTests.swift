@@ -1,3 +1,4 @@
+import Codecs
 import Platform
 import Testing
 
@@ -34,4 +35,20 @@ import Testing
     Array("1234".utf8).withUnsafeBytes { split.update($0) }
     Array("56789".utf8).withUnsafeBytes { split.update($0) }
     #expect(split.value == c.value)
+}
+
+/// CRC-32 extended over zeros without reading them equals the checksum of the zeros read.
+@Test func crcOfZerosWithoutReadingThem() {
+    let lengths = [0, 1, 3, 4095, 4096, 65537, 1 << 20, (3 << 20) + 5]
+    #expect(lengths.count == 8)
+    for n in lengths {
+        var prefix = CRC32()
+        [UInt8](arrayLiteral: 1, 2, 3).withUnsafeBytes { prefix.update($0) }
+        var read = prefix, skipped = prefix, viewed = prefix
+        [UInt8](repeating: 0, count: n).withUnsafeBytes { read.update($0) }
+        skipped.appendZeros(n)
+        if n > 0 { viewed.update(ZeroPages.run(n)) }
+        #expect(skipped.value == read.value, "length \(n)")
+        #expect(viewed.value == read.value, "length \(n)")
+    }
 }

@@ -1,5 +1,6 @@
 import CISAL
 import CZlib
+import Platform
 
 /// Running CRC-32 (the zip checksum, reflected IEEE polynomial) over ISA-L's
 /// carry-less-multiply kernels; runs of zeros (views of ``ZeroPages``) are added in

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <pthread.h>
-#include "CShims.h"
+#include "CSystemShims.h"
 
 static int signal_pipe_write = -1;
 
