@@ -61,6 +61,17 @@ def scrub_paths(model):
         f.write(m.SerializeToString())
 
 
+def train(corpus, name, **options):
+    """Trains Tests/Fixtures/tiny/tokenizer/NAME.model on `corpus` (the three <extra_id_N>
+    symbols user-defined), clears its recorded paths and returns it loaded."""
+    prefix = os.path.join(ROOT, "Tests/Fixtures/tiny/tokenizer", name)
+    spm.SentencePieceTrainer.train(input=corpus, model_prefix=prefix, user_defined_symbols=["<extra_id_0>", "<extra_id_1>", "<extra_id_2>"],
+                                   minloglevel=2, **options)
+    os.remove(prefix + ".vocab")
+    scrub_paths(prefix + ".model")
+    return spm.SentencePieceProcessor(model_file=prefix + ".model")
+
+
 def nfkc():
     """A small BPE model with the nmt_nfkc normaliser (precompiled character map) and 2,000
     golden strings: Tests/Fixtures/tiny/tokenizer/nfkc.model and nfkc-golden.jsonl."""
@@ -73,13 +84,8 @@ def nfkc():
     corpus = os.path.join(work, "corpus.txt")
     with open(corpus, "w") as f:
         f.write("\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(3, 12))) for _ in range(3000)))
-    prefix = os.path.join(ROOT, "Tests/Fixtures/tiny/tokenizer/nfkc")
-    spm.SentencePieceTrainer.train(input=corpus, model_prefix=prefix, vocab_size=400, model_type="bpe", byte_fallback=True,
-                                   user_defined_symbols=["<extra_id_0>", "<extra_id_1>", "<extra_id_2>"],
-                                   normalization_rule_name="nmt_nfkc", character_coverage=1.0, minloglevel=2)
-    os.remove(prefix + ".vocab")
-    scrub_paths(prefix + ".model")
-    sp = spm.SentencePieceProcessor(model_file=prefix + ".model")
+    sp = train(corpus, "nfkc", vocab_size=400, model_type="bpe", byte_fallback=True, normalization_rule_name="nmt_nfkc",
+               character_coverage=1.0)
     allw = words + ["<extra_id_1>User", "A\u030a", "ｱｲｳ", "ＡＢＣ１２３", "\u2028", "fi ﬂ ﬃ", "１２３４５"]
     with open(os.path.join(ROOT, "Tests/Fixtures/tiny/tokenizer/nfkc-golden.jsonl"), "w") as f:
         for _ in range(2000):
@@ -102,12 +108,7 @@ def unigram():
     with open(corpus, "w") as f:
         for _ in range(8000):
             f.write(" ".join(rng.choice(words) for _ in range(rng.randint(3, 15))) + "\n")
-    prefix = os.path.join(ROOT, "Tests/Fixtures/tiny/tokenizer/unigram")
-    spm.SentencePieceTrainer.train(input=corpus, model_prefix=prefix, vocab_size=150, hard_vocab_limit=False,
-                                   user_defined_symbols=["<extra_id_0>", "<extra_id_1>", "<extra_id_2>"], minloglevel=2)
-    os.remove(prefix + ".vocab")
-    scrub_paths(prefix + ".model")
-    sp = spm.SentencePieceProcessor(model_file=prefix + ".model")
+    sp = train(corpus, "unigram", vocab_size=150, hard_vocab_limit=False)
     allw = words + ["ＡＢＣ１２３", "A\u030a", "ｱｲｳ", "\u2028", "Ω", "€", "…"]
     with open(os.path.join(ROOT, "Tests/Fixtures/tiny/tokenizer/unigram-golden.jsonl"), "w") as f:
         for _ in range(10000):
