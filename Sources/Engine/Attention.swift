@@ -36,10 +36,11 @@ struct Attention {
     var qkvWidth: Int { (heads + 2 * groups) * d }
     var half: Int { max(rot / 2, 1) }
 
-    /// cos and sin of every new position and rotary frequency (emb = cat(freqs, freqs)).
-    func ropeTables(start: Int, tokens T: Int) -> (cos: [Float], sin: [Float]) {
+    /// cos and sin of every new position and rotary frequency (emb = cat(freqs, freqs)): the
+    /// same for every layer, so a pass computes them once per sequence.
+    func ropeTables(start: Int, tokens T: Int) -> RopeTables {
         var cosT = [Float](repeating: 1, count: T * half), sinT = [Float](repeating: 0, count: T * half)
-        guard useRope else { return (cosT, sinT) }
+        guard useRope else { return RopeTables(cos: cosT, sin: sinT) }
         for f in 0..<half {
             let invFreq = Float(1.0 / pow(rotaryBase, Double(2 * f) / Double(rot)))
             for t in 0..<T {
@@ -48,7 +49,7 @@ struct Attention {
                 sinT[t * half + f] = sin(angle)
             }
         }
-        return (cosT, sinT)
+        return RopeTables(cos: cosT, sin: sinT)
     }
 
     /// Rotate-half RoPE on the first `rot` values of one head vector, in place.
@@ -64,11 +65,10 @@ struct Attention {
 
     /// Splits qkv rows into queries [token][head][d] and keys and values [position][group][d]
     /// at positions start..<start+T, rotating queries and keys.
-    func split(_ qkv: UnsafePointer<Float>, tokens T: Int, start: Int, q: UnsafeMutablePointer<Float>,
+    func split(_ qkv: UnsafePointer<Float>, tokens T: Int, start: Int, rope tables: RopeTables, q: UnsafeMutablePointer<Float>,
                keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>) {
-        let (cosT, sinT) = ropeTables(start: start, tokens: T)
-        cosT.withUnsafeBufferPointer { cb in
-            sinT.withUnsafeBufferPointer { sb in
+        tables.cos.withUnsafeBufferPointer { cb in
+            tables.sin.withUnsafeBufferPointer { sb in
                 let (src, qp, kp, vp) = (UncheckedSendable(qkv), UncheckedSendable(q), UncheckedSendable(keys), UncheckedSendable(values))
                 let (cp, sp, me) = (UncheckedSendable(cb.baseAddress!), UncheckedSendable(sb.baseAddress!), self)
                 kernels.parallel(T, granule: 8) { t0, t1 in
@@ -153,27 +153,45 @@ struct Attention {
     }
 
     /// Group `g`'s values of all positions as [d][total] operands (BF16 bits in a BF16 run: the
-    /// values are BF16 already).
+    /// values are BF16 values already, so their high halves are exact), in 8 x 8 blocks so that
+    /// reads and writes both stay within a few cache lines.
     func transpose(values: UnsafePointer<Float>, group g: Int, total: Int, into vt: UnsafeMutableRawPointer) {
+        let stride = groups * d, first = values + g * d
         if round {
             let out = vt.assumingMemoryBound(to: UInt16.self)
-            for pos in 0..<total {
-                for i in 0..<d { out[i * total + pos] = UInt16(truncatingIfNeeded: values[(pos * groups + g) * d + i].bfloat16Rounded.bitPattern >> 16) }
-            }
+            Self.blocked(total, d) { pos, i in out[i * total + pos] = UInt16(truncatingIfNeeded: first[pos * stride + i].bitPattern >> 16) }
         } else {
             let out = vt.assumingMemoryBound(to: Float.self)
-            for pos in 0..<total { for i in 0..<d { out[i * total + pos] = values[(pos * groups + g) * d + i] } }
+            Self.blocked(total, d) { pos, i in out[i * total + pos] = first[pos * stride + i] }
+        }
+    }
+
+    /// Calls `body(row, column)` for every cell of a rows x columns grid, in 8 x 8 blocks.
+    @inline(__always) static func blocked(_ rows: Int, _ columns: Int, _ body: (Int, Int) -> Void) {
+        for r0 in stride(from: 0, to: rows, by: 8) {
+            for c0 in stride(from: 0, to: columns, by: 8) {
+                for r in r0..<min(r0 + 8, rows) { for c in c0..<min(c0 + 8, columns) { body(r, c) } }
+            }
         }
     }
 }
 
+/// RoPE's cos and sin per new position and rotary frequency ([position][frequency]).
+struct RopeTables {
+    let cos: [Float]
+    let sin: [Float]
+}
+
 extension Model {
+    /// The attention step of this model at `precision`.
+    func attentionUnit(_ precision: Precision) -> Attention { Attention(config, architecture, precision: precision, kernels: kernels) }
+
     /// Attention of one sequence's new positions `start..<start+T` given the keys and values of
     /// `past` positions `0..<start`; writes the context and returns the keys and values of all
     /// positions.
     func attention(_ qkv: UnsafePointer<Float>, tokens T: Int, start: Int, past: (cache: KVCache, layer: Int, count: Int)?,
-                   precision: Precision, into ctx: UnsafeMutablePointer<Float>) -> ([Float], [Float]) {
-        let unit = Attention(config, architecture, precision: precision, kernels: kernels)
+                   rope: RopeTables, precision: Precision, into ctx: UnsafeMutablePointer<Float>) -> ([Float], [Float]) {
+        let unit = attentionUnit(precision)
         let total = start + T, kv = total * unit.groups * unit.d
         // Positions before `start` come from the cache, the rest from qkv.
         var keys = Kernels.uninitialized(Float.self, kv), values = Kernels.uninitialized(Float.self, kv)
@@ -182,7 +200,7 @@ extension Model {
             keys.withUnsafeMutableBufferPointer { kb in
                 values.withUnsafeMutableBufferPointer { vb in
                     if let past { past.cache.copy(layer: past.layer, first: past.count, keys: kb.baseAddress!, values: vb.baseAddress!, kernels: kernels) }
-                    unit.split(qkv, tokens: T, start: start, q: qb.baseAddress!, keys: kb.baseAddress!, values: vb.baseAddress!)
+                    unit.split(qkv, tokens: T, start: start, rope: rope, q: qb.baseAddress!, keys: kb.baseAddress!, values: vb.baseAddress!)
                     unit.attend(q: qb.baseAddress!, keys: kb.baseAddress!, values: vb.baseAddress!, tokens: T, start: start, into: ctx)
                 }
             }

@@ -68,12 +68,7 @@ struct Score: ParsableCommand {
             let out = try ResumableOutput(path: output)
             let bar = Progress(total: lines.count, label: "score", enabled: true)
             let start = Date()
-            // Test hook: slows every line down, so tests can interrupt a run midway.
-            let delay = ProcessInfo.processInfo.environment["TESSERA_TEST_SCORE_DELAY_MS"].flatMap { UInt32($0) } ?? 0
-            let s = try scoring.run(conversations, lines: lines, into: out, header: header) { n in
-                bar.advance(n)
-                if delay > 0 { usleep(delay * 1000 * UInt32(n)) }
-            }
+            let s = try scoring.run(conversations, lines: lines, into: out, header: header) { n in bar.advance(n) }
             try out.close()
             bar.finish()
             let secs = Date().timeIntervalSince(start)

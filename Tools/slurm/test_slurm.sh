@@ -39,8 +39,9 @@ PY
 timeout 60 "$tessera" score "$ckpt" --input "$work/in.jsonl" --output "$work/single.jsonl" 2> /dev/null
 
 n=3
-# Slow lines down (test hook) so that the tasks can be interrupted midway; one line a batch.
-export TESSERA="$tessera" TESSERA_TEST_SCORE_DELAY_MS=400 SCORE_ARGS="--batch 1"
+# The tasks run slowed down from outside (stopped most of the time, as on a busy node), so
+# that they can be interrupted midway; one line a batch.
+export TESSERA="$root/Tools/slurm/throttled.sh" THROTTLED_COMMAND="$tessera" SCORE_ARGS="--batch 1"
 read -r array merge < <("$root/Tools/slurm/submit.sh" "$ckpt" "$work/in.jsonl" "$work/merged.jsonl" $n)
 echo "submitted array $array (score --shard I/$n) and merge $merge (afterok)"
 shards=$work/merged.jsonl.shards
