@@ -41,7 +41,7 @@ timeout 60 "$tessera" score "$ckpt" --input "$work/in.jsonl" --output "$work/sin
 n=3
 # The tasks run slowed down from outside (stopped most of the time, as on a busy node), so
 # that they can be interrupted midway; one line a batch.
-export TESSERA="$root/Tools/slurm/throttled.sh" THROTTLED_COMMAND="$tessera" SCORE_ARGS="--batch 1"
+export TESSERA="$root/Tools/slurm/throttled.sh" THROTTLED_COMMAND="$tessera" THROTTLE_RUN_MS=5 THROTTLE_STOP_MS=400 SCORE_ARGS="--batch 1"
 read -r array merge < <("$root/Tools/slurm/submit.sh" "$ckpt" "$work/in.jsonl" "$work/merged.jsonl" $n)
 echo "submitted array $array (score --shard I/$n) and merge $merge (afterok)"
 shards=$work/merged.jsonl.shards
@@ -57,7 +57,13 @@ echo "requeued ${array}_2 while running"
 # Task 1: cancelled midway, then requeued by hand.
 wait_for_records "$shards/shard-1-of-$n.jsonl" 2
 scancel "${array}_1"
-for _ in $(seq 100); do [[ -z $(squeue -h -j "${array}_1" -o %T 2>/dev/null) ]] && break; sleep 0.1; done
+# Requeued only once it has left the queue (a task still COMPLETING cannot be requeued cleanly).
+for _ in $(seq 300); do [[ -z $(squeue -h -j "${array}_1" -o %T 2>/dev/null) ]] && break; sleep 0.1; done
+# ... and its processes have gone from the node: a task started again while the node is still
+# killing the last one is refused ("Job credential revoked").
+for _ in $(seq 300); do pgrep -f -- "--shard 1/$n" > /dev/null || break; sleep 0.1; done
+[[ -z $(squeue -h -j "${array}_1" -o %T 2>/dev/null) ]] && ! pgrep -f -- "--shard 1/$n" > /dev/null ||
+  { echo "test_slurm: ${array}_1 still queued or running 30 s after scancel" >&2; squeue >&2; exit 1; }
 at_cancel=$(records "$shards/shard-1-of-$n.jsonl")
 echo "cancelled ${array}_1 with $at_cancel records written"
 "$root/Tools/slurm/requeue_shard.sh" "$array" 1 "$merge" $n
