@@ -63,8 +63,9 @@ struct Attention {
         }
     }
 
-    /// Splits qkv rows into queries [token][head][d] and keys and values [position][group][d]
-    /// at positions start..<start+T, rotating queries and keys.
+    /// Splits qkv rows into queries [group][token][head of the group][d] (a group's rows one
+    /// matrix) and keys and values [position][group][d] at positions start..<start+T, rotating
+    /// queries and keys.
     func split(_ qkv: UnsafePointer<Float>, tokens T: Int, start: Int, rope tables: RopeTables, q: UnsafeMutablePointer<Float>,
                keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>) {
         tables.cos.withUnsafeBufferPointer { cb in
@@ -77,7 +78,7 @@ struct Attention {
                         for g in 0..<me.groups {
                             let base = src.value + t * me.qkvWidth + g * (me.hpg + 2) * me.d
                             for j in 0..<me.hpg {
-                                let dst = qp.value + (t * me.heads + g * me.hpg + j) * me.d
+                                let dst = qp.value + ((g * T + t) * me.hpg + j) * me.d
                                 dst.update(from: base + j * me.d, count: me.d)
                                 me.rope(dst, cos: c, sin: s)
                             }
@@ -113,40 +114,44 @@ struct Attention {
         return (UnsafeRawPointer(bits), UnsafeMutableRawPointer(bits))
     }
 
-    /// Per head, in blocks of query rows that see only the keys up to their last row:
-    /// scores = Q K^T * scale, causal softmax, context = P V (V transposed once per group).
+    /// Per query group, in blocks of query positions that see only the keys up to their last one:
+    /// scores = Q K^T * scale for all the group's heads at once (they share the keys), causal
+    /// softmax, context = P V (V transposed once per group). Each score and context element sums
+    /// the same inputs in the same order as a head at a time would.
     func attend(q: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, tokens T: Int, start: Int,
                 into ctx: UnsafeMutablePointer<Float>) {
         let total = start + T, scale = 1 / Float(d).squareRoot()
         let (qa, qOwned) = operands(q, T * heads * d), (ka, kOwned) = operands(keys, total * groups * d)
         defer { qOwned?.deallocate(); kOwned?.deallocate() }
         let (qp, kp, vp, cp, me) = (UncheckedSendable(qa), UncheckedSendable(ka), UncheckedSendable(values), UncheckedSendable(ctx), self)
-        kernels.parallel(heads) { h0, h1 in
-            let (d, heads, groups, es) = (me.d, me.heads, me.groups, me.operandBytes)
-            let scores = UnsafeMutablePointer<Float>.allocate(capacity: Self.block * total)
-            let probabilities = UnsafeMutableRawPointer.allocate(byteCount: Self.block * total * es, alignment: 64)
+        kernels.parallel(groups) { g0, g1 in
+            let (d, heads, groups, hpg, es) = (me.d, me.heads, me.groups, me.hpg, me.operandBytes)
+            let most = Self.block * hpg
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: most * total)
+            let probabilities = UnsafeMutableRawPointer.allocate(byteCount: most * total * es, alignment: 64)
             let vt = UnsafeMutableRawPointer.allocate(byteCount: d * total * es, alignment: 64)
-            defer { scores.deallocate(); probabilities.deallocate(); vt.deallocate() }
-            var transposed = -1
-            for head in h0..<h1 {
-                let g = head / me.hpg
-                if transposed != g {
-                    me.transpose(values: vp.value, group: g, total: total, into: vt)
-                    transposed = g
-                }
+            let context = UnsafeMutablePointer<Float>.allocate(capacity: most * d)
+            defer { scores.deallocate(); probabilities.deallocate(); vt.deallocate(); context.deallocate() }
+            for g in g0..<g1 {
+                me.transpose(values: vp.value, group: g, total: total, into: vt)
                 var t0 = 0
                 while t0 < T {
-                    let rows = min(Self.block, T - t0), visible = start + t0 + rows
-                    var status = me.product(qp.value + (t0 * heads * d + head * d) * es, heads * d, kp.value + g * d * es, groups * d,
+                    // Rows are (position, head of the group) pairs: position t0 + r / hpg.
+                    let positions = min(Self.block, T - t0), rows = positions * hpg, visible = start + t0 + positions
+                    var status = me.product(qp.value + (g * T + t0) * hpg * d * es, d, kp.value + g * d * es, groups * d,
                                             scores, visible, rows: rows, cols: visible, k: d)
                     for r in 0..<rows {
-                        tessera_causal_softmax(me.kernels.isa, scores + r * visible, start + t0 + r + 1, visible, scale, me.round ? 1 : 0)
+                        tessera_causal_softmax(me.kernels.isa, scores + r * visible, start + t0 + r / hpg + 1, visible, scale, me.round ? 1 : 0)
                     }
                     let p = me.round ? UnsafeRawPointer(probabilities) : UnsafeRawPointer(scores)
                     if me.round { tessera_f32_to_bf16(scores, probabilities.assumingMemoryBound(to: UInt16.self), rows * visible) }
-                    status |= me.product(p, visible, vt, total, cp.value + t0 * heads * d + head * d, heads * d, rows: rows, cols: d, k: visible)
+                    status |= me.product(p, visible, vt, total, context, d, rows: rows, cols: d, k: visible)
                     precondition(status == 0, "out of memory for the attention products' packing buffers")
-                    t0 += rows
+                    // A position's heads of this group are adjacent in ctx's [token][head][d].
+                    for t in 0..<positions {
+                        (cp.value + ((t0 + t) * heads + g * hpg) * d).update(from: context + t * hpg * d, count: hpg * d)
+                    }
+                    t0 += positions
                 }
             }
         }
