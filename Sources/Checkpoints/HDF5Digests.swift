@@ -52,7 +52,7 @@ extension HDF5Store {
         let z = ZstdDecompressor(), scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: plan.decodedBytes, alignment: 64)
         defer { scratch.deallocate() }
         for p in plan.tensor.pieces {
-            let input = try cache.file(p.storage.path).bytes(offset: p.storage.offset, count: p.storage.count)
+            let input = try PieceView(p, in: cache, tensor: plan.tensor.name).bytes
             do { _ = try ChunkDecoder.unpack(input, p.encoding, scratch: scratch, z: z) } catch { throw p.damaged(error, tensor: plan.tensor.name) }
         }
     }

@@ -142,7 +142,7 @@ final class BandEncoder {
     /// The source file and byte range `run` lies in, if it lies in a mapped file of `t`.
     private func mappedPlace(of run: UnsafeRawBufferPointer, in t: GlobalTensor) throws(TesseraError) -> (MappedFile, Range<Int>)? {
         for p in t.pieces {
-            let f = try streamer.cache.file(p.storage.path), base = f.bytes.baseAddress!
+            let f = try PieceView(p, in: streamer.cache, tensor: t.name).file, base = f.bytes.baseAddress!
             if run.baseAddress! >= base, run.baseAddress! + run.count <= base + f.count {
                 let start = run.baseAddress! - base
                 return (f, start..<(start + run.count))
