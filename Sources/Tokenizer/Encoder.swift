@@ -289,7 +289,9 @@ struct Encoder: Sendable {
         /// The normal id of the piece ending each best path, -1 for an unknown node.
         var fromID = [Int32](repeating: -1, count: n + 1)
         best[0] = 0
-        for start in 0..<n where best[start] > -.infinity {
+        // Positions are walked while reachable (not while their score is above -inf: a damaged
+        // model's NaN or huge scores must not leave a position without a path).
+        for start in 0..<n where start == 0 || from[start] >= 0 {
             var coveredOne = false
             var oneID: Int32 = -1
             var end = start + 1
@@ -311,7 +313,7 @@ struct Encoder: Sendable {
                 guard entry.isPrefix else { break }
                 end += 1
             }
-            if !coveredOne, best[start] + minScore - 10 > best[start + 1] {
+            if (!coveredOne && best[start] + minScore - 10 > best[start + 1]) || from[start + 1] < 0 {
                 best[start + 1] = best[start] + minScore - 10
                 from[start + 1] = start
                 // An unused piece of the character still names it.
