@@ -158,25 +158,15 @@ struct Attention {
     }
 
     /// Group `g`'s values of all positions as [d][total] operands (BF16 bits in a BF16 run: the
-    /// values are BF16 values already, so their high halves are exact), in 8 x 8 blocks so that
-    /// reads and writes both stay within a few cache lines.
+    /// values are BF16 values already, so their high halves are exact).
     func transpose(values: UnsafePointer<Float>, group g: Int, total: Int, into vt: UnsafeMutableRawPointer) {
         let stride = groups * d, first = values + g * d
         if round {
             let out = vt.assumingMemoryBound(to: UInt16.self)
-            Self.blocked(total, d) { pos, i in out[i * total + pos] = UInt16(truncatingIfNeeded: first[pos * stride + i].bitPattern >> 16) }
+            for pos in 0..<total { for i in 0..<d { out[i * total + pos] = UInt16(truncatingIfNeeded: first[pos * stride + i].bitPattern >> 16) } }
         } else {
             let out = vt.assumingMemoryBound(to: Float.self)
-            Self.blocked(total, d) { pos, i in out[i * total + pos] = first[pos * stride + i] }
-        }
-    }
-
-    /// Calls `body(row, column)` for every cell of a rows x columns grid, in 8 x 8 blocks.
-    @inline(__always) static func blocked(_ rows: Int, _ columns: Int, _ body: (Int, Int) -> Void) {
-        for r0 in stride(from: 0, to: rows, by: 8) {
-            for c0 in stride(from: 0, to: columns, by: 8) {
-                for r in r0..<min(r0 + 8, rows) { for c in c0..<min(c0 + 8, columns) { body(r, c) } }
-            }
+            for pos in 0..<total { for i in 0..<d { out[i * total + pos] = first[pos * stride + i] } }
         }
     }
 }
@@ -188,15 +178,11 @@ struct RopeTables {
 }
 
 extension Model {
-    /// The attention step of this model at `precision`.
-    func attentionUnit(_ precision: Precision) -> Attention { Attention(config, architecture, precision: precision, kernels: kernels) }
-
     /// Attention of one sequence's new positions `start..<start+T` given the keys and values of
     /// `past` positions `0..<start`; writes the context and returns the keys and values of all
     /// positions.
-    func attention(_ qkv: UnsafePointer<Float>, tokens T: Int, start: Int, past: (cache: KVCache, layer: Int, count: Int)?,
-                   rope: RopeTables, precision: Precision, into ctx: UnsafeMutablePointer<Float>) -> ([Float], [Float]) {
-        let unit = attentionUnit(precision)
+    func attention(_ unit: Attention, _ qkv: UnsafePointer<Float>, tokens T: Int, start: Int,
+                   past: (cache: KVCache, layer: Int, count: Int)?, rope: RopeTables, into ctx: UnsafeMutablePointer<Float>) -> ([Float], [Float]) {
         let total = start + T, kv = total * unit.groups * unit.d
         // Positions before `start` come from the cache, the rest from qkv.
         var keys = Kernels.uninitialized(Float.self, kv), values = Kernels.uninitialized(Float.self, kv)
@@ -210,7 +196,7 @@ extension Model {
                 }
             }
         }
-        if precision == .bf16 { kernels.roundToBF16(ctx, T * unit.heads * unit.d) }
+        if unit.round { kernels.roundToBF16(ctx, T * unit.heads * unit.d) }
         return (keys, values)
     }
 }

@@ -227,7 +227,7 @@ public final class Model: Sendable {
         let kvWidth = config.numQueryGroups * config.kvChannels
         let qkvWidth = (config.numAttentionHeads + 2 * config.numQueryGroups) * config.kvChannels
         let ctxWidth = config.numAttentionHeads * config.kvChannels
-        let unit = attentionUnit(precision)
+        let unit = Attention(config, architecture, precision: precision, kernels: kernels)
         let ropes = segments.map { unit.ropeTables(start: $0.pastCount, tokens: $0.ids.count) }
         for layer in 0..<config.numLayers {
             let w = try LayerWeights(layer: layer, in: weights)
@@ -239,8 +239,8 @@ public final class Model: Sendable {
                 ctx.withUnsafeMutableBufferPointer { cb in
                     for (si, seg) in segments.enumerated() {
                         let pastKV = seg.past.map { (cache: $0, layer: layer, count: seg.pastCount * kvWidth) }
-                        let (keys, values) = attention(qb.baseAddress! + starts[si] * qkvWidth, tokens: counts[si], start: seg.pastCount,
-                                                       past: pastKV, rope: ropes[si], precision: precision,
+                        let (keys, values) = attention(unit, qb.baseAddress! + starts[si] * qkvWidth, tokens: counts[si], start: seg.pastCount,
+                                                       past: pastKV, rope: ropes[si],
                                                        into: cb.baseAddress! + starts[si] * ctxWidth)
                         if keepCache { caches[si]!.append(keys: keys, values: values, bf16: precision == .bf16) }
                     }
