@@ -2,7 +2,9 @@
  * every kernel path this CPU supports, on every core: each thread takes a contiguous share of
  * the output columns, as the engine splits them. Built and run by bench_forward.py:
  *   clang -O3 -ISources/CKernels/include (the .c files of Sources/CKernels) Tools/gemm_peak.c -lpthread -lm
- *   ./gemm_peak THREADS T N K [N K ...]   -> one line per path and precision: path, precision, seconds, GFLOP/s
+ *   ./gemm_peak THREADS T N K [N K ...]   -> one line per path and precision: path, precision, seconds, GFLOP/s,
+ *   and per x86 path its hardware limit: path, "fma-peak", seconds, GFLOP/s of independent register-only
+ *   FMAs (vdpbf16ps for avx512bf16, which does two products per lane) on every thread at once
  * (the portable path only for T <= 64: it is there for correctness, not speed). */
 #include "CKernels.h"
 #include <pthread.h>
@@ -29,10 +31,75 @@ static void *run(void *p) {
 
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
 
+/* The class's multiply-add limit: 12 independent accumulators (more than latency x ports on
+   every x86 core), nothing read from memory. Each thread writes its FLOP count to *arg. */
+#define PEAK_ITERATIONS 150000000L
+#if defined(__x86_64__)
+#include <immintrin.h>
+__attribute__((target("avx2,fma"))) static void *peak_avx2(void *arg) {
+    __m256 c[12], x = _mm256_set1_ps(1.0000001f), y = _mm256_set1_ps(0.9999999f);
+    for (int i = 0; i < 12; i++) c[i] = _mm256_set1_ps((float)i);
+    for (long n = 0; n < PEAK_ITERATIONS; n++) {
+        for (int i = 0; i < 12; i++) c[i] = _mm256_fmadd_ps(c[i], x, y);
+        __asm__ volatile("" : "+x"(c[0]), "+x"(c[6]));
+    }
+    float s = 0;
+    for (int i = 0; i < 12; i++) s += c[i][0];
+    *(double *)arg = s == 12345 ? 0 : 12.0 * 8 * 2 * PEAK_ITERATIONS;
+    return NULL;
+}
+__attribute__((target("avx512f"))) static void *peak_avx512(void *arg) {
+    __m512 c[12], x = _mm512_set1_ps(1.0000001f), y = _mm512_set1_ps(0.9999999f);
+    for (int i = 0; i < 12; i++) c[i] = _mm512_set1_ps((float)i);
+    for (long n = 0; n < PEAK_ITERATIONS; n++) {
+        for (int i = 0; i < 12; i++) c[i] = _mm512_fmadd_ps(c[i], x, y);
+        __asm__ volatile("" : "+v"(c[0]), "+v"(c[6]));
+    }
+    float s = 0;
+    for (int i = 0; i < 12; i++) s += c[i][0];
+    *(double *)arg = s == 12345 ? 0 : 12.0 * 16 * 2 * PEAK_ITERATIONS;
+    return NULL;
+}
+__attribute__((target("avx512f,avx512bf16"))) static void *peak_avx512bf16(void *arg) {
+    __m512 c[12];
+    __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80);
+    for (int i = 0; i < 12; i++) c[i] = _mm512_set1_ps((float)i);
+    for (long n = 0; n < PEAK_ITERATIONS; n++) {
+        for (int i = 0; i < 12; i++) c[i] = _mm512_dpbf16_ps(c[i], x, x);
+        __asm__ volatile("" : "+v"(c[0]), "+v"(c[6]));
+    }
+    float s = 0;
+    for (int i = 0; i < 12; i++) s += c[i][0];
+    *(double *)arg = s == 12345 ? 0 : 12.0 * 32 * 2 * PEAK_ITERATIONS;
+    return NULL;
+}
+#endif
+
+/* The path's FMA peak on `threads` threads, GFLOP/s (0 for the portable path). */
+static void fma_peak(int isa, int threads) {
+#if defined(__x86_64__)
+    void *(*body)(void *) = isa == TESSERA_ISA_AVX2 ? peak_avx2 : isa == TESSERA_ISA_AVX512 ? peak_avx512
+                          : isa == TESSERA_ISA_AVX512BF16 ? peak_avx512bf16 : NULL;
+    if (!body) return;
+    pthread_t tid[64];
+    double flops[64], total = 0, t0 = now();
+    for (int i = 0; i < threads; i++) pthread_create(&tid[i], NULL, body, &flops[i]);
+    for (int i = 0; i < threads; i++) pthread_join(tid[i], NULL);
+    double dt = now() - t0;
+    for (int i = 0; i < threads; i++) total += flops[i];
+    printf("%s fma-peak %.4f %.1f\n", tessera_isa_name(isa), dt, total / dt / 1e9);
+#else
+    (void)isa; (void)threads;
+#endif
+}
+
 int main(int argc, char **argv) {
     if (argc < 5 || (argc - 3) % 2) { fprintf(stderr, "usage: gemm_peak THREADS T N K [N K ...]\n"); return 2; }
     int threads = atoi(argv[1]);
+    if (threads < 1 || threads > 64) { fprintf(stderr, "gemm_peak: THREADS must be 1..64\n"); return 2; }
     size_t T = strtoul(argv[2], NULL, 10);
+    for (int isa = TESSERA_ISA_AVX2; isa <= TESSERA_ISA_AVX512BF16; isa++)
+        if (tessera_isa_supported(isa)) fma_peak(isa, threads);
     for (int isa = TESSERA_ISA_PORTABLE; isa <= TESSERA_ISA_AVX512BF16; isa++)
     for (int bf16 = 1; bf16 >= 0; bf16--) {
         if (!tessera_isa_supported(isa) || (isa == TESSERA_ISA_PORTABLE && T > 64)) continue;
