@@ -2,9 +2,9 @@
  * the checkpoint's row-major [out][in] layout (read in place), C [T][N] FP32.
  *
  * One BLIS-style driver for every instruction-set class (one core per call): weights are
- * packed on the fly into panels of NR = 64 output columns x KP packed elements ([KP][64]);
- * activations are packed into tiles of MR = 6 tokens ([6][KP]) once per product and reused
- * by every panel; a panel's KP-slice (32 KiB) stays in L1 while a block's tiles pass over it,
+ * packed on the fly into panels of NR = 64 output columns x kp packed elements ([kp][64], kp the
+ * class's slice length); activations are packed into tiles of MR = 6 tokens ([6][kp]) once per
+ * product and reused by every panel; a panel's kp-slice stays in L1 while a block's tiles pass over it,
  * and the next panel's weights are prefetched meanwhile (its rows lie far apart, which
  * hardware prefetchers do not follow). The class only supplies the packing of weights and the
  * micro-kernel (`struct gemm_ops`); the portable ops here serve other architectures and tests.
@@ -33,13 +33,14 @@ static void pack_weights_portable(enum kind kind, const void *W, size_t ldw, siz
         for (size_t j = 0; j < NR; j++) panel[p * NR + j] = j < rows ? element(kind, (const char *)W + j * ldw * es, e0 + p) : 0;
 }
 
+#define KP_PORTABLE 128
 static void tile_portable(enum kind kind, size_t mr, const uint32_t *a, const uint32_t *panel, size_t kp, float *acc, int load) {
     (void)kind; /* the portable ops never see BF16_PAIRS */
     for (size_t i = 0; i < mr; i++)
         for (size_t j = 0; j < NR; j++) {
             float s = 0, x, w;
             for (size_t p = 0; p < kp; p++) {
-                memcpy(&x, a + i * KP + p, 4);
+                memcpy(&x, a + i * KP_PORTABLE + p, 4);
                 memcpy(&w, panel + p * NR + j, 4);
                 s = fmaf(x, w, s);
             }
@@ -47,7 +48,7 @@ static void tile_portable(enum kind kind, size_t mr, const uint32_t *a, const ui
         }
 }
 
-const struct gemm_ops tessera_gemm_ops_portable = {pack_weights_portable, tile_portable};
+const struct gemm_ops tessera_gemm_ops_portable = {KP_PORTABLE, 4u << 20, 768, pack_weights_portable, tile_portable};
 
 /* The one dispatch point: the ops of an instruction-set class, the portable ones for a class
    this CPU lacks (callers refuse those first; an illegal instruction is never reached). */
@@ -68,11 +69,11 @@ static enum kind kind_for(int isa, int bf16, int w_is_bf16) {
     return w_is_bf16 ? F32_FROM_BF16 : F32_FROM_F32;
 }
 
-/* Activation rows 0..rows (rows <= MR), packed elements e0..e0+kp -> tile [MR][KP], zero beyond `rows`. */
-static void pack_activations(enum kind kind, const void *A, size_t lda, size_t rows, size_t e0, size_t kp, uint32_t *tile) {
+/* Activation rows 0..rows (rows <= MR), packed elements e0..e0+kp -> tile [MR][S], zero beyond `rows`. */
+static void pack_activations(enum kind kind, size_t S, const void *A, size_t lda, size_t rows, size_t e0, size_t kp, uint32_t *tile) {
     size_t es = kind == F32_FROM_F32 || kind == F32_FROM_BF16 ? 4 : 2;
     for (size_t i = 0; i < MR; i++) {
-        uint32_t *out = tile + i * KP;
+        uint32_t *out = tile + i * S;
         const char *row = (const char *)A + i * lda * es;
         if (i >= rows) memset(out, 0, kp * 4);
         else if (kind == BF16_WIDENED) for (size_t p = 0; p < kp; p++) out[p] = (uint32_t)((const uint16_t *)row)[e0 + p] << 16;
@@ -80,16 +81,16 @@ static void pack_activations(enum kind kind, const void *A, size_t lda, size_t r
     }
 }
 
-/* Packs tiles tile0..tile1 of A's T rows as [kb][tile][MR][KP], `tiles` tiles in all. */
-static void pack_tiles(enum kind kind, const void *A, size_t lda, size_t T, size_t E, size_t tile0, size_t tile1, size_t tiles,
+/* Packs tiles tile0..tile1 of A's T rows as [kb][tile][MR][S], `tiles` tiles in all. */
+static void pack_tiles(enum kind kind, size_t S, const void *A, size_t lda, size_t T, size_t E, size_t tile0, size_t tile1, size_t tiles,
                        uint32_t *packed) {
     size_t a_es = kind == F32_FROM_F32 || kind == F32_FROM_BF16 ? 4 : 2;
-    for (size_t kb = 0; kb * KP < E; kb++) {
-        size_t e0 = kb * KP, kp = E - e0 < KP ? E - e0 : KP;
+    for (size_t kb = 0; kb * S < E; kb++) {
+        size_t e0 = kb * S, kp = E - e0 < S ? E - e0 : S;
         for (size_t j = tile0; j < tile1; j++) {
             size_t t = j * MR;
-            pack_activations(kind, (const char *)A + t * lda * a_es, lda, T - t < MR ? T - t : MR, e0, kp,
-                             packed + (kb * tiles + j) * KP * MR);
+            pack_activations(kind, S, (const char *)A + t * lda * a_es, lda, T - t < MR ? T - t : MR, e0, kp,
+                             packed + (kb * tiles + j) * S * MR);
         }
     }
 }
@@ -112,43 +113,43 @@ static _Thread_local size_t packed_a_size;
 /* Packed elements per row and bytes per packed activation/weight element. */
 static size_t elements(enum kind kind, size_t K) { return kind == BF16_PAIRS ? K / 2 : K; }
 
-/* Tokens per block: a block's packed activations (4 MiB) stay in cache while every panel passes. */
-static size_t block_tokens(size_t E) {
-    size_t mc = (4u << 20) / (4 * (E + 1)) / MR * MR;
-    return mc < MR ? MR : mc > MC_MAX ? MC_MAX : mc;
+/* Tokens per block: the class's budget of packed activations, so that a block's slice stays in L2. */
+static size_t block_tokens(const struct gemm_ops *ops, size_t E) {
+    size_t mc = ops->block_bytes / (4 * (E + 1)) / MR * MR;
+    return mc < MR ? MR : mc > ops->block_max ? ops->block_max : mc;
 }
 
 /* Prefetches the weights of the panel slice after (n0, kb), spread over the block's tiles. */
 struct prefetch { const char *base; size_t row_bytes, row_lines, lines, next; };
 
-static struct prefetch next_slice(enum kind kind, const void *W, size_t ldw, size_t N, size_t E, size_t n0, size_t kb) {
-    size_t kblocks = (E + KP - 1) / KP, w_es = kind == F32_FROM_F32 ? 4 : 2, el = kind == F32_FROM_F32 || kind == BF16_PAIRS ? 4 : 2;
-    size_t ne0 = kb + 1 < kblocks ? (kb + 1) * KP : 0, nn0 = kb + 1 < kblocks ? n0 : n0 + NR;
-    size_t ncols = nn0 < N ? (N - nn0 < NR ? N - nn0 : NR) : 0, nkp = E - ne0 < KP ? E - ne0 : KP;
+static struct prefetch next_slice(enum kind kind, size_t S, const void *W, size_t ldw, size_t N, size_t E, size_t n0, size_t kb) {
+    size_t kblocks = (E + S - 1) / S, w_es = kind == F32_FROM_F32 ? 4 : 2, el = kind == F32_FROM_F32 || kind == BF16_PAIRS ? 4 : 2;
+    size_t ne0 = kb + 1 < kblocks ? (kb + 1) * S : 0, nn0 = kb + 1 < kblocks ? n0 : n0 + NR;
+    size_t ncols = nn0 < N ? (N - nn0 < NR ? N - nn0 : NR) : 0, nkp = E - ne0 < S ? E - ne0 : S;
     size_t row_lines = (nkp * el + 63) / 64;
     return (struct prefetch){(const char *)W + nn0 * ldw * w_es + ne0 * el, ldw * w_es, row_lines, ncols * row_lines, 0};
 }
 
 /* Tokens m0..m1 of C (+)= A W^T over E packed elements per row, their tiles at `a`
-   (tile j of slice kb at a + (kb * kb_stride + j) * KP * MR). */
+   (tile j of slice kb at a + (kb * kb_stride + j) * kp * MR, kp the class's slice length). */
 static int block_product(const struct gemm_ops *ops, enum kind kind, const uint32_t *a, size_t kb_stride, size_t m0, size_t m1,
                          const void *W, size_t ldw, float *C, size_t ldc, size_t N, size_t E, int accumulate, int round) {
-    size_t w_es = kind == F32_FROM_F32 ? 4 : 2, kblocks = (E + KP - 1) / KP, tiles = (m1 - m0 + MR - 1) / MR;
-    if (!packed_w) packed_w = aligned_alloc(64, KP * NR * 4);
+    size_t S = ops->kp, w_es = kind == F32_FROM_F32 ? 4 : 2, kblocks = (E + S - 1) / S, tiles = (m1 - m0 + MR - 1) / MR;
+    if (!packed_w) packed_w = aligned_alloc(64, KP_MAX * NR * 4);
     if (!block_acc) block_acc = aligned_alloc(64, (MC_MAX + MR) * NR * 4);
     if (!packed_w || !block_acc) return -1;
     for (size_t n0 = 0; n0 < N; n0 += NR) {
         size_t cols = N - n0 < NR ? N - n0 : NR;
         for (size_t kb = 0; kb < kblocks; kb++) {
-            size_t e0 = kb * KP, kp = E - e0 < KP ? E - e0 : KP;
+            size_t e0 = kb * S, kp = E - e0 < S ? E - e0 : S;
             ops->pack_weights(kind, (const char *)W + n0 * ldw * w_es, ldw, cols, e0, kp, packed_w);
-            struct prefetch pf = next_slice(kind, W, ldw, N, E, n0, kb);
+            struct prefetch pf = next_slice(kind, S, W, ldw, N, E, n0, kb);
             size_t per_tile = (pf.lines + tiles - 1) / tiles;
             for (size_t j = 0; j < tiles; j++) {
                 for (size_t l = 0; l < per_tile && pf.next < pf.lines; l++, pf.next++)
                     __builtin_prefetch(pf.base + (pf.next / pf.row_lines) * pf.row_bytes + 64 * (pf.next % pf.row_lines), 0, 2);
                 size_t t = m0 + j * MR;
-                ops->tile(kind, m1 - t < MR ? m1 - t : MR, a + (kb * kb_stride + j) * KP * MR, packed_w, kp, block_acc + j * MR * NR, kb > 0);
+                ops->tile(kind, m1 - t < MR ? m1 - t : MR, a + (kb * kb_stride + j) * S * MR, packed_w, kp, block_acc + j * MR * NR, kb > 0);
             }
         }
         if (kblocks == 0) memset(block_acc, 0, (m1 - m0) * NR * sizeof(float));
@@ -168,14 +169,16 @@ static void add_odd_input(const void *A, size_t lda, const void *W, size_t ldw, 
 
 size_t tessera_gemm_pack_granule(void) { return MR; }
 
+size_t tessera_gemm_slice_length(int isa) { return ops_for(isa)->kp; }
+
 size_t tessera_gemm_packed_bytes(int isa, size_t T, size_t K, int bf16) {
-    size_t E = elements(kind_for(isa, bf16, 1), K);
-    return ((E + KP - 1) / KP) * ((T + MR - 1) / MR) * KP * MR * 4 + 64;
+    size_t E = elements(kind_for(isa, bf16, 1), K), S = ops_for(isa)->kp;
+    return ((E + S - 1) / S) * ((T + MR - 1) / MR) * S * MR * 4 + 64;
 }
 
 void tessera_gemm_pack_activations(int isa, const void *A, size_t lda, size_t T, size_t K, int bf16, size_t t0, size_t t1, void *packed) {
     enum kind kind = kind_for(isa, bf16, 1);
-    pack_tiles(kind, A, lda, T, elements(kind, K), t0 / MR, (t1 + MR - 1) / MR, (T + MR - 1) / MR, packed);
+    pack_tiles(kind, ops_for(isa)->kp, A, lda, T, elements(kind, K), t0 / MR, (t1 + MR - 1) / MR, (T + MR - 1) / MR, packed);
 }
 
 int tessera_gemm_packed_nt(int isa, const void *A, size_t lda, int bf16, const void *packed, const void *W, int w_is_bf16, size_t ldw,
@@ -183,11 +186,11 @@ int tessera_gemm_packed_nt(int isa, const void *A, size_t lda, int bf16, const v
     if (T == 0 || N == 0) return 0;
     const struct gemm_ops *ops = ops_for(isa);
     enum kind kind = kind_for(isa, bf16, w_is_bf16);
-    size_t E = elements(kind, K), mc = block_tokens(E), tiles = (T + MR - 1) / MR;
+    size_t E = elements(kind, K), mc = block_tokens(ops, E), tiles = (T + MR - 1) / MR;
     int odd = kind == BF16_PAIRS && (K & 1); /* the odd last input is added afterwards, and rounding after it */
     for (size_t m0 = 0; m0 < T; m0 += mc) {
         size_t m1 = T - m0 < mc ? T : m0 + mc;
-        if (block_product(ops, kind, (const uint32_t *)packed + (m0 / MR) * KP * MR, tiles, m0, m1, W, ldw, C, ldc, N, E, accumulate,
+        if (block_product(ops, kind, (const uint32_t *)packed + (m0 / MR) * ops->kp * MR, tiles, m0, m1, W, ldw, C, ldc, N, E, accumulate,
                           round_output && !odd) != 0)
             return -1;
     }
@@ -201,7 +204,7 @@ static int gemm(int isa, int bf16, const void *A, size_t lda, const void *W, int
                 size_t T, size_t N, size_t K, int accumulate) {
     if (T == 0 || N == 0) return 0;
     enum kind kind = kind_for(isa, bf16, w_is_bf16);
-    size_t E = elements(kind, K), mc = block_tokens(E), a_es = bf16 ? 2 : 4;
+    size_t E = elements(kind, K), mc = block_tokens(ops_for(isa), E), a_es = bf16 ? 2 : 4;
     size_t need = tessera_gemm_packed_bytes(isa, mc, K, bf16);
     if (packed_a_size < need) {
         free(packed_a);

@@ -1,9 +1,9 @@
 /* Shared by the GEMM driver (gemm.c) and the per-ISA micro-kernels (gemm_avx2.c, gemm_avx512.c).
  *
- * Every product runs through one driver: weights packed into panels of NR output columns x KP
- * packed elements ([KP][NR], 32 bits per element), activations into tiles of MR tokens
- * ([MR][KP]). For every output element the sum runs over its inputs in one fixed order: within
- * each KP-slice in input order from zero, the slices then added in order. Token blocking,
+ * Every product runs through one driver: weights packed into panels of NR output columns x kp
+ * packed elements ([kp][NR], 32 bits per element), activations into tiles of MR tokens
+ * ([MR][kp]); kp is the class's own (struct gemm_ops). For every output element the sum runs
+ * over its inputs in one fixed order: within each kp-slice in input order from zero, the slices then added in order. Token blocking,
  * thread splits and cache tiling choose which elements are computed together, never that
  * order, so a row's results do not depend on the other rows of the batch. */
 #ifndef TESSERA_GEMM_INTERNAL_H
@@ -11,10 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define NR 64     /* output columns per weight panel */
-#define MR 6      /* tokens per activation tile */
-#define KP 128    /* packed elements per panel slice: 64 x 128 x 4 bytes = 32 KiB */
-#define MC_MAX 768 /* tokens per block of packed activations */
+#define NR 64      /* output columns per weight panel */
+#define MR 6       /* tokens per activation tile */
+#define KP_MAX 128 /* the longest panel slice of any class, in packed elements (64 x 128 x 4 bytes = 32 KiB) */
+#define MC_MAX 1536 /* the most tokens per block of packed activations of any class */
 
 /* The forms of a product: what a packed 32-bit element holds on each side. */
 enum kind {
@@ -26,10 +26,19 @@ enum kind {
 
 /* What one instruction-set class provides to the driver. */
 struct gemm_ops {
+    /* Packed elements per panel slice (at most KP_MAX): the length of the sums that are then
+       added in order, so part of the class's summation order; also a tile row's stride. */
+    size_t kp;
+    /* Bytes of packed activations per block of tokens (at most MC_MAX tokens): a block's slice
+       (tokens x kp) should stay in L2 while every panel passes over it; and the most tokens per
+       block (at most MC_MAX). */
+    size_t block_bytes, block_max;
     /* Weight rows 0..rows (rows <= NR) of W (row stride ldw elements), packed elements
-       e0..e0+kp -> panel [kp][NR], zero beyond `rows`. */
+       e0..e0+kp -> a panel of kp x NR elements, zero beyond `rows` (the layout is the class's own:
+       only its tile reads it). */
     void (*pack_weights)(enum kind kind, const void *W, size_t ldw, size_t rows, size_t e0, size_t kp, uint32_t *panel);
-    /* acc[0..mr][0..NR] = (load ? acc : 0) + tile x panel over kp elements (acc rows NR apart). */
+    /* acc[0..mr][0..NR] = (load ? acc : 0) + tile x panel over kp elements (acc rows NR apart;
+       tile rows `kp` of the struct apart). */
     void (*tile)(enum kind kind, size_t mr, const uint32_t *a, const uint32_t *panel, size_t kp, float *acc, int load);
 };
 

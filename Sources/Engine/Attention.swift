@@ -52,41 +52,28 @@ struct Attention {
         return RopeTables(cos: cosT, sin: sinT)
     }
 
-    /// Rotate-half RoPE on the first `rot` values of one head vector, in place.
-    func rope(_ v: UnsafeMutablePointer<Float>, cos c: UnsafePointer<Float>, sin s: UnsafePointer<Float>) {
-        guard useRope else { return }
-        for i in 0..<half {
-            let a = v[i], b = v[i + half]
-            let x = a * c[i] - b * s[i], y = b * c[i] + a * s[i]
-            v[i] = round ? x.bfloat16Rounded : x
-            v[i + half] = round ? y.bfloat16Rounded : y
-        }
+    /// The C kernels' view of one sequence's step of `T` new positions after `start`.
+    func shape(tokens T: Int, start: Int) -> tessera_attention_shape {
+        tessera_attention_shape(tokens: T, start: start, groups: groups, heads_per_group: hpg, head_dim: d,
+                                rotary_half: useRope ? half : 0, round: round ? 1 : 0)
     }
 
     /// Splits qkv rows into queries [group][token][head of the group][d] (a group's rows one
-    /// matrix) and keys and values [position][group][d] at positions start..<start+T, rotating
-    /// queries and keys.
-    func split(_ qkv: UnsafePointer<Float>, tokens T: Int, start: Int, rope tables: RopeTables, q: UnsafeMutablePointer<Float>,
-               keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>) {
+    /// matrix; BF16 bits in a BF16 run, else floats) and keys and values [position][group][d] at
+    /// positions start..<start+T (keys also as BF16 bits in a BF16 run), rotating queries and keys.
+    func split(_ qkv: UnsafePointer<Float>, tokens T: Int, start: Int, rope tables: RopeTables, into o: AttentionOperands) {
         tables.cos.withUnsafeBufferPointer { cb in
             tables.sin.withUnsafeBufferPointer { sb in
-                let (src, qp, kp, vp) = (UncheckedSendable(qkv), UncheckedSendable(q), UncheckedSendable(keys), UncheckedSendable(values))
-                let (cp, sp, me) = (UncheckedSendable(cb.baseAddress!), UncheckedSendable(sb.baseAddress!), self)
-                kernels.parallel(T, granule: 8) { t0, t1 in
-                    for t in t0..<t1 {
-                        let (c, s) = (cp.value + t * me.half, sp.value + t * me.half)
-                        for g in 0..<me.groups {
-                            let base = src.value + t * me.qkvWidth + g * (me.hpg + 2) * me.d
-                            for j in 0..<me.hpg {
-                                let dst = qp.value + ((g * T + t) * me.hpg + j) * me.d
-                                dst.update(from: base + j * me.d, count: me.d)
-                                me.rope(dst, cos: c, sin: s)
-                            }
-                            let at = ((start + t) * me.groups + g) * me.d
-                            (kp.value + at).update(from: base + me.hpg * me.d, count: me.d)
-                            me.rope(kp.value + at, cos: c, sin: s)
-                            (vp.value + at).update(from: base + (me.hpg + 1) * me.d, count: me.d)
-                        }
+                var geometry = shape(tokens: T, start: start)
+                let (src, cp, sp, out, isa) = (UncheckedSendable(qkv), UncheckedSendable(cb.baseAddress!), UncheckedSendable(sb.baseAddress!),
+                                               UncheckedSendable(o), kernels.isa)
+                withUnsafePointer(to: &geometry) { g in
+                    let g = UncheckedSendable(g)
+                    kernels.parallel(T, granule: 8) { t0, t1 in
+                        let o = out.value
+                        tessera_attention_split(isa, g.value, src.value, t0, t1, cp.value, sp.value,
+                                                o.queryBits == nil ? o.queries.assumingMemoryBound(to: Float.self) : nil, o.queryBits,
+                                                o.keys, o.keyBits, o.values)
                     }
                 }
             }
@@ -106,24 +93,16 @@ struct Attention {
               : tessera_gemm_f32_nt(kernels.isa, a.assumingMemoryBound(to: Float.self), lda, w, 0, ldw, c, ldc, rows, cols, k, 0)
     }
 
-    /// `n` floats as attention operands: BF16 bits (a new buffer) in a BF16 run, else themselves.
-    func operands(_ x: UnsafePointer<Float>, _ n: Int) -> (UnsafeRawPointer, UnsafeMutableRawPointer?) {
-        guard round else { return (UnsafeRawPointer(x), nil) }
-        let bits = UnsafeMutablePointer<UInt16>.allocate(capacity: n)
-        kernels.toBF16(x, bits, n)
-        return (UnsafeRawPointer(bits), UnsafeMutableRawPointer(bits))
-    }
-
     /// Per query group, in blocks of query positions that see only the keys up to their last one:
     /// scores = Q K^T * scale for all the group's heads at once (they share the keys), causal
     /// softmax, context = P V (V transposed once per group). Each score and context element sums
     /// the same inputs in the same order as a head at a time would.
-    func attend(q: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, tokens T: Int, start: Int,
-                into ctx: UnsafeMutablePointer<Float>) {
+    func attend(_ o: AttentionOperands, tokens T: Int, start: Int, into ctx: UnsafeMutablePointer<Float>) {
         let total = start + T, scale = 1 / Float(d).squareRoot()
-        let (qa, qOwned) = operands(q, T * heads * d), (ka, kOwned) = operands(keys, total * groups * d)
-        defer { qOwned?.deallocate(); kOwned?.deallocate() }
-        let (qp, kp, vp, cp, me) = (UncheckedSendable(qa), UncheckedSendable(ka), UncheckedSendable(values), UncheckedSendable(ctx), self)
+        let qa = o.queryBits.map { UnsafeRawPointer($0) } ?? UnsafeRawPointer(o.queries)
+        let ka = o.keyBits.map { UnsafeRawPointer($0) } ?? UnsafeRawPointer(o.keys)
+        let (qp, kp, vp, cp, me) = (UncheckedSendable(qa), UncheckedSendable(ka), UncheckedSendable(UnsafePointer(o.values)),
+                                    UncheckedSendable(ctx), self)
         kernels.parallel(groups) { g0, g1 in
             let (d, heads, groups, hpg, es) = (me.d, me.heads, me.groups, me.hpg, me.operandBytes)
             let most = Self.block * hpg
@@ -160,15 +139,18 @@ struct Attention {
     /// Group `g`'s values of all positions as [d][total] operands (BF16 bits in a BF16 run: the
     /// values are BF16 values already, so their high halves are exact).
     func transpose(values: UnsafePointer<Float>, group g: Int, total: Int, into vt: UnsafeMutableRawPointer) {
-        let stride = groups * d, first = values + g * d
-        if round {
-            let out = vt.assumingMemoryBound(to: UInt16.self)
-            for pos in 0..<total { for i in 0..<d { out[i * total + pos] = UInt16(truncatingIfNeeded: first[pos * stride + i].bitPattern >> 16) } }
-        } else {
-            let out = vt.assumingMemoryBound(to: Float.self)
-            for pos in 0..<total { for i in 0..<d { out[i * total + pos] = first[pos * stride + i] } }
-        }
+        tessera_attention_values_t(kernels.isa, values, total, groups, d, g, round ? 1 : 0, vt)
     }
+}
+
+/// One sequence's attention operands for a step: queries (BF16 bits in a BF16 run, else floats),
+/// keys of every position (floats, and BF16 bits in a BF16 run) and values of every position.
+struct AttentionOperands {
+    let queries: UnsafeMutableRawPointer
+    let queryBits: UnsafeMutablePointer<UInt16>?
+    let keys: UnsafeMutablePointer<Float>
+    let keyBits: UnsafeMutablePointer<UInt16>?
+    let values: UnsafeMutablePointer<Float>
 }
 
 /// RoPE's cos and sin per new position and rotary frequency ([position][frequency]).
@@ -183,16 +165,28 @@ extension Model {
     /// positions.
     func attention(_ unit: Attention, _ qkv: UnsafePointer<Float>, tokens T: Int, start: Int,
                    past: (cache: KVCache, layer: Int, count: Int)?, rope: RopeTables, into ctx: UnsafeMutablePointer<Float>) -> ([Float], [Float]) {
-        let total = start + T, kv = total * unit.groups * unit.d
+        let total = start + T, kv = total * unit.groups * unit.d, queries = T * unit.heads * unit.d
         // Positions before `start` come from the cache, the rest from qkv.
         var keys = Kernels.uninitialized(Float.self, kv), values = Kernels.uninitialized(Float.self, kv)
-        var q = Kernels.uninitialized(Float.self, T * unit.heads * unit.d)
-        q.withUnsafeMutableBufferPointer { qb in
-            keys.withUnsafeMutableBufferPointer { kb in
-                values.withUnsafeMutableBufferPointer { vb in
-                    if let past { past.cache.copy(layer: past.layer, first: past.count, keys: kb.baseAddress!, values: vb.baseAddress!, kernels: kernels) }
-                    unit.split(qkv, tokens: T, start: start, rope: rope, q: qb.baseAddress!, keys: kb.baseAddress!, values: vb.baseAddress!)
-                    unit.attend(q: qb.baseAddress!, keys: kb.baseAddress!, values: vb.baseAddress!, tokens: T, start: start, into: ctx)
+        var qFloats = unit.round ? [] : Kernels.uninitialized(Float.self, queries)
+        var qBits = unit.round ? Kernels.uninitialized(UInt16.self, queries) : []
+        var keyBits = unit.round ? Kernels.uninitialized(UInt16.self, kv) : []
+        qFloats.withUnsafeMutableBufferPointer { qf in
+            qBits.withUnsafeMutableBufferPointer { qb in
+                keyBits.withUnsafeMutableBufferPointer { kbits in
+                    keys.withUnsafeMutableBufferPointer { kb in
+                        values.withUnsafeMutableBufferPointer { vb in
+                            let o = AttentionOperands(queries: UnsafeMutableRawPointer(unit.round ? UnsafeMutableRawPointer(qb.baseAddress!) : UnsafeMutableRawPointer(qf.baseAddress!)),
+                                                      queryBits: unit.round ? qb.baseAddress! : nil, keys: kb.baseAddress!,
+                                                      keyBits: unit.round ? kbits.baseAddress! : nil, values: vb.baseAddress!)
+                            if let past {
+                                past.cache.copy(layer: past.layer, first: past.count, keys: o.keys, values: o.values, kernels: kernels)
+                                if let bits = o.keyBits { kernels.toBF16(o.keys, bits, past.count) }
+                            }
+                            unit.split(qkv, tokens: T, start: start, rope: rope, into: o)
+                            unit.attend(o, tokens: T, start: start, into: ctx)
+                        }
+                    }
                 }
             }
         }

@@ -42,6 +42,10 @@ int tessera_gemm_f32_nt(int isa, const float *A, size_t lda, const void *W, int 
    passed: an odd K's last input of a BF16 pair product reads it. */
 size_t tessera_gemm_packed_bytes(int isa, size_t T, size_t K, int bf16);
 size_t tessera_gemm_pack_granule(void);
+/* Packed elements per slice of a path's sums (part of its summation order: within a slice in
+   input order from zero, slices then added in order). Paths with the same slice length give the
+   same FP32 product bits. */
+size_t tessera_gemm_slice_length(int isa);
 void tessera_gemm_pack_activations(int isa, const void *A, size_t lda, size_t T, size_t K, int bf16, size_t t0, size_t t1, void *packed);
 int tessera_gemm_packed_nt(int isa, const void *A, size_t lda, int bf16, const void *packed, const void *W, int w_is_bf16, size_t ldw,
                            float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate, int round_output);
@@ -71,4 +75,23 @@ enum { TESSERA_SQUARED_RELU = 0, TESSERA_RELU = 1, TESSERA_GELU = 2, TESSERA_SIL
 void tessera_activation(int isa, int kind, const float *y, size_t rows, size_t f, int gated, int round, float *out, uint16_t *out_bf16);
 /* Softmax of scale * row[0..visible) in place; row[visible..total) set to 0. */
 void tessera_causal_softmax(int isa, float *row, size_t visible, size_t total, float scale, int round);
+
+/* The geometry of one sequence's attention step: `tokens` new positions after `start` earlier
+   ones, `groups` query groups of `heads_per_group` heads, `head_dim` values per head, RoPE on the
+   pairs (i, i + rotary_half) of each query and key head (rotary_half 0: no RoPE), results
+   rounded to BF16 when `round` (a BF16 run). */
+typedef struct {
+    size_t tokens, start, groups, heads_per_group, head_dim, rotary_half;
+    int round;
+} tessera_attention_shape;
+/* qkv rows t0..t1 (each [group][q heads of the group, k, v][head_dim]) -> queries at
+   [group][token][head of the group][head_dim] (as floats in q, or BF16 bits in q_bits, either may
+   be NULL), keys and values at [start + token][group][head_dim] (keys also as BF16 bits when
+   key_bits is not NULL). cos_table and sin_table are [token][rotary_half]. */
+void tessera_attention_split(int isa, const tessera_attention_shape *shape, const float *qkv, size_t t0, size_t t1,
+                             const float *cos_table, const float *sin_table, float *q, uint16_t *q_bits, float *keys,
+                             uint16_t *key_bits, float *values);
+/* Group g's values of positions 0..total ([position][groups][d]) as [d][total]: floats, or with
+   bits != 0 the high halves of their bit patterns (exact for BF16 values). */
+void tessera_attention_values_t(int isa, const float *values, size_t total, size_t groups, size_t d, size_t g, int bits, void *out);
 #endif

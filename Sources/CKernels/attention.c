@@ -1,0 +1,77 @@
+/* The data movement of attention around its two products: splitting qkv rows into rotated
+ * queries and keys and the values (RoPE, rotate-half), and laying a query group's values out as
+ * the second product's weights. Compiled once per instruction-set class (isa_variants.h), as the
+ * other element-wise steps. Rotations are not contracted into FMAs, so every class gives the
+ * same bits; a BF16 run's outputs are BF16 values, so their bit patterns are their high halves. */
+#include "CKernels.h"
+#include "bf16.h"
+#include "isa_variants.h"
+
+/* dst = src (d values) with RoPE on pairs (i, i + half) for i < half, rounded to BF16 when
+   `round`; the values past 2 * half are copied. dst_bits, if not NULL, gets the BF16 bits too. */
+BODY void rotate_body(const float *src, size_t d, size_t half, const float *c, const float *s, int round, float *dst,
+                      uint16_t *dst_bits) {
+#if defined(__clang__)
+#pragma clang fp contract(off) /* x = a c - b s as two roundings and a subtraction, on every class */
+#endif
+    float tmp[half > 0 ? 2 * half : 1];
+    float *out = dst ? dst : tmp;
+    for (size_t i = 0; i < half; i++) {
+        float a = src[i], b = src[i + half];
+        float x = a * c[i] - b * s[i], y = b * c[i] + a * s[i];
+        out[i] = round ? round_bf16(x) : x;
+        out[i + half] = round ? round_bf16(y) : y;
+    }
+    if (dst) for (size_t i = 2 * half; i < d; i++) dst[i] = src[i];
+    if (dst_bits) {
+        for (size_t i = 0; i < 2 * half; i++) dst_bits[i] = (uint16_t)(round_bf16_bits(out[i]) >> 16);
+        for (size_t i = 2 * half; i < d; i++) dst_bits[i] = (uint16_t)(round_bf16_bits(src[i]) >> 16);
+    }
+}
+
+BODY void split_body(const tessera_attention_shape *sh, const float *qkv, size_t t0, size_t t1, const float *cos_table,
+                     const float *sin_table, float *q, uint16_t *q_bits, float *keys, uint16_t *key_bits, float *values) {
+    size_t d = sh->head_dim, hpg = sh->heads_per_group, groups = sh->groups, half = sh->rotary_half, T = sh->tokens;
+    size_t width = groups * (hpg + 2) * d;
+    for (size_t t = t0; t < t1; t++) {
+        const float *c = cos_table + t * half, *s = sin_table + t * half;
+        for (size_t g = 0; g < groups; g++) {
+            const float *base = qkv + t * width + g * (hpg + 2) * d;
+            for (size_t j = 0; j < hpg; j++) {
+                size_t at = ((g * T + t) * hpg + j) * d;
+                rotate_body(base + j * d, d, half, c, s, sh->round, q ? q + at : NULL, q_bits ? q_bits + at : NULL);
+            }
+            size_t at = ((sh->start + t) * groups + g) * d;
+            rotate_body(base + hpg * d, d, half, c, s, sh->round, keys + at, key_bits ? key_bits + at : NULL);
+            for (size_t i = 0; i < d; i++) values[at + i] = base[(hpg + 1) * d + i];
+        }
+    }
+}
+
+ISA_VARIANTS(attention_split,
+             (const tessera_attention_shape *sh, const float *qkv, size_t t0, size_t t1, const float *cos_table, const float *sin_table,
+              float *q, uint16_t *q_bits, float *keys, uint16_t *key_bits, float *values),
+             split_body, (sh, qkv, t0, t1, cos_table, sin_table, q, q_bits, keys, key_bits, values))
+
+#define BLOCK 16
+/* Positions in blocks of 16: a block's rows (16 x d values) stay in L1 while its columns are written. */
+BODY void values_t_body(const float *values, size_t total, size_t groups, size_t d, size_t g, int bits, void *out) {
+    const float *first = values + g * d;
+    size_t stride = groups * d;
+    for (size_t p0 = 0; p0 < total; p0 += BLOCK) {
+        size_t n = total - p0 < BLOCK ? total - p0 : BLOCK;
+        for (size_t i = 0; i < d; i++) {
+            const float *col = first + p0 * stride + i;
+            if (bits) {
+                uint16_t *o = (uint16_t *)out + i * total + p0;
+                for (size_t p = 0; p < n; p++) { uint32_t b; memcpy(&b, col + p * stride, 4); o[p] = (uint16_t)(b >> 16); }
+            } else {
+                float *o = (float *)out + i * total + p0;
+                for (size_t p = 0; p < n; p++) o[p] = col[p * stride];
+            }
+        }
+    }
+}
+
+ISA_VARIANTS(attention_values_t, (const float *values, size_t total, size_t groups, size_t d, size_t g, int bits, void *out),
+             values_t_body, (values, total, groups, d, g, bits, out))
