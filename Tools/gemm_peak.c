@@ -36,42 +36,31 @@ static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
 #define PEAK_ITERATIONS 150000000L
 #if defined(__x86_64__)
 #include <immintrin.h>
-__attribute__((target("avx2,fma"))) static void *peak_avx2(void *arg) {
-    __m256 c[12], x = _mm256_set1_ps(1.0000001f), y = _mm256_set1_ps(0.9999999f);
-    for (int i = 0; i < 12; i++) c[i] = _mm256_set1_ps((float)i);
-    for (long n = 0; n < PEAK_ITERATIONS; n++) {
-        for (int i = 0; i < 12; i++) c[i] = _mm256_fmadd_ps(c[i], x, y);
-        __asm__ volatile("" : "+x"(c[0]), "+x"(c[6]));
-    }
-    float s = 0;
-    for (int i = 0; i < 12; i++) s += c[i][0];
-    *(double *)arg = s == 12345 ? 0 : 12.0 * 8 * 2 * PEAK_ITERATIONS;
+/* One body per class: VEC accumulators updated by STEP(c, x), LANES floats and FLOPS_PER_LANE per step. */
+#define PEAK_BODY(VEC, INIT, X, STEP, CONSTRAINT, LANES, FLOPS_PER_LANE)                   \
+    VEC c[12];                                                                            \
+    X;                                                                                    \
+    for (int i = 0; i < 12; i++) c[i] = INIT((float)i);                                   \
+    for (long n = 0; n < PEAK_ITERATIONS; n++) {                                          \
+        for (int i = 0; i < 12; i++) c[i] = STEP(c[i]);                                   \
+        __asm__ volatile("" : CONSTRAINT(c[0]), CONSTRAINT(c[6]));                        \
+    }                                                                                     \
+    float s = 0;                                                                          \
+    for (int i = 0; i < 12; i++) s += c[i][0];                                            \
+    *(double *)arg = s == 12345 ? 0 : 12.0 * (LANES) * (FLOPS_PER_LANE) * PEAK_ITERATIONS; \
     return NULL;
+
+#define FMA256(c) _mm256_fmadd_ps(c, x, y)
+#define FMA512(c) _mm512_fmadd_ps(c, x, y)
+#define DP512(c) _mm512_dpbf16_ps(c, x, x)
+__attribute__((target("avx2,fma"))) static void *peak_avx2(void *arg) {
+    PEAK_BODY(__m256, _mm256_set1_ps, __m256 x = _mm256_set1_ps(1.0000001f); __m256 y = _mm256_set1_ps(0.9999999f), FMA256, "+x", 8, 2)
 }
 __attribute__((target("avx512f"))) static void *peak_avx512(void *arg) {
-    __m512 c[12], x = _mm512_set1_ps(1.0000001f), y = _mm512_set1_ps(0.9999999f);
-    for (int i = 0; i < 12; i++) c[i] = _mm512_set1_ps((float)i);
-    for (long n = 0; n < PEAK_ITERATIONS; n++) {
-        for (int i = 0; i < 12; i++) c[i] = _mm512_fmadd_ps(c[i], x, y);
-        __asm__ volatile("" : "+v"(c[0]), "+v"(c[6]));
-    }
-    float s = 0;
-    for (int i = 0; i < 12; i++) s += c[i][0];
-    *(double *)arg = s == 12345 ? 0 : 12.0 * 16 * 2 * PEAK_ITERATIONS;
-    return NULL;
+    PEAK_BODY(__m512, _mm512_set1_ps, __m512 x = _mm512_set1_ps(1.0000001f); __m512 y = _mm512_set1_ps(0.9999999f), FMA512, "+v", 16, 2)
 }
 __attribute__((target("avx512f,avx512bf16"))) static void *peak_avx512bf16(void *arg) {
-    __m512 c[12];
-    __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80);
-    for (int i = 0; i < 12; i++) c[i] = _mm512_set1_ps((float)i);
-    for (long n = 0; n < PEAK_ITERATIONS; n++) {
-        for (int i = 0; i < 12; i++) c[i] = _mm512_dpbf16_ps(c[i], x, x);
-        __asm__ volatile("" : "+v"(c[0]), "+v"(c[6]));
-    }
-    float s = 0;
-    for (int i = 0; i < 12; i++) s += c[i][0];
-    *(double *)arg = s == 12345 ? 0 : 12.0 * 32 * 2 * PEAK_ITERATIONS;
-    return NULL;
+    PEAK_BODY(__m512, _mm512_set1_ps, __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80), DP512, "+v", 32, 2)
 }
 #endif
 
