@@ -8,24 +8,23 @@
 #include "isa_variants.h"
 
 /* dst = src (d values) with RoPE on pairs (i, i + half) for i < half, rounded to BF16 when
-   `round`; the values past 2 * half are copied. dst_bits, if not NULL, gets the BF16 bits too. */
+   `round`; the values past 2 * half are copied. Either output may be NULL: dst gets floats,
+   dst_bits the BF16 bits of the same values (a BF16 run's values are BF16 already, so exact). */
 BODY void rotate_body(const float *src, size_t d, size_t half, const float *c, const float *s, int round, float *dst,
                       uint16_t *dst_bits) {
 #if defined(__clang__)
 #pragma clang fp contract(off) /* x = a c - b s as two roundings and a subtraction, on every class */
 #endif
-    float tmp[half > 0 ? 2 * half : 1];
-    float *out = dst ? dst : tmp;
     for (size_t i = 0; i < half; i++) {
         float a = src[i], b = src[i + half];
         float x = a * c[i] - b * s[i], y = b * c[i] + a * s[i];
-        out[i] = round ? round_bf16(x) : x;
-        out[i + half] = round ? round_bf16(y) : y;
+        if (round) { x = round_bf16(x); y = round_bf16(y); }
+        if (dst) { dst[i] = x; dst[i + half] = y; }
+        if (dst_bits) { dst_bits[i] = (uint16_t)(round_bf16_bits(x) >> 16); dst_bits[i + half] = (uint16_t)(round_bf16_bits(y) >> 16); }
     }
-    if (dst) for (size_t i = 2 * half; i < d; i++) dst[i] = src[i];
-    if (dst_bits) {
-        for (size_t i = 0; i < 2 * half; i++) dst_bits[i] = (uint16_t)(round_bf16_bits(out[i]) >> 16);
-        for (size_t i = 2 * half; i < d; i++) dst_bits[i] = (uint16_t)(round_bf16_bits(src[i]) >> 16);
+    for (size_t i = 2 * half; i < d; i++) {
+        if (dst) dst[i] = src[i];
+        if (dst_bits) dst_bits[i] = (uint16_t)(round_bf16_bits(src[i]) >> 16);
     }
 }
 

@@ -71,8 +71,7 @@ struct Attention {
                     let g = UncheckedSendable(g)
                     kernels.parallel(T, granule: 8) { t0, t1 in
                         let o = out.value
-                        tessera_attention_split(isa, g.value, src.value, t0, t1, cp.value, sp.value,
-                                                o.queryBits == nil ? o.queries.assumingMemoryBound(to: Float.self) : nil, o.queryBits,
+                        tessera_attention_split(isa, g.value, src.value, t0, t1, cp.value, sp.value, o.queryFloats, o.queryBits,
                                                 o.keys, o.keyBits, o.values)
                     }
                 }
@@ -99,9 +98,7 @@ struct Attention {
     /// the same inputs in the same order as a head at a time would.
     func attend(_ o: AttentionOperands, tokens T: Int, start: Int, into ctx: UnsafeMutablePointer<Float>) {
         let total = start + T, scale = 1 / Float(d).squareRoot()
-        let qa = o.queryBits.map { UnsafeRawPointer($0) } ?? UnsafeRawPointer(o.queries)
-        let ka = o.keyBits.map { UnsafeRawPointer($0) } ?? UnsafeRawPointer(o.keys)
-        let (qp, kp, vp, cp, me) = (UncheckedSendable(qa), UncheckedSendable(ka), UncheckedSendable(UnsafePointer(o.values)),
+        let (qp, kp, vp, cp, me) = (UncheckedSendable(o.queryOperand), UncheckedSendable(o.keyOperand), UncheckedSendable(UnsafePointer(o.values)),
                                     UncheckedSendable(ctx), self)
         kernels.parallel(groups) { g0, g1 in
             let (d, heads, groups, hpg, es) = (me.d, me.heads, me.groups, me.hpg, me.operandBytes)
@@ -146,11 +143,15 @@ struct Attention {
 /// One sequence's attention operands for a step: queries (BF16 bits in a BF16 run, else floats),
 /// keys of every position (floats, and BF16 bits in a BF16 run) and values of every position.
 struct AttentionOperands {
-    let queries: UnsafeMutableRawPointer
+    let queryFloats: UnsafeMutablePointer<Float>?
     let queryBits: UnsafeMutablePointer<UInt16>?
     let keys: UnsafeMutablePointer<Float>
     let keyBits: UnsafeMutablePointer<UInt16>?
     let values: UnsafeMutablePointer<Float>
+
+    /// The queries and keys as the products read them.
+    var queryOperand: UnsafeRawPointer { queryBits.map { UnsafeRawPointer($0) } ?? UnsafeRawPointer(queryFloats!) }
+    var keyOperand: UnsafeRawPointer { keyBits.map { UnsafeRawPointer($0) } ?? UnsafeRawPointer(keys) }
 }
 
 /// RoPE's cos and sin per new position and rotary frequency ([position][frequency]).
@@ -166,28 +167,22 @@ extension Model {
     func attention(_ unit: Attention, _ qkv: UnsafePointer<Float>, tokens T: Int, start: Int,
                    past: (cache: KVCache, layer: Int, count: Int)?, rope: RopeTables, into ctx: UnsafeMutablePointer<Float>) -> ([Float], [Float]) {
         let total = start + T, kv = total * unit.groups * unit.d, queries = T * unit.heads * unit.d
-        // Positions before `start` come from the cache, the rest from qkv.
+        // Positions before `start` come from the cache, the rest from qkv. The queries and the keys'
+        // BF16 bits are scratch of this step; the keys and values are returned.
         var keys = Kernels.uninitialized(Float.self, kv), values = Kernels.uninitialized(Float.self, kv)
-        var qFloats = unit.round ? [] : Kernels.uninitialized(Float.self, queries)
-        var qBits = unit.round ? Kernels.uninitialized(UInt16.self, queries) : []
-        var keyBits = unit.round ? Kernels.uninitialized(UInt16.self, kv) : []
-        qFloats.withUnsafeMutableBufferPointer { qf in
-            qBits.withUnsafeMutableBufferPointer { qb in
-                keyBits.withUnsafeMutableBufferPointer { kbits in
-                    keys.withUnsafeMutableBufferPointer { kb in
-                        values.withUnsafeMutableBufferPointer { vb in
-                            let o = AttentionOperands(queries: UnsafeMutableRawPointer(unit.round ? UnsafeMutableRawPointer(qb.baseAddress!) : UnsafeMutableRawPointer(qf.baseAddress!)),
-                                                      queryBits: unit.round ? qb.baseAddress! : nil, keys: kb.baseAddress!,
-                                                      keyBits: unit.round ? kbits.baseAddress! : nil, values: vb.baseAddress!)
-                            if let past {
-                                past.cache.copy(layer: past.layer, first: past.count, keys: o.keys, values: o.values, kernels: kernels)
-                                if let bits = o.keyBits { kernels.toBF16(o.keys, bits, past.count) }
-                            }
-                            unit.split(qkv, tokens: T, start: start, rope: rope, into: o)
-                            unit.attend(o, tokens: T, start: start, into: ctx)
-                        }
-                    }
+        let queryFloats = unit.round ? nil : UnsafeMutablePointer<Float>.allocate(capacity: queries)
+        let queryBits = unit.round ? UnsafeMutablePointer<UInt16>.allocate(capacity: queries) : nil
+        let keyBits = unit.round ? UnsafeMutablePointer<UInt16>.allocate(capacity: kv) : nil
+        defer { queryFloats?.deallocate(); queryBits?.deallocate(); keyBits?.deallocate() }
+        keys.withUnsafeMutableBufferPointer { kb in
+            values.withUnsafeMutableBufferPointer { vb in
+                let o = AttentionOperands(queryFloats: queryFloats, queryBits: queryBits, keys: kb.baseAddress!, keyBits: keyBits,
+                                          values: vb.baseAddress!)
+                if let past {
+                    past.cache.copy(layer: past.layer, first: past.count, keys: o.keys, values: o.values, keyBits: o.keyBits, kernels: kernels)
                 }
+                unit.split(qkv, tokens: T, start: start, rope: rope, into: o)
+                unit.attend(o, tokens: T, start: start, into: ctx)
             }
         }
         if unit.round { kernels.roundToBF16(ctx, T * unit.heads * unit.d) }

@@ -34,14 +34,20 @@ public struct KVCache: Sendable {
         return out
     }
 
-    /// Writes the first `n` values of layer `layer` into `k` and `v` (FP32).
-    func copy(layer: Int, first n: Int, keys k: UnsafeMutablePointer<Float>, values v: UnsafeMutablePointer<Float>, kernels: Kernels) {
+    /// Writes the first `n` values of layer `layer` into `k` and `v` (FP32), and the keys' BF16
+    /// bits into `keyBits` when given (straight from a BF16 cache, which holds exactly those).
+    func copy(layer: Int, first n: Int, keys k: UnsafeMutablePointer<Float>, values v: UnsafeMutablePointer<Float>,
+              keyBits: UnsafeMutablePointer<UInt16>? = nil, kernels: Kernels) {
         if !keys16.isEmpty {
-            keys16[layer].withUnsafeBufferPointer { kernels.widen($0.baseAddress!, into: k, n) }
+            keys16[layer].withUnsafeBufferPointer { kb in
+                kernels.widen(kb.baseAddress!, into: k, n)
+                keyBits?.update(from: kb.baseAddress!, count: n)
+            }
             values16[layer].withUnsafeBufferPointer { kernels.widen($0.baseAddress!, into: v, n) }
         } else {
             keys[layer].withUnsafeBufferPointer { k.update(from: $0.baseAddress!, count: n) }
             values[layer].withUnsafeBufferPointer { v.update(from: $0.baseAddress!, count: n) }
+            if let keyBits { kernels.toBF16(k, keyBits, n) }
         }
     }
 }

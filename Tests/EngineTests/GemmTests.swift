@@ -140,6 +140,7 @@ func packedProductsEqualThePlainOne(shape: Int, path: KernelPath) {
 /// in the same order), and so is the widened BF16 product on those without vdpbf16ps.
 @Test func fp32ProductsAreTheSameOnPathsWithOneSliceLength() throws {
     let o = Operands((t: 13, n: 130, k: 300))
+    let slice = { (p: KernelPath) in tessera_gemm_slice_length(Int32(KernelPath.allCases.firstIndex(of: p)!)) }
     for product in Product.allCases {
         let paths = try requireCases(KernelPath.supported.filter { product != .bf16 || $0 != .avx512bf16 }, "kernel paths")
         let results = paths.map { path in
@@ -148,7 +149,6 @@ func packedProductsEqualThePlainOne(shape: Int, path: KernelPath) {
             return c
         }
         for (path, c) in zipSameCount(paths, results) {
-            let slice = { (p: KernelPath) in tessera_gemm_slice_length(Int32(KernelPath.allCases.firstIndex(of: p)!)) }
             let first = paths.firstIndex { slice($0) == slice(path) }!
             #expect(c == results[first], "\(product) on \(path) differs from \(paths[first]) (same slice length)")
         }
