@@ -90,8 +90,10 @@ AVX2 static void tile(enum kind kind, size_t mr, const uint32_t *a, const uint32
 }
 
 /* Slices of 64 elements (a 16 KiB panel slice: Zen 3's 32 KiB L1 holds it with the tiles passing
-   over it; 128 filled L1 and ran a quarter slower) and blocks of up to 1536 tokens within 8 MiB of
-   packed activations (a block's slice, 256 KiB at K = 2048, stays in L2). Measured on Zen 3 with
-   Tools/gemm_peak.c on the benchmark's linear shapes, 2 threads: 95-104 -> 121-128 GFLOP/s. */
-const struct gemm_ops tessera_gemm_ops_avx2 = {KP_AVX2, 8u << 20, 1536, pack_weights, tile};
+   over it; 128 filled L1 and ran a quarter slower), and blocks of 1536 tokens at every K, with no
+   byte budget: each panel slice is packed once per block, and the 8 MiB budget this class had
+   allowed 252 tokens at K = 8192, where packing then took 13% of the product's time (measured on
+   Zen 3 with Tools/gemm_peak.c, the benchmark's linear shapes, 2 threads: 95-104 -> 121-128
+   GFLOP/s with the slice length, then 116-121 -> 125-133 without the budget). */
+const struct gemm_ops tessera_gemm_ops_avx2 = {KP_AVX2, SIZE_MAX, 1536, pack_weights, tile};
 #endif

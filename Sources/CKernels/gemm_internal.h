@@ -29,9 +29,9 @@ struct gemm_ops {
     /* Packed elements per panel slice (at most KP_MAX): the length of the sums that are then
        added in order, so part of the class's summation order; also a tile row's stride. */
     size_t kp;
-    /* Bytes of packed activations per block of tokens (at most MC_MAX tokens): a block's slice
-       (tokens x kp) should stay in L2 while every panel passes over it; and the most tokens per
-       block (at most MC_MAX). */
+    /* Bytes of packed activations per block of tokens (SIZE_MAX: no budget), and the most tokens
+       per block (at most MC_MAX). Each panel slice is packed once per block and used by all its
+       tiles; the budget keeps a block's activations in cache while every panel passes over them. */
     size_t block_bytes, block_max;
     /* Weight rows 0..rows (rows <= NR) of W (row stride ldw elements), packed elements
        e0..e0+kp -> a panel of kp x NR elements, zero beyond `rows` (the layout is the class's own:
@@ -45,12 +45,14 @@ struct gemm_ops {
 /* The body of a class's pack_weights with LANES-wide vectors of type VEC: blocks of LANES rows
    x LANES packed elements are loaded (LOAD(kind, row, e0, n); ZERO for rows beyond `rows`),
    transposed in registers (TRANSPOSE(r)) and stored as LANES-column pieces of panel rows
-   (STORE(address, vector)). */
+   (STORE(address, vector)). A group of rows is read along its whole slice before the next group:
+   the rows lie a page or more apart, so their lines share cache sets, and reading every row for
+   each LANES elements made the caches thrash (packing ran at half this speed on Zen 3). */
 #define PACK_WEIGHTS_BODY(LANES, VEC, LOAD, ZERO, TRANSPOSE, STORE)                                          \
     size_t es = kind == F32_FROM_F32 ? 4 : 2;                                                                \
-    for (size_t p0 = 0; p0 < kp; p0 += LANES) {                                                              \
-        size_t np = kp - p0 < LANES ? kp - p0 : LANES;                                                       \
-        for (size_t j0 = 0; j0 < NR; j0 += LANES) {                                                          \
+    for (size_t j0 = 0; j0 < NR; j0 += LANES) {                                                              \
+        for (size_t p0 = 0; p0 < kp; p0 += LANES) {                                                          \
+            size_t np = kp - p0 < LANES ? kp - p0 : LANES;                                                   \
             VEC r[LANES];                                                                                    \
             for (size_t j = 0; j < LANES; j++)                                                               \
                 r[j] = j0 + j < rows ? LOAD(kind, (const char *)W + (j0 + j) * ldw * es, e0 + p0, np) : ZERO; \
