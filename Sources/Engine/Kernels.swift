@@ -1,6 +1,7 @@
 import CKernels
 import Platform
 import Foundation
+import Synchronization
 
 /// The numeric kernels of one forward pass over FP32 activations, on one kernel path and a
 /// number of worker threads. Work is split over the threads by rows or output columns only,
@@ -40,6 +41,25 @@ public struct Kernels: Sendable {
         DispatchQueue.concurrentPerform(iterations: parts) { part in
             let lo = min(count, units * part / parts * granule), hi = min(count, units * (part + 1) / parts * granule)
             if lo < hi { body(lo, hi) }
+        }
+    }
+
+    /// Runs `body(start, end)` over `count` items in pieces of about 1/`perWorker` of a worker's
+    /// share (boundaries on multiples of `granule`), each worker taking the next piece when it is
+    /// done: on a shared host a core that is slowed down takes fewer, instead of the others
+    /// waiting for it (with one range per worker, one core alone ran 6% of a forward pass).
+    func parallelPieces(_ count: Int, granule: Int, perWorker: Int = 8, _ body: @Sendable (Int, Int) -> Void) {
+        let units = (count + granule - 1) / granule
+        let workers = max(1, min(threads, units))
+        guard workers > 1 else { body(0, count); return }
+        let pieceUnits = max(1, units / (workers * perWorker)), pieces = (units + pieceUnits - 1) / pieceUnits
+        let next = Atomic<Int>(0)
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            while true {
+                let piece = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                guard piece < pieces else { return }
+                body(piece * pieceUnits * granule, min(count, (piece + 1) * pieceUnits * granule))
+            }
         }
     }
 

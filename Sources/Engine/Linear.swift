@@ -209,8 +209,9 @@ struct Operands {
     let precision: Precision
 
     /// y[:, row0..<row0+rows] (+)= x[:, col0..<col0+cols] w^T, over the cores: the activations
-    /// are packed once (rows split over the workers), then each worker multiplies them by its
-    /// share of the output columns (whole 64-column panels). Rounded to BF16 when `round`.
+    /// are packed once (rows split over the workers), then the workers multiply them by pieces of
+    /// the output columns (whole 64-column panels), each taking the next piece when it is done.
+    /// Rounded to BF16 when `round`.
     /// False when the kernels cannot allocate their buffers.
     func product(_ w: UnsafeRawPointer, bf16Weights: Bool, ldw: Int, rows: Int, row0: Int, col0: Int, cols: Int,
                  accumulate: Bool, round: Bool) -> Bool {
@@ -226,7 +227,7 @@ struct Operands {
         kernels.parallel(tokens, granule: tessera_gemm_pack_granule()) { t0, t1 in
             tessera_gemm_pack_activations(isa, a.value, me.value.k, me.value.tokens, cols, bf16, t0, t1, packed.value)
         }
-        kernels.parallel(rows, granule: 64) { r0, r1 in
+        kernels.parallelPieces(rows, granule: 64) { r0, r1 in
             let o = me.value
             let status = tessera_gemm_packed_nt(isa, a.value, o.k, bf16, packed.value, wp.value + r0 * ldw * (bf16Weights ? 2 : 4),
                                                 bf16Weights ? 1 : 0, ldw, o.y + row0 + r0, o.n, o.tokens, r1 - r0, cols,
