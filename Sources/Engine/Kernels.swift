@@ -45,13 +45,14 @@ public struct Kernels: Sendable {
     }
 
     /// Runs `body(start, end)` over `count` items in pieces of about 1/`perWorker` of a worker's
-    /// share (boundaries on multiples of `granule`), each worker taking the next piece when it is
-    /// done: on a shared host a core that is slowed down takes fewer, instead of the others
-    /// waiting for it (with one range per worker, one core alone ran 6% of a forward pass).
+    /// share (boundaries on multiples of `granule`; no call when `count` is 0), each worker taking
+    /// the next piece when it is done: on a shared host a core that is slowed down takes fewer,
+    /// instead of the others waiting for it (with one range per worker, one core ran alone for
+    /// about 6% of a forward pass on a 2-core EPYC; with pieces, 2%).
     func parallelPieces(_ count: Int, granule: Int, perWorker: Int = 8, _ body: @Sendable (Int, Int) -> Void) {
         let units = (count + granule - 1) / granule
-        let workers = max(1, min(threads, units))
-        guard workers > 1 else { body(0, count); return }
+        let workers = min(threads, units)
+        guard workers > 1 else { if count > 0 { body(0, count) }; return }
         let pieceUnits = max(1, units / (workers * perWorker)), pieces = (units + pieceUnits - 1) / pieceUnits
         let next = Atomic<Int>(0)
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
