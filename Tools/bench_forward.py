@@ -33,7 +33,7 @@ with other work: ratios are taken within one run, each side's fastest run agains
 Effective GFLOP/s count the linear layers (2 x parameters x tokens) and attention
 (4 x heads x head_dim per query-key pair of the causal triangle).
 """
-import argparse, json, os, random, resource, statistics, subprocess, sys, time
+import argparse, collections, json, os, random, resource, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchkit  # noqa: E402
@@ -176,9 +176,13 @@ def supported_paths(a, ckpt):
     return paths
 
 
+# One path and precision's --repeat runs: forward seconds (fastest and median), the outputs,
+# peak RSS MiB, median whole-process seconds and median attention + element-wise share (%).
+TesseraRuns = collections.namedtuple("TesseraRuns", "fastest median outputs rss_mib whole share")
+
+
 def tessera_runs(a, ckpt, batch, paths):
-    """{(path, precision): (fastest forward s, outputs, peak RSS MiB, median whole-process s, median attention+element-wise %,
-    median forward s)}."""
+    """{(path, precision): TesseraRuns}."""
     # Tessera per path: the forward pass's own time (--timing, as transformers' is timed) and the
     # whole process (start, mapping, forward, JSON output) over --repeat runs.
     results = {}
@@ -193,9 +197,9 @@ def tessera_runs(a, ckpt, batch, paths):
                 runs.append((forward, whole, stdout, rss, share))
             out = [json.loads(l) for l in runs[0][2].splitlines()]
             assert all(o["kernel_path"] == path for o in out)
-            results[(path, precision)] = (min(r[0] for r in runs), out, max(r[3] for r in runs),
-                                          statistics.median([r[1] for r in runs]), statistics.median([r[4] for r in runs]),
-                                          statistics.median([r[0] for r in runs]))
+            forwards = [r[0] for r in runs]
+            results[(path, precision)] = TesseraRuns(min(forwards), statistics.median(forwards), out, max(r[3] for r in runs),
+                                                     statistics.median([r[1] for r in runs]), statistics.median([r[4] for r in runs]))
 
     return results
 
@@ -212,7 +216,7 @@ def transformers_runs(a, ckpt, batch, paths, results):
                     sys.exit("transformers run failed: " + r.stderr[-2000:])
                 hf[(path, precision)] = json.loads(r.stdout.strip().splitlines()[-1])
         first = next(k for k in hf if k[1] == "fp32")
-        ours = [o["logits"] for o in results[(first[0], "fp32")][1]]
+        ours = [o["logits"] for o in results[(first[0], "fp32")].outputs]
         diff = max(abs(x - y) for o, h in zip(ours, hf[first]["logits"]) for x, y in zip(o, h))
         print(f"same model: transformers FP32 and Tessera FP32 last-position logits differ by at most {diff:.2e}")
 
@@ -224,21 +228,22 @@ def print_results(paths, results, hf, pk, tokens, work, own):
     print(f"{'forward pass of the batch':44} {'seconds':>8} {'tokens/s':>9} {'GFLOP/s':>8} {'attn+elem':>9} {'peak RSS':>9}  whole process")
     for path in paths:
         for precision in ("bf16", "fp32"):
-            dt, _, rss, whole, share, _ = results[(path, precision)]
-            print(f"{'tessera ' + path + ' ' + precision:44} {dt:8.2f} {tokens / dt:9.0f} {own / dt / 1e9:8.0f} {share:8.1f}% "
-                  f"{rss:7.0f} MiB  {whole:.2f} s")
+            r = results[(path, precision)]
+            print(f"{'tessera ' + path + ' ' + precision:44} {r.fastest:8.2f} {tokens / r.fastest:9.0f} {own / r.fastest / 1e9:8.0f} "
+                  f"{r.share:8.1f}% {r.rss_mib:7.0f} MiB  {r.whole:.2f} s")
         for precision in ("fp32", "bf16"):
             if (path, precision) in hf:
                 h = hf[(path, precision)]
                 print(f"{'transformers (torch held to ' + path + ') ' + precision:44} {h['forward']:8.2f} {tokens / h['forward']:9.0f} "
                       f"{work / h['forward'] / 1e9:8.0f} {'':9} {h['rss_mib']:7.0f} MiB")
     for path in paths:
-        bf, fp = results[(path, "bf16")][0], results[(path, "fp32")][0]
+        bf, fp = results[(path, "bf16")].fastest, results[(path, "fp32")].fastest
         line = f"{path}:"
         if (path, "fp32") in hf:
             t_fp = hf[(path, "fp32")]["forward"]
             line += f" Tessera BF16 / torch FP32 {t_fp / bf:.2f}x, Tessera FP32 / torch FP32 {t_fp / fp:.2f}x"
-            line += f" (medians: {hf[(path, 'fp32')]['median'] / results[(path, 'bf16')][5]:.2f}x, {hf[(path, 'fp32')]['median'] / results[(path, 'fp32')][5]:.2f}x);"
+            m_fp = hf[(path, "fp32")]["median"]
+            line += f" (medians: {m_fp / results[(path, 'bf16')].median:.2f}x, {m_fp / results[(path, 'fp32')].median:.2f}x);"
         if (path, "bf16") in hf:
             line += f" Tessera BF16 / torch BF16 {hf[(path, 'bf16')]['forward'] / bf:.2f}x;"
         sg = pk[path].get("numpy sgemm fp32")

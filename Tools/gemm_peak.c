@@ -1,6 +1,7 @@
 /* The machine's GEMM peak on given shapes with Tessera's own kernels (Sources/CKernels), on
- * every kernel path this CPU supports, on every core: each thread takes a contiguous share of
- * the output columns, as the engine splits them. Built and run by bench_forward.py:
+ * every kernel path this CPU supports, on every core: the activations are packed once, then
+ * each thread takes a contiguous share of the output columns (the engine hands them out in
+ * smaller pieces, with the same work per column). Built and run by bench_forward.py:
  *   clang -O3 -ISources/CKernels/include (the .c files of Sources/CKernels) Tools/gemm_peak.c -lpthread -lm
  *   ./gemm_peak THREADS T N K [N K ...]   -> one line per path and precision: path, precision, seconds, GFLOP/s,
  *   and per x86 path its hardware limit: path, "fma-peak", seconds, GFLOP/s of independent register-only

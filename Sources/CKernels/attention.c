@@ -28,9 +28,9 @@ BODY void rotate_body(const float *src, size_t d, size_t half, const float *c, c
     }
 }
 
-BODY void split_body(const tessera_attention_shape *sh, const float *qkv, size_t t0, size_t t1, const float *cos_table,
+BODY void split_body(tessera_attention_shape sh, const float *qkv, size_t t0, size_t t1, const float *cos_table,
                      const float *sin_table, float *q, uint16_t *q_bits, float *keys, uint16_t *key_bits, float *values) {
-    size_t d = sh->head_dim, hpg = sh->heads_per_group, groups = sh->groups, half = sh->rotary_half, T = sh->tokens;
+    size_t d = sh.head_dim, hpg = sh.heads_per_group, groups = sh.groups, half = sh.rotary_half, T = sh.tokens;
     size_t width = groups * (hpg + 2) * d;
     for (size_t t = t0; t < t1; t++) {
         const float *c = cos_table + t * half, *s = sin_table + t * half;
@@ -38,17 +38,17 @@ BODY void split_body(const tessera_attention_shape *sh, const float *qkv, size_t
             const float *base = qkv + t * width + g * (hpg + 2) * d;
             for (size_t j = 0; j < hpg; j++) {
                 size_t at = ((g * T + t) * hpg + j) * d;
-                rotate_body(base + j * d, d, half, c, s, sh->round, q ? q + at : NULL, q_bits ? q_bits + at : NULL);
+                rotate_body(base + j * d, d, half, c, s, sh.round, q ? q + at : NULL, q_bits ? q_bits + at : NULL);
             }
-            size_t at = ((sh->start + t) * groups + g) * d;
-            rotate_body(base + hpg * d, d, half, c, s, sh->round, keys + at, key_bits ? key_bits + at : NULL);
+            size_t at = ((sh.start + t) * groups + g) * d;
+            rotate_body(base + hpg * d, d, half, c, s, sh.round, keys + at, key_bits ? key_bits + at : NULL);
             for (size_t i = 0; i < d; i++) values[at + i] = base[(hpg + 1) * d + i];
         }
     }
 }
 
 ISA_VARIANTS(attention_split,
-             (const tessera_attention_shape *sh, const float *qkv, size_t t0, size_t t1, const float *cos_table, const float *sin_table,
+             (tessera_attention_shape sh, const float *qkv, size_t t0, size_t t1, const float *cos_table, const float *sin_table,
               float *q, uint16_t *q_bits, float *keys, uint16_t *key_bits, float *values),
              split_body, (sh, qkv, t0, t1, cos_table, sin_table, q, q_bits, keys, key_bits, values))
 

@@ -3,9 +3,10 @@
  * Every product runs through one driver: weights packed into panels of NR output columns x kp
  * packed elements ([kp][NR], 32 bits per element), activations into tiles of MR tokens
  * ([MR][kp]); kp is the class's own (struct gemm_ops). For every output element the sum runs
- * over its inputs in one fixed order: within each kp-slice in input order from zero, the slices then added in order. Token blocking,
- * thread splits and cache tiling choose which elements are computed together, never that
- * order, so a row's results do not depend on the other rows of the batch. */
+ * over its inputs in one fixed order: within each kp-slice in input order from zero, the slices
+ * then added in order. Token blocking, thread splits and cache tiling choose which elements are
+ * computed together, never that order, so a row's results do not depend on the other rows of the
+ * batch. */
 #ifndef TESSERA_GEMM_INTERNAL_H
 #define TESSERA_GEMM_INTERNAL_H
 #include <stddef.h>

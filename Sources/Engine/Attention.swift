@@ -64,16 +64,13 @@ struct Attention {
     func split(_ qkv: UnsafePointer<Float>, tokens T: Int, start: Int, rope tables: RopeTables, into o: AttentionOperands) {
         tables.cos.withUnsafeBufferPointer { cb in
             tables.sin.withUnsafeBufferPointer { sb in
-                var geometry = shape(tokens: T, start: start)
                 let (src, cp, sp, out, isa) = (UncheckedSendable(qkv), UncheckedSendable(cb.baseAddress!), UncheckedSendable(sb.baseAddress!),
                                                UncheckedSendable(o), kernels.isa)
-                withUnsafePointer(to: &geometry) { g in
-                    let g = UncheckedSendable(g)
-                    kernels.parallel(T, granule: 8) { t0, t1 in
-                        let o = out.value
-                        tessera_attention_split(isa, g.value, src.value, t0, t1, cp.value, sp.value, o.queryFloats, o.queryBits,
-                                                o.keys, o.keyBits, o.values)
-                    }
+                let geometry = shape(tokens: T, start: start)
+                kernels.parallel(T, granule: 8) { t0, t1 in
+                    let o = out.value
+                    tessera_attention_split(isa, geometry, src.value, t0, t1, cp.value, sp.value, o.queryFloats, o.queryBits,
+                                            o.keys, o.keyBits, o.values)
                 }
             }
         }

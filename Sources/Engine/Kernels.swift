@@ -32,34 +32,23 @@ public struct Kernels: Sendable {
     /// "CPU model, kernel path P, N threads": what benchmarks and --timing print.
     public var description: String { "\(KernelPath.cpuModel), kernel path \(path.rawValue), \(threads) threads" }
 
-    /// Runs `body(start, end)` over `count` items split into one contiguous range per worker,
-    /// range boundaries on multiples of `granule`.
-    func parallel(_ count: Int, granule: Int = 1, _ body: @Sendable (Int, Int) -> Void) {
-        let units = (count + granule - 1) / granule
-        let parts = max(1, min(threads, units))
-        guard parts > 1 else { body(0, count); return }
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
-            let lo = min(count, units * part / parts * granule), hi = min(count, units * (part + 1) / parts * granule)
-            if lo < hi { body(lo, hi) }
-        }
-    }
-
-    /// Runs `body(start, end)` over `count` items in pieces of about 1/`perWorker` of a worker's
-    /// share (boundaries on multiples of `granule`; no call when `count` is 0), each worker taking
-    /// the next piece when it is done: on a shared host a core that is slowed down takes fewer,
-    /// instead of the others waiting for it (with one range per worker, one core ran alone for
-    /// about 6% of a forward pass on a 2-core EPYC; with pieces, 2%).
-    func parallelPieces(_ count: Int, granule: Int, perWorker: Int = 8, _ body: @Sendable (Int, Int) -> Void) {
+    /// Runs `body(start, end)` over `count` items split into `piecesPerWorker` contiguous pieces
+    /// per worker (boundaries on multiples of `granule`; no call when `count` is 0), each worker
+    /// taking the next piece when it is done. With several pieces per worker a core that a shared
+    /// host slows down takes fewer, instead of the others waiting for it (the matrix products: with
+    /// one piece per worker, one core ran alone for about 6% of a forward pass on a 2-core EPYC;
+    /// with 8, 2%).
+    func parallel(_ count: Int, granule: Int = 1, piecesPerWorker: Int = 1, _ body: @Sendable (Int, Int) -> Void) {
         let units = (count + granule - 1) / granule
         let workers = min(threads, units)
         guard workers > 1 else { if count > 0 { body(0, count) }; return }
-        let pieceUnits = max(1, units / (workers * perWorker)), pieces = (units + pieceUnits - 1) / pieceUnits
+        let pieces = min(units, workers * piecesPerWorker)
         let next = Atomic<Int>(0)
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
             while true {
                 let piece = next.wrappingAdd(1, ordering: .relaxed).oldValue
                 guard piece < pieces else { return }
-                body(piece * pieceUnits * granule, min(count, (piece + 1) * pieceUnits * granule))
+                body(min(count, units * piece / pieces * granule), min(count, units * (piece + 1) / pieces * granule))
             }
         }
     }

@@ -3,21 +3,22 @@ import Synchronization
 import Testing
 import TestSupport
 
-/// `parallelPieces` hands every item to exactly one call, in ranges whose starts lie on the
-/// granule, whatever the count, granule and number of workers.
+/// `parallel` hands every item to exactly one call, in non-empty ranges whose starts lie on the
+/// granule, whatever the count, granule, number of workers and pieces per worker.
 @Test(arguments: try requireCases([(0, 64), (1, 64), (63, 64), (64, 64), (65, 64), (4096, 64), (8192 + 17, 64), (1000, 1), (7, 3)],
                                   "counts and granules"),
-      [1, 2, 3, 8])
-func piecesCoverEveryItemOnce(shape: (count: Int, granule: Int), threads: Int) {
+      [(1, 1), (2, 1), (2, 8), (3, 8), (8, 1), (8, 8)])
+func piecesCoverEveryItemOnce(shape: (count: Int, granule: Int), split: (threads: Int, piecesPerWorker: Int)) {
     let (count, granule) = shape
     let seen = Mutex([Int](repeating: 0, count: count))
     let misplaced = Atomic<Int>(0)
-    Kernels(path: .portable, threads: threads).parallelPieces(count, granule: granule) { lo, hi in
+    let threads = split.threads
+    Kernels(path: .portable, threads: threads).parallel(count, granule: granule, piecesPerWorker: split.piecesPerWorker) { lo, hi in
         if lo % granule != 0 || lo >= hi || hi > count { misplaced.wrappingAdd(1, ordering: .relaxed) }
         seen.withLock { for i in lo..<min(hi, count) { $0[i] += 1 } }
     }
     #expect(misplaced.load(ordering: .relaxed) == 0)
     let counts = seen.withLock { $0 }
     #expect(counts.count == count)
-    #expect(counts.allSatisfy { $0 == 1 }, "count \(count), granule \(granule), \(threads) threads")
+    #expect(counts.allSatisfy { $0 == 1 }, "count \(count), granule \(granule), \(threads) threads, \(split.piecesPerWorker) pieces each")
 }

@@ -88,7 +88,7 @@ typedef struct {
    [group][token][head of the group][head_dim] (as floats in q, or BF16 bits in q_bits, either may
    be NULL), keys and values at [start + token][group][head_dim] (keys also as BF16 bits when
    key_bits is not NULL). cos_table and sin_table are [token][rotary_half]. */
-void tessera_attention_split(int isa, const tessera_attention_shape *shape, const float *qkv, size_t t0, size_t t1,
+void tessera_attention_split(int isa, tessera_attention_shape shape, const float *qkv, size_t t0, size_t t1,
                              const float *cos_table, const float *sin_table, float *q, uint16_t *q_bits, float *keys,
                              uint16_t *key_bits, float *values);
 /* Group g's values of positions 0..total ([position][groups][d]) as [d][total]: floats, or with
