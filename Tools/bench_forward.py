@@ -4,7 +4,7 @@
 A synthetic Nemotron-shaped reward model (hidden 2048, ffn 8192, 16 layers, 16 heads, 8 query
 groups, vocab 32000, squared ReLU, layernorm1p, RoPE on half of each head; bf16, TP1PP1 legacy,
 read in place) scores a batch of 4 x 512 tokens. In one run, for every kernel path this CPU
-supports (avx2, avx512, avx512bf16; `--paths` to choose), it measures:
+supports (avx2, avx512, avx512bf16, amx; `--paths` to choose), it measures:
 
   * Tessera `forward --input` (the whole batch at once) with TESSERA_ISA=path, --precision bf16
     and fp32, `--repeat` runs: the forward pass's time (the fastest run, and the median), tokens/s,
@@ -13,7 +13,8 @@ supports (avx2, avx512, avx512bf16; `--paths` to choose), it measures:
     Tessera's own kernels (Tools/gemm_peak.c, built from Sources/CKernels), numpy's sgemm
     (OpenBLAS held to the class with OPENBLAS_CORETYPE) and torch's matmul (oneDNN and MKL held
     to the class with ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS, ATEN_CPU_CAPABILITY), and the
-    class's hardware limit (register-only FMAs on both threads, vdpbf16ps for avx512bf16): on a
+    class's hardware limit (register-only FMAs on both threads, vdpbf16ps for avx512bf16,
+    tdpbf16ps on tiles for amx): on a
     shared cloud host the clock moves by a third from one minute to the next, so every rate is
     also given as a share of that limit measured in the same run;
   * transformers' NemotronForCausalLM on torch CPU (2 threads, held to the same class) with the
@@ -50,8 +51,10 @@ CLASS_ENV = {
     "avx512": {"OPENBLAS_CORETYPE": "SkylakeX", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
                "ATEN_CPU_CAPABILITY": "avx512"},
     "avx512bf16": {"OPENBLAS_CORETYPE": "Cooperlake", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16", "ATEN_CPU_CAPABILITY": "avx512"},
+    # torch's BF16 matmul goes through oneDNN, which uses AMX tiles when allowed: torch's best on such a CPU.
+    "amx": {"OPENBLAS_CORETYPE": "Cooperlake", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX", "ATEN_CPU_CAPABILITY": "avx512"},
 }
-NATIVE_BF16 = {"avx512bf16"}  # classes where torch has a native BF16 matmul
+NATIVE_BF16 = {"avx512bf16", "amx"}  # classes where torch has a native BF16 matmul
 
 
 def flops(layers, seqs, last_layer_all_positions=True):
@@ -245,7 +248,11 @@ def print_results(paths, results, hf, pk, tokens, work, own):
             m_fp = hf[(path, "fp32")]["median"]
             line += f" (medians: {m_fp / results[(path, 'bf16')].median:.2f}x, {m_fp / results[(path, 'fp32')].median:.2f}x);"
         if (path, "bf16") in hf:
-            line += f" Tessera BF16 / torch BF16 {hf[(path, 'bf16')]['forward'] / bf:.2f}x;"
+            line += f" Tessera BF16 / torch BF16 {hf[(path, 'bf16')]['forward'] / bf:.2f}x"
+            line += f" (medians: {hf[(path, 'bf16')]['median'] / results[(path, 'bf16')].median:.2f}x);"
+            tb = pk[path].get("torch bf16")
+            if tb:
+                line += f" Tessera BF16 GEMM {pk[path]['tessera bf16']:.0f} GFLOP/s = {pk[path]['tessera bf16'] / tb:.0%} of torch BF16's ({tb:.0f});"
         sg = pk[path].get("numpy sgemm fp32")
         if sg:
             line += (f" Tessera BF16 GEMM {pk[path]['tessera bf16']:.0f} GFLOP/s = {pk[path]['tessera bf16'] / sg:.0%} of numpy sgemm "
@@ -273,7 +280,7 @@ def main():
     ap.add_argument("--sequences", type=int, default=4)
     ap.add_argument("--length", type=int, default=512)
     ap.add_argument("--skip-transformers", action="store_true")
-    ap.add_argument("--paths", default="avx2,avx512,avx512bf16", help="kernel paths to measure (those the CPU refuses are skipped)")
+    ap.add_argument("--paths", default="avx2,avx512,avx512bf16,amx", help="kernel paths to measure (those the CPU refuses are skipped)")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each Tessera forward (the fastest and the median count)")
     ap.add_argument("--skip-memory", action="store_true", help="skip the start-up and 512 MiB cgroup runs")
     ap.add_argument("--hf-repeat", type=int, default=3, help="runs of each transformers forward (the fastest and the median count)")

@@ -5,7 +5,7 @@
  *   clang -O3 -ISources/CKernels/include (the .c files of Sources/CKernels) Tools/gemm_peak.c -lpthread -lm
  *   ./gemm_peak THREADS T N K [N K ...]   -> one line per path and precision: path, precision, seconds, GFLOP/s,
  *   and per x86 path its hardware limit: path, "fma-peak", seconds, GFLOP/s of independent register-only
- *   FMAs (vdpbf16ps for avx512bf16, which does two products per lane) on every thread at once
+ *   FMAs (vdpbf16ps for avx512bf16, which does two products per lane; tdpbf16ps on tiles for amx) on every thread at once
  * (the portable path only for T <= 64: it is there for correctness, not speed). */
 #include "CKernels.h"
 #include <pthread.h>
@@ -63,6 +63,28 @@ __attribute__((target("avx512f"))) static void *peak_avx512(void *arg) {
 __attribute__((target("avx512f,avx512bf16"))) static void *peak_avx512bf16(void *arg) {
     PEAK_BODY(__m512, _mm512_set1_ps, __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80), DP512, "+v", 32, 2)
 }
+
+/* AMX: tdpbf16ps on four independent 16 x 16 accumulator tiles (16 x 16 x 32 x 2 FLOPs each). */
+#define AMX_ITERATIONS 25000000L
+__attribute__((target("amx-tile,amx-bf16"))) static void *peak_amx(void *arg) {
+    struct { uint8_t palette, start_row, reserved[14]; uint16_t colsb[16]; uint8_t rows[16]; } cfg = {0};
+    cfg.palette = 1;
+    for (int i = 0; i < 6; i++) cfg.colsb[i] = 64, cfg.rows[i] = 16;
+    _tile_loadconfig(&cfg);
+    static const uint16_t ones[16 * 32] = {0};
+    _tile_loadd(4, ones, 64);
+    _tile_loadd(5, ones, 64);
+    for (int i = 0; i < 4; i++) _tile_zero(0), _tile_zero(1), _tile_zero(2), _tile_zero(3);
+    for (long n = 0; n < AMX_ITERATIONS; n++) {
+        _tile_dpbf16ps(0, 4, 5);
+        _tile_dpbf16ps(1, 4, 5);
+        _tile_dpbf16ps(2, 4, 5);
+        _tile_dpbf16ps(3, 4, 5);
+    }
+    _tile_release();
+    *(double *)arg = 4.0 * 16 * 16 * 32 * 2 * AMX_ITERATIONS;
+    return NULL;
+}
 #endif
 
 /* The path's FMA peak on `threads` threads, GFLOP/s (0 for the portable path): the fastest of 3
@@ -70,7 +92,7 @@ __attribute__((target("avx512f,avx512bf16"))) static void *peak_avx512bf16(void 
 static void fma_peak(int isa, int threads) {
 #if defined(__x86_64__)
     void *(*body)(void *) = isa == TESSERA_ISA_AVX2 ? peak_avx2 : isa == TESSERA_ISA_AVX512 ? peak_avx512
-                          : isa == TESSERA_ISA_AVX512BF16 ? peak_avx512bf16 : NULL;
+                          : isa == TESSERA_ISA_AVX512BF16 ? peak_avx512bf16 : isa == TESSERA_ISA_AMX ? peak_amx : NULL;
     if (!body) return;
     pthread_t tid[64];
     double flops[64], total = 0, best = 1e30;
@@ -93,9 +115,9 @@ int main(int argc, char **argv) {
     int threads = atoi(argv[1]);
     if (threads < 1 || threads > 64) { fprintf(stderr, "gemm_peak: THREADS must be 1..64\n"); return 2; }
     size_t T = strtoul(argv[2], NULL, 10);
-    for (int isa = TESSERA_ISA_AVX2; isa <= TESSERA_ISA_AVX512BF16; isa++)
+    for (int isa = TESSERA_ISA_AVX2; isa <= TESSERA_ISA_AMX; isa++)
         if (tessera_isa_supported(isa)) fma_peak(isa, threads);
-    for (int isa = TESSERA_ISA_PORTABLE; isa <= TESSERA_ISA_AVX512BF16; isa++)
+    for (int isa = TESSERA_ISA_PORTABLE; isa <= TESSERA_ISA_AMX; isa++)
     for (int bf16 = 1; bf16 >= 0; bf16--) {
         if (!tessera_isa_supported(isa) || (isa == TESSERA_ISA_PORTABLE && T > 64)) continue;
         double seconds = 0, flops = 0;

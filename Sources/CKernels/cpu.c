@@ -7,24 +7,39 @@
 #include <string.h>
 #if defined(__x86_64__)
 #include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+#define PATHS (TESSERA_ISA_AMX + 1)
+
+#if defined(__x86_64__)
+/* AMX-TILE and AMX-BF16 (CPUID leaf 7, EDX bits 24 and 22), and Linux's permission for this
+   process to use the tile data registers (arch_prctl ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA):
+   without it the first tile instruction would fault. */
+static int amx_usable(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 24)) || !(d & (1u << 22))) return 0;
+    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
+}
 #endif
 
 int tessera_isa_supported(int isa) {
 #if defined(__x86_64__)
-    static int has[4] = {-1, -1, -1, -1};
-    if (isa < 0 || isa > TESSERA_ISA_AVX512BF16) return 0;
+    static int has[PATHS] = {-1, -1, -1, -1, -1};
+    if (isa < 0 || isa >= PATHS) return 0;
     if (has[isa] < 0) {
         __builtin_cpu_init();
         int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
         int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
         int bf16 = avx512 && __builtin_cpu_supports("avx512bf16");
-        int v[4] = {1, avx2, avx512, bf16};
+        int v[PATHS] = {1, avx2, avx512, bf16, bf16 && amx_usable()};
         /* TESSERA_ISA_LIMIT=NAME makes this CPU look like one that stops at NAME (tests of refusal). */
         const char *limit = getenv("TESSERA_ISA_LIMIT");
-        for (int i = 0; limit && i <= TESSERA_ISA_AVX512BF16; i++)
+        for (int i = 0; limit && i < PATHS; i++)
             if (strcmp(limit, tessera_isa_name(i)) == 0)
-                for (int j = i + 1; j <= TESSERA_ISA_AVX512BF16; j++) v[j] = 0;
-        for (int i = 0; i <= TESSERA_ISA_AVX512BF16; i++) has[i] = v[i]; /* every thread computes the same values */
+                for (int j = i + 1; j < PATHS; j++) v[j] = 0;
+        for (int i = 0; i < PATHS; i++) has[i] = v[i]; /* every thread computes the same values */
     }
     return has[isa];
 #else
@@ -33,14 +48,14 @@ int tessera_isa_supported(int isa) {
 }
 
 int tessera_isa_best(void) {
-    for (int isa = TESSERA_ISA_AVX512BF16; isa > TESSERA_ISA_PORTABLE; isa--)
+    for (int isa = PATHS - 1; isa > TESSERA_ISA_PORTABLE; isa--)
         if (tessera_isa_supported(isa)) return isa;
     return TESSERA_ISA_PORTABLE;
 }
 
 const char *tessera_isa_name(int isa) {
-    static const char *const names[] = {"portable", "avx2", "avx512", "avx512bf16"};
-    return isa >= 0 && isa <= TESSERA_ISA_AVX512BF16 ? names[isa] : "unknown";
+    static const char *const names[PATHS] = {"portable", "avx2", "avx512", "avx512bf16", "amx"};
+    return isa >= 0 && isa < PATHS ? names[isa] : "unknown";
 }
 
 void tessera_cpu_model(char *out, size_t size) {

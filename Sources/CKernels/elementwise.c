@@ -117,10 +117,10 @@ static inline float exp_nonpositive(float x) {
 }
 
 #define LANES 16
-/* Softmax of scale * row[0..visible) in place, row[visible..total) set to 0. Maximum and sum
-   run in 16 fixed lanes (position mod 16) summed in lane order, so the result depends on the
-   row alone. */
-BODY void softmax_body(float *row, size_t visible, size_t total, float scale, int round) {
+/* Softmax of scale * row[0..visible) in place, row[visible..total) set to 0 (or, with out_bf16,
+   as BF16 bits there, the row left holding scratch). Maximum and sum run in 16 fixed lanes
+   (position mod 16) summed in lane order, so the result depends on the row alone. */
+BODY void softmax_body(float *row, size_t visible, size_t total, float scale, int round, uint16_t *out_bf16) {
     float mx[LANES], sum[LANES];
     for (size_t j = 0; j < LANES; j++) { mx[j] = -INFINITY; sum[j] = 0; }
     size_t full = visible / LANES * LANES;
@@ -135,10 +135,15 @@ BODY void softmax_body(float *row, size_t visible, size_t total, float scale, in
     float total_sum = 0;
     for (size_t j = 0; j < LANES; j++) total_sum += sum[j];
     float inv = 1.0f / total_sum;
+    if (out_bf16) {
+        for (size_t s = 0; s < visible; s++) out_bf16[s] = (uint16_t)(round_bf16_bits(row[s] * inv) >> 16);
+        for (size_t s = visible; s < total; s++) out_bf16[s] = 0;
+        return;
+    }
     if (round) for (size_t s = 0; s < visible; s++) row[s] = round_bf16(row[s] * inv);
     else for (size_t s = 0; s < visible; s++) row[s] = row[s] * inv;
     for (size_t s = visible; s < total; s++) row[s] = 0;
 }
 
-ISA_VARIANTS(causal_softmax, (float *row, size_t visible, size_t total, float scale, int round), softmax_body,
-             (row, visible, total, scale, round))
+ISA_VARIANTS(causal_softmax, (float *row, size_t visible, size_t total, float scale, int round, uint16_t *out_bf16), softmax_body,
+             (row, visible, total, scale, round, out_bf16))

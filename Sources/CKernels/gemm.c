@@ -48,7 +48,7 @@ static void tile_portable(enum kind kind, size_t mr, const uint32_t *a, const ui
         }
 }
 
-const struct gemm_ops tessera_gemm_ops_portable = {KP_PORTABLE, 4u << 20, 768, pack_weights_portable, tile_portable};
+const struct gemm_ops tessera_gemm_ops_portable = {KP_PORTABLE, 4u << 20, 768, pack_weights_portable, tile_portable, NULL};
 
 /* The one dispatch point: the ops of an instruction-set class, the portable ones for a class
    this CPU lacks (callers refuse those first; an illegal instruction is never reached). */
@@ -58,14 +58,15 @@ static const struct gemm_ops *ops_for(int isa) {
     case TESSERA_ISA_AVX2: return &tessera_gemm_ops_avx2;
     case TESSERA_ISA_AVX512: return &tessera_gemm_ops_avx512;
     case TESSERA_ISA_AVX512BF16: return &tessera_gemm_ops_avx512bf16;
+    case TESSERA_ISA_AMX: return &tessera_gemm_ops_amx;
 #endif
     default: return &tessera_gemm_ops_portable;
     }
 }
 
-/* The product form of a call: BF16 products use pairs only where vdpbf16ps exists. */
+/* The product form of a call: BF16 products use pairs only where vdpbf16ps (or tdpbf16ps) exists. */
 static enum kind kind_for(int isa, int bf16, int w_is_bf16) {
-    if (bf16) return isa == TESSERA_ISA_AVX512BF16 && tessera_isa_supported(isa) ? BF16_PAIRS : BF16_WIDENED;
+    if (bf16) return isa >= TESSERA_ISA_AVX512BF16 && tessera_isa_supported(isa) ? BF16_PAIRS : BF16_WIDENED;
     return w_is_bf16 ? F32_FROM_BF16 : F32_FROM_F32;
 }
 
@@ -119,16 +120,28 @@ static size_t block_tokens(const struct gemm_ops *ops, size_t E) {
     return mc < MR ? MR : mc > ops->block_max ? ops->block_max : mc;
 }
 
-/* Prefetches the weights of the panel slice after (n0, kb), spread over the block's tiles. */
-struct prefetch { const char *base; size_t row_bytes, row_lines, lines, next; };
+/* Prefetches the weights of the panel slice after (n0, kb), spread over the block's tiles: its
+   lines one at a time (line `line` of row `row`, `next` of `lines` in all). */
+struct prefetch { const char *base; size_t row_bytes, row_lines, lines, next, row, line; };
 
 static struct prefetch next_slice(enum kind kind, size_t S, const void *W, size_t ldw, size_t N, size_t E, size_t n0, size_t kb) {
     size_t kblocks = (E + S - 1) / S, w_es = kind == F32_FROM_F32 ? 4 : 2, el = kind == F32_FROM_F32 || kind == BF16_PAIRS ? 4 : 2;
     size_t ne0 = kb + 1 < kblocks ? (kb + 1) * S : 0, nn0 = kb + 1 < kblocks ? n0 : n0 + NR;
     size_t ncols = nn0 < N ? (N - nn0 < NR ? N - nn0 : NR) : 0, nkp = E - ne0 < S ? E - ne0 : S;
     size_t row_lines = (nkp * el + 63) / 64;
-    return (struct prefetch){(const char *)W + nn0 * ldw * w_es + ne0 * el, ldw * w_es, row_lines, ncols * row_lines, 0};
+    return (struct prefetch){(const char *)W + nn0 * ldw * w_es + ne0 * el, ldw * w_es, row_lines, ncols * row_lines, 0, 0, 0};
 }
+
+/* Prefetches up to n more lines of the slice. */
+static inline void prefetch_lines(struct prefetch *pf, size_t n) {
+    for (; n > 0 && pf->next < pf->lines; n--, pf->next++) {
+        __builtin_prefetch(pf->base + pf->row * pf->row_bytes + 64 * pf->line, 0, 2);
+        if (++pf->line == pf->row_lines) pf->line = 0, pf->row++;
+    }
+}
+
+/* Tokens per call of a class's block kernel: the next slice's prefetches go between the calls. */
+#define BLOCK_PIECE 64
 
 /* Tokens m0..m1 of C (+)= A W^T over E packed elements per row, their tiles at `a`
    (tile j of slice kb at a + (kb * kb_stride + j) * kp * MR, kp the class's slice length). */
@@ -144,10 +157,18 @@ static int block_product(const struct gemm_ops *ops, enum kind kind, const uint3
             size_t e0 = kb * S, kp = E - e0 < S ? E - e0 : S;
             ops->pack_weights(kind, (const char *)W + n0 * ldw * w_es, ldw, cols, e0, kp, packed_w);
             struct prefetch pf = next_slice(kind, S, W, ldw, N, E, n0, kb);
+            if (ops->block) {
+                size_t pieces = (m1 - m0 + BLOCK_PIECE - 1) / BLOCK_PIECE, per_piece = (pf.lines + pieces - 1) / pieces;
+                for (size_t r = 0; r < m1 - m0; r += BLOCK_PIECE) {
+                    prefetch_lines(&pf, per_piece);
+                    ops->block(kind, m1 - m0 - r < BLOCK_PIECE ? m1 - m0 - r : BLOCK_PIECE, a + kb * kb_stride * S * MR + r * S, packed_w, kp,
+                               block_acc + r * NR, kb > 0);
+                }
+                continue;
+            }
             size_t per_tile = (pf.lines + tiles - 1) / tiles;
             for (size_t j = 0; j < tiles; j++) {
-                for (size_t l = 0; l < per_tile && pf.next < pf.lines; l++, pf.next++)
-                    __builtin_prefetch(pf.base + (pf.next / pf.row_lines) * pf.row_bytes + 64 * (pf.next % pf.row_lines), 0, 2);
+                prefetch_lines(&pf, per_tile);
                 size_t t = m0 + j * MR;
                 ops->tile(kind, m1 - t < MR ? m1 - t : MR, a + (kb * kb_stride + j) * S * MR, packed_w, kp, block_acc + j * MR * NR, kb > 0);
             }

@@ -37,8 +37,6 @@ AVX512 static inline void transpose16(__m512i r[16]) {
     }
 }
 
-#define KP_AVX512 128
-
 /* Packed elements e0..e0+n (n <= 16) of a row, zero beyond n. */
 AVX512 static inline __m512i load_row(enum kind kind, const void *row, size_t e0, size_t n) {
     __mmask16 m = (__mmask16)((1u << n) - 1);
@@ -49,7 +47,7 @@ AVX512 static inline __m512i load_row(enum kind kind, const void *row, size_t e0
     }
 }
 
-AVX512 static void pack_weights(enum kind kind, const void *W, size_t ldw, size_t rows, size_t e0, size_t kp, uint32_t *panel) {
+AVX512 void tessera_avx512_pack_weights(enum kind kind, const void *W, size_t ldw, size_t rows, size_t e0, size_t kp, uint32_t *panel) {
     PACK_WEIGHTS_BODY(16, __m512i, load_row, _mm512_setzero_si512(), transpose16, _mm512_store_si512)
 }
 
@@ -93,7 +91,7 @@ AVX512 static void tile_fma(enum kind kind, size_t mr, const uint32_t *a, const 
     MR_CASES(FMA_CASE)
 }
 
-AVX512BF16 static void tile_bf16(enum kind kind, size_t mr, const uint32_t *a, const uint32_t *panel, size_t kp, float *acc, int load) {
+AVX512BF16 void tessera_avx512bf16_tile(enum kind kind, size_t mr, const uint32_t *a, const uint32_t *panel, size_t kp, float *acc, int load) {
     if (kind != BF16_PAIRS) { tile_fma(kind, mr, a, panel, kp, acc, load); return; }
 #define DP_CASE(n) MICRO(n, DPBF16_STEP)
     MR_CASES(DP_CASE)
@@ -101,6 +99,6 @@ AVX512BF16 static void tile_bf16(enum kind kind, size_t mr, const uint32_t *a, c
 
 /* Slices of 128 packed elements (a 32 KiB panel slice, which Zen 5's 48 KiB L1 holds with a tile),
    blocks of at most 768 tokens within 4 MiB of packed activations (measured on Zen 5). */
-const struct gemm_ops tessera_gemm_ops_avx512 = {KP_AVX512, 4u << 20, 768, pack_weights, tile_fma};
-const struct gemm_ops tessera_gemm_ops_avx512bf16 = {KP_AVX512, 4u << 20, 768, pack_weights, tile_bf16};
+const struct gemm_ops tessera_gemm_ops_avx512 = {KP_AVX512, 4u << 20, 768, tessera_avx512_pack_weights, tile_fma, NULL};
+const struct gemm_ops tessera_gemm_ops_avx512bf16 = {KP_AVX512, 4u << 20, 768, tessera_avx512_pack_weights, tessera_avx512bf16_tile, NULL};
 #endif

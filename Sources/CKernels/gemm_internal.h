@@ -15,7 +15,7 @@
 #define NR 64      /* output columns per weight panel */
 #define MR 6       /* tokens per activation tile */
 #define KP_MAX 128 /* the longest panel slice of any class, in packed elements (64 x 128 x 4 bytes = 32 KiB) */
-#define MC_MAX 1536 /* the most tokens per block of packed activations of any class */
+#define MC_MAX 2048 /* the most tokens per block of packed activations of any class */
 
 /* The forms of a product: what a packed 32-bit element holds on each side. */
 enum kind {
@@ -41,6 +41,11 @@ struct gemm_ops {
     /* acc[0..mr][0..NR] = (load ? acc : 0) + tile x panel over kp elements (acc rows NR apart;
        tile rows `kp` of the struct apart). */
     void (*tile)(enum kind kind, size_t mr, const uint32_t *a, const uint32_t *panel, size_t kp, float *acc, int load);
+    /* NULL, or what replaces the driver's loop of `tile` over a block: acc[0..rows][0..NR] =
+       (load ? acc : 0) + the block's activations x panel over kp elements, the activations being
+       rows `kp` of the struct apart (the block's tiles lie back to back) and zero up to a whole
+       tile. Each row's results must not depend on the block's other rows or their number. */
+    void (*block)(enum kind kind, size_t rows, const uint32_t *a, const uint32_t *panel, size_t kp, float *acc, int load);
 };
 
 /* The body of a class's pack_weights with LANES-wide vectors of type VEC: blocks of LANES rows
@@ -64,6 +69,10 @@ struct gemm_ops {
 
 extern const struct gemm_ops tessera_gemm_ops_portable;
 #if defined(__x86_64__)
-extern const struct gemm_ops tessera_gemm_ops_avx2, tessera_gemm_ops_avx512, tessera_gemm_ops_avx512bf16;
+extern const struct gemm_ops tessera_gemm_ops_avx2, tessera_gemm_ops_avx512, tessera_gemm_ops_avx512bf16, tessera_gemm_ops_amx;
+/* The AVX-512 classes' packing and avx512bf16 micro-kernel, which the amx class shares. */
+#define KP_AVX512 128
+void tessera_avx512_pack_weights(enum kind kind, const void *W, size_t ldw, size_t rows, size_t e0, size_t kp, uint32_t *panel);
+void tessera_avx512bf16_tile(enum kind kind, size_t mr, const uint32_t *a, const uint32_t *panel, size_t kp, float *acc, int load);
 #endif
 #endif

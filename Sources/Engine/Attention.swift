@@ -113,11 +113,13 @@ struct Attention {
                     let positions = min(Self.block, T - t0), rows = positions * hpg, visible = start + t0 + positions
                     var status = me.product(qp.value + (g * T + t0) * hpg * d * es, d, kp.value + g * d * es, groups * d,
                                             scores, visible, rows: rows, cols: visible, k: d)
+                    // A BF16 run's probabilities go straight to BF16 bits, the operand of P V.
+                    let bits = me.round ? probabilities.assumingMemoryBound(to: UInt16.self) : nil
                     for r in 0..<rows {
-                        tessera_causal_softmax(me.kernels.isa, scores + r * visible, start + t0 + r / hpg + 1, visible, scale, me.round ? 1 : 0)
+                        tessera_causal_softmax(me.kernels.isa, scores + r * visible, start + t0 + r / hpg + 1, visible, scale, me.round ? 1 : 0,
+                                               bits.map { $0 + r * visible })
                     }
                     let p = me.round ? UnsafeRawPointer(probabilities) : UnsafeRawPointer(scores)
-                    if me.round { tessera_f32_to_bf16(scores, probabilities.assumingMemoryBound(to: UInt16.self), rows * visible) }
                     status |= me.product(p, visible, vt, total, context, d, rows: rows, cols: d, k: visible)
                     precondition(status == 0, "out of memory for the attention products' packing buffers")
                     // A position's heads of this group are adjacent in ctx's [token][head][d].

@@ -14,6 +14,9 @@ public enum KernelPath: String, Sendable, CaseIterable, Codable {
     case avx512
     /// AVX512-BF16: BF16 products with `vdpbf16ps`, FP32 ones with 16-wide FMAs.
     case avx512bf16
+    /// AMX (Sapphire Rapids and later): BF16 products as `tdpbf16ps` on 16 x 16 tiles, FP32
+    /// ones as on avx512bf16.
+    case amx
 
     /// The path's code in CKernels.
     var isa: Int32 {
@@ -22,6 +25,7 @@ public enum KernelPath: String, Sendable, CaseIterable, Codable {
         case .avx2: Int32(TESSERA_ISA_AVX2)
         case .avx512: Int32(TESSERA_ISA_AVX512)
         case .avx512bf16: Int32(TESSERA_ISA_AVX512BF16)
+        case .amx: Int32(TESSERA_ISA_AMX)
         }
     }
 

@@ -85,7 +85,7 @@ import Testing
     let scratch = try TemporaryFolder("forward")
     let batch = scratch.file("batch.jsonl")
     try "[5,6,7,8]\n[9,10]\n".write(toFile: batch, atomically: true, encoding: .utf8)
-    for isa in ["portable", "avx2", "avx512", "avx512bf16"] {
+    for isa in ["portable", "avx2", "avx512", "avx512bf16", "amx"] {
         let env = ["TESSERA_ISA": isa]
         let probe = try run(["forward", path, "--tokens", "1"], environment: env)
         guard probe.status == 0 else {
@@ -114,8 +114,8 @@ import Testing
 @Test func unsupportedKernelPathsAreRefusedNotExecuted() throws {
     let path = try legacyFixture()
     let unknown = try run(["forward", path, "--tokens", "1"], environment: ["TESSERA_ISA": "sse9"])
-    #expect(unknown.status == 2 && unknown.stderr.contains("portable, avx2, avx512, avx512bf16"))
-    for isa in ["avx512", "avx512bf16"] {
+    #expect(unknown.status == 2 && unknown.stderr.contains("portable, avx2, avx512, avx512bf16, amx"))
+    for isa in ["avx512", "avx512bf16", "amx"] {
         let refused = try run(["forward", path, "--tokens", "1"], environment: ["TESSERA_ISA": isa, "TESSERA_ISA_LIMIT": "avx2"])
         #expect(refused.status == 2, "\(isa)")
         #expect(refused.stderr.contains("lacks its instructions") && refused.stderr.contains("supports portable, avx2"))

@@ -47,11 +47,17 @@ func softmaxMatchesItsFormula(path: KernelPath) {
     for visible in [1, 5, 16, 37, 200] {
         let input = testValues(visible + 3, seed: UInt32(visible)).map { $0 * 30 }
         var row = input
-        tessera_causal_softmax(isa(path), &row, visible, visible + 3, 0.7, 0)
+        tessera_causal_softmax(isa(path), &row, visible, visible + 3, 0.7, 0, nil)
         let scaled = input.prefix(visible).map { Double($0) * Double(Float(0.7)) }
         let m = scaled.max()!, sum = scaled.reduce(0) { $0 + exp($1 - m) }
         for s in 0..<visible { #expect(abs(Double(row[s]) - exp(scaled[s] - m) / sum) < 2e-6, "\(path) visible \(visible) at \(s)") }
         #expect(row[visible...].allSatisfy { $0 == 0 })
+        // BF16 output: the bits of the rounded in-place result, zeros up to the total.
+        var rounded = input, scratch = input, bits = [UInt16](repeating: 0xffff, count: visible + 3)
+        tessera_causal_softmax(isa(path), &rounded, visible, visible + 3, 0.7, 1, nil)
+        tessera_causal_softmax(isa(path), &scratch, visible, visible + 3, 0.7, 1, &bits)
+        #expect(bits.count == rounded.count)
+        #expect(bits.map { Float(bitPattern: UInt32($0) << 16) } == rounded, "\(path) visible \(visible): BF16 bits")
     }
 }
 

@@ -10,20 +10,21 @@
 #include <stdint.h>
 
 /* The kernel paths, from the plainest to the fastest. */
-enum { TESSERA_ISA_PORTABLE = 0, TESSERA_ISA_AVX2 = 1, TESSERA_ISA_AVX512 = 2, TESSERA_ISA_AVX512BF16 = 3 };
-/* 1 when this CPU runs the path: avx2 needs AVX2 + FMA, avx512 AVX-512 F/BW/VL (and AVX2), avx512bf16 also AVX512-BF16.
+enum { TESSERA_ISA_PORTABLE = 0, TESSERA_ISA_AVX2 = 1, TESSERA_ISA_AVX512 = 2, TESSERA_ISA_AVX512BF16 = 3, TESSERA_ISA_AMX = 4 };
+/* 1 when this CPU runs the path: avx2 needs AVX2 + FMA, avx512 AVX-512 F/BW/VL (and AVX2), avx512bf16 also AVX512-BF16,
+   amx also AMX-TILE and AMX-BF16 with the kernel's permission for tile data (asked for once, for the process).
    TESSERA_ISA_LIMIT=NAME (read once) hides the paths above NAME, as on a smaller CPU. */
 int tessera_isa_supported(int isa);
 /* The fastest path this CPU runs. */
 int tessera_isa_best(void);
-/* "portable", "avx2", "avx512", "avx512bf16". */
+/* "portable", "avx2", "avx512", "avx512bf16", "amx". */
 const char *tessera_isa_name(int isa);
 /* The CPU's model name (cpuid brand string, else /proc/cpuinfo), NUL-terminated in out[size]. */
 void tessera_cpu_model(char *out, size_t size);
 
 /* C[t*ldc + n] (+)= sum_k A[t*lda + k] * W[n*ldw + k] for t < T, n < N, k < K: A (activations)
    and W (weights, a linear layer's [out][in] layout) are BF16 bit patterns, C is FP32 and
-   accumulation is FP32 (vdpbf16ps on avx512bf16, FMAs of the widened values elsewhere);
+   accumulation is FP32 (tdpbf16ps tiles on amx, vdpbf16ps on avx512bf16, FMAs of the widened values elsewhere);
    accumulate != 0 adds to C. Returns 0, or -1 when the per-thread buffers cannot be allocated.
    Safe to call from several threads on disjoint C. */
 int tessera_gemm_bf16_nt(int isa, const uint16_t *A, size_t lda, const uint16_t *W, size_t ldw, float *C, size_t ldc,
@@ -73,8 +74,10 @@ enum { TESSERA_SQUARED_RELU = 0, TESSERA_RELU = 1, TESSERA_GELU = 2, TESSERA_SIL
 /* out[t][j] = act(y[t][j]) (times y[t][f + j] when gated, y rows being [gate; up] of 2f); with
    out_bf16 != NULL the results go there as BF16 bits (rounded) instead. */
 void tessera_activation(int isa, int kind, const float *y, size_t rows, size_t f, int gated, int round, float *out, uint16_t *out_bf16);
-/* Softmax of scale * row[0..visible) in place; row[visible..total) set to 0. */
-void tessera_causal_softmax(int isa, float *row, size_t visible, size_t total, float scale, int round);
+/* Softmax of scale * row[0..visible) in place; row[visible..total) set to 0. With out_bf16 !=
+   NULL the results go there as BF16 bits (rounded; zeros up to total) instead, the row being
+   left as scratch. */
+void tessera_causal_softmax(int isa, float *row, size_t visible, size_t total, float scale, int round, uint16_t *out_bf16);
 
 /* The geometry of one sequence's attention step: `tokens` new positions after `start` earlier
    ones, `groups` query groups of `heads_per_group` heads, `head_dim` values per head, RoPE on the
