@@ -92,7 +92,3 @@ void tessera_cpu_model(char *out, size_t size) {
 void tessera_bf16_to_f32(const uint16_t *src, float *dst, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = widen_bf16(src[i]);
 }
-
-void tessera_f32_to_bf16(const float *src, uint16_t *dst, size_t n) {
-    for (size_t i = 0; i < n; i++) dst[i] = (uint16_t)(round_bf16_bits(src[i]) >> 16);
-}

@@ -13,6 +13,12 @@ BODY void round_body(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = round_bf16(x[i]);
 }
 
+BODY void to_bf16_body(const float *src, uint16_t *dst, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = (uint16_t)(round_bf16_bits(src[i]) >> 16);
+}
+
+ISA_VARIANTS(f32_to_bf16, (const float *src, uint16_t *dst, size_t n), to_bf16_body, (src, dst, n))
+
 BODY void add_body(const float *a, const float *b, float *out, size_t n, int round) {
     if (round)
         for (size_t i = 0; i < n; i++) out[i] = round_bf16(a[i] + b[i]);

@@ -70,7 +70,7 @@ public struct Kernels: Sendable {
     /// BF16 bit patterns of `n` floats (nearest, ties to even), over the cores.
     func toBF16(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<UInt16>, _ n: Int) {
         let (x, out) = (UncheckedSendable(x), UncheckedSendable(out))
-        parallel(n, granule: 1 << 14) { lo, hi in tessera_f32_to_bf16(x.value + lo, out.value + lo, hi - lo) }
+        parallel(n, granule: 1 << 14) { lo, hi in tessera_f32_to_bf16(isa, x.value + lo, out.value + lo, hi - lo) }
     }
 
     /// The first `n` BF16 values of `src` widened into `dst`, over the cores.

@@ -179,7 +179,7 @@ private struct PieceProducts {
         defer { block.deallocate(); bits.deallocate() }
         try model.weights.forEachBlock(of: tensor, piece: p, buffer: block, capacity: capacity) { (row, rows, w) throws(TesseraError) in
             if precision == .bf16 {
-                tessera_f32_to_bf16(w, bits, rows * cols)
+                tessera_f32_to_bf16(model.kernels.isa, w, bits, rows * cols)
                 try product(p, UnsafeRawPointer(bits), bf16Weights: true, ldw: cols, row0: row, rows: rows, o)
             } else {
                 try product(p, UnsafeRawPointer(w), bf16Weights: false, ldw: cols, row0: row, rows: rows, o)

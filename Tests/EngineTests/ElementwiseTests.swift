@@ -5,7 +5,8 @@ import Platform
 import TestSupport
 import Testing
 
-private func isa(_ path: KernelPath) -> Int32 { Int32(KernelPath.allCases.firstIndex(of: path)!) }
+/// The kernels' code of a path (its place among the cases).
+func isa(_ path: KernelPath) -> Int32 { Int32(KernelPath.allCases.firstIndex(of: path)!) }
 
 /// Every activation, gated (`[gate; up]` rows) or not, as FP32, rounded FP32 and BF16 bits, on
 /// every kernel path this CPU runs, against the formulas computed here in Double.

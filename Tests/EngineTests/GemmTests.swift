@@ -33,8 +33,8 @@ private struct Operands {
         (lda, ldw, ldc) = (k + 3, k + 1, n + 2)
         qa = [UInt16](repeating: 0, count: t * lda)
         qw = [UInt16](repeating: 0, count: n * ldw)
-        tessera_f32_to_bf16(testValues(qa.count, seed: 12345), &qa, qa.count)
-        tessera_f32_to_bf16(testValues(qw.count, seed: 777), &qw, qw.count)
+        tessera_f32_to_bf16(isa(.best), testValues(qa.count, seed: 12345), &qa, qa.count)
+        tessera_f32_to_bf16(isa(.best), testValues(qw.count, seed: 777), &qw, qw.count)
         // FP32 operands hold the same (BF16-representable) values, so one reference serves all.
         fa = qa.map { Float(bf16($0)) }
         fw = qw.map { Float(bf16($0)) }
@@ -141,7 +141,7 @@ func packedProductsEqualThePlainOne(shape: Int, path: KernelPath) {
 /// (vdpbf16ps, tdpbf16ps).
 @Test func fp32ProductsAreTheSameOnPathsWithOneSliceLength() throws {
     let o = Operands((t: 13, n: 130, k: 300))
-    let slice = { (p: KernelPath) in tessera_gemm_slice_length(Int32(KernelPath.allCases.firstIndex(of: p)!)) }
+    let slice = { (p: KernelPath) in tessera_gemm_slice_length(isa(p)) }
     for product in Product.allCases {
         let paths = try requireCases(KernelPath.supported.filter { product != .bf16 || ![.avx512bf16, .amx].contains($0) }, "kernel paths")
         let results = paths.map { path in
@@ -170,13 +170,15 @@ func packedProductsEqualThePlainOne(shape: Int, path: KernelPath) {
     #expect(!KernelPath.cpuModel.isEmpty)
 }
 
-@Test func bf16RoundingIsNearestEven() {
+@Test(arguments: try requireCases(KernelPath.supported, "kernel paths"))
+func bf16RoundingIsNearestEven(path: KernelPath) {
     // 1 + 2^-8 is halfway between two BF16 values: rounds to even (1.0); 1 + 3*2^-9 rounds up;
     // a NaN stays a NaN. Twenty values so a vector path and the scalar tail both run.
     let inputs: [Float] = Array(repeating: 1.0 + 1.0 / 256, count: 16) + [1.0, 1.0 + 1.0 / 256, 1.0 + 3.0 / 512, .nan]
     var out = [UInt16](repeating: 0, count: inputs.count)
-    tessera_f32_to_bf16(inputs, &out, inputs.count)
-    #expect(out[0..<16].allSatisfy { $0 == 0x3F80 })
-    #expect(Array(out[16...18]) == [0x3F80, 0x3F80, 0x3F81])
-    #expect(Float(bitPattern: UInt32(out[19]) << 16).isNaN)
+    tessera_f32_to_bf16(isa(path), inputs, &out, inputs.count)
+    #expect(out.count == 20)
+    #expect(out[0..<16].allSatisfy { $0 == 0x3F80 }, "\(path)")
+    #expect(Array(out[16...18]) == [0x3F80, 0x3F80, 0x3F81], "\(path)")
+    #expect(Float(bitPattern: UInt32(out[19]) << 16).isNaN, "\(path)")
 }

@@ -54,8 +54,8 @@ int tessera_gemm_packed_nt(int isa, const void *A, size_t lda, int bf16, const v
 /* Widens n BF16 bit patterns to floats (exactly). */
 void tessera_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
 
-/* Rounds n floats to BF16 (nearest, ties to even; NaN stays NaN) into dst. */
-void tessera_f32_to_bf16(const float *src, uint16_t *dst, size_t n);
+/* Rounds n floats to BF16 (nearest, ties to even; NaN stays NaN) into dst: the same bits on every path. */
+void tessera_f32_to_bf16(int isa, const float *src, uint16_t *dst, size_t n);
 
 /* Element-wise steps over FP32 rows; `round` != 0 rounds each result to the nearest BF16 (kept
    in FP32), as a BF16 model stores its activations. */
