@@ -116,7 +116,7 @@ def apparent_bytes(path):
 
 
 def cpu_model():
-    """'<model name> [avx512bf16|avx512f|avx2|...]' from /proc/cpuinfo."""
+    """'<model name> (<n> CPUs, best vector ISA: amx_bf16|avx512_bf16|avx512f|avx2|...)' from /proc/cpuinfo."""
     model, flags = "unknown CPU", set()
     try:
         with open("/proc/cpuinfo") as f:
@@ -127,7 +127,7 @@ def cpu_model():
                     flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    best = next((f for f in ("avx512_bf16", "avx512f", "avx2") if f in flags), "no AVX2")
+    best = next((f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in flags), "no AVX2")
     return f"{model} ({os.cpu_count()} CPUs, best vector ISA: {best})"
 
 
