@@ -114,10 +114,12 @@ static _Thread_local size_t packed_a_size;
 /* Packed elements per row and bytes per packed activation/weight element. */
 static size_t elements(enum kind kind, size_t K) { return kind == BF16_PAIRS ? K / 2 : K; }
 
-/* Tokens per block: within the class's budget of packed activations and its most tokens. */
+/* Tokens per block: within the class's budget of packed activations and its most tokens, and a
+   whole number of tiles (a block starts on a tile of the packed activations). */
 static size_t block_tokens(const struct gemm_ops *ops, size_t E) {
-    size_t mc = ops->block_bytes / (4 * (E + 1)) / MR * MR;
-    return mc < MR ? MR : mc > ops->block_max ? ops->block_max : mc;
+    size_t mc = ops->block_bytes / (4 * (E + 1));
+    mc = (mc > ops->block_max ? ops->block_max : mc) / MR * MR;
+    return mc < MR ? MR : mc;
 }
 
 /* Prefetches the weights of the panel slice after (n0, kb), spread over the block's tiles: its

@@ -98,7 +98,7 @@ AMX static void block(enum kind kind, size_t rows, const uint32_t *a, const uint
         tessera_avx512bf16_tile(kind, rows - t < MR ? rows - t : MR, a + t * S + kq, panel + kq * NR, kp - kq, acc + t * NR, load || kq > 0);
 }
 
-/* The avx512bf16 class's slices (128 pairs: a 32 KiB panel slice), and blocks of MC_MAX (2048)
+/* The avx512bf16 class's slices (128 pairs: a 32 KiB panel slice), and blocks of MC_MAX (2064)
    tokens at every K: a slice is packed once per block, and the tiles run several times faster
    than vdpbf16ps, so packing needs many tokens to pay for itself (at 4 x 512 tokens it is then
    packed once per product: 1-2% of the time, measured with perf on a Sapphire Rapids class Xeon). */

@@ -15,7 +15,7 @@
 #define NR 64      /* output columns per weight panel */
 #define MR 6       /* tokens per activation tile */
 #define KP_MAX 128 /* the longest panel slice of any class, in packed elements (64 x 128 x 4 bytes = 32 KiB) */
-#define MC_MAX 2048 /* the most tokens per block of packed activations of any class */
+#define MC_MAX 2064 /* the most tokens per block of packed activations of any class (43 x 48: whole tiles of 6 and of 16) */
 
 /* The forms of a product: what a packed 32-bit element holds on each side. */
 enum kind {
