@@ -7,7 +7,8 @@
  * product and reused by every panel; a panel's kp-slice stays in L1 while a block's tiles pass over it,
  * and the next panel's weights are prefetched meanwhile (its rows lie far apart, which
  * hardware prefetchers do not follow). The class only supplies the packing of weights and the
- * micro-kernel (`struct gemm_ops`); the portable ops here serve other architectures and tests.
+ * micro-kernel, or a kernel for a whole block of tokens (`struct gemm_ops`: amx's tiles take 16
+ * tokens at a time); the portable ops here serve other architectures and tests.
  * The summation order of each output element is fixed (gemm_internal.h). */
 #include "CKernels.h"
 #include "bf16.h"

@@ -30,7 +30,9 @@ public struct KVCache: Sendable {
 
     static func bits(_ x: [Float]) -> [UInt16] {
         var out = [UInt16](repeating: 0, count: x.count)
-        x.withUnsafeBufferPointer { xb in out.withUnsafeMutableBufferPointer { tessera_f32_to_bf16(KernelPath.best.isa, xb.baseAddress!, $0.baseAddress!, x.count) } }
+        x.withUnsafeBufferPointer { xb in
+            out.withUnsafeMutableBufferPointer { tessera_f32_to_bf16(KernelPath.best.isa, xb.baseAddress!, $0.baseAddress!, x.count) }
+        }
         return out
     }
 
