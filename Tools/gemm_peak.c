@@ -71,10 +71,13 @@ __attribute__((target("amx-tile,amx-bf16"))) static void *peak_amx(void *arg) {
     cfg.palette = 1;
     for (int i = 0; i < 6; i++) cfg.colsb[i] = 64, cfg.rows[i] = 16;
     _tile_loadconfig(&cfg);
-    static const uint16_t ones[16 * 32] = {0};
-    _tile_loadd(4, ones, 64);
-    _tile_loadd(5, ones, 64);
-    for (int i = 0; i < 4; i++) _tile_zero(0), _tile_zero(1), _tile_zero(2), _tile_zero(3);
+    static const uint16_t zeros[16 * 32] = {0}; /* tile timing does not depend on the values */
+    _tile_loadd(4, zeros, 64);
+    _tile_loadd(5, zeros, 64);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
     for (long n = 0; n < AMX_ITERATIONS; n++) {
         _tile_dpbf16ps(0, 4, 5);
         _tile_dpbf16ps(1, 4, 5);
