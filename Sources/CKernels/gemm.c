@@ -124,20 +124,23 @@ static size_t block_tokens(const struct gemm_ops *ops, size_t E) {
 }
 
 /* Prefetches the weights of the panel slice after (n0, kb), spread over the block's tiles: its
-   lines one at a time (line `line` of row `row`, `next` of `lines` in all). */
-struct prefetch { const char *base; size_t row_bytes, row_lines, lines, next, row, line; };
+   lines one at a time, `line` of row `row` next (`rows` rows of `row_lines` lines each). */
+struct prefetch { const char *base; size_t row_bytes, row_lines, rows, row, line; };
 
 static struct prefetch next_slice(enum kind kind, size_t S, const void *W, size_t ldw, size_t N, size_t E, size_t n0, size_t kb) {
     size_t kblocks = (E + S - 1) / S, w_es = kind == F32_FROM_F32 ? 4 : 2, el = kind == F32_FROM_F32 || kind == BF16_PAIRS ? 4 : 2;
     size_t ne0 = kb + 1 < kblocks ? (kb + 1) * S : 0, nn0 = kb + 1 < kblocks ? n0 : n0 + NR;
     size_t ncols = nn0 < N ? (N - nn0 < NR ? N - nn0 : NR) : 0, nkp = E - ne0 < S ? E - ne0 : S;
     size_t row_lines = (nkp * el + 63) / 64;
-    return (struct prefetch){(const char *)W + nn0 * ldw * w_es + ne0 * el, ldw * w_es, row_lines, ncols * row_lines, 0, 0, 0};
+    return (struct prefetch){(const char *)W + nn0 * ldw * w_es + ne0 * el, ldw * w_es, row_lines, ncols, 0, 0};
 }
+
+/* Lines of the slice, the most prefetch_lines issues. */
+static inline size_t slice_lines(const struct prefetch *pf) { return pf->rows * pf->row_lines; }
 
 /* Prefetches up to n more lines of the slice. */
 static inline void prefetch_lines(struct prefetch *pf, size_t n) {
-    for (; n > 0 && pf->next < pf->lines; n--, pf->next++) {
+    for (; n > 0 && pf->row < pf->rows; n--) {
         __builtin_prefetch(pf->base + pf->row * pf->row_bytes + 64 * pf->line, 0, 2);
         if (++pf->line == pf->row_lines) pf->line = 0, pf->row++;
     }
@@ -161,7 +164,7 @@ static int block_product(const struct gemm_ops *ops, enum kind kind, const uint3
             ops->pack_weights(kind, (const char *)W + n0 * ldw * w_es, ldw, cols, e0, kp, packed_w);
             struct prefetch pf = next_slice(kind, S, W, ldw, N, E, n0, kb);
             if (ops->block) {
-                size_t pieces = (m1 - m0 + BLOCK_PIECE - 1) / BLOCK_PIECE, per_piece = (pf.lines + pieces - 1) / pieces;
+                size_t pieces = (m1 - m0 + BLOCK_PIECE - 1) / BLOCK_PIECE, per_piece = (slice_lines(&pf) + pieces - 1) / pieces;
                 for (size_t r = 0; r < m1 - m0; r += BLOCK_PIECE) {
                     prefetch_lines(&pf, per_piece);
                     ops->block(kind, m1 - m0 - r < BLOCK_PIECE ? m1 - m0 - r : BLOCK_PIECE, a + kb * kb_stride * S * MR + r * S, packed_w, kp,
@@ -169,7 +172,7 @@ static int block_product(const struct gemm_ops *ops, enum kind kind, const uint3
                 }
                 continue;
             }
-            size_t per_tile = (pf.lines + tiles - 1) / tiles;
+            size_t per_tile = (slice_lines(&pf) + tiles - 1) / tiles;
             for (size_t j = 0; j < tiles; j++) {
                 prefetch_lines(&pf, per_tile);
                 size_t t = m0 + j * MR;

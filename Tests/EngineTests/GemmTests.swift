@@ -43,7 +43,7 @@ private struct Operands {
 
     /// C (+)= A W^T on `path`, rows `t0..<t1` of A only (into the same rows of C).
     func gemm(_ product: Product, _ path: KernelPath, _ c: inout [Float], rows: Range<Int>? = nil, accumulate: Bool) -> Int32 {
-        let r = rows ?? 0..<t, acc: Int32 = accumulate ? 1 : 0, isa = Int32(KernelPath.allCases.firstIndex(of: path)!)
+        let r = rows ?? 0..<t, acc: Int32 = accumulate ? 1 : 0, isa = EngineTests.isa(path)
         return c.withUnsafeMutableBufferPointer { cb in
             let cp = cb.baseAddress! + r.lowerBound * ldc
             switch product {
@@ -107,7 +107,7 @@ func gemmRowsDoNotDependOnTheBatch(path: KernelPath) {
 /// in two parts give the bits of the plain product; rounding in the kernel is rounding the result.
 @Test(arguments: shapes.indices, try requireCases(KernelPath.supported, "kernel paths"))
 func packedProductsEqualThePlainOne(shape: Int, path: KernelPath) {
-    let o = Operands(shapes[shape]), isa = Int32(KernelPath.allCases.firstIndex(of: path)!)
+    let o = Operands(shapes[shape]), isa = EngineTests.isa(path)
     for product in Product.allCases {
         let bf16: Int32 = product == .bf16 ? 1 : 0, wBF16: Int32 = product == .f32 ? 0 : 1
         var plain = [Float](repeating: 0, count: o.t * o.ldc)
