@@ -39,3 +39,16 @@ public func expectElementsClose<A: BinaryFloatingPoint, E: BinaryFloatingPoint>(
             sourceLocation: sourceLocation)
     return worst
 }
+
+/// Expects `actual` and `expected` to hold the same, non-zero number of elements, all equal; a
+/// failure names how many differ and the first that does, instead of printing both whole.
+public func expectIdentical<T: Equatable>(_ actual: some Collection<T>, _ expected: some Collection<T>, _ comment: Comment? = nil,
+                                          sourceLocation: SourceLocation = #_sourceLocation) {
+    let prefix = comment.map { "\($0): " } ?? ""
+    #expect(actual.count == expected.count, "\(prefix)\(actual.count) values, \(expected.count) expected", sourceLocation: sourceLocation)
+    #expect(!expected.isEmpty, "\(prefix)nothing to compare", sourceLocation: sourceLocation)
+    let differing = zip(actual, expected).enumerated().filter { $0.element.0 != $0.element.1 }.map(\.offset)
+    let allEqual = differing.isEmpty // a Bool, so a failure does not print every differing index
+    #expect(allEqual, "\(prefix)\(differing.count) of \(expected.count) values differ, the first at index \(differing.first ?? -1)",
+            sourceLocation: sourceLocation)
+}

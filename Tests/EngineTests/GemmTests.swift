@@ -41,16 +41,19 @@ private struct Operands {
         fw = qw.map { Float(bf16($0)) }
     }
 
-    /// C (+)= A W^T on `path`, rows `t0..<t1` of A only (into the same rows of C).
-    func gemm(_ product: Product, _ path: KernelPath, _ c: inout [Float], rows: Range<Int>? = nil, accumulate: Bool) -> Int32 {
-        let r = rows ?? 0..<t, acc: Int32 = accumulate ? 1 : 0, isa = EngineTests.isa(path)
+    /// C (+)= A W^T on `path`, rows `rows` of A only (into the same rows of C) and output
+    /// columns `cols` only.
+    func gemm(_ product: Product, _ path: KernelPath, _ c: inout [Float], rows: Range<Int>? = nil, cols: Range<Int>? = nil,
+              accumulate: Bool) -> Int32 {
+        let r = rows ?? 0..<t, j = cols ?? 0..<n, acc: Int32 = accumulate ? 1 : 0, isa = EngineTests.isa(path)
         return c.withUnsafeMutableBufferPointer { cb in
-            let cp = cb.baseAddress! + r.lowerBound * ldc
+            let cp = cb.baseAddress! + r.lowerBound * ldc + j.lowerBound, w = j.lowerBound * ldw
             switch product {
-            case .bf16: return tessera_gemm_bf16_nt(isa, Array(qa[(r.lowerBound * lda)...]), lda, qw, ldw, cp, ldc, r.count, n, k, acc)
-            case .f32: return tessera_gemm_f32_nt(isa, Array(fa[(r.lowerBound * lda)...]), lda, fw, 0, ldw, cp, ldc, r.count, n, k, acc)
+            case .bf16: return tessera_gemm_bf16_nt(isa, Array(qa[(r.lowerBound * lda)...]), lda, Array(qw[w...]), ldw, cp, ldc, r.count, j.count, k, acc)
+            case .f32:
+                return tessera_gemm_f32_nt(isa, Array(fa[(r.lowerBound * lda)...]), lda, Array(fw[w...]), 0, ldw, cp, ldc, r.count, j.count, k, acc)
             case .f32WithBF16Weights:
-                return tessera_gemm_f32_nt(isa, Array(fa[(r.lowerBound * lda)...]), lda, qw, 1, ldw, cp, ldc, r.count, n, k, acc)
+                return tessera_gemm_f32_nt(isa, Array(fa[(r.lowerBound * lda)...]), lda, Array(qw[w...]), 1, ldw, cp, ldc, r.count, j.count, k, acc)
             }
         }
     }
@@ -134,6 +137,24 @@ func packedProductsEqualThePlainOne(shape: Int, path: KernelPath) {
             }
             #expect(c == (round == 1 ? plain.map { $0.bfloat16Rounded } : plain), "\(product) \(shapes[shape]) on \(path), round \(round)")
         }
+    }
+}
+
+/// A product long and wide enough that amx cuts it into groups of panels, token sub-blocks and
+/// ranges of slices (several of each, the last of each partial) gives the bits of every 64-column
+/// panel computed alone and of its rows in two parts, on every path.
+@Test(arguments: try requireCases(KernelPath.supported, "kernel paths"))
+func longProductsDoNotDependOnHowTheyAreCut(path: KernelPath) {
+    let o = Operands((t: 200, n: 520, k: 4100))
+    for product in Product.allCases {
+        var whole = [Float](repeating: 0, count: o.t * o.ldc), panels = whole
+        #expect(o.gemm(product, path, &whole, accumulate: false) == 0)
+        for j in stride(from: 0, to: o.n, by: 64) {
+            let cols = j..<min(j + 64, o.n)
+            #expect(o.gemm(product, path, &panels, rows: 0..<7, cols: cols, accumulate: false) == 0)
+            #expect(o.gemm(product, path, &panels, rows: 7..<o.t, cols: cols, accumulate: false) == 0)
+        }
+        expectIdentical(panels, whole, "\(product) \(o.t)x\(o.n)x\(o.k) on \(path): each panel alone against the whole product (row stride \(o.ldc))")
     }
 }
 
