@@ -227,7 +227,7 @@ struct Operands {
         kernels.parallel(tokens, granule: tessera_gemm_pack_granule()) { t0, t1 in
             tessera_gemm_pack_activations(isa, a.value, me.value.k, me.value.tokens, cols, bf16, t0, t1, packed.value)
         }
-        kernels.parallel(rows, granule: 64, piecesPerWorker: 8) { r0, r1 in
+        kernels.parallel(rows, granule: 64, piecesPerWorker: 32) { r0, r1 in
             let o = me.value
             let status = tessera_gemm_packed_nt(isa, a.value, o.k, bf16, packed.value, wp.value + r0 * ldw * (bf16Weights ? 2 : 4),
                                                 bf16Weights ? 1 : 0, ldw, o.y + row0 + r0, o.n, o.tokens, r1 - r0, cols,
