@@ -1,7 +1,7 @@
 /* The machine's GEMM peak on given shapes with Tessera's own kernels (Sources/CKernels), on
  * every kernel path this CPU supports, on every core: the activations are packed once, then
- * each thread takes a contiguous share of the output columns (the engine hands them out in
- * smaller pieces, with the same work per column). Built and run by bench_forward.py:
+ * the threads take pieces of the output columns as the engine hands them out. Built and run by
+ * bench_forward.py:
  *   clang -O3 -ISources/CKernels/include (the .c files of Sources/CKernels) Tools/gemm_peak.c -lpthread -lm
  *   ./gemm_peak THREADS T N K [N K ...]   -> one line per path and precision: path, precision, seconds, GFLOP/s,
  *   and per x86 path its hardware limit: path, "fma-peak", seconds, GFLOP/s of independent register-only
@@ -9,6 +9,7 @@
  * (the portable path only for T <= 64: it is there for correctness, not speed). */
 #include "CKernels.h"
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -23,10 +24,21 @@ static void *pack(void *p) {
     return NULL;
 }
 
+/* As the engine hands out the output columns: PIECES_PER_THREAD pieces of whole 64-column panels
+   per thread, each thread taking the next piece when it is done (Kernels.parallel). */
+#define PIECES_PER_THREAD 32
+static atomic_size_t next_piece;
+static size_t pieces;
+
 static void *run(void *p) {
     job *j = p;
-    tessera_gemm_packed_nt(j->isa, j->a, j->k, j->bf16, j->packed, (const uint16_t *)j->w + j->lo * j->k, 1, j->k, j->c + j->lo, j->n,
-                           j->t, j->hi - j->lo, j->k, 0, 0);
+    size_t panels = (j->n + 63) / 64;
+    for (size_t i; (i = atomic_fetch_add(&next_piece, 1)) < pieces;) {
+        size_t lo = panels * i / pieces * 64, hi = panels * (i + 1) / pieces * 64;
+        if (hi > j->n) hi = j->n;
+        tessera_gemm_packed_nt(j->isa, j->a, j->k, j->bf16, j->packed, (const uint16_t *)j->w + lo * j->k, 1, j->k, j->c + lo, j->n, j->t,
+                               hi - lo, j->k, 0, 0);
+    }
     return NULL;
 }
 
@@ -143,12 +155,10 @@ int main(int argc, char **argv) {
                     pthread_create(&tid[i], NULL, pack, &jobs[i]);
                 }
                 for (int i = 0; i < threads; i++) pthread_join(tid[i], NULL);
-                for (int i = 0; i < threads; i++) {
-                    size_t panels = (N + 63) / 64, lo = panels * i / threads * 64, hi = panels * (i + 1) / threads * 64;
-                    jobs[i].lo = lo;
-                    jobs[i].hi = hi < N ? hi : N;
-                    pthread_create(&tid[i], NULL, run, &jobs[i]);
-                }
+                size_t panels = (N + 63) / 64;
+                pieces = panels < (size_t)threads * PIECES_PER_THREAD ? panels : (size_t)threads * PIECES_PER_THREAD;
+                atomic_store(&next_piece, 0);
+                for (int i = 0; i < threads; i++) pthread_create(&tid[i], NULL, run, &jobs[i]);
                 for (int i = 0; i < threads; i++) pthread_join(tid[i], NULL);
                 double dt = now() - t0;
                 if (dt < best) best = dt;
