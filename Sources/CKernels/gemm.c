@@ -186,9 +186,10 @@ static int block_product_groups(const struct gemm_ops *ops, enum kind kind, cons
     for (size_t g0 = 0; g0 < N; g0 += group)
         for (size_t s0 = 0; s0 < rows; s0 += sub) {
             size_t s1 = rows - s0 < sub ? rows : s0 + sub, pieces = (s1 - s0 + BLOCK_PIECE - 1) / BLOCK_PIECE;
-            for (size_t r0 = 0; r0 < ranges; r0++)
+            for (size_t r0 = 0; r0 < ranges; r0++) {
+                size_t kb1 = (r0 + 1) * range < kblocks ? (r0 + 1) * range : kblocks;
                 for (size_t n0 = g0; n0 < N && n0 < g0 + group; n0 += NR) {
-                    size_t cols = N - n0 < NR ? N - n0 : NR, kb1 = (r0 + 1) * range < kblocks ? (r0 + 1) * range : kblocks;
+                    size_t cols = N - n0 < NR ? N - n0 : NR;
                     float *acc = block_acc + (ranges > 1 ? (n0 - g0) / NR * sub * NR : 0);
                     for (size_t kb = r0 * range; kb < kb1; kb++) {
                         size_t e0 = kb * S, kp = E - e0 < S ? E - e0 : S;
@@ -209,6 +210,7 @@ static int block_product_groups(const struct gemm_ops *ops, enum kind kind, cons
                     if (kblocks == 0) memset(acc, 0, (s1 - s0) * NR * sizeof(float));
                     store_block(acc, s1 - s0, C + (m0 + s0) * ldc + n0, ldc, cols, accumulate, round);
                 }
+            }
         }
     return 0;
 }
@@ -218,10 +220,11 @@ static int block_product_groups(const struct gemm_ops *ops, enum kind kind, cons
 static int block_product(const struct gemm_ops *ops, enum kind kind, const uint32_t *a, size_t kb_stride, size_t m0, size_t m1,
                          const void *W, size_t ldw, float *C, size_t ldc, size_t N, size_t E, int accumulate, int round) {
     size_t S = ops->kp, w_es = kind == F32_FROM_F32 ? 4 : 2, kblocks = (E + S - 1) / S, tiles = (m1 - m0 + MR - 1) / MR;
-    if (!packed_w) packed_w = aligned_alloc(64, KP_MAX * NR * 4);
     if (!block_acc) block_acc = aligned_alloc(64, (MC_MAX + MR) * NR * 4);
-    if (!packed_w || !block_acc) return -1;
+    if (!block_acc) return -1;
     if (ops->block) return block_product_groups(ops, kind, a, kb_stride, m0, m1, W, ldw, C, ldc, N, E, accumulate, round);
+    if (!packed_w) packed_w = aligned_alloc(64, KP_MAX * NR * 4);
+    if (!packed_w) return -1;
     for (size_t n0 = 0; n0 < N; n0 += NR) {
         size_t cols = N - n0 < NR ? N - n0 : NR;
         for (size_t kb = 0; kb < kblocks; kb++) {

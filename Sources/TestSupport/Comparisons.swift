@@ -20,10 +20,7 @@ public func maxDifference<A: BinaryFloatingPoint, E: BinaryFloatingPoint>(
     _ actual: some Collection<A>, _ expected: some Collection<E>, _ comment: Comment? = nil,
     sourceLocation: SourceLocation = #_sourceLocation
 ) -> Double {
-    let prefix = comment.map { "\($0): " } ?? ""
-    #expect(actual.count == expected.count, "\(prefix)\(actual.count) values, \(expected.count) expected", sourceLocation: sourceLocation)
-    #expect(!expected.isEmpty, "\(prefix)nothing to compare", sourceLocation: sourceLocation)
-    guard actual.count == expected.count, !expected.isEmpty else { return .infinity }
+    guard expectSameNonZeroCount(actual, expected, comment, sourceLocation: sourceLocation) else { return .infinity }
     return zip(actual, expected).map { abs(Double($0) - Double($1)) }.max()!
 }
 
@@ -44,11 +41,19 @@ public func expectElementsClose<A: BinaryFloatingPoint, E: BinaryFloatingPoint>(
 /// failure names how many differ and the first that does, instead of printing both whole.
 public func expectIdentical<T: Equatable>(_ actual: some Collection<T>, _ expected: some Collection<T>, _ comment: Comment? = nil,
                                           sourceLocation: SourceLocation = #_sourceLocation) {
+    guard expectSameNonZeroCount(actual, expected, comment, sourceLocation: sourceLocation) else { return }
     let prefix = comment.map { "\($0): " } ?? ""
-    #expect(actual.count == expected.count, "\(prefix)\(actual.count) values, \(expected.count) expected", sourceLocation: sourceLocation)
-    #expect(!expected.isEmpty, "\(prefix)nothing to compare", sourceLocation: sourceLocation)
     let differing = zip(actual, expected).enumerated().filter { $0.element.0 != $0.element.1 }.map(\.offset)
     let allEqual = differing.isEmpty // a Bool, so a failure does not print every differing index
     #expect(allEqual, "\(prefix)\(differing.count) of \(expected.count) values differ, the first at index \(differing.first ?? -1)",
             sourceLocation: sourceLocation)
+}
+
+/// Expects `actual` and `expected` to hold the same, non-zero number of elements; whether they do.
+private func expectSameNonZeroCount(_ actual: some Collection, _ expected: some Collection, _ comment: Comment?,
+                                    sourceLocation: SourceLocation) -> Bool {
+    let prefix = comment.map { "\($0): " } ?? ""
+    #expect(actual.count == expected.count, "\(prefix)\(actual.count) values, \(expected.count) expected", sourceLocation: sourceLocation)
+    #expect(!expected.isEmpty, "\(prefix)nothing to compare", sourceLocation: sourceLocation)
+    return actual.count == expected.count && !expected.isEmpty
 }
