@@ -13,6 +13,7 @@
 #include "CKernels.h"
 #include "bf16.h"
 #include "gemm_internal.h"
+#include "isa_variants.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,14 +98,26 @@ static void pack_tiles(enum kind kind, size_t S, const void *A, size_t lda, size
     }
 }
 
-/* C[t][0..cols] = (accumulate ? C : 0) + acc[t][0..cols], rounded to the nearest BF16 (kept in FP32) when `round`. */
-static void store_block(const float *acc, size_t rows, float *C, size_t ldc, size_t cols, int accumulate, int round) {
+/* C[t][0..cols] = (accumulate ? C : 0) + acc[t][0..cols] (acc rows NR apart), rounded to the
+   nearest BF16 (kept in FP32) when `round`; compiled for each class, as the element-wise steps.
+   The driver calls it on a piece of rows right after their last slice, while they are in L1. */
+BODY void store_body(const float *acc, size_t rows, float *C, size_t ldc, size_t cols, int accumulate, int round) {
     for (size_t t = 0; t < rows; t++)
         for (size_t j = 0; j < cols; j++) {
             float v = accumulate ? acc[t * NR + j] + C[t * ldc + j] : acc[t * NR + j];
             if (round) v = round_bf16(v);
             C[t * ldc + j] = v;
         }
+}
+
+ISA_VARIANTS(gemm_store, (const float *acc, size_t rows, float *C, size_t ldc, size_t cols, int accumulate, int round), store_body,
+             (acc, rows, C, ldc, cols, accumulate, round))
+
+/* Where a product's results go: C (+)= the accumulators, as tessera_gemm_store with the class's vectors. */
+struct destination { int isa; float *C; size_t ldc; int accumulate, round; };
+
+static void store(const struct destination *d, const float *acc, size_t t, size_t rows, size_t n0, size_t cols) {
+    tessera_gemm_store(d->isa, acc, rows, d->C + t * d->ldc + n0, d->ldc, cols, d->accumulate, d->round);
 }
 
 /* Per-thread buffers, grown on demand and kept for the thread's life. */
@@ -164,13 +177,13 @@ static _Thread_local size_t packed_group_size;
 /* block_product for a class with a block kernel. A group's panels are packed slice by slice while
    the first sub-block passes over them, then kept for the others; with several ranges, each panel
    of the group keeps its own accumulators in block_acc. The kernel takes BLOCK_PIECE tokens per
-   call, the next slice's prefetches going between the calls. Every output element has the
-   driver's order (slices in order, each from the same kernel), so the bits are those of one panel
-   at a time. */
+   call, the next slice's prefetches going between the calls, and a piece's results are stored
+   right after its last slice. Every output element has the driver's order (slices in order, each
+   from the same kernel), so the bits are those of one panel at a time. */
 static int block_product_groups(const struct gemm_ops *ops, enum kind kind, const uint32_t *a, size_t kb_stride, size_t m0, size_t m1,
-                                const void *W, size_t ldw, float *C, size_t ldc, size_t N, size_t E, int accumulate, int round) {
+                                const void *W, size_t ldw, size_t N, size_t E, const struct destination *out) {
     size_t S = ops->kp, w_es = kind == F32_FROM_F32 ? 4 : 2, kblocks = (E + S - 1) / S, rows = m1 - m0;
-    size_t panel_bytes = (kblocks ? kblocks : 1) * S * NR * 4, range = RANGE_ELEMENTS / S, ranges = kblocks > range ? (kblocks + range - 1) / range : 1;
+    size_t panel_bytes = kblocks * S * NR * 4, range = RANGE_ELEMENTS / S, ranges = kblocks > range ? (kblocks + range - 1) / range : 1;
     size_t sub = SUB_BLOCK_BYTES / (4 * ((E < RANGE_ELEMENTS ? E : RANGE_ELEMENTS) + 1)) / BLOCK_PIECE * BLOCK_PIECE;
     if (sub < BLOCK_PIECE) sub = BLOCK_PIECE;
     size_t group = PANEL_GROUP_BYTES / panel_bytes * NR;
@@ -201,14 +214,12 @@ static int block_product_groups(const struct gemm_ops *ops, enum kind kind, cons
                         struct prefetch pf = {0};
                         if (group_end ? s1 == rows : s0 == 0) pf = next_slice(kind, S, W, ldw, N, E, n0, kb);
                         for (size_t r = s0; r < s1; r += BLOCK_PIECE) {
+                            size_t n = s1 - r < BLOCK_PIECE ? s1 - r : BLOCK_PIECE;
                             prefetch_lines(&pf, (slice_lines(&pf) + pieces - 1) / pieces);
-                            ops->block(kind, s1 - r < BLOCK_PIECE ? s1 - r : BLOCK_PIECE, a + kb * kb_stride * S * MR + r * S, panel, kp,
-                                       acc + (r - s0) * NR, kb > 0);
+                            ops->block(kind, n, a + kb * kb_stride * S * MR + r * S, panel, kp, acc + (r - s0) * NR, kb > 0);
+                            if (kb + 1 == kblocks) store(out, acc + (r - s0) * NR, m0 + r, n, n0, cols);
                         }
                     }
-                    if (r0 + 1 < ranges) continue;
-                    if (kblocks == 0) memset(acc, 0, (s1 - s0) * NR * sizeof(float));
-                    store_block(acc, s1 - s0, C + (m0 + s0) * ldc + n0, ldc, cols, accumulate, round);
                 }
             }
         }
@@ -216,13 +227,19 @@ static int block_product_groups(const struct gemm_ops *ops, enum kind kind, cons
 }
 
 /* Tokens m0..m1 of C (+)= A W^T over E packed elements per row, their tiles at `a`
-   (tile j of slice kb at a + (kb * kb_stride + j) * kp * MR, kp the class's slice length). */
+   (tile j of slice kb at a + (kb * kb_stride + j) * kp * MR, kp the class's slice length). A
+   tile's results are stored right after its last slice. */
 static int block_product(const struct gemm_ops *ops, enum kind kind, const uint32_t *a, size_t kb_stride, size_t m0, size_t m1,
-                         const void *W, size_t ldw, float *C, size_t ldc, size_t N, size_t E, int accumulate, int round) {
+                         const void *W, size_t ldw, size_t N, size_t E, const struct destination *out) {
     size_t S = ops->kp, w_es = kind == F32_FROM_F32 ? 4 : 2, kblocks = (E + S - 1) / S, tiles = (m1 - m0 + MR - 1) / MR;
     if (!block_acc) block_acc = aligned_alloc(64, (MC_MAX + MR) * NR * 4);
     if (!block_acc) return -1;
-    if (ops->block) return block_product_groups(ops, kind, a, kb_stride, m0, m1, W, ldw, C, ldc, N, E, accumulate, round);
+    if (kblocks == 0) { /* no inputs: C = (accumulate ? C : 0) */
+        memset(block_acc, 0, (m1 - m0) * NR * sizeof(float));
+        for (size_t n0 = 0; n0 < N; n0 += NR) store(out, block_acc, m0, m1 - m0, n0, N - n0 < NR ? N - n0 : NR);
+        return 0;
+    }
+    if (ops->block) return block_product_groups(ops, kind, a, kb_stride, m0, m1, W, ldw, N, E, out);
     if (!packed_w) packed_w = aligned_alloc(64, KP_MAX * NR * 4);
     if (!packed_w) return -1;
     for (size_t n0 = 0; n0 < N; n0 += NR) {
@@ -234,12 +251,11 @@ static int block_product(const struct gemm_ops *ops, enum kind kind, const uint3
             size_t per_tile = (slice_lines(&pf) + tiles - 1) / tiles;
             for (size_t j = 0; j < tiles; j++) {
                 prefetch_lines(&pf, per_tile);
-                size_t t = m0 + j * MR;
-                ops->tile(kind, m1 - t < MR ? m1 - t : MR, a + (kb * kb_stride + j) * S * MR, packed_w, kp, block_acc + j * MR * NR, kb > 0);
+                size_t t = m0 + j * MR, mr = m1 - t < MR ? m1 - t : MR;
+                ops->tile(kind, mr, a + (kb * kb_stride + j) * S * MR, packed_w, kp, block_acc + j * MR * NR, kb > 0);
+                if (kb + 1 == kblocks) store(out, block_acc + j * MR * NR, t, mr, n0, cols);
             }
         }
-        if (kblocks == 0) memset(block_acc, 0, (m1 - m0) * NR * sizeof(float));
-        store_block(block_acc, m1 - m0, C + m0 * ldc + n0, ldc, cols, accumulate, round);
     }
     return 0;
 }
@@ -274,11 +290,10 @@ int tessera_gemm_packed_nt(int isa, const void *A, size_t lda, int bf16, const v
     enum kind kind = kind_for(isa, bf16, w_is_bf16);
     size_t E = elements(kind, K), mc = block_tokens(ops, E), tiles = (T + MR - 1) / MR;
     int odd = kind == BF16_PAIRS && (K & 1); /* the odd last input is added afterwards, and rounding after it */
+    struct destination out = {isa, C, ldc, accumulate, round_output && !odd};
     for (size_t m0 = 0; m0 < T; m0 += mc) {
         size_t m1 = T - m0 < mc ? T : m0 + mc;
-        if (block_product(ops, kind, (const uint32_t *)packed + (m0 / MR) * ops->kp * MR, tiles, m0, m1, W, ldw, C, ldc, N, E, accumulate,
-                          round_output && !odd) != 0)
-            return -1;
+        if (block_product(ops, kind, (const uint32_t *)packed + (m0 / MR) * ops->kp * MR, tiles, m0, m1, W, ldw, N, E, &out) != 0) return -1;
     }
     if (odd) add_odd_input(A, lda, W, ldw, C, ldc, T, N, K);
     if (odd && round_output) for (size_t t = 0; t < T; t++) tessera_round_bf16(isa, C + t * ldc, N);

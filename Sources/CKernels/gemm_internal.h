@@ -67,6 +67,10 @@ struct gemm_ops {
         }                                                                                                    \
     }
 
+/* C[t][0..cols] = (accumulate ? C : 0) + acc[t][0..cols] for t < rows (acc rows NR apart),
+   rounded to the nearest BF16 (kept in FP32) when `round`: the driver's store, compiled per class. */
+void tessera_gemm_store(int isa, const float *acc, size_t rows, float *C, size_t ldc, size_t cols, int accumulate, int round);
+
 extern const struct gemm_ops tessera_gemm_ops_portable;
 #if defined(__x86_64__)
 extern const struct gemm_ops tessera_gemm_ops_avx2, tessera_gemm_ops_avx512, tessera_gemm_ops_avx512bf16, tessera_gemm_ops_amx;
