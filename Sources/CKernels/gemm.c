@@ -116,6 +116,10 @@ ISA_VARIANTS(gemm_store, (const float *acc, size_t rows, float *C, size_t ldc, s
 /* Where a product's results go: C (+)= the accumulators, as tessera_gemm_store with the class's vectors. */
 struct destination { int isa; float *C; size_t ldc; int accumulate, round; };
 
+/* Where a product's weights come from: W itself, packed panel by panel as the product goes, or
+   W's panels packed beforehand (tessera_gemm_pack_weights), panel n at packed + n * panel_elements. */
+struct weights { const void *W; size_t ldw; const uint32_t *packed; size_t panel_elements; };
+
 static void store(const struct destination *d, const float *acc, size_t t, size_t rows, size_t n0, size_t cols) {
     tessera_gemm_store(d->isa, acc, rows, d->C + t * d->ldc + n0, d->ldc, cols, d->accumulate, d->round);
 }
@@ -181,21 +185,22 @@ static _Thread_local size_t packed_group_size;
    right after its last slice. Every output element has the driver's order (slices in order, each
    from the same kernel), so the bits are those of one panel at a time. */
 static int block_product_groups(const struct gemm_ops *ops, enum kind kind, const uint32_t *a, size_t kb_stride, size_t m0, size_t m1,
-                                const void *W, size_t ldw, size_t N, size_t E, const struct destination *out) {
-    size_t S = ops->kp, w_es = kind == F32_FROM_F32 ? 4 : 2, kblocks = (E + S - 1) / S, rows = m1 - m0;
+                                const struct weights *w, size_t N, size_t E, const struct destination *out) {
+    const void *W = w->W;
+    size_t ldw = w->ldw, S = ops->kp, w_es = kind == F32_FROM_F32 ? 4 : 2, kblocks = (E + S - 1) / S, rows = m1 - m0;
     size_t panel_bytes = kblocks * S * NR * 4, range = RANGE_ELEMENTS / S, ranges = kblocks > range ? (kblocks + range - 1) / range : 1;
     size_t sub = SUB_BLOCK_BYTES / (4 * ((E < RANGE_ELEMENTS ? E : RANGE_ELEMENTS) + 1)) / BLOCK_PIECE * BLOCK_PIECE;
     if (sub < BLOCK_PIECE) sub = BLOCK_PIECE;
-    size_t group = PANEL_GROUP_BYTES / panel_bytes * NR;
+    size_t group = w->packed ? (N + NR - 1) / NR * NR : PANEL_GROUP_BYTES / panel_bytes * NR;
     if (ranges > 1 && group / NR * sub > MC_MAX) group = MC_MAX / sub * NR; /* every panel's accumulators in block_acc */
     if (group < NR) group = NR;
-    size_t need = group / NR * panel_bytes;
-    if (packed_group_size < need) {
+    size_t need = w->packed ? 0 : group / NR * panel_bytes;
+    if (need > 0 && packed_group_size < need) {
         free(packed_group);
         packed_group = aligned_alloc(64, need);
         packed_group_size = packed_group ? need : 0;
     }
-    if (!packed_group) return -1;
+    if (need > 0 && !packed_group) return -1;
     for (size_t g0 = 0; g0 < N; g0 += group)
         for (size_t s0 = 0; s0 < rows; s0 += sub) {
             size_t s1 = rows - s0 < sub ? rows : s0 + sub, pieces = (s1 - s0 + BLOCK_PIECE - 1) / BLOCK_PIECE;
@@ -206,13 +211,14 @@ static int block_product_groups(const struct gemm_ops *ops, enum kind kind, cons
                     float *acc = block_acc + (ranges > 1 ? (n0 - g0) / NR * sub * NR : 0);
                     for (size_t kb = r0 * range; kb < kb1; kb++) {
                         size_t e0 = kb * S, kp = E - e0 < S ? E - e0 : S;
-                        uint32_t *panel = packed_group + (n0 - g0) / NR * (panel_bytes / 4) + kb * S * NR;
-                        if (s0 == 0) ops->pack_weights(kind, (const char *)W + n0 * ldw * w_es, ldw, cols, e0, kp, panel);
+                        uint32_t *own = w->packed ? NULL : packed_group + (n0 - g0) / NR * (panel_bytes / 4) + kb * S * NR;
+                        const uint32_t *panel = own ? own : w->packed + n0 / NR * w->panel_elements + kb * S * NR;
+                        if (own && s0 == 0) ops->pack_weights(kind, (const char *)W + n0 * ldw * w_es, ldw, cols, e0, kp, own);
                         /* The next slice while the first sub-block packs this one; the next group's
                            first slice during the last sub-block (earlier, the caches would lose it). */
                         int group_end = kb + 1 == kblocks && (n0 + NR >= N || n0 + NR >= g0 + group);
                         struct prefetch pf = {0};
-                        if (group_end ? s1 == rows : s0 == 0) pf = next_slice(kind, S, W, ldw, N, E, n0, kb);
+                        if (own && (group_end ? s1 == rows : s0 == 0)) pf = next_slice(kind, S, W, ldw, N, E, n0, kb);
                         for (size_t r = s0; r < s1; r += BLOCK_PIECE) {
                             size_t n = s1 - r < BLOCK_PIECE ? s1 - r : BLOCK_PIECE;
                             prefetch_lines(&pf, (slice_lines(&pf) + pieces - 1) / pieces);
@@ -230,8 +236,8 @@ static int block_product_groups(const struct gemm_ops *ops, enum kind kind, cons
    (tile j of slice kb at a + (kb * kb_stride + j) * kp * MR, kp the class's slice length). A
    tile's results are stored right after its last slice. */
 static int block_product(const struct gemm_ops *ops, enum kind kind, const uint32_t *a, size_t kb_stride, size_t m0, size_t m1,
-                         const void *W, size_t ldw, size_t N, size_t E, const struct destination *out) {
-    size_t S = ops->kp, w_es = kind == F32_FROM_F32 ? 4 : 2, kblocks = (E + S - 1) / S, tiles = (m1 - m0 + MR - 1) / MR;
+                         const struct weights *w, size_t N, size_t E, const struct destination *out) {
+    size_t ldw = w->ldw, S = ops->kp, w_es = kind == F32_FROM_F32 ? 4 : 2, kblocks = (E + S - 1) / S, tiles = (m1 - m0 + MR - 1) / MR;
     if (!block_acc) block_acc = aligned_alloc(64, (MC_MAX + MR) * NR * 4);
     if (!block_acc) return -1;
     if (kblocks == 0) { /* no inputs: C = (accumulate ? C : 0) */
@@ -239,20 +245,21 @@ static int block_product(const struct gemm_ops *ops, enum kind kind, const uint3
         for (size_t n0 = 0; n0 < N; n0 += NR) store(out, block_acc, m0, m1 - m0, n0, N - n0 < NR ? N - n0 : NR);
         return 0;
     }
-    if (ops->block) return block_product_groups(ops, kind, a, kb_stride, m0, m1, W, ldw, N, E, out);
+    if (ops->block) return block_product_groups(ops, kind, a, kb_stride, m0, m1, w, N, E, out);
     if (!packed_w) packed_w = aligned_alloc(64, KP_MAX * NR * 4);
     if (!packed_w) return -1;
     for (size_t n0 = 0; n0 < N; n0 += NR) {
         size_t cols = N - n0 < NR ? N - n0 : NR;
         for (size_t kb = 0; kb < kblocks; kb++) {
             size_t e0 = kb * S, kp = E - e0 < S ? E - e0 : S;
-            ops->pack_weights(kind, (const char *)W + n0 * ldw * w_es, ldw, cols, e0, kp, packed_w);
-            struct prefetch pf = next_slice(kind, S, W, ldw, N, E, n0, kb);
+            const uint32_t *panel = w->packed ? w->packed + n0 / NR * w->panel_elements + kb * S * NR : packed_w;
+            if (!w->packed) ops->pack_weights(kind, (const char *)w->W + n0 * ldw * w_es, ldw, cols, e0, kp, packed_w);
+            struct prefetch pf = w->packed ? (struct prefetch){0} : next_slice(kind, S, w->W, ldw, N, E, n0, kb);
             size_t per_tile = (slice_lines(&pf) + tiles - 1) / tiles;
             for (size_t j = 0; j < tiles; j++) {
                 prefetch_lines(&pf, per_tile);
                 size_t t = m0 + j * MR, mr = m1 - t < MR ? m1 - t : MR;
-                ops->tile(kind, mr, a + (kb * kb_stride + j) * S * MR, packed_w, kp, block_acc + j * MR * NR, kb > 0);
+                ops->tile(kind, mr, a + (kb * kb_stride + j) * S * MR, panel, kp, block_acc + j * MR * NR, kb > 0);
                 if (kb + 1 == kblocks) store(out, block_acc + j * MR * NR, t, mr, n0, cols);
             }
         }
@@ -283,8 +290,9 @@ void tessera_gemm_pack_activations(int isa, const void *A, size_t lda, size_t T,
     pack_tiles(kind, ops_for(isa)->kp, A, lda, T, elements(kind, K), t0 / MR, (t1 + MR - 1) / MR, (T + MR - 1) / MR, packed);
 }
 
-int tessera_gemm_packed_nt(int isa, const void *A, size_t lda, int bf16, const void *packed, const void *W, int w_is_bf16, size_t ldw,
-                           float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate, int round_output) {
+/* C (+)= A W^T from A's packing, the weights as `w` gives them. */
+static int packed_product(int isa, const void *A, size_t lda, int bf16, const void *packed, const struct weights *w, int w_is_bf16,
+                          float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate, int round_output) {
     if (T == 0 || N == 0) return 0;
     const struct gemm_ops *ops = ops_for(isa);
     enum kind kind = kind_for(isa, bf16, w_is_bf16);
@@ -293,15 +301,21 @@ int tessera_gemm_packed_nt(int isa, const void *A, size_t lda, int bf16, const v
     struct destination out = {isa, C, ldc, accumulate, round_output && !odd};
     for (size_t m0 = 0; m0 < T; m0 += mc) {
         size_t m1 = T - m0 < mc ? T : m0 + mc;
-        if (block_product(ops, kind, (const uint32_t *)packed + (m0 / MR) * ops->kp * MR, tiles, m0, m1, W, ldw, N, E, &out) != 0) return -1;
+        if (block_product(ops, kind, (const uint32_t *)packed + (m0 / MR) * ops->kp * MR, tiles, m0, m1, w, N, E, &out) != 0) return -1;
     }
-    if (odd) add_odd_input(A, lda, W, ldw, C, ldc, T, N, K);
+    if (odd) add_odd_input(A, lda, w->W, w->ldw, C, ldc, T, N, K);
     if (odd && round_output) for (size_t t = 0; t < T; t++) tessera_round_bf16(isa, C + t * ldc, N);
     return 0;
 }
 
+int tessera_gemm_packed_nt(int isa, const void *A, size_t lda, int bf16, const void *packed, const void *W, int w_is_bf16, size_t ldw,
+                           float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate, int round_output) {
+    struct weights w = {W, ldw, NULL, 0};
+    return packed_product(isa, A, lda, bf16, packed, &w, w_is_bf16, C, ldc, T, N, K, accumulate, round_output);
+}
+
 /* C (+)= A W^T, activations packed a block of tokens at a time into this thread's buffer. */
-static int gemm(int isa, int bf16, const void *A, size_t lda, const void *W, int w_is_bf16, size_t ldw, float *C, size_t ldc,
+static int gemm(int isa, int bf16, const void *A, size_t lda, const struct weights *w, int w_is_bf16, float *C, size_t ldc,
                 size_t T, size_t N, size_t K, int accumulate) {
     if (T == 0 || N == 0) return 0;
     enum kind kind = kind_for(isa, bf16, w_is_bf16);
@@ -317,18 +331,46 @@ static int gemm(int isa, int bf16, const void *A, size_t lda, const void *W, int
         size_t m1 = T - m0 < mc ? T : m0 + mc, rows = m1 - m0;
         const char *a = (const char *)A + m0 * lda * a_es;
         tessera_gemm_pack_activations(isa, a, lda, rows, K, bf16, 0, rows, packed_a);
-        if (tessera_gemm_packed_nt(isa, a, lda, bf16, packed_a, W, w_is_bf16, ldw, C + m0 * ldc, ldc, rows, N, K, accumulate, 0) != 0)
-            return -1;
+        if (packed_product(isa, a, lda, bf16, packed_a, w, w_is_bf16, C + m0 * ldc, ldc, rows, N, K, accumulate, 0) != 0) return -1;
     }
     return 0;
 }
 
 int tessera_gemm_bf16_nt(int isa, const uint16_t *A, size_t lda, const uint16_t *W, size_t ldw, float *C, size_t ldc,
                          size_t T, size_t N, size_t K, int accumulate) {
-    return gemm(isa, 1, A, lda, W, 1, ldw, C, ldc, T, N, K, accumulate);
+    struct weights w = {W, ldw, NULL, 0};
+    return gemm(isa, 1, A, lda, &w, 1, C, ldc, T, N, K, accumulate);
 }
 
 int tessera_gemm_f32_nt(int isa, const float *A, size_t lda, const void *W, int w_is_bf16, size_t ldw, float *C, size_t ldc,
                         size_t T, size_t N, size_t K, int accumulate) {
-    return gemm(isa, 0, A, lda, W, w_is_bf16, ldw, C, ldc, T, N, K, accumulate);
+    struct weights w = {W, ldw, NULL, 0};
+    return gemm(isa, 0, A, lda, &w, w_is_bf16, C, ldc, T, N, K, accumulate);
+}
+
+/* Packed elements of one panel of W's packing: every slice of K inputs, each a whole slice long. */
+static size_t panel_elements(int isa, size_t K, int bf16) {
+    size_t E = elements(kind_for(isa, bf16, 1), K), S = ops_for(isa)->kp;
+    return (E + S - 1) / S * S * NR;
+}
+
+size_t tessera_gemm_packed_weights_bytes(int isa, size_t N, size_t K, int bf16) {
+    return (N + NR - 1) / NR * panel_elements(isa, K, bf16) * 4;
+}
+
+void tessera_gemm_pack_weights(int isa, const void *W, size_t ldw, int w_is_bf16, size_t N, size_t K, int bf16, void *packed) {
+    const struct gemm_ops *ops = ops_for(isa);
+    enum kind kind = kind_for(isa, bf16, w_is_bf16);
+    size_t E = elements(kind, K), S = ops->kp, w_es = kind == F32_FROM_F32 ? 4 : 2, stride = panel_elements(isa, K, bf16);
+    for (size_t n0 = 0; n0 < N; n0 += NR)
+        for (size_t e0 = 0; e0 < E; e0 += S)
+            ops->pack_weights(kind, (const char *)W + n0 * ldw * w_es, ldw, N - n0 < NR ? N - n0 : NR, e0, E - e0 < S ? E - e0 : S,
+                              (uint32_t *)packed + n0 / NR * stride + e0 * NR);
+}
+
+int tessera_gemm_prepacked_nt(int isa, int bf16, const void *A, size_t lda, const void *W, int w_is_bf16, size_t ldw, const void *packed_w,
+                              size_t packed_k, float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate) {
+    if (K > packed_k) return -1;
+    struct weights w = {W, ldw, packed_w, panel_elements(isa, packed_k, bf16)};
+    return gemm(isa, bf16, A, lda, &w, w_is_bf16, C, ldc, T, N, K, accumulate);
 }

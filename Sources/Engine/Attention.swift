@@ -81,18 +81,27 @@ struct Attention {
     /// matmuls), an FP32 run FP32 values.
     var operandBytes: Int { round ? 2 : 4 }
 
-    /// `c = a w^T` over `k` inputs for attention operands (BF16 bits or FP32, see operandBytes).
-    func product(_ a: UnsafeRawPointer, _ lda: Int, _ w: UnsafeRawPointer, _ ldw: Int, _ c: UnsafeMutablePointer<Float>, _ ldc: Int,
-                 rows: Int, cols: Int, k: Int) -> Int32 {
-        round ? tessera_gemm_bf16_nt(kernels.isa, a.assumingMemoryBound(to: UInt16.self), lda, w.assumingMemoryBound(to: UInt16.self), ldw,
-                                     c, ldc, rows, cols, k, 0)
-              : tessera_gemm_f32_nt(kernels.isa, a.assumingMemoryBound(to: Float.self), lda, w, 0, ldw, c, ldc, rows, cols, k, 0)
+    /// Packs `n` rows of `k` inputs of an attention operand `w` (row stride `ldw`; BF16 bits or
+    /// FP32, see operandBytes) once, as the weights of the products of every query block.
+    func pack(_ w: UnsafeRawPointer, _ ldw: Int, rows n: Int, k: Int, into packed: UnsafeMutableRawPointer) {
+        tessera_gemm_pack_weights(kernels.isa, w, ldw, round ? 1 : 0, n, k, round ? 1 : 0, packed)
+    }
+
+    /// Bytes of `pack`'s packing of `n` rows of `k` inputs.
+    func packedBytes(rows n: Int, k: Int) -> Int { tessera_gemm_packed_weights_bytes(kernels.isa, n, k, round ? 1 : 0) }
+
+    /// `c = a w^T` over the first `k` inputs of `w`'s packing of `packedK` inputs (`w` itself is
+    /// read only for an odd last BF16 input), with the bits of the same product unpacked.
+    func product(_ a: UnsafeRawPointer, _ lda: Int, _ w: UnsafeRawPointer, _ ldw: Int, packed: UnsafeRawPointer, packedK: Int,
+                 _ c: UnsafeMutablePointer<Float>, _ ldc: Int, rows: Int, cols: Int, k: Int) -> Int32 {
+        tessera_gemm_prepacked_nt(kernels.isa, round ? 1 : 0, a, lda, w, round ? 1 : 0, ldw, packed, packedK, c, ldc, rows, cols, k, 0)
     }
 
     /// Per query group, in blocks of query positions that see only the keys up to their last one:
     /// scores = Q K^T * scale for all the group's heads at once (they share the keys), causal
-    /// softmax, context = P V (V transposed once per group). Each score and context element sums
-    /// the same inputs in the same order as a head at a time would.
+    /// softmax, context = P V. The group's keys and transposed values are packed once, as the
+    /// products' weights, and each block reads the part it sees. Each score and context element
+    /// sums the same inputs in the same order as a head at a time would.
     func attend(_ o: AttentionOperands, tokens T: Int, start: Int, into ctx: UnsafeMutablePointer<Float>) {
         let total = start + T, scale = 1 / Float(d).squareRoot()
         let (qp, kp, vp, cp, me) = (UncheckedSendable(o.queryOperand), UncheckedSendable(o.keyOperand), UncheckedSendable(UnsafePointer(o.values)),
@@ -103,15 +112,23 @@ struct Attention {
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: most * total)
             let probabilities = UnsafeMutableRawPointer.allocate(byteCount: most * total * es, alignment: 64)
             let vt = UnsafeMutableRawPointer.allocate(byteCount: d * total * es, alignment: 64)
+            let packedKeys = UnsafeMutableRawPointer.allocate(byteCount: me.packedBytes(rows: total, k: d), alignment: 64)
+            let packedValues = UnsafeMutableRawPointer.allocate(byteCount: me.packedBytes(rows: d, k: total), alignment: 64)
             let context = UnsafeMutablePointer<Float>.allocate(capacity: most * d)
-            defer { scores.deallocate(); probabilities.deallocate(); vt.deallocate(); context.deallocate() }
+            defer {
+                scores.deallocate(); probabilities.deallocate(); vt.deallocate(); context.deallocate()
+                packedKeys.deallocate(); packedValues.deallocate()
+            }
             for g in g0..<g1 {
+                let keys = kp.value + g * d * es
+                me.pack(keys, groups * d, rows: total, k: d, into: packedKeys)
                 me.transpose(values: vp.value, group: g, total: total, into: vt)
+                me.pack(vt, total, rows: d, k: total, into: packedValues)
                 var t0 = 0
                 while t0 < T {
                     // Rows are (position, head of the group) pairs: position t0 + r / hpg.
                     let positions = min(Self.block, T - t0), rows = positions * hpg, visible = start + t0 + positions
-                    var status = me.product(qp.value + (g * T + t0) * hpg * d * es, d, kp.value + g * d * es, groups * d,
+                    var status = me.product(qp.value + (g * T + t0) * hpg * d * es, d, keys, groups * d, packed: packedKeys, packedK: d,
                                             scores, visible, rows: rows, cols: visible, k: d)
                     // A BF16 run's probabilities go straight to BF16 bits, the operand of P V.
                     let bits = me.round ? probabilities.assumingMemoryBound(to: UInt16.self) : nil
@@ -120,7 +137,7 @@ struct Attention {
                                                bits.map { $0 + r * visible })
                     }
                     let p = me.round ? UnsafeRawPointer(probabilities) : UnsafeRawPointer(scores)
-                    status |= me.product(p, visible, vt, total, context, d, rows: rows, cols: d, k: visible)
+                    status |= me.product(p, visible, vt, total, packed: packedValues, packedK: total, context, d, rows: rows, cols: d, k: visible)
                     precondition(status == 0, "out of memory for the attention products' packing buffers")
                     // A position's heads of this group are adjacent in ctx's [token][head][d].
                     for t in 0..<positions {

@@ -140,6 +140,44 @@ func packedProductsEqualThePlainOne(shape: Int, path: KernelPath) {
     }
 }
 
+/// Weights packed once (attention's keys and values) give, for any first rows and first inputs
+/// of the packing, the bits of the plain product of those rows and inputs; more inputs than were
+/// packed are refused.
+@Test(arguments: try requireCases(KernelPath.supported, "kernel paths"))
+func prepackedWeightsGiveThePlainProductsBits(path: KernelPath) {
+    let o = Operands((t: 70, n: 130, k: 300)), isa = EngineTests.isa(path)
+    let prefixes = [(n: 130, k: 300), (n: 65, k: 257), (n: 64, k: 129), (n: 1, k: 1), (n: 130, k: 128), (n: 17, k: 299)]
+    for product in Product.allCases {
+        let bf16: Int32 = product == .bf16 ? 1 : 0, wBF16: Int32 = product == .f32 ? 0 : 1
+        func run(_ a: UnsafeRawPointer, _ w: UnsafeRawPointer) {
+            let packed = UnsafeMutableRawPointer.allocate(byteCount: tessera_gemm_packed_weights_bytes(isa, o.n, o.k, bf16), alignment: 64)
+            defer { packed.deallocate() }
+            tessera_gemm_pack_weights(isa, w, o.ldw, wBF16, o.n, o.k, bf16, packed)
+            for (n, k) in prefixes {
+                var plain = [Float](repeating: 0, count: o.t * o.ldc), prepacked = plain
+                let status = plain.withUnsafeMutableBufferPointer { c in
+                    bf16 == 1 ? tessera_gemm_bf16_nt(isa, a.assumingMemoryBound(to: UInt16.self), o.lda, w.assumingMemoryBound(to: UInt16.self), o.ldw,
+                                                     c.baseAddress!, o.ldc, o.t, n, k, 0)
+                              : tessera_gemm_f32_nt(isa, a.assumingMemoryBound(to: Float.self), o.lda, w, wBF16, o.ldw, c.baseAddress!, o.ldc, o.t, n, k, 0)
+                }
+                let prepackedStatus = prepacked.withUnsafeMutableBufferPointer { c in
+                    tessera_gemm_prepacked_nt(isa, bf16, a, o.lda, w, wBF16, o.ldw, packed, o.k, c.baseAddress!, o.ldc, o.t, n, k, 0)
+                }
+                #expect(status == 0 && prepackedStatus == 0)
+                expectIdentical(prepacked, plain, "\(product) first \(n) rows and \(k) inputs of a \(o.n)x\(o.k) packing on \(path)")
+            }
+            var c = [Float](repeating: 0, count: o.t * o.ldc)
+            #expect(tessera_gemm_prepacked_nt(isa, bf16, a, o.lda, w, wBF16, o.ldw, packed, o.k, &c, o.ldc, o.t, o.n, o.k + 1, 0) == -1,
+                    "more inputs than were packed must be refused")
+        }
+        switch product {
+        case .bf16: o.qa.withUnsafeBytes { a in o.qw.withUnsafeBytes { w in run(a.baseAddress!, w.baseAddress!) } }
+        case .f32: o.fa.withUnsafeBytes { a in o.fw.withUnsafeBytes { w in run(a.baseAddress!, w.baseAddress!) } }
+        case .f32WithBF16Weights: o.fa.withUnsafeBytes { a in o.qw.withUnsafeBytes { w in run(a.baseAddress!, w.baseAddress!) } }
+        }
+    }
+}
+
 /// A product long and wide enough that amx cuts it into groups of panels, token sub-blocks and
 /// ranges of slices (several of each, the last of each partial) gives the bits of every 64-column
 /// panel computed alone and of its rows in two parts, on every path.
