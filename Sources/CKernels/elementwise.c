@@ -4,6 +4,7 @@
  * so a path gives the same bits on every x86 CPU that runs it. Each call covers a range of rows,
  * so the caller can split the work over cores; a row's result never depends on the others. */
 #include "CKernels.h"
+#include "activation.h"
 #include "bf16.h"
 #include "isa_variants.h"
 #include <math.h>
@@ -61,9 +62,6 @@ BODY void norm_body(const float *x, size_t rows, size_t width, const float *gamm
     }
 }
 
-static inline float gelu(float v) { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); }
-static inline float silu(float v) { return v / (1.0f + expf(-v)); }
-
 /* One loop per activation, gating and output form, so each vectorises. */
 #define ACTIVATION_LOOP(expr, gate, store)                                        \
     for (size_t t = 0; t < rows; t++) {                                           \
@@ -84,12 +82,7 @@ static inline float silu(float v) { return v / (1.0f + expf(-v)); }
 
 BODY void activation_body(int kind, const float *y, size_t rows, size_t f, int gated, int round, float *out, uint16_t *out_bf16) {
     size_t width = gated ? 2 * f : f;
-    switch (kind) {
-    case TESSERA_SQUARED_RELU: ACTIVATION(v > 0 ? v * v : 0.0f) break;
-    case TESSERA_RELU: ACTIVATION(v > 0 ? v : 0.0f) break;
-    case TESSERA_GELU: ACTIVATION(gelu(v)) break;
-    default: ACTIVATION(silu(v)) break;
-    }
+    ACTIVATION_KINDS(kind, ACTIVATION)
 }
 
 

@@ -13,7 +13,6 @@
 #include "CKernels.h"
 #include "bf16.h"
 #include "gemm_internal.h"
-#include "isa_variants.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,30 +97,20 @@ static void pack_tiles(enum kind kind, size_t S, const void *A, size_t lda, size
     }
 }
 
-/* C[t][0..cols] = (accumulate ? C : 0) + acc[t][0..cols] (acc rows NR apart), rounded to the
-   nearest BF16 (kept in FP32) when `round`; compiled for each class, as the element-wise steps.
-   The driver calls it on a piece of rows right after their last slice, while they are in L1. */
-BODY void store_body(const float *acc, size_t rows, float *C, size_t ldc, size_t cols, int accumulate, int round) {
-    for (size_t t = 0; t < rows; t++)
-        for (size_t j = 0; j < cols; j++) {
-            float v = accumulate ? acc[t * NR + j] + C[t * ldc + j] : acc[t * NR + j];
-            if (round) v = round_bf16(v);
-            C[t * ldc + j] = v;
-        }
-}
-
-ISA_VARIANTS(gemm_store, (const float *acc, size_t rows, float *C, size_t ldc, size_t cols, int accumulate, int round), store_body,
-             (acc, rows, C, ldc, cols, accumulate, round))
-
-/* Where a product's results go: C (+)= the accumulators, as tessera_gemm_store with the class's vectors. */
-struct destination { int isa; float *C; size_t ldc; int accumulate, round; };
+/* Where a product's results go: C (+)= the accumulators, as tessera_gemm_store with the class's
+   vectors, or (bits != NULL) the BF16 bits of an activation of the rounded results. */
+struct destination { int isa; float *C; size_t ldc; int accumulate, round, activation; uint16_t *bits; size_t ldb; };
 
 /* Where a product's weights come from: W itself, packed panel by panel as the product goes, or
    W's panels packed beforehand (tessera_gemm_pack_weights), panel n at packed + n * panel_elements. */
 struct weights { const void *W; size_t ldw; const uint32_t *packed; size_t panel_elements; };
 
 static void store(const struct destination *d, const float *acc, size_t t, size_t rows, size_t n0, size_t cols) {
-    tessera_gemm_store(d->isa, acc, rows, d->C + t * d->ldc + n0, d->ldc, cols, d->accumulate, d->round);
+    if (d->bits)
+        tessera_gemm_store_activation(d->isa, acc, rows, d->C + t * d->ldc + n0, d->ldc, cols, d->accumulate, d->activation,
+                                      d->bits + t * d->ldb + n0, d->ldb);
+    else
+        tessera_gemm_store(d->isa, acc, rows, d->C + t * d->ldc + n0, d->ldc, cols, d->accumulate, d->round);
 }
 
 /* Per-thread buffers, grown on demand and kept for the thread's life. */
@@ -292,26 +281,35 @@ void tessera_gemm_pack_activations(int isa, const void *A, size_t lda, size_t T,
 
 /* C (+)= A W^T from A's packing, the weights as `w` gives them. */
 static int packed_product(int isa, const void *A, size_t lda, int bf16, const void *packed, const struct weights *w, int w_is_bf16,
-                          float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate, int round_output) {
+                          float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate, int round_output, int activation,
+                          uint16_t *bits, size_t ldb) {
     if (T == 0 || N == 0) return 0;
     const struct gemm_ops *ops = ops_for(isa);
     enum kind kind = kind_for(isa, bf16, w_is_bf16);
     size_t E = elements(kind, K), mc = block_tokens(ops, E), tiles = (T + MR - 1) / MR;
     int odd = kind == BF16_PAIRS && (K & 1); /* the odd last input is added afterwards, and rounding after it */
-    struct destination out = {isa, C, ldc, accumulate, round_output && !odd};
+    struct destination out = {isa, C, ldc, accumulate, round_output && !odd, activation, odd ? NULL : bits, ldb};
     for (size_t m0 = 0; m0 < T; m0 += mc) {
         size_t m1 = T - m0 < mc ? T : m0 + mc;
         if (block_product(ops, kind, (const uint32_t *)packed + (m0 / MR) * ops->kp * MR, tiles, m0, m1, w, N, E, &out) != 0) return -1;
     }
     if (odd) add_odd_input(A, lda, w->W, w->ldw, C, ldc, T, N, K);
     if (odd && round_output) for (size_t t = 0; t < T; t++) tessera_round_bf16(isa, C + t * ldc, N);
+    if (odd && bits) for (size_t t = 0; t < T; t++) tessera_activation(isa, activation, C + t * ldc, 1, N, 0, 1, NULL, bits + t * ldb);
     return 0;
 }
 
 int tessera_gemm_packed_nt(int isa, const void *A, size_t lda, int bf16, const void *packed, const void *W, int w_is_bf16, size_t ldw,
                            float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate, int round_output) {
     struct weights w = {W, ldw, NULL, 0};
-    return packed_product(isa, A, lda, bf16, packed, &w, w_is_bf16, C, ldc, T, N, K, accumulate, round_output);
+    return packed_product(isa, A, lda, bf16, packed, &w, w_is_bf16, C, ldc, T, N, K, accumulate, round_output, 0, NULL, 0);
+}
+
+int tessera_gemm_packed_activation_nt(int isa, const void *A, size_t lda, int bf16, const void *packed, const void *W, int w_is_bf16,
+                                      size_t ldw, float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate, int activation,
+                                      uint16_t *bits, size_t ldb) {
+    struct weights w = {W, ldw, NULL, 0};
+    return packed_product(isa, A, lda, bf16, packed, &w, w_is_bf16, C, ldc, T, N, K, accumulate, 1, activation, bits, ldb);
 }
 
 /* C (+)= A W^T, activations packed a block of tokens at a time into this thread's buffer. */
@@ -331,7 +329,7 @@ static int gemm(int isa, int bf16, const void *A, size_t lda, const struct weigh
         size_t m1 = T - m0 < mc ? T : m0 + mc, rows = m1 - m0;
         const char *a = (const char *)A + m0 * lda * a_es;
         tessera_gemm_pack_activations(isa, a, lda, rows, K, bf16, 0, rows, packed_a);
-        if (packed_product(isa, a, lda, bf16, packed_a, w, w_is_bf16, C + m0 * ldc, ldc, rows, N, K, accumulate, 0) != 0) return -1;
+        if (packed_product(isa, a, lda, bf16, packed_a, w, w_is_bf16, C + m0 * ldc, ldc, rows, N, K, accumulate, 0, 0, NULL, 0) != 0) return -1;
     }
     return 0;
 }

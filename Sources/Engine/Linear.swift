@@ -20,6 +20,31 @@ extension Model {
     func linear(_ w: LinearWeights, _ input: LayerInput, tokens: Int, k: Int, precision: Precision) throws(TesseraError) -> [Float] {
         let start = StepTimes.now
         defer { record(\.products, since: start) }
+        // BF16 results are rounded as the kernel stores them, by each row's last product, unless
+        // a bias is still to be added.
+        let roundInKernel = precision == .bf16 && w.bias == nil
+        var y = try products(w, input, tokens: tokens, k: k, precision: precision, roundInKernel: roundInKernel, activation: nil)
+        return try finishLinear(w, consume y, tokens: tokens, n: w.weight.shape[0], precision: roundInKernel ? .fp32 : precision)
+    }
+
+    /// `act(x W^T)` as BF16 bits for a BF16 linear layer without a bias and a plain (not gated)
+    /// activation: the kernel applies `activation` as it stores each piece of the results, while
+    /// they are in cache, with the bits of `linear` then the element-wise activation.
+    func linearThenActivation(_ w: LinearWeights, _ input: LayerInput, tokens: Int, k: Int, activation: Int32) throws(TesseraError) -> [UInt16] {
+        let start = StepTimes.now
+        defer { record(\.products, since: start) }
+        guard w.bias == nil else { throw TesseraError(.invalidArgument, "a fused activation after a bias", tensor: w.weight.name) }
+        var bits = Kernels.uninitialized(UInt16.self, tokens * w.weight.shape[0])
+        try bits.withUnsafeMutableBufferPointer { (b) throws(TesseraError) in
+            _ = try products(w, input, tokens: tokens, k: k, precision: .bf16, roundInKernel: true, activation: (activation, b.baseAddress!))
+        }
+        return bits
+    }
+
+    /// x W^T over the layer's weight pieces (y, FP32), rounded to BF16 by each row's last product
+    /// when `roundInKernel`, and then through `activation` to its bits when given.
+    private func products(_ w: LinearWeights, _ input: LayerInput, tokens: Int, k: Int, precision: Precision, roundInKernel: Bool,
+                          activation: (kind: Int32, bits: UnsafeMutablePointer<UInt16>)?) throws(TesseraError) -> [Float] {
         let t = w.weight
         guard t.shape.count == 2, t.shape[1] == k else {
             throw TesseraError(.inconsistent, "expected \(k) input columns, the weight has shape \(t.shape)", tensor: t.name)
@@ -42,21 +67,18 @@ extension Model {
                 x = values
             }
         }
-        // BF16 results are rounded as the kernel stores them, by each row's last product, unless
-        // a bias is still to be added.
-        let roundInKernel = precision == .bf16 && w.bias == nil
         var y = Kernels.uninitialized(Float.self, tokens * n)   // every row is written by the piece that first covers it
         var products = PieceProducts(model: self, tensor: t, roundInKernel: roundInKernel, precision: precision)
         try x.withUnsafeBufferPointer { (xb) throws(TesseraError) in
             try xq.withUnsafeBufferPointer { (xqb) throws(TesseraError) in
                 try y.withUnsafeMutableBufferPointer { (yb) throws(TesseraError) in
                     let operands = Operands(kernels: kernels, x: xb.baseAddress, xq: xqb.baseAddress, k: k, y: yb.baseAddress!, n: n,
-                                            tokens: tokens, precision: precision)
+                                            tokens: tokens, precision: precision, activation: activation)
                     try products.run(operands)
                 }
             }
         }
-        return try finishLinear(w, consume y, tokens: tokens, n: n, precision: roundInKernel ? .fp32 : precision)
+        return y
     }
 
     /// The rows of a raw 2-D piece (local row ranges, in order) that hold any data in `file`;
@@ -139,7 +161,9 @@ private struct PieceProducts {
         let finishing = roundInKernel && isLast(p, row0: row0, rows: rows)
         for r in row0..<(row0 + rows) {
             for tok in 0..<o.tokens where !written[r] || finishing {
-                o.y[tok * o.n + r] = written[r] ? Kernels.bf16(o.y[tok * o.n + r]) : 0
+                let v = written[r] ? Kernels.bf16(o.y[tok * o.n + r]) : 0
+                o.y[tok * o.n + r] = v
+                if finishing, let a = o.activation { o.activated(v, kind: a.kind, into: a.bits + tok * o.n + r) }
             }
             written[r] = true
         }
@@ -207,11 +231,20 @@ struct Operands {
     let n: Int
     let tokens: Int
     let precision: Precision
+    /// When set, a row's last product writes the BF16 bits of this activation of its rounded
+    /// results to `bits` (row stride n) instead of y.
+    let activation: (kind: Int32, bits: UnsafeMutablePointer<UInt16>)?
+
+    /// Writes the bits of the activation of one finished result `v` (a row of zero weights).
+    func activated(_ v: Float, kind: Int32, into bits: UnsafeMutablePointer<UInt16>) {
+        var v = v
+        tessera_activation(kernels.isa, kind, &v, 1, 1, 0, 1, nil, bits)
+    }
 
     /// y[:, row0..<row0+rows] (+)= x[:, col0..<col0+cols] w^T, over the cores: the activations
     /// are packed once (rows split over the workers), then the workers multiply them by pieces of
     /// the output columns (whole 64-column panels), each taking the next piece when it is done.
-    /// Rounded to BF16 when `round`.
+    /// Rounded to BF16 when `round` (then through the activation, when the operands have one).
     /// False when the kernels cannot allocate their buffers.
     func product(_ w: UnsafeRawPointer, bf16Weights: Bool, ldw: Int, rows: Int, row0: Int, col0: Int, cols: Int,
                  accumulate: Bool, round: Bool) -> Bool {
@@ -228,10 +261,14 @@ struct Operands {
             tessera_gemm_pack_activations(isa, a.value, me.value.k, me.value.tokens, cols, bf16, t0, t1, packed.value)
         }
         kernels.parallel(rows, granule: 64, piecesPerWorker: 32) { r0, r1 in
-            let o = me.value
-            let status = tessera_gemm_packed_nt(isa, a.value, o.k, bf16, packed.value, wp.value + r0 * ldw * (bf16Weights ? 2 : 4),
-                                                bf16Weights ? 1 : 0, ldw, o.y + row0 + r0, o.n, o.tokens, r1 - r0, cols,
-                                                accumulate ? 1 : 0, round ? 1 : 0)
+            let o = me.value, w = wp.value + r0 * ldw * (bf16Weights ? 2 : 4)
+            let status = if round, let act = o.activation {
+                tessera_gemm_packed_activation_nt(isa, a.value, o.k, bf16, packed.value, w, bf16Weights ? 1 : 0, ldw, o.y + row0 + r0, o.n,
+                                                  o.tokens, r1 - r0, cols, accumulate ? 1 : 0, act.kind, act.bits + row0 + r0, o.n)
+            } else {
+                tessera_gemm_packed_nt(isa, a.value, o.k, bf16, packed.value, w, bf16Weights ? 1 : 0, ldw, o.y + row0 + r0, o.n, o.tokens,
+                                       r1 - r0, cols, accumulate ? 1 : 0, round ? 1 : 0)
+            }
             if status != 0 { failed.value.pointee = true }
         }
         return !failed.value.pointee

@@ -14,8 +14,13 @@ extension Model {
     /// The MLP: its layer norm, fc1, the activation (gated or not), fc2.
     func mlp(_ w: LayerWeights, _ x: [Float], tokens: Int, precision: Precision) throws(TesseraError) -> [Float] {
         let m = try normInput(w.mlpNorm, x, tokens: tokens, precision: precision)
-        let fc1 = try linear(w.fc1, m, tokens: tokens, k: config.hiddenSize, precision: precision)
-        let act = activate(fc1, tokens: tokens, precision: precision)
+        let act: LayerInput
+        if bitsInput(precision), w.fc1.bias == nil, !architecture.activation.gated {
+            // fc1's results go through the activation as the kernel stores them.
+            act = .bf16(try linearThenActivation(w.fc1, m, tokens: tokens, k: config.hiddenSize, activation: architecture.activation.kernel))
+        } else {
+            act = activate(try linear(w.fc1, m, tokens: tokens, k: config.hiddenSize, precision: precision), tokens: tokens, precision: precision)
+        }
         return try linear(w.fc2, act, tokens: tokens, k: config.ffnHiddenSize, precision: precision)
     }
 
