@@ -98,17 +98,16 @@ static void pack_tiles(enum kind kind, size_t S, const void *A, size_t lda, size
 }
 
 /* Where a product's results go: C (+)= the accumulators, as tessera_gemm_store with the class's
-   vectors, or (bits != NULL) the BF16 bits of an activation of the rounded results. */
-struct destination { int isa; float *C; size_t ldc; int accumulate, round, activation; uint16_t *bits; size_t ldb; };
+   vectors, or through an epilogue. */
+struct destination { int isa; float *C; size_t ldc; int accumulate, round; const tessera_gemm_epilogue *epilogue; };
 
 /* Where a product's weights come from: W itself, packed panel by panel as the product goes, or
    W's panels packed beforehand (tessera_gemm_pack_weights), panel n at packed + n * panel_elements. */
 struct weights { const void *W; size_t ldw; const uint32_t *packed; size_t panel_elements; };
 
 static void store(const struct destination *d, const float *acc, size_t t, size_t rows, size_t n0, size_t cols) {
-    if (d->bits)
-        tessera_gemm_store_activation(d->isa, acc, rows, d->C + t * d->ldc + n0, d->ldc, cols, d->accumulate, d->activation,
-                                      d->bits + t * d->ldb + n0, d->ldb);
+    if (d->epilogue)
+        tessera_gemm_store_epilogue(d->isa, acc, rows, d->C + t * d->ldc + n0, d->ldc, cols, d->accumulate, d->epilogue, t, n0);
     else
         tessera_gemm_store(d->isa, acc, rows, d->C + t * d->ldc + n0, d->ldc, cols, d->accumulate, d->round);
 }
@@ -281,35 +280,38 @@ void tessera_gemm_pack_activations(int isa, const void *A, size_t lda, size_t T,
 
 /* C (+)= A W^T from A's packing, the weights as `w` gives them. */
 static int packed_product(int isa, const void *A, size_t lda, int bf16, const void *packed, const struct weights *w, int w_is_bf16,
-                          float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate, int round_output, int activation,
-                          uint16_t *bits, size_t ldb) {
+                          float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate, int round_output,
+                          const tessera_gemm_epilogue *e) {
     if (T == 0 || N == 0) return 0;
     const struct gemm_ops *ops = ops_for(isa);
     enum kind kind = kind_for(isa, bf16, w_is_bf16);
     size_t E = elements(kind, K), mc = block_tokens(ops, E), tiles = (T + MR - 1) / MR;
     int odd = kind == BF16_PAIRS && (K & 1); /* the odd last input is added afterwards, and rounding after it */
-    struct destination out = {isa, C, ldc, accumulate, round_output && !odd, activation, odd ? NULL : bits, ldb};
+    struct destination out = {isa, C, ldc, accumulate, round_output && !odd, odd ? NULL : e};
     for (size_t m0 = 0; m0 < T; m0 += mc) {
         size_t m1 = T - m0 < mc ? T : m0 + mc;
         if (block_product(ops, kind, (const uint32_t *)packed + (m0 / MR) * ops->kp * MR, tiles, m0, m1, w, N, E, &out) != 0) return -1;
     }
     if (odd) add_odd_input(A, lda, w->W, w->ldw, C, ldc, T, N, K);
     if (odd && round_output) for (size_t t = 0; t < T; t++) tessera_round_bf16(isa, C + t * ldc, N);
-    if (odd && bits) for (size_t t = 0; t < T; t++) tessera_activation(isa, activation, C + t * ldc, 1, N, 0, 1, NULL, bits + t * ldb);
+    for (size_t t = 0; odd && e && t < T; t++) {
+        if (e->kind == TESSERA_EPILOGUE_RESIDUAL) tessera_add(isa, e->residual + t * e->ld, C + t * ldc, e->sum + t * e->ld, N, 1);
+        else tessera_activation(isa, e->activation, C + t * ldc, 1, N, 0, 1, NULL, e->bits + t * e->ld);
+    }
     return 0;
 }
 
 int tessera_gemm_packed_nt(int isa, const void *A, size_t lda, int bf16, const void *packed, const void *W, int w_is_bf16, size_t ldw,
                            float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate, int round_output) {
     struct weights w = {W, ldw, NULL, 0};
-    return packed_product(isa, A, lda, bf16, packed, &w, w_is_bf16, C, ldc, T, N, K, accumulate, round_output, 0, NULL, 0);
+    return packed_product(isa, A, lda, bf16, packed, &w, w_is_bf16, C, ldc, T, N, K, accumulate, round_output, NULL);
 }
 
-int tessera_gemm_packed_activation_nt(int isa, const void *A, size_t lda, int bf16, const void *packed, const void *W, int w_is_bf16,
-                                      size_t ldw, float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate, int activation,
-                                      uint16_t *bits, size_t ldb) {
+int tessera_gemm_packed_epilogue_nt(int isa, const void *A, size_t lda, int bf16, const void *packed, const void *W, int w_is_bf16,
+                                    size_t ldw, float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate,
+                                    const tessera_gemm_epilogue *epilogue) {
     struct weights w = {W, ldw, NULL, 0};
-    return packed_product(isa, A, lda, bf16, packed, &w, w_is_bf16, C, ldc, T, N, K, accumulate, 1, activation, bits, ldb);
+    return packed_product(isa, A, lda, bf16, packed, &w, w_is_bf16, C, ldc, T, N, K, accumulate, 1, epilogue);
 }
 
 /* C (+)= A W^T, activations packed a block of tokens at a time into this thread's buffer. */
@@ -329,7 +331,7 @@ static int gemm(int isa, int bf16, const void *A, size_t lda, const struct weigh
         size_t m1 = T - m0 < mc ? T : m0 + mc, rows = m1 - m0;
         const char *a = (const char *)A + m0 * lda * a_es;
         tessera_gemm_pack_activations(isa, a, lda, rows, K, bf16, 0, rows, packed_a);
-        if (packed_product(isa, a, lda, bf16, packed_a, w, w_is_bf16, C + m0 * ldc, ldc, rows, N, K, accumulate, 0, 0, NULL, 0) != 0) return -1;
+        if (packed_product(isa, a, lda, bf16, packed_a, w, w_is_bf16, C + m0 * ldc, ldc, rows, N, K, accumulate, 0, NULL) != 0) return -1;
     }
     return 0;
 }

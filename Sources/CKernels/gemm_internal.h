@@ -9,6 +9,7 @@
  * batch. */
 #ifndef TESSERA_GEMM_INTERNAL_H
 #define TESSERA_GEMM_INTERNAL_H
+#include "CKernels.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -70,10 +71,10 @@ struct gemm_ops {
 /* C[t][0..cols] = (accumulate ? C : 0) + acc[t][0..cols] for t < rows (acc rows NR apart),
    rounded to the nearest BF16 (kept in FP32) when `round`: the driver's store, compiled per class. */
 void tessera_gemm_store(int isa, const float *acc, size_t rows, float *C, size_t ldc, size_t cols, int accumulate, int round);
-/* bits[t][0..cols] = the BF16 bits of an activation (TESSERA_SQUARED_RELU, ..) of those results
-   rounded to BF16, C only read (when accumulate). */
-void tessera_gemm_store_activation(int isa, const float *acc, size_t rows, const float *C, size_t ldc, size_t cols, int accumulate,
-                                   int kind, uint16_t *bits, size_t ldb);
+/* The same results rounded to BF16 through an epilogue (rows t..t+rows, columns n0..n0+cols of
+   its outputs), C only read (when accumulate). */
+void tessera_gemm_store_epilogue(int isa, const float *acc, size_t rows, const float *C, size_t ldc, size_t cols, int accumulate,
+                                 const tessera_gemm_epilogue *e, size_t t, size_t n0);
 
 extern const struct gemm_ops tessera_gemm_ops_portable;
 #if defined(__x86_64__)

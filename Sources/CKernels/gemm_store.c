@@ -1,6 +1,6 @@
 /* The GEMM driver's stores (gemm.c): a piece of a product's results from its accumulators to the
- * output, right after the piece's last slice while the accumulators are in L1, rounded to BF16 or
- * through an MLP activation to BF16 bits. Compiled once per instruction-set class, as the
+ * output, right after the piece's last slice while the accumulators are in L1, rounded to BF16, or
+ * rounded and then through an MLP activation to BF16 bits or added to the residual stream. Compiled once per instruction-set class, as the
  * element-wise steps (isa_variants.h). */
 #include "activation.h"
 #include "bf16.h"
@@ -21,19 +21,31 @@ BODY void store_body(const float *acc, size_t rows, float *C, size_t ldc, size_t
 ISA_VARIANTS(gemm_store, (const float *acc, size_t rows, float *C, size_t ldc, size_t cols, int accumulate, int round), store_body,
              (acc, rows, C, ldc, cols, accumulate, round))
 
-/* bits[t][0..cols] = the BF16 bits of act(v), v = (accumulate ? C : 0) + acc rounded to BF16, as
-   store_body then the element-wise activation step would give them (C is not written). */
-#define STORE_ACTIVATION(expr)                                                          \
-    for (size_t t = 0; t < rows; t++)                                                   \
-        for (size_t j = 0; j < cols; j++) {                                             \
-            float v = round_bf16(accumulate ? acc[t * NR + j] + C[t * ldc + j] : acc[t * NR + j]); \
-            bits[t * ldb + j] = (uint16_t)(round_bf16_bits(expr) >> 16);                \
+/* v = (accumulate ? C : 0) + acc rounded to BF16, as store_body gives it; then, as the
+   element-wise step after it would (C is not written): bits[t][0..cols] = the BF16 bits of act(v),
+   or sum[t][0..cols] = residual + v rounded to BF16. */
+#define RESULT round_bf16(accumulate ? acc[t * NR + j] + C[t * ldc + j] : acc[t * NR + j])
+#define STORE_ACTIVATION(expr)                                                       \
+    for (size_t t = 0; t < rows; t++)                                                \
+        for (size_t j = 0; j < cols; j++) {                                          \
+            float v = RESULT;                                                        \
+            bits[t * ld + j] = (uint16_t)(round_bf16_bits(expr) >> 16);              \
         }
-BODY void store_activation_body(const float *acc, size_t rows, const float *C, size_t ldc, size_t cols, int accumulate, int kind,
-                                uint16_t *bits, size_t ldb) {
-    ACTIVATION_KINDS(kind, STORE_ACTIVATION)
+BODY void store_epilogue_body(const float *acc, size_t rows, const float *C, size_t ldc, size_t cols, int accumulate,
+                              const tessera_gemm_epilogue *e, size_t t0, size_t n0) {
+    size_t ld = e->ld;
+    if (e->kind == TESSERA_EPILOGUE_RESIDUAL) {
+        const float *residual = e->residual + t0 * ld + n0;
+        float *sum = e->sum + t0 * ld + n0;
+        for (size_t t = 0; t < rows; t++)
+            for (size_t j = 0; j < cols; j++) sum[t * ld + j] = round_bf16(residual[t * ld + j] + RESULT);
+        return;
+    }
+    uint16_t *bits = e->bits + t0 * ld + n0;
+    ACTIVATION_KINDS(e->activation, STORE_ACTIVATION)
 }
 
-ISA_VARIANTS(gemm_store_activation, (const float *acc, size_t rows, const float *C, size_t ldc, size_t cols, int accumulate, int kind,
-                                     uint16_t *bits, size_t ldb), store_activation_body, (acc, rows, C, ldc, cols, accumulate, kind, bits, ldb))
+ISA_VARIANTS(gemm_store_epilogue, (const float *acc, size_t rows, const float *C, size_t ldc, size_t cols, int accumulate,
+                                   const tessera_gemm_epilogue *e, size_t t, size_t n0), store_epilogue_body,
+             (acc, rows, C, ldc, cols, accumulate, e, t, n0))
 

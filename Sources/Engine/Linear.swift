@@ -23,28 +23,51 @@ extension Model {
         // BF16 results are rounded as the kernel stores them, by each row's last product, unless
         // a bias is still to be added.
         let roundInKernel = precision == .bf16 && w.bias == nil
-        var y = try products(w, input, tokens: tokens, k: k, precision: precision, roundInKernel: roundInKernel, activation: nil)
+        let y = try products(w, input, tokens: tokens, k: k, precision: precision, roundInKernel: roundInKernel, epilogue: nil)
         return try finishLinear(w, consume y, tokens: tokens, n: w.weight.shape[0], precision: roundInKernel ? .fp32 : precision)
     }
 
-    /// `act(x W^T)` as BF16 bits for a BF16 linear layer without a bias and a plain (not gated)
-    /// activation: the kernel applies `activation` as it stores each piece of the results, while
-    /// they are in cache, with the bits of `linear` then the element-wise activation.
+    /// Whether a linear layer's results can go through an epilogue as the kernel stores them:
+    /// BF16 products (rounded in the kernel) and no bias.
+    func fusable(_ w: LinearWeights, _ precision: Precision) -> Bool { bitsInput(precision) && w.bias == nil }
+
+    /// `act(x W^T)` as BF16 bits for a `fusable` layer and a plain (not gated) activation: the
+    /// kernel applies `activation` as it stores each piece of the results, while they are in
+    /// cache, with the bits of `linear` then the element-wise activation.
     func linearThenActivation(_ w: LinearWeights, _ input: LayerInput, tokens: Int, k: Int, activation: Int32) throws(TesseraError) -> [UInt16] {
-        let start = StepTimes.now
-        defer { record(\.products, since: start) }
-        guard w.bias == nil else { throw TesseraError(.invalidArgument, "a fused activation after a bias", tensor: w.weight.name) }
         var bits = Kernels.uninitialized(UInt16.self, tokens * w.weight.shape[0])
         try bits.withUnsafeMutableBufferPointer { (b) throws(TesseraError) in
-            _ = try products(w, input, tokens: tokens, k: k, precision: .bf16, roundInKernel: true, activation: (activation, b.baseAddress!))
+            try fused(w, input, tokens: tokens, k: k, .activation(kind: activation, bits: b.baseAddress!))
         }
         return bits
     }
 
+    /// `residual + x W^T` for a `fusable` layer, added as the kernel stores each piece of the
+    /// results, with the bits of `linear` then `add`.
+    func linearPlusResidual(_ w: LinearWeights, _ input: LayerInput, tokens: Int, k: Int, residual: [Float]) throws(TesseraError) -> [Float] {
+        var sum = Kernels.uninitialized(Float.self, residual.count)
+        try residual.withUnsafeBufferPointer { (r) throws(TesseraError) in
+            try sum.withUnsafeMutableBufferPointer { (s) throws(TesseraError) in
+                guard r.count == tokens * w.weight.shape[0] else {
+                    throw TesseraError(.inconsistent, "a residual of \(r.count) values for \(tokens) x \(w.weight.shape[0]) results", tensor: w.weight.name)
+                }
+                try fused(w, input, tokens: tokens, k: k, .residual(r.baseAddress!, sum: s.baseAddress!))
+            }
+        }
+        return sum
+    }
+
+    private func fused(_ w: LinearWeights, _ input: LayerInput, tokens: Int, k: Int, _ epilogue: Epilogue) throws(TesseraError) {
+        let start = StepTimes.now
+        defer { record(\.products, since: start) }
+        guard fusable(w, .bf16) else { throw TesseraError(.invalidArgument, "an epilogue after a bias", tensor: w.weight.name) }
+        _ = try products(w, input, tokens: tokens, k: k, precision: .bf16, roundInKernel: true, epilogue: epilogue)
+    }
+
     /// x W^T over the layer's weight pieces (y, FP32), rounded to BF16 by each row's last product
-    /// when `roundInKernel`, and then through `activation` to its bits when given.
+    /// when `roundInKernel`, and then through `epilogue` when given.
     private func products(_ w: LinearWeights, _ input: LayerInput, tokens: Int, k: Int, precision: Precision, roundInKernel: Bool,
-                          activation: (kind: Int32, bits: UnsafeMutablePointer<UInt16>)?) throws(TesseraError) -> [Float] {
+                          epilogue: Epilogue?) throws(TesseraError) -> [Float] {
         let t = w.weight
         guard t.shape.count == 2, t.shape[1] == k else {
             throw TesseraError(.inconsistent, "expected \(k) input columns, the weight has shape \(t.shape)", tensor: t.name)
@@ -73,7 +96,7 @@ extension Model {
             try xq.withUnsafeBufferPointer { (xqb) throws(TesseraError) in
                 try y.withUnsafeMutableBufferPointer { (yb) throws(TesseraError) in
                     let operands = Operands(kernels: kernels, x: xb.baseAddress, xq: xqb.baseAddress, k: k, y: yb.baseAddress!, n: n,
-                                            tokens: tokens, precision: precision, activation: activation)
+                                            tokens: tokens, precision: precision, epilogue: epilogue)
                     try products.run(operands)
                 }
             }
@@ -163,7 +186,7 @@ private struct PieceProducts {
             for tok in 0..<o.tokens where !written[r] || finishing {
                 let v = written[r] ? Kernels.bf16(o.y[tok * o.n + r]) : 0
                 o.y[tok * o.n + r] = v
-                if finishing, let a = o.activation { o.activated(v, kind: a.kind, into: a.bits + tok * o.n + r) }
+                if finishing, let e = o.epilogue { o.finish(v, at: tok * o.n + r, e) }
             }
             written[r] = true
         }
@@ -231,20 +254,22 @@ struct Operands {
     let n: Int
     let tokens: Int
     let precision: Precision
-    /// When set, a row's last product writes the BF16 bits of this activation of its rounded
-    /// results to `bits` (row stride n) instead of y.
-    let activation: (kind: Int32, bits: UnsafeMutablePointer<UInt16>)?
+    /// When set, a row's last product puts its rounded results through it instead of writing y.
+    let epilogue: Epilogue?
 
-    /// Writes the bits of the activation of one finished result `v` (a row of zero weights).
-    func activated(_ v: Float, kind: Int32, into bits: UnsafeMutablePointer<UInt16>) {
+    /// The epilogue of one finished result `v` at `index` of the results (a row of zero weights).
+    func finish(_ v: Float, at index: Int, _ e: Epilogue) {
         var v = v
-        tessera_activation(kernels.isa, kind, &v, 1, 1, 0, 1, nil, bits)
+        switch e {
+        case .activation(let kind, let bits): tessera_activation(kernels.isa, kind, &v, 1, 1, 0, 1, nil, bits + index)
+        case .residual(let residual, let sum): tessera_add(kernels.isa, residual + index, &v, sum + index, 1, 1)
+        }
     }
 
     /// y[:, row0..<row0+rows] (+)= x[:, col0..<col0+cols] w^T, over the cores: the activations
     /// are packed once (rows split over the workers), then the workers multiply them by pieces of
     /// the output columns (whole 64-column panels), each taking the next piece when it is done.
-    /// Rounded to BF16 when `round` (then through the activation, when the operands have one).
+    /// Rounded to BF16 when `round` (then through the epilogue, when the operands have one).
     /// False when the kernels cannot allocate their buffers.
     func product(_ w: UnsafeRawPointer, bf16Weights: Bool, ldw: Int, rows: Int, row0: Int, col0: Int, cols: Int,
                  accumulate: Bool, round: Bool) -> Bool {
@@ -262,9 +287,11 @@ struct Operands {
         }
         kernels.parallel(rows, granule: 64, piecesPerWorker: 32) { r0, r1 in
             let o = me.value, w = wp.value + r0 * ldw * (bf16Weights ? 2 : 4)
-            let status = if round, let act = o.activation {
-                tessera_gemm_packed_activation_nt(isa, a.value, o.k, bf16, packed.value, w, bf16Weights ? 1 : 0, ldw, o.y + row0 + r0, o.n,
-                                                  o.tokens, r1 - r0, cols, accumulate ? 1 : 0, act.kind, act.bits + row0 + r0, o.n)
+            let status = if round, let e = o.epilogue {
+                withUnsafePointer(to: e.kernelForm(offset: row0 + r0, rowStride: o.n)) {
+                    tessera_gemm_packed_epilogue_nt(isa, a.value, o.k, bf16, packed.value, w, bf16Weights ? 1 : 0, ldw, o.y + row0 + r0, o.n,
+                                                    o.tokens, r1 - r0, cols, accumulate ? 1 : 0, $0)
+                }
             } else {
                 tessera_gemm_packed_nt(isa, a.value, o.k, bf16, packed.value, w, bf16Weights ? 1 : 0, ldw, o.y + row0 + r0, o.n, o.tokens,
                                        r1 - r0, cols, accumulate ? 1 : 0, round ? 1 : 0)
@@ -272,5 +299,25 @@ struct Operands {
             if status != 0 { failed.value.pointee = true }
         }
         return !failed.value.pointee
+    }
+}
+
+/// What a linear layer's last product does with its rounded results instead of writing them:
+/// the BF16 bits of an MLP activation, or the sum with the residual stream (rounded), both laid
+/// out as the results (row stride n).
+enum Epilogue {
+    case activation(kind: Int32, bits: UnsafeMutablePointer<UInt16>)
+    case residual(UnsafePointer<Float>, sum: UnsafeMutablePointer<Float>)
+
+    /// The kernel's form, its outputs starting `offset` values in.
+    func kernelForm(offset: Int, rowStride: Int) -> tessera_gemm_epilogue {
+        switch self {
+        case .activation(let kind, let bits):
+            tessera_gemm_epilogue(kind: Int32(TESSERA_EPILOGUE_ACTIVATION), activation: kind, bits: bits + offset, residual: nil, sum: nil,
+                                  ld: rowStride)
+        case .residual(let residual, let sum):
+            tessera_gemm_epilogue(kind: Int32(TESSERA_EPILOGUE_RESIDUAL), activation: 0, bits: nil, residual: residual + offset,
+                                  sum: sum + offset, ld: rowStride)
+        }
     }
 }

@@ -6,22 +6,24 @@ extension Model {
     /// The rest of a layer after attention: the output projection and the MLP, each added to
     /// the residual stream `x` (tokens x hidden).
     func afterAttention(_ w: LayerWeights, _ x: [Float], context ctx: [Float], tokens: Int, precision: Precision) throws(TesseraError) -> [Float] {
-        let proj = try linear(w.proj, ctx, tokens: tokens, k: config.numAttentionHeads * config.kvChannels, precision: precision)
-        let y = add(x, proj, precision)
-        return add(y, try mlp(w, y, tokens: tokens, precision: precision), precision)
+        let k = config.numAttentionHeads * config.kvChannels
+        let y = fusable(w.proj, precision) ? try linearPlusResidual(w.proj, .values(ctx), tokens: tokens, k: k, residual: x)
+                                           : add(x, try linear(w.proj, ctx, tokens: tokens, k: k, precision: precision), precision)
+        return try mlp(w, y, tokens: tokens, precision: precision)
     }
 
-    /// The MLP: its layer norm, fc1, the activation (gated or not), fc2.
+    /// The MLP (its layer norm, fc1, the activation, gated or not, fc2) added to its input `x`.
     func mlp(_ w: LayerWeights, _ x: [Float], tokens: Int, precision: Precision) throws(TesseraError) -> [Float] {
         let m = try normInput(w.mlpNorm, x, tokens: tokens, precision: precision)
         let act: LayerInput
-        if bitsInput(precision), w.fc1.bias == nil, !architecture.activation.gated {
+        if fusable(w.fc1, precision), !architecture.activation.gated {
             // fc1's results go through the activation as the kernel stores them.
             act = .bf16(try linearThenActivation(w.fc1, m, tokens: tokens, k: config.hiddenSize, activation: architecture.activation.kernel))
         } else {
             act = activate(try linear(w.fc1, m, tokens: tokens, k: config.hiddenSize, precision: precision), tokens: tokens, precision: precision)
         }
-        return try linear(w.fc2, act, tokens: tokens, k: config.ffnHiddenSize, precision: precision)
+        if fusable(w.fc2, precision) { return try linearPlusResidual(w.fc2, act, tokens: tokens, k: config.ffnHiddenSize, residual: x) }
+        return add(x, try linear(w.fc2, act, tokens: tokens, k: config.ffnHiddenSize, precision: precision), precision)
     }
 
     /// fc1 output -> activation (squared ReLU, GeLU, or a gated unit over `[gate; up]`).

@@ -140,33 +140,49 @@ func packedProductsEqualThePlainOne(shape: Int, path: KernelPath) {
     }
 }
 
-/// A product whose store applies an MLP activation gives the bits of the rounded product then
-/// the element-wise activation, for every activation, overwriting and accumulating, odd K too.
+/// A product whose store puts its rounded results through an epilogue gives the bits of the
+/// rounded product then the element-wise step: every MLP activation, and the residual add;
+/// overwriting and accumulating, odd K too.
 @Test(arguments: try requireCases(KernelPath.supported, "kernel paths"))
-func activationInTheStoreIsTheElementwiseStep(path: KernelPath) {
+func epiloguesInTheStoreAreTheElementwiseSteps(path: KernelPath) {
     let isa = EngineTests.isa(path)
     for shape in [(t: 7, n: 65, k: 257), (t: 13, n: 130, k: 33), (t: 70, n: 200, k: 600)] {
         let o = Operands(shape)
+        let residual = testValues(o.t * o.ldc, seed: 31337).map(\.bfloat16Rounded)
         for product in [Product.bf16, .f32WithBF16Weights] {
             let bf16: Int32 = product == .bf16 ? 1 : 0
             var packed = [UInt8](repeating: 0, count: tessera_gemm_packed_bytes(isa, o.t, o.k, bf16))
-            for kind in [TESSERA_SQUARED_RELU, TESSERA_RELU, TESSERA_GELU, TESSERA_SILU].map(Int32.init) {
+            // Activation kinds, then -1 for the residual add.
+            for kind in [TESSERA_SQUARED_RELU, TESSERA_RELU, TESSERA_GELU, TESSERA_SILU, -1].map(Int32.init) {
                 for accumulate: Int32 in [0, 1] {
                     let initial = testValues(o.t * o.ldc, seed: 4242).map(\.bfloat16Rounded)
                     var plain = initial, scratch = initial
-                    var expected = [UInt16](repeating: 0, count: o.t * o.ldc), fused = expected
+                    var expected = [Float](repeating: 0, count: o.t * o.ldc), fused = expected
+                    var expectedBits = [UInt16](repeating: 0, count: o.t * o.ldc), fusedBits = expectedBits
                     func run(_ a: UnsafeRawPointer, _ w: UnsafeRawPointer) {
                         packed.withUnsafeMutableBytes { p in
                             tessera_gemm_pack_activations(isa, a, o.lda, o.t, o.k, bf16, 0, o.t, p.baseAddress!)
                             _ = tessera_gemm_packed_nt(isa, a, o.lda, bf16, p.baseAddress!, w, 1, o.ldw, &plain, o.ldc, o.t, o.n, o.k, accumulate, 1)
-                            _ = tessera_gemm_packed_activation_nt(isa, a, o.lda, bf16, p.baseAddress!, w, 1, o.ldw, &scratch, o.ldc, o.t, o.n, o.k,
-                                                                  accumulate, kind, &fused, o.ldc)
+                            residual.withUnsafeBufferPointer { r in
+                                fused.withUnsafeMutableBufferPointer { f in
+                                    fusedBits.withUnsafeMutableBufferPointer { fb in
+                                        var e = kind < 0
+                                            ? tessera_gemm_epilogue(kind: Int32(TESSERA_EPILOGUE_RESIDUAL), activation: 0, bits: nil,
+                                                                    residual: r.baseAddress!, sum: f.baseAddress!, ld: o.ldc)
+                                            : tessera_gemm_epilogue(kind: Int32(TESSERA_EPILOGUE_ACTIVATION), activation: kind, bits: fb.baseAddress!,
+                                                                    residual: nil, sum: nil, ld: o.ldc)
+                                        _ = tessera_gemm_packed_epilogue_nt(isa, a, o.lda, bf16, p.baseAddress!, w, 1, o.ldw, &scratch, o.ldc, o.t, o.n,
+                                                                            o.k, accumulate, &e)
+                                    }
+                                }
+                            }
                         }
                         for t in 0..<o.t {
-                            plain.withUnsafeBufferPointer { y in
-                                expected.withUnsafeMutableBufferPointer { b in
-                                    tessera_activation(isa, kind, y.baseAddress! + t * o.ldc, 1, o.n, 0, 1, nil, b.baseAddress! + t * o.ldc)
-                                }
+                            let at = t * o.ldc
+                            if kind < 0 {
+                                tessera_add(isa, Array(residual[at...]), Array(plain[at...]), &expected[at], o.n, 1)
+                            } else {
+                                tessera_activation(isa, kind, Array(plain[at...]), 1, o.n, 0, 1, nil, &expectedBits[at])
                             }
                         }
                     }
@@ -174,9 +190,9 @@ func activationInTheStoreIsTheElementwiseStep(path: KernelPath) {
                     case .bf16: o.qa.withUnsafeBytes { a in o.qw.withUnsafeBytes { w in run(a.baseAddress!, w.baseAddress!) } }
                     default: o.fa.withUnsafeBytes { a in o.qw.withUnsafeBytes { w in run(a.baseAddress!, w.baseAddress!) } }
                     }
-                    #expect(expected.contains { $0 != 0 }, "the activation must give some non-zero bits")
-                    expectIdentical(fused.map(Float.init), expected.map(Float.init),
-                                    "\(product) \(shape) activation \(kind) accumulate \(accumulate) on \(path)")
+                    let (got, want) = kind < 0 ? (fused, expected) : (fusedBits.map(Float.init), expectedBits.map(Float.init))
+                    #expect(want.contains { $0 != 0 }, "the step must give some non-zero results")
+                    expectIdentical(got, want, "\(product) \(shape) epilogue \(kind) accumulate \(accumulate) on \(path)")
                 }
             }
         }

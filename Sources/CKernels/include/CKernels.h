@@ -50,13 +50,25 @@ size_t tessera_gemm_slice_length(int isa);
 void tessera_gemm_pack_activations(int isa, const void *A, size_t lda, size_t T, size_t K, int bf16, size_t t0, size_t t1, void *packed);
 int tessera_gemm_packed_nt(int isa, const void *A, size_t lda, int bf16, const void *packed, const void *W, int w_is_bf16, size_t ldw,
                            float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate, int round_output);
-/* The same with round_output, then an MLP activation (TESSERA_SQUARED_RELU, .., not gated) of each
-   rounded result, written as BF16 bits to bits[t * ldb + n] while the results are in cache: the
-   bits tessera_activation (round, out_bf16) gives on them. C is read when accumulate, and written
-   only as scratch (an odd K of a BF16 pair product). */
-int tessera_gemm_packed_activation_nt(int isa, const void *A, size_t lda, int bf16, const void *packed, const void *W, int w_is_bf16,
-                                      size_t ldw, float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate, int activation,
-                                      uint16_t *bits, size_t ldb);
+/* What the store of tessera_gemm_packed_epilogue_nt makes of each result v, rounded to BF16, while
+   a piece of results is in cache, instead of writing C: */
+enum {
+    TESSERA_EPILOGUE_ACTIVATION = 1, /* bits[t * ld + n] = BF16 bits of an MLP activation of v (tessera_activation's, round, out_bf16) */
+    TESSERA_EPILOGUE_RESIDUAL = 2    /* sum[t * ld + n] = residual[t * ld + n] + v rounded to BF16 (tessera_add's, round) */
+};
+typedef struct {
+    int kind;       /* TESSERA_EPILOGUE_* */
+    int activation; /* TESSERA_SQUARED_RELU, .. (not gated), for TESSERA_EPILOGUE_ACTIVATION */
+    uint16_t *bits;
+    const float *residual;
+    float *sum;
+    size_t ld; /* the row stride of bits, or of residual and sum */
+} tessera_gemm_epilogue;
+/* tessera_gemm_packed_nt with round_output, then the epilogue. C is read when accumulate, and
+   written only as scratch (an odd K of a BF16 pair product). */
+int tessera_gemm_packed_epilogue_nt(int isa, const void *A, size_t lda, int bf16, const void *packed, const void *W, int w_is_bf16,
+                                    size_t ldw, float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate,
+                                    const tessera_gemm_epilogue *epilogue);
 
 /* Weights packed once for several products (attention's keys and values, which every block of
    queries reads): the bytes of the packing of W's N rows of K inputs (BF16 products when bf16 != 0,
