@@ -8,7 +8,10 @@
  * and the next panel's weights are prefetched meanwhile (its rows lie far apart, which
  * hardware prefetchers do not follow). The class only supplies the packing of weights and the
  * micro-kernel, or a kernel for a whole block of tokens (`struct gemm_ops`: amx's tiles take 16
- * tokens at a time); the portable ops here serve other architectures and tests.
+ * tokens at a time); the portable ops here serve other architectures and tests. Results are
+ * stored a piece at a time right after their last slice (gemm_store.c), optionally through an
+ * epilogue (an MLP activation, the residual add). Weights may also come packed beforehand
+ * (attention's keys and values, read by every query block).
  * The summation order of each output element is fixed (gemm_internal.h). */
 #include "CKernels.h"
 #include "bf16.h"
