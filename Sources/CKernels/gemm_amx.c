@@ -3,8 +3,8 @@
  * class's ([kp][64] pairs of BF16: the pair-interleaved layout tdpbf16ps reads, cut into 16-column
  * strips), the activations the driver's packed rows (kp pairs each, read 16 rows at a time with
  * the row stride). A block of tokens goes through in chunks of 16 tokens x 64 columns: one
- * activation tile, four weight tiles (two loaded at a time) and four accumulator tiles. A block's last tokens short of 16
- * are copied into a zero-padded tile, so every token's results come from the same instructions
+ * activation tile, four weight tiles (two loaded at a time) and four accumulator tiles. A
+ * block's last tokens short of 16 are copied into a zero-padded tile, so every token's results come from the same instructions
  * whatever its place in the batch. Pairs of a slice beyond the last whole 16 (a short last slice)
  * and FP32 products run the avx512bf16 micro-kernel. */
 #include "gemm_internal.h"

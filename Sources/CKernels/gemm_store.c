@@ -1,7 +1,7 @@
 /* The GEMM driver's stores (gemm.c): a piece of a product's results from its accumulators to the
- * output, right after the piece's last slice while the accumulators are in L1, rounded to BF16, or
- * rounded and then through an MLP activation to BF16 bits or added to the residual stream. Compiled once per instruction-set class, as the
- * element-wise steps (isa_variants.h). */
+ * output, right after the piece's last slice while the accumulators are in L1: rounded to BF16,
+ * or rounded and then through an epilogue (an MLP activation to BF16 bits, or the residual add).
+ * Compiled once per instruction-set class, as the element-wise steps (isa_variants.h). */
 #include "activation.h"
 #include "bf16.h"
 #include "gemm_internal.h"
@@ -48,4 +48,3 @@ BODY void store_epilogue_body(const float *acc, size_t rows, const float *C, siz
 ISA_VARIANTS(gemm_store_epilogue, (const float *acc, size_t rows, const float *C, size_t ldc, size_t cols, int accumulate,
                                    const tessera_gemm_epilogue *e, size_t t, size_t n0), store_epilogue_body,
              (acc, rows, C, ldc, cols, accumulate, e, t, n0))
-

@@ -81,20 +81,23 @@ struct Attention {
     /// matmuls), an FP32 run FP32 values.
     var operandBytes: Int { round ? 2 : 4 }
 
+    /// The kernels' flag for those operands: 1 for BF16 bits (a BF16 product), 0 for FP32.
+    var bf16Operands: Int32 { round ? 1 : 0 }
+
     /// Packs `n` rows of `k` inputs of an attention operand `w` (row stride `ldw`; BF16 bits or
     /// FP32, see operandBytes) once, as the weights of the products of every query block.
     func pack(_ w: UnsafeRawPointer, _ ldw: Int, rows n: Int, k: Int, into packed: UnsafeMutableRawPointer) {
-        tessera_gemm_pack_weights(kernels.isa, w, ldw, round ? 1 : 0, n, k, round ? 1 : 0, packed)
+        tessera_gemm_pack_weights(kernels.isa, w, ldw, bf16Operands, n, k, bf16Operands, packed)
     }
 
     /// Bytes of `pack`'s packing of `n` rows of `k` inputs.
-    func packedBytes(rows n: Int, k: Int) -> Int { tessera_gemm_packed_weights_bytes(kernels.isa, n, k, round ? 1 : 0) }
+    func packedBytes(rows n: Int, k: Int) -> Int { tessera_gemm_packed_weights_bytes(kernels.isa, n, k, bf16Operands) }
 
     /// `c = a w^T` over the first `k` inputs of `w`'s packing of `packedK` inputs (`w` itself is
     /// read only for an odd last BF16 input), with the bits of the same product unpacked.
     func product(_ a: UnsafeRawPointer, _ lda: Int, _ w: UnsafeRawPointer, _ ldw: Int, packed: UnsafeRawPointer, packedK: Int,
                  _ c: UnsafeMutablePointer<Float>, _ ldc: Int, rows: Int, cols: Int, k: Int) -> Int32 {
-        tessera_gemm_prepacked_nt(kernels.isa, round ? 1 : 0, a, lda, w, round ? 1 : 0, ldw, packed, packedK, c, ldc, rows, cols, k, 0)
+        tessera_gemm_prepacked_nt(kernels.isa, bf16Operands, a, lda, w, bf16Operands, ldw, packed, packedK, c, ldc, rows, cols, k, 0)
     }
 
     /// Per query group, in blocks of query positions that see only the keys up to their last one:
