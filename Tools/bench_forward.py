@@ -20,7 +20,8 @@ supports (avx2, avx512, avx512bf16, amx; `--paths` to choose), it measures:
   * transformers' NemotronForCausalLM on torch CPU (2 threads, held to the same class) with the
     same weights (converted from the checkpoint; its logits are checked against Tessera's) and
     the same tokens, in FP32 and, where the class has native BF16, in BF16: forward time (only
-    the last position's logits, as Tessera; the fastest of --hf-repeat runs), load time, peak RSS;
+    the last position's logits, as Tessera; the fastest of a process's --hf-repeat runs), load
+    time, peak RSS;
   * time to first output: `tessera forward --tokens 1` on this model and on one with 3x the
     layers (start-up must not grow with the model's size), against transformers' load + first
     forward;
@@ -28,8 +29,9 @@ supports (avx2, avx512, avx512bf16, amx; `--paths` to choose), it measures:
     24-layer checkpoint of bench_reshard.py (2.4 GB), with --max-memory.
 
 The CPU model and the kernel path are printed with every figure. The machine may be shared
-with other work: ratios are taken within one run, each side's fastest run against the other's
-(the same statistic on both sides), and the ratio of the medians is printed beside it.
+with other work: the runs go in --repeat rounds, each Tessera run followed by the transformers
+run it is compared with, and every ratio is given three ways: each side's fastest run against
+the other's, the ratio of the medians, and the median of the rounds' own ratios ("paired").
 
 Effective GFLOP/s count the linear layers (2 x parameters x tokens) and attention
 (4 x heads x head_dim per query-key pair of the causal triangle).
@@ -179,51 +181,66 @@ def supported_paths(a, ckpt):
     return paths
 
 
-# One path and precision's --repeat runs: forward seconds (fastest and median), the outputs,
-# peak RSS MiB, median whole-process seconds and median attention + element-wise share (%).
-TesseraRuns = collections.namedtuple("TesseraRuns", "fastest median outputs rss_mib whole share")
+# One path and precision's --repeat runs: forward seconds (fastest, median and each round's), the
+# outputs, peak RSS MiB, median whole-process seconds and median attention + element-wise share (%).
+TesseraRuns = collections.namedtuple("TesseraRuns", "fastest median rounds outputs rss_mib whole share")
 
 
-def tessera_runs(a, ckpt, batch, paths):
-    """{(path, precision): TesseraRuns}."""
-    # Tessera per path: the forward pass's own time (--timing, as transformers' is timed) and the
-    # whole process (start, mapping, forward, JSON output) over --repeat runs.
-    results = {}
-    for path in paths:
-        for precision in ("bf16", "fp32"):
-            runs = []
-            for _ in range(a.repeat):
-                cmd = [a.tessera, "forward", ckpt, "--input", batch, "--precision", precision, "--json", "--timing"]
-                whole, rss, stdout, stderr, _ = benchkit.timed(cmd, env=dict(os.environ, TESSERA_ISA=path))
-                forward = float(stderr.split("forward: ")[1].split()[0])
-                share = float(stderr.split("(")[-1].split("%")[0]) if "% attention" in stderr else float("nan")
-                runs.append((forward, whole, stdout, rss, share))
-            out = [json.loads(l) for l in runs[0][2].splitlines()]
-            assert all(o["kernel_path"] == path for o in out)
-            forwards = [r[0] for r in runs]
-            results[(path, precision)] = TesseraRuns(min(forwards), statistics.median(forwards), out, max(r[3] for r in runs),
-                                                     statistics.median([r[1] for r in runs]), statistics.median([r[4] for r in runs]))
-
-    return results
+def tessera_run(a, ckpt, batch, path, precision):
+    """One Tessera forward of the batch: (forward s from --timing, whole process s, stdout, peak RSS MiB, share %)."""
+    cmd = [a.tessera, "forward", ckpt, "--input", batch, "--precision", precision, "--json", "--timing"]
+    whole, rss, stdout, stderr, _ = benchkit.timed(cmd, env=dict(os.environ, TESSERA_ISA=path))
+    forward = float(stderr.split("forward: ")[1].split()[0])
+    share = float(stderr.split("(")[-1].split("%")[0]) if "% attention" in stderr else float("nan")
+    return forward, whole, stdout, rss, share
 
 
-def transformers_runs(a, ckpt, batch, paths, results):
-    """{(path, precision): transformers' figures} with torch held to each path's class."""
-    hf = {}
-    if not a.skip_transformers:
+def transformers_run(a, ckpt, batch, path, precision):
+    """One transformers process (load, warm-up, --hf-repeat forwards) with torch held to the path's class."""
+    r = subprocess.run([sys.executable, os.path.abspath(__file__), "--hf", precision, "--ckpt", ckpt, "--batch", batch, "--hf-repeat", str(a.hf_repeat)],
+                       capture_output=True, text=True, env=dict(os.environ, **CLASS_ENV.get(path, {})))
+    if r.returncode != 0:
+        sys.exit("transformers run failed: " + r.stderr[-2000:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def paired_runs(a, ckpt, batch, paths):
+    """({(path, precision): TesseraRuns}, {(path, precision): transformers' figures}).
+
+    The runs go in --repeat rounds, each running every Tessera configuration once and, right
+    after it, the transformers run it is compared with: on a shared host whose speed moves from
+    one minute to the next, each round's pair sees the same machine, and the median of the
+    rounds' ratios (the "paired" ratio) does not depend on which side ran in a fast minute."""
+    runs, hf_rounds = collections.defaultdict(list), collections.defaultdict(list)
+    for _ in range(a.repeat):
         for path in paths:
-            for precision in ("fp32", "bf16") if path in NATIVE_BF16 else ("fp32",):
-                r = subprocess.run([sys.executable, os.path.abspath(__file__), "--hf", precision, "--ckpt", ckpt, "--batch", batch, "--hf-repeat", str(a.hf_repeat)],
-                                   capture_output=True, text=True, env=dict(os.environ, **CLASS_ENV.get(path, {})))
-                if r.returncode != 0:
-                    sys.exit("transformers run failed: " + r.stderr[-2000:])
-                hf[(path, precision)] = json.loads(r.stdout.strip().splitlines()[-1])
+            for precision in ("bf16", "fp32"):
+                runs[(path, precision)].append(tessera_run(a, ckpt, batch, path, precision))
+                if not a.skip_transformers and (precision == "fp32" or path in NATIVE_BF16):
+                    hf_rounds[(path, precision)].append(transformers_run(a, ckpt, batch, path, precision))
+    results = {}
+    for key, rs in runs.items():
+        out = [json.loads(l) for l in rs[0][2].splitlines()]
+        assert all(o["kernel_path"] == key[0] for o in out)
+        forwards = [r[0] for r in rs]
+        results[key] = TesseraRuns(min(forwards), statistics.median(forwards), forwards, out, max(r[3] for r in rs),
+                                   statistics.median([r[1] for r in rs]), statistics.median([r[4] for r in rs]))
+    hf = {}
+    for key, hs in hf_rounds.items():
+        rounds = [h["forward"] for h in hs]
+        hf[key] = dict(hs[-1], forward=min(rounds), median=statistics.median(rounds), rounds=rounds,
+                       rss_mib=max(h["rss_mib"] for h in hs))
+    if hf:
         first = next(k for k in hf if k[1] == "fp32")
         ours = [o["logits"] for o in results[(first[0], "fp32")].outputs]
         diff = max(abs(x - y) for o, h in zip(ours, hf[first]["logits"]) for x, y in zip(o, h))
         print(f"same model: transformers FP32 and Tessera FP32 last-position logits differ by at most {diff:.2e}")
+    return results, hf
 
-    return hf
+
+def paired(hf_runs, tessera):
+    """The median over rounds of torch's time / Tessera's time in the same round."""
+    return statistics.median(h / t for h, t in zip(hf_runs["rounds"], tessera.rounds))
 
 
 def print_results(paths, results, hf, pk, tokens, work, own):
@@ -246,10 +263,12 @@ def print_results(paths, results, hf, pk, tokens, work, own):
             t_fp = hf[(path, "fp32")]["forward"]
             line += f" Tessera BF16 / torch FP32 {t_fp / bf:.2f}x, Tessera FP32 / torch FP32 {t_fp / fp:.2f}x"
             m_fp = hf[(path, "fp32")]["median"]
-            line += f" (medians: {m_fp / results[(path, 'bf16')].median:.2f}x, {m_fp / results[(path, 'fp32')].median:.2f}x);"
+            line += (f" (medians: {m_fp / results[(path, 'bf16')].median:.2f}x, {m_fp / results[(path, 'fp32')].median:.2f}x; paired: "
+                     f"{paired(hf[(path, 'fp32')], results[(path, 'bf16')]):.2f}x, {paired(hf[(path, 'fp32')], results[(path, 'fp32')]):.2f}x);")
         if (path, "bf16") in hf:
             line += f" Tessera BF16 / torch BF16 {hf[(path, 'bf16')]['forward'] / bf:.2f}x"
-            line += f" (medians: {hf[(path, 'bf16')]['median'] / results[(path, 'bf16')].median:.2f}x);"
+            line += (f" (medians: {hf[(path, 'bf16')]['median'] / results[(path, 'bf16')].median:.2f}x; paired: "
+                     f"{paired(hf[(path, 'bf16')], results[(path, 'bf16')]):.2f}x);")
             tb = pk[path].get("torch bf16")
             if tb:
                 line += f" Tessera BF16 GEMM {pk[path]['tessera bf16']:.0f} GFLOP/s = {pk[path]['tessera bf16'] / tb:.0%} of torch BF16's ({tb:.0f});"
@@ -281,16 +300,17 @@ def main():
     ap.add_argument("--length", type=int, default=512)
     ap.add_argument("--skip-transformers", action="store_true")
     ap.add_argument("--paths", default="avx2,avx512,avx512bf16,amx", help="kernel paths to measure (those the CPU refuses are skipped)")
-    ap.add_argument("--repeat", type=int, default=3, help="runs of each Tessera forward (the fastest and the median count)")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds: runs of each Tessera forward, each followed by its transformers run")
     ap.add_argument("--skip-memory", action="store_true", help="skip the start-up and 512 MiB cgroup runs")
-    ap.add_argument("--hf-repeat", type=int, default=3, help="runs of each transformers forward (the fastest and the median count)")
+    ap.add_argument("--hf-repeat", type=int, default=2, help="forwards per transformers process, one process per round (its fastest counts)")
     ap.add_argument("--hf", help=argparse.SUPPRESS)
     ap.add_argument("--ckpt", help=argparse.SUPPRESS)
     ap.add_argument("--batch", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.hf:
         return hf_worker(a)
-    benchkit.start(a, "bench-forward", f"; machine shared with other work: each figure is the fastest of {a.repeat} runs, ratios also as medians")
+    benchkit.start(a, "bench-forward", f"; machine shared with other work: {a.repeat} rounds, each Tessera run followed by its transformers run; each figure is "
+                   "the fastest round, ratios also as medians and paired (the median of the rounds' own ratios)")
     ckpt = os.path.join(a.work, f"engine-h{HIDDEN}-l{a.layers}-tp1pp1")
     big = os.path.join(a.work, f"engine-h{HIDDEN}-l{3 * a.layers}-tp1pp1")
     make_checkpoint(ckpt, HIDDEN, a.layers, 1, 1, vocab=VOCAB)
@@ -313,8 +333,7 @@ def main():
     pk = peaks(a, tokens, paths)
     for path in paths:
         print(f"GEMM peak, class {path}, linear shapes, 2 threads (GFLOP/s): " + ", ".join(f"{k} {v:.0f}" for k, v in pk[path].items()))
-    results = tessera_runs(a, ckpt, batch, paths)
-    hf = transformers_runs(a, ckpt, batch, paths, results)
+    results, hf = paired_runs(a, ckpt, batch, paths)
     print_results(paths, results, hf, pk, tokens, work, own)
 
     ids = ",".join(str(s) for s in seqs[0][:1])
