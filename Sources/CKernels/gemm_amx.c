@@ -1,12 +1,13 @@
 /* The AMX class (Sapphire Rapids and later): BF16 products as tdpbf16ps on tiles of 16 tokens x
- * 16 output columns, FP32 accumulators in tile registers. The weight panels are the avx512bf16
- * class's ([kp][64] pairs of BF16: the pair-interleaved layout tdpbf16ps reads, cut into 16-column
- * strips), the activations the driver's packed rows (kp pairs each, read 16 rows at a time with
- * the row stride). A block of tokens goes through in chunks of 16 tokens x 64 columns: one
- * activation tile, four weight tiles (two loaded at a time) and four accumulator tiles. A
- * block's last tokens short of 16 are copied into a zero-padded tile, so every token's results come from the same instructions
- * whatever its place in the batch. Pairs of a slice beyond the last whole 16 (a short last slice)
- * and FP32 products run the avx512bf16 micro-kernel. */
+ * 16 output columns, FP32 accumulators in tile registers. The weight panels hold the
+ * avx512bf16 class's pairs of BF16 (the pair-interleaved layout tdpbf16ps reads), each slice's
+ * whole 16s of pairs as four 16-column strips so that a weight tile is 1 KiB in one piece; the
+ * activations are the driver's packed rows (kp pairs each, read 16 rows at a time with the row
+ * stride). A block of tokens goes through in chunks of 16 tokens x 64 columns: one activation
+ * tile, four weight tiles (two loaded at a time) and four accumulator tiles. A block's last
+ * tokens short of 16 are copied into a zero-padded tile, so every token's results come from the
+ * same instructions whatever its place in the batch. Pairs of a slice beyond the last whole 16
+ * (a short last slice) and FP32 products run the avx512bf16 micro-kernel. */
 #include "gemm_internal.h"
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -15,7 +16,8 @@
 #define AMX __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16")))
 #define S KP_AVX512          /* packed elements between activation rows */
 #define A_STRIDE (S * 4)     /* bytes between activation rows */
-#define ROW_BYTES (NR * 4)   /* bytes between panel rows and between accumulator rows */
+#define ROW_BYTES (NR * 4)   /* bytes between accumulator rows */
+#define STRIP (S * 16)       /* packed elements between a panel slice's 16-column strips */
 
 /* The tile configuration (palette 1): every one of the 8 tiles 16 rows x 64 bytes. */
 struct tile_config {
@@ -35,11 +37,38 @@ AMX static void configure(void) {
     configured = 1;
 }
 
+/* Prefetches step q's activation lines (16 rows a_stride bytes apart; no hardware prefetcher
+   follows a tile load) into L1, if the chunk has that step. */
+#define PREFETCH_STEP(q)                                                                                     \
+    if ((q) < kq)                                                                                            \
+        for (int i = 0; i < 16; i++) _mm_prefetch((const char *)(a + (q)) + i * a_stride, _MM_HINT_T0);
+
+/* Step p's four products with activation tile AC, while the next step's tiles load: its
+   activations into tile AN, its first two weight tiles into 6 and 7 as they come free. */
+#define STEP(AC, AN, p)                                                                                      \
+    {                                                                                                        \
+        int more = (p) + 16 < kq;                                                                            \
+        PREFETCH_STEP((p) + 32)                                                                              \
+        _tile_dpbf16ps(0, AC, 6);                                                                            \
+        _tile_loadd(6, strip[2] + (p) * 16, 64);                                                             \
+        _tile_dpbf16ps(1, AC, 7);                                                                            \
+        _tile_loadd(7, strip[3] + (p) * 16, 64);                                                             \
+        if (more) _tile_loadd(AN, a + (p) + 16, a_stride);                                                   \
+        _tile_dpbf16ps(2, AC, 6);                                                                            \
+        if (more) _tile_loadd(6, strip[0] + ((p) + 16) * 16, 64);                                            \
+        _tile_dpbf16ps(3, AC, 7);                                                                            \
+        if (more) _tile_loadd(7, strip[1] + ((p) + 16) * 16, 64);                                            \
+    }
+
 /* acc rows 0..16 (a_stride and acc_stride bytes apart; tiles 0..3: columns 0..16, .., 48..64)
-   (+)= 16 activation rows x the panel over kq pairs (a multiple of 16). One activation tile
-   serves four weight tiles: the activations come from L2, the panel slice from L1. */
+   (+)= 16 activation rows x the panel's strips over kq pairs (a multiple of 16). One activation
+   tile serves four weight tiles: the activations come from L2, the panel slice from L1. The
+   steps are pipelined: a tile is loaded as soon as the product reading it has been issued, the
+   activations alternating between tiles 4 and 5 (measured against loading each step's tiles
+   before its products, on a Sapphire Rapids class Xeon, one core, interleaved: +10-20%). */
 AMX static inline void chunk16(const uint32_t *a, size_t a_stride, const uint32_t *panel, size_t kq, float *acc, size_t acc_stride,
                                int load) {
+    const uint32_t *strip[4] = {panel, panel + STRIP, panel + 2 * STRIP, panel + 3 * STRIP};
     if (load) {
         _tile_loadd(0, acc, acc_stride);
         _tile_loadd(1, acc + 16, acc_stride);
@@ -51,20 +80,16 @@ AMX static inline void chunk16(const uint32_t *a, size_t a_stride, const uint32_
         _tile_zero(2);
         _tile_zero(3);
     }
-    for (size_t p = 0; p < kq; p += 16) {
-        /* The next step's activation lines (16 rows 512 bytes apart; no hardware prefetcher
-           follows a tile load), into L1 while this step's four products run. */
-        for (int i = 0; i < 16; i++) _mm_prefetch((const char *)(a + p + 16) + i * a_stride, _MM_HINT_T0);
-        _tile_loadd(4, a + p, a_stride);
-        _tile_loadd(6, panel + p * NR, ROW_BYTES);
-        _tile_loadd(7, panel + p * NR + 16, ROW_BYTES);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_loadd(6, panel + p * NR + 32, ROW_BYTES);
-        _tile_loadd(7, panel + p * NR + 48, ROW_BYTES);
-        _tile_dpbf16ps(2, 4, 6);
-        _tile_dpbf16ps(3, 4, 7);
+    PREFETCH_STEP(16)
+    _tile_loadd(4, a, a_stride);
+    _tile_loadd(6, strip[0], 64);
+    _tile_loadd(7, strip[1], 64);
+    size_t p = 0;
+    for (; p + 32 <= kq; p += 32) {
+        STEP(4, 5, p)
+        STEP(5, 4, p + 16)
     }
+    if (p < kq) STEP(4, 5, p)
     _tile_stored(0, acc, acc_stride);
     _tile_stored(1, acc + 16, acc_stride);
     _tile_stored(2, acc + 32, acc_stride);
@@ -85,6 +110,23 @@ AMX static void short_chunk(size_t r, const uint32_t *a, const uint32_t *panel, 
     for (size_t i = 0; i < r; i++) memcpy(acc + i * NR, out[i], sizeof out[i]);
 }
 
+/* acc rows 0..rows (+)= the products of pairs kq..kp (fewer than 16, after the last whole 16 of
+   a slice) from the strips, as the avx512bf16 micro-kernel computes them (each output's vdpbf16ps
+   from zero over those pairs in order, then added to acc), so its bits. */
+AMX static void tail(size_t rows, const uint32_t *a, const uint32_t *panel, size_t kq, size_t kp, float *acc, int load) {
+    for (size_t i = 0; i < rows; i++) {
+        __m512 c[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        for (size_t p = kq; p < kp; p++) {
+            __m512bh x = (__m512bh)_mm512_set1_epi32((int)a[i * S + p]);
+            for (int j = 0; j < 4; j++) c[j] = _mm512_dpbf16_ps(c[j], x, (__m512bh)_mm512_load_si512(panel + j * STRIP + p * 16));
+        }
+        for (int j = 0; j < 4; j++) {
+            float *o = acc + i * NR + 16 * j;
+            _mm512_store_ps(o, load ? _mm512_add_ps(c[j], _mm512_load_ps(o)) : c[j]);
+        }
+    }
+}
+
 AMX static void block(enum kind kind, size_t rows, const uint32_t *a, const uint32_t *panel, size_t kp, float *acc, int load) {
     size_t kq = kind == BF16_PAIRS ? kp / 16 * 16 : 0;
     if (kq > 0) {
@@ -93,14 +135,24 @@ AMX static void block(enum kind kind, size_t rows, const uint32_t *a, const uint
         for (; t + 16 <= rows; t += 16) chunk16(a + t * S, A_STRIDE, panel, kq, acc + t * NR, ROW_BYTES, load);
         if (t < rows) short_chunk(rows - t, a + t * S, panel, kq, acc + t * NR, load);
     }
-    if (kq == kp) return;
-    for (size_t t = 0; t < rows; t += MR)
-        tessera_avx512bf16_tile(kind, rows - t < MR ? rows - t : MR, a + t * S + kq, panel + kq * NR, kp - kq, acc + t * NR, load || kq > 0);
+    if (kind != BF16_PAIRS) {
+        for (size_t t = 0; t < rows; t += MR) tessera_avx512bf16_tile(kind, rows - t < MR ? rows - t : MR, a + t * S, panel, kp, acc + t * NR, load);
+    } else if (kq < kp) {
+        tail(rows, a, panel, kq, kp, acc, load || kq > 0);
+    }
+}
+
+/* A panel slice of BF16 pairs as four 16-column strips (rows of 64 bytes, STRIP apart, so a
+   weight tile is 1 KiB in one piece, and a product may read any first pairs of a slice packed
+   longer); FP32 products' elements in the avx512bf16 class's [kp][64] layout, for its kernel. */
+static void pack_weights(enum kind kind, const void *W, size_t ldw, size_t rows, size_t e0, size_t kp, uint32_t *panel) {
+    if (kind == BF16_PAIRS) tessera_avx512_pack_weight_strips(kind, W, ldw, rows, e0, kp, panel);
+    else tessera_avx512_pack_weights(kind, W, ldw, rows, e0, kp, panel);
 }
 
 /* The avx512bf16 class's slices (128 pairs: a 32 KiB panel slice), and blocks of MC_MAX (2064)
    tokens at every K: a slice is packed once per block, and the tiles run several times faster
    than vdpbf16ps, so packing needs many tokens to pay for itself (at 4 x 512 tokens it is then
    packed once per product: 1-2% of the time, measured with perf on a Sapphire Rapids class Xeon). */
-const struct gemm_ops tessera_gemm_ops_amx = {KP_AVX512, SIZE_MAX, MC_MAX, tessera_avx512_pack_weights, tessera_avx512bf16_tile, block};
+const struct gemm_ops tessera_gemm_ops_amx = {KP_AVX512, SIZE_MAX, MC_MAX, pack_weights, tessera_avx512bf16_tile, block};
 #endif

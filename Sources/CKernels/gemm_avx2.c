@@ -47,7 +47,7 @@ AVX2 static inline void transpose8(__m256 r[8]) {
 #define STORE8(address, v) _mm256_store_ps((float *)(address), v)
 
 AVX2 static void pack_weights(enum kind kind, const void *W, size_t ldw, size_t rows, size_t e0, size_t kp, uint32_t *panel) {
-    PACK_WEIGHTS_BODY(8, __m256, load8, _mm256_setzero_ps(), transpose8, STORE8)
+    PACK_WEIGHTS_BODY(8, __m256, load8, _mm256_setzero_ps(), transpose8, STORE8, NR, 8)
 }
 
 /* One 6 x 16 strip of the tile (columns j0..j0+16), mr rows. */

@@ -48,7 +48,11 @@ AVX512 static inline __m512i load_row(enum kind kind, const void *row, size_t e0
 }
 
 AVX512 void tessera_avx512_pack_weights(enum kind kind, const void *W, size_t ldw, size_t rows, size_t e0, size_t kp, uint32_t *panel) {
-    PACK_WEIGHTS_BODY(16, __m512i, load_row, _mm512_setzero_si512(), transpose16, _mm512_store_si512)
+    PACK_WEIGHTS_BODY(16, __m512i, load_row, _mm512_setzero_si512(), transpose16, _mm512_store_si512, NR, 16)
+}
+
+AVX512 void tessera_avx512_pack_weight_strips(enum kind kind, const void *W, size_t ldw, size_t rows, size_t e0, size_t kp, uint32_t *panel) {
+    PACK_WEIGHTS_BODY(16, __m512i, load_row, _mm512_setzero_si512(), transpose16, _mm512_store_si512, 16, KP_AVX512 * 16)
 }
 
 /* The 6 x 64 micro-kernel body; STEP(acc, x, b) is one multiply-accumulate of 16 lanes. */

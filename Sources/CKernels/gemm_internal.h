@@ -52,10 +52,11 @@ struct gemm_ops {
 /* The body of a class's pack_weights with LANES-wide vectors of type VEC: blocks of LANES rows
    x LANES packed elements are loaded (LOAD(kind, row, e0, n); ZERO for rows beyond `rows`),
    transposed in registers (TRANSPOSE(r)) and stored as LANES-column pieces of panel rows
-   (STORE(address, vector)). A group of rows is read along its whole slice before the next group:
+   (STORE(address, vector)): packed element p of strip j0 / LANES (columns j0..j0+LANES) at
+   panel + p * ROW + j0 / LANES * STRIP (ROW = NR, STRIP = LANES: the [kp][NR] panel). A group of rows is read along its whole slice before the next group:
    the rows lie a page or more apart, so their lines share cache sets, and reading every row for
    each LANES elements made the caches thrash (packing ran at half this speed on Zen 3). */
-#define PACK_WEIGHTS_BODY(LANES, VEC, LOAD, ZERO, TRANSPOSE, STORE)                                          \
+#define PACK_WEIGHTS_BODY(LANES, VEC, LOAD, ZERO, TRANSPOSE, STORE, ROW, STRIP)                              \
     size_t es = kind == F32_FROM_F32 ? 4 : 2;                                                                \
     for (size_t j0 = 0; j0 < NR; j0 += LANES) {                                                              \
         for (size_t p0 = 0; p0 < kp; p0 += LANES) {                                                          \
@@ -64,7 +65,7 @@ struct gemm_ops {
             for (size_t j = 0; j < LANES; j++)                                                               \
                 r[j] = j0 + j < rows ? LOAD(kind, (const char *)W + (j0 + j) * ldw * es, e0 + p0, np) : ZERO; \
             TRANSPOSE(r);                                                                                    \
-            for (size_t p = 0; p < np; p++) STORE(panel + (p0 + p) * NR + j0, r[p]);                         \
+            for (size_t p = 0; p < np; p++) STORE(panel + (p0 + p) * (ROW) + j0 / LANES * (STRIP), r[p]);      \
         }                                                                                                    \
     }
 
@@ -82,6 +83,9 @@ extern const struct gemm_ops tessera_gemm_ops_avx2, tessera_gemm_ops_avx512, tes
 /* The AVX-512 classes' packing and avx512bf16 micro-kernel, which the amx class shares. */
 #define KP_AVX512 128
 void tessera_avx512_pack_weights(enum kind kind, const void *W, size_t ldw, size_t rows, size_t e0, size_t kp, uint32_t *panel);
+/* The same elements as four strips of 16 columns, rows of 64 bytes (strip s at panel + s *
+   KP_AVX512 * 16, whatever kp): the 1 KiB tiles amx's tdpbf16ps reads. */
+void tessera_avx512_pack_weight_strips(enum kind kind, const void *W, size_t ldw, size_t rows, size_t e0, size_t kp, uint32_t *panel);
 void tessera_avx512bf16_tile(enum kind kind, size_t mr, const uint32_t *a, const uint32_t *panel, size_t kp, float *acc, int load);
 #endif
 #endif
