@@ -115,24 +115,6 @@ static void store(const struct destination *d, const float *acc, size_t t, size_
         tessera_gemm_store(d->isa, acc, rows, d->C + t * d->ldc + n0, d->ldc, cols, d->accumulate, d->round);
 }
 
-/* Prefetches, for writing, the lines of rows t..t+rows, columns n0..n0+cols that a piece's store
-   writes (and the residual it reads), issued a slice before the store: the rows lie an output row
-   apart, which hardware prefetchers do not follow, and a residual (16 MiB at 2048 tokens of hidden
-   2048) is far beyond L2 (its loads were half of the epilogues' time in perf on Sapphire Rapids). */
-static void prefetch_destination(const struct destination *d, size_t t, size_t rows, size_t n0, size_t cols) {
-    const tessera_gemm_epilogue *e = d->epilogue;
-    const char *out = e ? (e->kind == TESSERA_EPILOGUE_RESIDUAL ? (const char *)(e->sum + n0) : (const char *)(e->bits + n0))
-                        : (const char *)(d->C + n0);
-    size_t ld = e ? (e->kind == TESSERA_EPILOGUE_RESIDUAL ? e->ld * 4 : e->ld * 2) : d->ldc * 4;
-    size_t bytes = cols * (e && e->kind != TESSERA_EPILOGUE_RESIDUAL ? 2 : 4);
-    for (size_t r = t; r < t + rows; r++)
-        for (size_t b = 0; b < bytes + 63; b += 64) {
-            size_t at = b < bytes ? b : bytes - 1;
-            __builtin_prefetch(out + r * ld + at, 1, 3);
-            if (e && e->kind == TESSERA_EPILOGUE_RESIDUAL) __builtin_prefetch((const char *)(e->residual + n0) + r * ld + at, 0, 3);
-        }
-}
-
 /* Per-thread buffers, grown on demand and kept for the thread's life. */
 static _Thread_local uint32_t *packed_a, *packed_w;
 static _Thread_local float *block_acc; /* a block's results for one panel, [mc][NR]: C's own rows may alias in cache */
@@ -231,7 +213,6 @@ static int block_product_groups(const struct gemm_ops *ops, enum kind kind, cons
                         for (size_t r = s0; r < s1; r += BLOCK_PIECE) {
                             size_t n = s1 - r < BLOCK_PIECE ? s1 - r : BLOCK_PIECE;
                             prefetch_lines(&pf, (slice_lines(&pf) + pieces - 1) / pieces);
-                            if (kb + 1 == kblocks) prefetch_destination(out, m0 + r, n, n0, cols);
                             ops->block(kind, n, a + kb * kb_stride * S * MR + r * S, panel, kp, acc + (r - s0) * NR, kb > 0);
                             if (kb + 1 == kblocks) store(out, acc + (r - s0) * NR, m0 + r, n, n0, cols);
                         }
@@ -269,7 +250,6 @@ static int block_product(const struct gemm_ops *ops, enum kind kind, const uint3
             for (size_t j = 0; j < tiles; j++) {
                 prefetch_lines(&pf, per_tile);
                 size_t t = m0 + j * MR, mr = m1 - t < MR ? m1 - t : MR;
-                if (kb + 1 == kblocks) prefetch_destination(out, t, mr, n0, cols);
                 ops->tile(kind, mr, a + (kb * kb_stride + j) * S * MR, panel, kp, block_acc + j * MR * NR, kb > 0);
                 if (kb + 1 == kblocks) store(out, block_acc + j * MR * NR, t, mr, n0, cols);
             }
