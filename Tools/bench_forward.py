@@ -281,6 +281,10 @@ def print_results(paths, results, hf, pk, tokens, work, own):
                 line += (f"; torch FP32's forward runs at {torch_rate:.0f} GFLOP/s = {torch_rate / sg:.0%} of numpy sgemm, so 1.3x torch "
                          f"FP32 needs {1.3 * torch_rate * own / work / sg:.0%} of it on Tessera's own work")
         print(line)
+        for precision in ("bf16", "fp32"):
+            if (path, precision) in hf:
+                pairs = zip(results[(path, precision)].rounds, hf[(path, precision)]["rounds"])
+                print(f"{path} {precision} rounds, Tessera / torch seconds: " + ", ".join(f"{t:.2f} / {h:.2f}" for t, h in pairs))
         fma = pk[path].get("hardware FMA peak")
         if fma:
             line = (f"{path} against the hardware limit (register-only FMAs, same run, {fma:.0f} GFLOP/s): Tessera BF16 GEMM "
