@@ -1,13 +1,14 @@
 /* The AMX class (Sapphire Rapids and later): BF16 products as tdpbf16ps on tiles of 16 tokens x
  * 16 output columns, FP32 accumulators in tile registers. The weight panels hold the
- * avx512bf16 class's pairs of BF16 (the pair-interleaved layout tdpbf16ps reads), each slice's
- * whole 16s of pairs as four 16-column strips so that a weight tile is 1 KiB in one piece; the
- * activations are the driver's packed rows (kp pairs each, read 16 rows at a time with the row
- * stride). A block of tokens goes through in chunks of 16 tokens x 64 columns: one activation
- * tile, four weight tiles (two loaded at a time) and four accumulator tiles. A block's last
- * tokens short of 16 are copied into a zero-padded tile, so every token's results come from the
- * same instructions whatever its place in the batch. Pairs of a slice beyond the last whole 16
- * (a short last slice) and FP32 products run the avx512bf16 micro-kernel. */
+ * avx512bf16 class's pairs of BF16 (the pair-interleaved layout tdpbf16ps reads), each slice as
+ * four 16-column strips so that a weight tile is 1 KiB in one piece; the activations are the
+ * driver's packed rows (kp pairs each, read 16 rows at a time with the row stride). A block of
+ * tokens goes through in chunks of 16 tokens x 64 columns: one activation tile, four weight
+ * tiles (two loaded at a time) and four accumulator tiles. A block's last tokens short of 16
+ * are copied into a zero-padded tile, so every token's results come from the same instructions
+ * whatever its place in the batch. Pairs of a slice beyond the last whole 16 (a short last
+ * slice) take the avx512bf16 micro-kernel's operations, read from the strips; FP32 products run
+ * that micro-kernel. */
 #include "gemm_internal.h"
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -136,7 +137,8 @@ AMX static void block(enum kind kind, size_t rows, const uint32_t *a, const uint
         if (t < rows) short_chunk(rows - t, a + t * S, panel, kq, acc + t * NR, load);
     }
     if (kind != BF16_PAIRS) {
-        for (size_t t = 0; t < rows; t += MR) tessera_avx512bf16_tile(kind, rows - t < MR ? rows - t : MR, a + t * S, panel, kp, acc + t * NR, load);
+        for (size_t t = 0; t < rows; t += MR)
+            tessera_avx512bf16_tile(kind, rows - t < MR ? rows - t : MR, a + t * S, panel, kp, acc + t * NR, load);
     } else if (kq < kp) {
         tail(rows, a, panel, kq, kp, acc, load || kq > 0);
     }

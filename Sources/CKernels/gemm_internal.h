@@ -53,9 +53,10 @@ struct gemm_ops {
    x LANES packed elements are loaded (LOAD(kind, row, e0, n); ZERO for rows beyond `rows`),
    transposed in registers (TRANSPOSE(r)) and stored as LANES-column pieces of panel rows
    (STORE(address, vector)): packed element p of strip j0 / LANES (columns j0..j0+LANES) at
-   panel + p * ROW + j0 / LANES * STRIP (ROW = NR, STRIP = LANES: the [kp][NR] panel). A group of rows is read along its whole slice before the next group:
-   the rows lie a page or more apart, so their lines share cache sets, and reading every row for
-   each LANES elements made the caches thrash (packing ran at half this speed on Zen 3). */
+   panel + p * ROW + j0 / LANES * STRIP (ROW = NR, STRIP = LANES: the [kp][NR] panel). A group of
+   rows is read along its whole slice before the next group: the rows lie a page or more apart,
+   so their lines share cache sets, and reading every row for each LANES elements made the
+   caches thrash (packing ran at half this speed on Zen 3). */
 #define PACK_WEIGHTS_BODY(LANES, VEC, LOAD, ZERO, TRANSPOSE, STORE, ROW, STRIP)                              \
     size_t es = kind == F32_FROM_F32 ? 4 : 2;                                                                \
     for (size_t j0 = 0; j0 < NR; j0 += LANES) {                                                              \
