@@ -238,9 +238,10 @@ def paired_runs(a, ckpt, batch, paths):
     return results, hf
 
 
-def paired(hf_runs, tessera):
-    """The median over rounds of torch's time / Tessera's time in the same round."""
-    return statistics.median(h / t for h, t in zip(hf_runs["rounds"], tessera.rounds))
+def ratios(h, t):
+    """torch's time / Tessera's (h: transformers' figures, t: TesseraRuns): fastest against
+    fastest, median against median, and paired (the median over rounds of the round's own ratio)."""
+    return h["forward"] / t.fastest, h["median"] / t.median, statistics.median(x / y for x, y in zip(h["rounds"], t.rounds))
 
 
 def print_results(paths, results, hf, pk, tokens, work, own):
@@ -257,18 +258,15 @@ def print_results(paths, results, hf, pk, tokens, work, own):
                 print(f"{'transformers (torch held to ' + path + ') ' + precision:44} {h['forward']:8.2f} {tokens / h['forward']:9.0f} "
                       f"{work / h['forward'] / 1e9:8.0f} {'':9} {h['rss_mib']:7.0f} MiB")
     for path in paths:
-        bf, fp = results[(path, "bf16")].fastest, results[(path, "fp32")].fastest
+        bf = results[(path, "bf16")].fastest
         line = f"{path}:"
         if (path, "fp32") in hf:
-            t_fp = hf[(path, "fp32")]["forward"]
-            line += f" Tessera BF16 / torch FP32 {t_fp / bf:.2f}x, Tessera FP32 / torch FP32 {t_fp / fp:.2f}x"
-            m_fp = hf[(path, "fp32")]["median"]
-            line += (f" (medians: {m_fp / results[(path, 'bf16')].median:.2f}x, {m_fp / results[(path, 'fp32')].median:.2f}x; paired: "
-                     f"{paired(hf[(path, 'fp32')], results[(path, 'bf16')]):.2f}x, {paired(hf[(path, 'fp32')], results[(path, 'fp32')]):.2f}x);")
+            b, f = ratios(hf[(path, "fp32")], results[(path, "bf16")]), ratios(hf[(path, "fp32")], results[(path, "fp32")])
+            line += (f" Tessera BF16 / torch FP32 {b[0]:.2f}x, Tessera FP32 / torch FP32 {f[0]:.2f}x (medians: {b[1]:.2f}x, {f[1]:.2f}x; "
+                     f"paired: {b[2]:.2f}x, {f[2]:.2f}x);")
         if (path, "bf16") in hf:
-            line += f" Tessera BF16 / torch BF16 {hf[(path, 'bf16')]['forward'] / bf:.2f}x"
-            line += (f" (medians: {hf[(path, 'bf16')]['median'] / results[(path, 'bf16')].median:.2f}x; paired: "
-                     f"{paired(hf[(path, 'bf16')], results[(path, 'bf16')]):.2f}x);")
+            r = ratios(hf[(path, "bf16")], results[(path, "bf16")])
+            line += f" Tessera BF16 / torch BF16 {r[0]:.2f}x (medians: {r[1]:.2f}x; paired: {r[2]:.2f}x);"
             tb = pk[path].get("torch bf16")
             if tb:
                 line += f" Tessera BF16 GEMM {pk[path]['tessera bf16']:.0f} GFLOP/s = {pk[path]['tessera bf16'] / tb:.0%} of torch BF16's ({tb:.0f});"
@@ -298,13 +296,12 @@ def print_results(paths, results, hf, pk, tokens, work, own):
 
 
 def main():
-    ap = benchkit.arguments()
+    ap = benchkit.arguments(rounds=3)
     ap.add_argument("--layers", type=int, default=16)
     ap.add_argument("--sequences", type=int, default=4)
     ap.add_argument("--length", type=int, default=512)
     ap.add_argument("--skip-transformers", action="store_true")
     ap.add_argument("--paths", default="avx2,avx512,avx512bf16,amx", help="kernel paths to measure (those the CPU refuses are skipped)")
-    ap.add_argument("--repeat", type=int, default=3, help="rounds: runs of each Tessera forward, each followed by its transformers run")
     ap.add_argument("--skip-memory", action="store_true", help="skip the start-up and 512 MiB cgroup runs")
     ap.add_argument("--hf-repeat", type=int, default=2, help="forwards per transformers process, one process per round (its fastest counts)")
     ap.add_argument("--hf", help=argparse.SUPPRESS)

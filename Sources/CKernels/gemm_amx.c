@@ -7,8 +7,7 @@
  * tiles (two loaded at a time) and four accumulator tiles. A block's last tokens short of 16
  * are copied into a zero-padded tile, so every token's results come from the same instructions
  * whatever its place in the batch. Pairs of a slice beyond the last whole 16 (a short last
- * slice) take the avx512bf16 micro-kernel's operations, read from the strips; FP32 products run
- * that micro-kernel. */
+ * slice) run the avx512bf16 micro-kernel over the strips, FP32 products over its own layout. */
 #include "gemm_internal.h"
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -111,23 +110,6 @@ AMX static void short_chunk(size_t r, const uint32_t *a, const uint32_t *panel, 
     for (size_t i = 0; i < r; i++) memcpy(acc + i * NR, out[i], sizeof out[i]);
 }
 
-/* acc rows 0..rows (+)= the products of pairs kq..kp (fewer than 16, after the last whole 16 of
-   a slice) from the strips, as the avx512bf16 micro-kernel computes them (each output's vdpbf16ps
-   from zero over those pairs in order, then added to acc), so its bits. */
-AMX static void tail(size_t rows, const uint32_t *a, const uint32_t *panel, size_t kq, size_t kp, float *acc, int load) {
-    for (size_t i = 0; i < rows; i++) {
-        __m512 c[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-        for (size_t p = kq; p < kp; p++) {
-            __m512bh x = (__m512bh)_mm512_set1_epi32((int)a[i * S + p]);
-            for (int j = 0; j < 4; j++) c[j] = _mm512_dpbf16_ps(c[j], x, (__m512bh)_mm512_load_si512(panel + j * STRIP + p * 16));
-        }
-        for (int j = 0; j < 4; j++) {
-            float *o = acc + i * NR + 16 * j;
-            _mm512_store_ps(o, load ? _mm512_add_ps(c[j], _mm512_load_ps(o)) : c[j]);
-        }
-    }
-}
-
 AMX static void block(enum kind kind, size_t rows, const uint32_t *a, const uint32_t *panel, size_t kp, float *acc, int load) {
     size_t kq = kind == BF16_PAIRS ? kp / 16 * 16 : 0;
     if (kq > 0) {
@@ -139,8 +121,9 @@ AMX static void block(enum kind kind, size_t rows, const uint32_t *a, const uint
     if (kind != BF16_PAIRS) {
         for (size_t t = 0; t < rows; t += MR)
             tessera_avx512bf16_tile(kind, rows - t < MR ? rows - t : MR, a + t * S, panel, kp, acc + t * NR, load);
-    } else if (kq < kp) {
-        tail(rows, a, panel, kq, kp, acc, load || kq > 0);
+    } else if (kq < kp) { /* the pairs after the last whole 16, from the strips' rows kq.. */
+        for (size_t t = 0; t < rows; t += MR)
+            tessera_avx512bf16_tile_strips(rows - t < MR ? rows - t : MR, a + t * S + kq, panel + kq * 16, kp - kq, acc + t * NR, load || kq > 0);
     }
 }
 

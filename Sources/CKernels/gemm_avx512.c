@@ -55,15 +55,16 @@ AVX512 void tessera_avx512_pack_weight_strips(enum kind kind, const void *W, siz
     PACK_WEIGHTS_BODY(16, __m512i, load_row, _mm512_setzero_si512(), transpose16, _mm512_store_si512, 16, KP_AVX512 * 16)
 }
 
-/* The 6 x 64 micro-kernel body; STEP(acc, x, b) is one multiply-accumulate of 16 lanes. */
-#define MICRO(mr, STEP)                                                                                   \
+/* The 6 x 64 micro-kernel body; STEP(acc, x, b) is one multiply-accumulate of 16 lanes; packed
+   element p of the panel's 16-column strip j at panel + p * ROW + j * STRIP (PACK_WEIGHTS_BODY's). */
+#define MICRO(mr, STEP, ROW, STRIP)                                                                       \
     do {                                                                                                  \
         __m512 c[MR][4];                                                                                  \
         for (int i = 0; i < MR; i++)                                                                      \
             for (int j = 0; j < 4; j++) c[i][j] = _mm512_setzero_ps();                                    \
         for (size_t p = 0; p < kp; p++) {                                                                 \
             __m512 b[4];                                                                                  \
-            for (int j = 0; j < 4; j++) b[j] = _mm512_load_ps((const float *)panel + p * NR + 16 * j);    \
+            for (int j = 0; j < 4; j++) b[j] = _mm512_load_ps((const float *)panel + p * (ROW) + (STRIP) * j); \
             for (int i = 0; i < (mr); i++) {                                                              \
                 __m512 x = _mm512_castsi512_ps(_mm512_set1_epi32((int)a[i * KP_AVX512 + p]));                    \
                 for (int j = 0; j < 4; j++) c[i][j] = STEP(c[i][j], x, b[j]);                             \
@@ -91,14 +92,19 @@ AVX512 void tessera_avx512_pack_weight_strips(enum kind kind, const void *W, siz
 
 AVX512 static void tile_fma(enum kind kind, size_t mr, const uint32_t *a, const uint32_t *panel, size_t kp, float *acc, int load) {
     (void)kind;
-#define FMA_CASE(n) MICRO(n, FMA_STEP)
+#define FMA_CASE(n) MICRO(n, FMA_STEP, NR, 16)
     MR_CASES(FMA_CASE)
 }
 
 AVX512BF16 void tessera_avx512bf16_tile(enum kind kind, size_t mr, const uint32_t *a, const uint32_t *panel, size_t kp, float *acc, int load) {
     if (kind != BF16_PAIRS) { tile_fma(kind, mr, a, panel, kp, acc, load); return; }
-#define DP_CASE(n) MICRO(n, DPBF16_STEP)
+#define DP_CASE(n) MICRO(n, DPBF16_STEP, NR, 16)
     MR_CASES(DP_CASE)
+}
+
+AVX512BF16 void tessera_avx512bf16_tile_strips(size_t mr, const uint32_t *a, const uint32_t *panel, size_t kp, float *acc, int load) {
+#define DP_STRIPS_CASE(n) MICRO(n, DPBF16_STEP, 16, KP_AVX512 * 16)
+    MR_CASES(DP_STRIPS_CASE)
 }
 
 /* Slices of 128 packed elements (a 32 KiB panel slice, which Zen 5's 48 KiB L1 holds with a tile),

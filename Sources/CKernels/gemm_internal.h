@@ -88,5 +88,7 @@ void tessera_avx512_pack_weights(enum kind kind, const void *W, size_t ldw, size
    KP_AVX512 * 16, whatever kp): the 1 KiB tiles amx's tdpbf16ps reads. */
 void tessera_avx512_pack_weight_strips(enum kind kind, const void *W, size_t ldw, size_t rows, size_t e0, size_t kp, uint32_t *panel);
 void tessera_avx512bf16_tile(enum kind kind, size_t mr, const uint32_t *a, const uint32_t *panel, size_t kp, float *acc, int load);
+/* Its BF16 pair product over a panel of tessera_avx512_pack_weight_strips's layout. */
+void tessera_avx512bf16_tile_strips(size_t mr, const uint32_t *a, const uint32_t *panel, size_t kp, float *acc, int load);
 #endif
 #endif
