@@ -37,63 +37,80 @@ AMX static void configure(void) {
     configured = 1;
 }
 
-/* Prefetches step q's activation lines (16 rows a_stride bytes apart; no hardware prefetcher
-   follows a tile load) into L1, if the chunk has that step. */
-#define PREFETCH_STEP(q)                                                                                     \
-    if ((q) < kq)                                                                                            \
-        for (int i = 0; i < 16; i++) _mm_prefetch((const char *)(a + (q)) + i * a_stride, _MM_HINT_T0);
+/* Step s of a run's sequence of steps (16 pairs of a chunk of 16 tokens; ns steps per chunk, the
+   chunks' rows 16 * S elements apart): its first activation row. */
+#define ACTIVATIONS(s) (a + (s) / ns * 16 * S + (s) % ns * 16)
 
-/* Step p's four products with activation tile AC, while the next step's tiles load: its
-   activations into tile AN, its first two weight tiles into 6 and 7 as they come free. */
-#define STEP(AC, AN, p)                                                                                      \
+/* The accumulators of the chunk that ends at step s stored, and the next chunk's loaded (or
+   zeroed) in their place, tile by tile so the next chunk's first products can start. */
+#define NEXT_ACCUMULATORS(s, more)                                                                           \
     {                                                                                                        \
-        int more = (p) + 16 < kq;                                                                            \
-        PREFETCH_STEP((p) + 32)                                                                              \
-        _tile_dpbf16ps(0, AC, 6);                                                                            \
-        _tile_loadd(6, strip[2] + (p) * 16, 64);                                                             \
-        _tile_dpbf16ps(1, AC, 7);                                                                            \
-        _tile_loadd(7, strip[3] + (p) * 16, 64);                                                             \
-        if (more) _tile_loadd(AN, a + (p) + 16, a_stride);                                                   \
-        _tile_dpbf16ps(2, AC, 6);                                                                            \
-        if (more) _tile_loadd(6, strip[0] + ((p) + 16) * 16, 64);                                            \
-        _tile_dpbf16ps(3, AC, 7);                                                                            \
-        if (more) _tile_loadd(7, strip[1] + ((p) + 16) * 16, 64);                                            \
+        float *c = acc + (s) / ns * 16 * NR, *n = c + 16 * NR;                                               \
+        _tile_stored(0, c, ROW_BYTES);                                                                       \
+        if (more) load ? _tile_loadd(0, n, ROW_BYTES) : _tile_zero(0);                                       \
+        _tile_stored(1, c + 16, ROW_BYTES);                                                                  \
+        if (more) load ? _tile_loadd(1, n + 16, ROW_BYTES) : _tile_zero(1);                                  \
+        _tile_stored(2, c + 32, ROW_BYTES);                                                                  \
+        if (more) load ? _tile_loadd(2, n + 32, ROW_BYTES) : _tile_zero(2);                                  \
+        _tile_stored(3, c + 48, ROW_BYTES);                                                                  \
+        if (more) load ? _tile_loadd(3, n + 48, ROW_BYTES) : _tile_zero(3);                                  \
     }
 
-/* acc rows 0..16 (a_stride and acc_stride bytes apart; tiles 0..3: columns 0..16, .., 48..64)
-   (+)= 16 activation rows x the panel's strips over kq pairs (a multiple of 16). One activation
-   tile serves four weight tiles: the activations come from L2, the panel slice from L1. The
-   steps are pipelined: a tile is loaded as soon as the product reading it has been issued, the
-   activations alternating between tiles 4 and 5 (measured against loading each step's tiles
-   before its products, on a Sapphire Rapids class Xeon, one core, interleaved: +10-20%). */
-AMX static inline void chunk16(const uint32_t *a, size_t a_stride, const uint32_t *panel, size_t kq, float *acc, size_t acc_stride,
-                               int load) {
+/* Step s's four products with activation tile AC, while the next step's tiles load: its
+   activations into tile AN, its first two weight tiles into 6 and 7 as they come free (the next
+   step may be the next chunk's first); the activations two steps on are prefetched into L1 (no
+   hardware prefetcher follows a tile load). A chunk's last step then swaps the accumulators. */
+#define STEP(AC, AN)                                                                                         \
+    {                                                                                                        \
+        size_t i = s % ns, next = s + 1, ni = next % ns;                                                     \
+        int more = next < steps;                                                                             \
+        if (s + 2 < steps)                                                                                   \
+            for (int r = 0; r < 16; r++) _mm_prefetch((const char *)ACTIVATIONS(s + 2) + r * A_STRIDE, _MM_HINT_T0); \
+        _tile_dpbf16ps(0, AC, 6);                                                                            \
+        _tile_loadd(6, strip[2] + i * 256, 64);                                                              \
+        _tile_dpbf16ps(1, AC, 7);                                                                            \
+        _tile_loadd(7, strip[3] + i * 256, 64);                                                              \
+        if (more) _tile_loadd(AN, ACTIVATIONS(next), A_STRIDE);                                              \
+        _tile_dpbf16ps(2, AC, 6);                                                                            \
+        if (more) _tile_loadd(6, strip[0] + ni * 256, 64);                                                   \
+        _tile_dpbf16ps(3, AC, 7);                                                                            \
+        if (more) _tile_loadd(7, strip[1] + ni * 256, 64);                                                   \
+        if (ni == 0) NEXT_ACCUMULATORS(s, more)                                                              \
+        s = next;                                                                                            \
+    }
+
+/* acc rows 0..16 * chunks (tiles 0..3: columns 0..16, .., 48..64) (+)= the activation rows x the
+   panel's strips over kq pairs (a multiple of 16). One activation tile serves four weight tiles:
+   the activations come from L2, the panel slice from L1. All the chunks' steps run as one
+   pipelined sequence: a tile is loaded as soon as the product reading it has been issued, the
+   activations alternating between tiles 4 and 5, and a chunk's last step loads the next chunk's
+   first tiles before its accumulators are swapped. Measured on a Sapphire Rapids class Xeon, one
+   core, interleaved: pipelined steps +10-20% over loading each step's tiles before its products;
+   the chunks as one sequence +8% (fast phases of the host) to +20% (slow) over a chunk at a time. */
+AMX static void chunks16(const uint32_t *a, const uint32_t *panel, size_t kq, float *acc, size_t chunks, int load) {
     const uint32_t *strip[4] = {panel, panel + STRIP, panel + 2 * STRIP, panel + 3 * STRIP};
+    size_t ns = kq / 16, steps = chunks * ns, s = 0;
     if (load) {
-        _tile_loadd(0, acc, acc_stride);
-        _tile_loadd(1, acc + 16, acc_stride);
-        _tile_loadd(2, acc + 32, acc_stride);
-        _tile_loadd(3, acc + 48, acc_stride);
+        _tile_loadd(0, acc, ROW_BYTES);
+        _tile_loadd(1, acc + 16, ROW_BYTES);
+        _tile_loadd(2, acc + 32, ROW_BYTES);
+        _tile_loadd(3, acc + 48, ROW_BYTES);
     } else {
         _tile_zero(0);
         _tile_zero(1);
         _tile_zero(2);
         _tile_zero(3);
     }
-    PREFETCH_STEP(16)
-    _tile_loadd(4, a, a_stride);
+    if (steps > 1)
+        for (int r = 0; r < 16; r++) _mm_prefetch((const char *)ACTIVATIONS(1) + r * A_STRIDE, _MM_HINT_T0);
+    _tile_loadd(4, a, A_STRIDE);
     _tile_loadd(6, strip[0], 64);
     _tile_loadd(7, strip[1], 64);
-    size_t p = 0;
-    for (; p + 32 <= kq; p += 32) {
-        STEP(4, 5, p)
-        STEP(5, 4, p + 16)
+    while (s + 2 <= steps) {
+        STEP(4, 5)
+        STEP(5, 4)
     }
-    if (p < kq) STEP(4, 5, p)
-    _tile_stored(0, acc, acc_stride);
-    _tile_stored(1, acc + 16, acc_stride);
-    _tile_stored(2, acc + 32, acc_stride);
-    _tile_stored(3, acc + 48, acc_stride);
+    if (s < steps) STEP(4, 5)
 }
 
 /* The last r < 16 tokens of a block through a zero-padded copy of their rows. */
@@ -106,7 +123,7 @@ AMX static void short_chunk(size_t r, const uint32_t *a, const uint32_t *panel, 
         memcpy(rows[i], a + i * S, kq * 4);
         if (load) memcpy(out[i], acc + i * NR, sizeof out[i]);
     }
-    chunk16(&rows[0][0], sizeof rows[0], panel, kq, &out[0][0], sizeof out[0], load);
+    chunks16(&rows[0][0], panel, kq, &out[0][0], 1, load);
     for (size_t i = 0; i < r; i++) memcpy(acc + i * NR, out[i], sizeof out[i]);
 }
 
@@ -114,8 +131,8 @@ AMX static void block(enum kind kind, size_t rows, const uint32_t *a, const uint
     size_t kq = kind == BF16_PAIRS ? kp / 16 * 16 : 0;
     if (kq > 0) {
         if (!configured) configure();
-        size_t t = 0;
-        for (; t + 16 <= rows; t += 16) chunk16(a + t * S, A_STRIDE, panel, kq, acc + t * NR, ROW_BYTES, load);
+        size_t t = rows / 16 * 16;
+        if (t > 0) chunks16(a, panel, kq, acc, rows / 16, load);
         if (t < rows) short_chunk(rows - t, a + t * S, panel, kq, acc + t * NR, load);
     }
     if (kind != BF16_PAIRS) {
