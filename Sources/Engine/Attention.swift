@@ -117,9 +117,8 @@ struct Attention {
             let vt = UnsafeMutableRawPointer.allocate(byteCount: d * total * es, alignment: 64)
             let packedKeys = UnsafeMutableRawPointer.allocate(byteCount: me.packedBytes(rows: total, k: d), alignment: 64)
             let packedValues = UnsafeMutableRawPointer.allocate(byteCount: me.packedBytes(rows: d, k: total), alignment: 64)
-            let context = UnsafeMutablePointer<Float>.allocate(capacity: most * d)
             defer {
-                scores.deallocate(); probabilities.deallocate(); vt.deallocate(); context.deallocate()
+                scores.deallocate(); probabilities.deallocate(); vt.deallocate()
                 packedKeys.deallocate(); packedValues.deallocate()
             }
             for g in g0..<g1 {
@@ -140,12 +139,13 @@ struct Attention {
                                                bits.map { $0 + r * visible })
                     }
                     let p = me.round ? UnsafeRawPointer(probabilities) : UnsafeRawPointer(scores)
-                    status |= me.product(p, visible, vt, total, packed: packedValues, packedK: total, context, d, rows: rows, cols: d, k: visible)
-                    precondition(status == 0, "out of memory for the attention products' packing buffers")
-                    // A position's heads of this group are adjacent in ctx's [token][head][d].
-                    for t in 0..<positions {
-                        (cp.value + ((t0 + t) * heads + g * hpg) * d).update(from: context + t * hpg * d, count: hpg * d)
+                    // Head j's probabilities are rows j, j + hpg, ..; its context rows go straight
+                    // into ctx's [token][head][d], heads * d apart.
+                    for j in 0..<hpg {
+                        status |= me.product(p + j * visible * es, hpg * visible, vt, total, packed: packedValues, packedK: total,
+                                             cp.value + (t0 * heads + g * hpg + j) * d, heads * d, rows: positions, cols: d, k: visible)
                     }
+                    precondition(status == 0, "out of memory for the attention products' packing buffers")
                     t0 += positions
                 }
             }
