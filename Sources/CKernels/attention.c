@@ -7,6 +7,23 @@
 #include "bf16.h"
 #include "isa_variants.h"
 
+/* Stores of a rotated value v at index i: as a float, as BF16 bits, or both. */
+#define STORE_FLOAT(i, v) dst[i] = (v)
+#define STORE_BITS(i, v) dst_bits[i] = (uint16_t)(round_bf16_bits(v) >> 16)
+#define STORE_BOTH(i, v) (STORE_FLOAT(i, v), STORE_BITS(i, v))
+/* One loop per output form, so that no store is predicated on which outputs there are. */
+#define ROTATE(STORE)                                                                                        \
+    {                                                                                                        \
+        for (size_t i = 0; i < half; i++) {                                                                  \
+            float a = src[i], b = src[i + half];                                                             \
+            float x = a * c[i] - b * s[i], y = b * c[i] + a * s[i];                                          \
+            if (round) x = round_bf16(x), y = round_bf16(y);                                                 \
+            STORE(i, x);                                                                                     \
+            STORE(i + half, y);                                                                              \
+        }                                                                                                    \
+        for (size_t i = 2 * half; i < d; i++) STORE(i, src[i]);                                              \
+    }
+
 /* dst = src (d values) with RoPE on pairs (i, i + half) for i < half, rounded to BF16 when
    `round`; the values past 2 * half are copied. Either output may be NULL: dst gets floats,
    dst_bits the BF16 bits of the same values (a BF16 run's values are BF16 already, so exact). */
@@ -15,17 +32,9 @@ BODY void rotate_body(const float *src, size_t d, size_t half, const float *c, c
 #if defined(__clang__)
 #pragma clang fp contract(off) /* x = a c - b s as two roundings and a subtraction, on every class */
 #endif
-    for (size_t i = 0; i < half; i++) {
-        float a = src[i], b = src[i + half];
-        float x = a * c[i] - b * s[i], y = b * c[i] + a * s[i];
-        if (round) { x = round_bf16(x); y = round_bf16(y); }
-        if (dst) { dst[i] = x; dst[i + half] = y; }
-        if (dst_bits) { dst_bits[i] = (uint16_t)(round_bf16_bits(x) >> 16); dst_bits[i + half] = (uint16_t)(round_bf16_bits(y) >> 16); }
-    }
-    for (size_t i = 2 * half; i < d; i++) {
-        if (dst) dst[i] = src[i];
-        if (dst_bits) dst_bits[i] = (uint16_t)(round_bf16_bits(src[i]) >> 16);
-    }
+    if (dst && dst_bits) ROTATE(STORE_BOTH)
+    else if (dst) ROTATE(STORE_FLOAT)
+    else if (dst_bits) ROTATE(STORE_BITS)
 }
 
 BODY void split_body(tessera_attention_shape sh, const float *qkv, size_t t0, size_t t1, const float *cos_table,
