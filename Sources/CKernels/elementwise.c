@@ -32,33 +32,42 @@ BODY void add_bias_body(float *y, size_t rows, size_t width, const float *bias) 
         for (size_t i = 0; i < width; i++) y[r * width + i] += bias[i];
 }
 
+/* A normalised row's stores: as BF16 bits, rounded floats or floats, with or without beta, one
+   loop each (a condition inside the loop would be turned into predicated loads and stores).
+   Without beta the sum still adds 0, as with a zero beta, so -0 becomes +0 the same way. */
+#define NORM_LOOP_PLAIN(store) for (size_t i = 0; i < width; i++) { float v = (row[i] - mean) * inv * gamma[i] + 0.0f; store; }
+#define NORM_LOOP_BETA(store) for (size_t i = 0; i < width; i++) { float v = (row[i] - mean) * inv * gamma[i] + beta[i]; store; }
+#define NORM_STORES(LOOP)                                                                          \
+    if (out_bf16) LOOP(out_bf16[r * width + i] = (uint16_t)(round_bf16_bits(v) >> 16))             \
+    else if (round) LOOP(out[r * width + i] = round_bf16(v))                                        \
+    else LOOP(out[r * width + i] = v)
+
+/* The mean (0 for RMS) and the mean square deviation of a row, summed in vector lanes (the only
+   reassociation: the normalisation itself is evaluated as written). */
+BODY void moments_body(const float *row, size_t width, int rms, float *mean_out, float *var_out) {
+#if defined(__clang__)
+#pragma clang fp reassociate(on)
+#endif
+    float mean = 0;
+    if (!rms) {
+        for (size_t i = 0; i < width; i++) mean += row[i];
+        mean /= (float)width;
+    }
+    float var = 0;
+    for (size_t i = 0; i < width; i++) { float d = row[i] - mean; var += d * d; }
+    *mean_out = mean;
+    *var_out = var / (float)width;
+}
+
 BODY void norm_body(const float *x, size_t rows, size_t width, const float *gamma, const float *beta, float eps, int rms, int round,
                     float *out, uint16_t *out_bf16) {
-#if defined(__clang__)
-#pragma clang fp reassociate(on) /* vectorised sums */
-#endif
     for (size_t r = 0; r < rows; r++) {
         const float *row = x + r * width;
-        float mean = 0;
-        if (!rms) {
-            for (size_t i = 0; i < width; i++) mean += row[i];
-            mean /= (float)width;
-        }
-        float var = 0;
-        for (size_t i = 0; i < width; i++) { float d = row[i] - mean; var += d * d; }
-        var /= (float)width;
+        float mean, var;
+        moments_body(row, width, rms, &mean, &var);
         float inv = 1.0f / sqrtf(var + eps);
-        if (out_bf16) {
-            uint16_t *o = out_bf16 + r * width;
-            for (size_t i = 0; i < width; i++)
-                o[i] = (uint16_t)(round_bf16_bits((row[i] - mean) * inv * gamma[i] + (beta ? beta[i] : 0.0f)) >> 16);
-        } else {
-            float *o = out + r * width;
-            for (size_t i = 0; i < width; i++) {
-                float v = (row[i] - mean) * inv * gamma[i] + (beta ? beta[i] : 0.0f);
-                o[i] = round ? round_bf16(v) : v;
-            }
-        }
+        if (beta) NORM_STORES(NORM_LOOP_BETA)
+        else NORM_STORES(NORM_LOOP_PLAIN)
     }
 }
 
