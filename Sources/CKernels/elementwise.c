@@ -103,14 +103,38 @@ ISA_VARIANTS(norm, (const float *x, size_t rows, size_t width, const float *gamm
 ISA_VARIANTS(activation, (int kind, const float *y, size_t rows, size_t f, int gated, int round, float *out, uint16_t *out_bf16),
              activation_body, (kind, y, rows, f, gated, round, out, out_bf16))
 
-/* e^x for x <= 0 (arguments of a max-subtracted softmax): 2^n * p(r), r = x - n ln 2,
-   |r| <= ln2/2, p a degree-7 Taylor polynomial (relative error below 2e-7); 0 below -87. */
-static inline float exp_nonpositive(float x) {
-    float c = x < -87.0f ? -87.0f : x;
-    float n = __builtin_rintf(c * 1.44269504088896341f);
-    float r = c - n * 0.693145751953125f;
+#define LANES 16
+/* Vectors of 16 lanes, split by the compiler into the class's registers. Their helpers are
+   inlined into each class's variant, so no vector crosses a call (-Wpsabi warns about calls
+   between classes with different vector registers). */
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wpsabi"
+#endif
+typedef float lanes_f32 __attribute__((ext_vector_type(LANES)));
+typedef int32_t lanes_i32 __attribute__((ext_vector_type(LANES)));
+
+BODY lanes_f32 load_lanes(const float *p) {
+    lanes_f32 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* The first n (< LANES) values at p in lanes 0..n, `fill` in the others. */
+BODY lanes_f32 load_first(const float *p, size_t n, float fill) {
+    float v[LANES];
+    for (size_t j = 0; j < LANES; j++) v[j] = j < n ? p[j] : fill;
+    return load_lanes(v);
+}
+
+/* e^x for x <= 0 (arguments of a max-subtracted softmax), lane by lane: 2^n * p(r),
+   r = x - n ln 2, |r| <= ln2/2, p a degree-7 Taylor polynomial (relative error below 2e-7);
+   0 below -87 (and for -infinity). */
+BODY lanes_f32 exp_nonpositive(lanes_f32 x) {
+    lanes_f32 c = x < -87.0f ? (lanes_f32)-87.0f : x;
+    lanes_f32 n = __builtin_elementwise_rint(c * 1.44269504088896341f);
+    lanes_f32 r = c - n * 0.693145751953125f;
     r = r - n * 1.428606765330187045e-06f;
-    float p = 1.0f / 5040;
+    lanes_f32 p = 1.0f / 5040;
     p = p * r + 1.0f / 720;
     p = p * r + 1.0f / 120;
     p = p * r + 1.0f / 24;
@@ -118,28 +142,37 @@ static inline float exp_nonpositive(float x) {
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, 4);
-    return x < -87.0f ? 0.0f : p * scale;
+    lanes_f32 scale = (lanes_f32)((__builtin_convertvector(n, lanes_i32) + 127) << 23);
+    return x < -87.0f ? (lanes_f32)0.0f : p * scale;
 }
 
-#define LANES 16
 /* Softmax of scale * row[0..visible) in place, row[visible..total) set to 0 (or, with out_bf16,
    as BF16 bits there, the row left holding scratch). Maximum and sum run in 16 fixed lanes
-   (position mod 16) summed in lane order, so the result depends on the row alone. */
+   (position mod 16; a short last group padded with -infinity, whose e^x is 0) summed in lane
+   order, so the result depends on the row alone. The lanes are a vector of the class's width. */
 BODY void softmax_body(float *row, size_t visible, size_t total, float scale, int round, uint16_t *out_bf16) {
-    float mx[LANES], sum[LANES];
-    for (size_t j = 0; j < LANES; j++) { mx[j] = -INFINITY; sum[j] = 0; }
-    size_t full = visible / LANES * LANES;
-    for (size_t s = 0; s < full; s += LANES)
-        for (size_t j = 0; j < LANES; j++) { float v = row[s + j] * scale; mx[j] = v > mx[j] ? v : mx[j]; }
-    for (size_t s = full; s < visible; s++) { float v = row[s] * scale; mx[s - full] = v > mx[s - full] ? v : mx[s - full]; }
+    size_t full = visible / LANES * LANES, rest = visible - full;
+    lanes_f32 mx = -INFINITY, sum = 0;
+    for (size_t s = 0; s < full; s += LANES) {
+        lanes_f32 v = load_lanes(row + s) * scale;
+        mx = v > mx ? v : mx;
+    }
+    if (rest > 0) {
+        lanes_f32 v = load_first(row + full, rest, -INFINITY) * scale;
+        mx = v > mx ? v : mx;
+    }
     float m = mx[0];
     for (size_t j = 1; j < LANES; j++) m = mx[j] > m ? mx[j] : m;
-    for (size_t s = 0; s < full; s += LANES)
-        for (size_t j = 0; j < LANES; j++) { float e = exp_nonpositive(row[s + j] * scale - m); row[s + j] = e; sum[j] += e; }
-    for (size_t s = full; s < visible; s++) { float e = exp_nonpositive(row[s] * scale - m); row[s] = e; sum[s - full] += e; }
+    for (size_t s = 0; s < full; s += LANES) {
+        lanes_f32 e = exp_nonpositive(load_lanes(row + s) * scale - m);
+        memcpy(row + s, &e, sizeof e);
+        sum += e;
+    }
+    if (rest > 0) {
+        lanes_f32 e = exp_nonpositive(load_first(row + full, rest, -INFINITY) * scale - m);
+        memcpy(row + full, &e, rest * sizeof(float));
+        sum += e;
+    }
     float total_sum = 0;
     for (size_t j = 0; j < LANES; j++) total_sum += sum[j];
     float inv = 1.0f / total_sum;
