@@ -317,9 +317,10 @@ int tessera_gemm_packed_epilogue_nt(int isa, const void *A, size_t lda, int bf16
     return packed_product(isa, A, lda, bf16, packed, &w, w_is_bf16, C, ldc, T, N, K, accumulate, 1, epilogue);
 }
 
-/* C (+)= A W^T, activations packed a block of tokens at a time into this thread's buffer. */
+/* C (+)= A W^T (rounded to BF16 when round_output), activations packed a block of tokens at a time
+   into this thread's buffer. */
 static int gemm(int isa, int bf16, const void *A, size_t lda, const struct weights *w, int w_is_bf16, float *C, size_t ldc,
-                size_t T, size_t N, size_t K, int accumulate) {
+                size_t T, size_t N, size_t K, int accumulate, int round_output) {
     if (T == 0 || N == 0) return 0;
     enum kind kind = kind_for(isa, bf16, w_is_bf16);
     size_t E = elements(kind, K), mc = block_tokens(ops_for(isa), E), a_es = bf16 ? 2 : 4;
@@ -334,7 +335,7 @@ static int gemm(int isa, int bf16, const void *A, size_t lda, const struct weigh
         size_t m1 = T - m0 < mc ? T : m0 + mc, rows = m1 - m0;
         const char *a = (const char *)A + m0 * lda * a_es;
         tessera_gemm_pack_activations(isa, a, lda, rows, K, bf16, 0, rows, packed_a);
-        if (packed_product(isa, a, lda, bf16, packed_a, w, w_is_bf16, C + m0 * ldc, ldc, rows, N, K, accumulate, 0, NULL) != 0) return -1;
+        if (packed_product(isa, a, lda, bf16, packed_a, w, w_is_bf16, C + m0 * ldc, ldc, rows, N, K, accumulate, round_output, NULL) != 0) return -1;
     }
     return 0;
 }
@@ -342,13 +343,13 @@ static int gemm(int isa, int bf16, const void *A, size_t lda, const struct weigh
 int tessera_gemm_bf16_nt(int isa, const uint16_t *A, size_t lda, const uint16_t *W, size_t ldw, float *C, size_t ldc,
                          size_t T, size_t N, size_t K, int accumulate) {
     struct weights w = {W, ldw, NULL, 0};
-    return gemm(isa, 1, A, lda, &w, 1, C, ldc, T, N, K, accumulate);
+    return gemm(isa, 1, A, lda, &w, 1, C, ldc, T, N, K, accumulate, 0);
 }
 
 int tessera_gemm_f32_nt(int isa, const float *A, size_t lda, const void *W, int w_is_bf16, size_t ldw, float *C, size_t ldc,
                         size_t T, size_t N, size_t K, int accumulate) {
     struct weights w = {W, ldw, NULL, 0};
-    return gemm(isa, 0, A, lda, &w, w_is_bf16, C, ldc, T, N, K, accumulate);
+    return gemm(isa, 0, A, lda, &w, w_is_bf16, C, ldc, T, N, K, accumulate, 0);
 }
 
 /* Packed elements of one panel of W's packing: every slice of K inputs, each a whole slice long. */
@@ -372,8 +373,8 @@ void tessera_gemm_pack_weights(int isa, const void *W, size_t ldw, int w_is_bf16
 }
 
 int tessera_gemm_prepacked_nt(int isa, int bf16, const void *A, size_t lda, const void *W, int w_is_bf16, size_t ldw, const void *packed_w,
-                              size_t packed_k, float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate) {
+                              size_t packed_k, float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate, int round_output) {
     if (K > packed_k) return -1;
     struct weights w = {W, ldw, packed_w, panel_elements(isa, packed_k, bf16)};
-    return gemm(isa, bf16, A, lda, &w, w_is_bf16, C, ldc, T, N, K, accumulate);
+    return gemm(isa, bf16, A, lda, &w, w_is_bf16, C, ldc, T, N, K, accumulate, round_output);
 }

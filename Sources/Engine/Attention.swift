@@ -94,10 +94,12 @@ struct Attention {
     func packedBytes(rows n: Int, k: Int) -> Int { tessera_gemm_packed_weights_bytes(kernels.isa, n, k, bf16Operands) }
 
     /// `c = a w^T` over the first `k` inputs of `w`'s packing of `packedK` inputs (`w` itself is
-    /// read only for an odd last BF16 input), with the bits of the same product unpacked.
+    /// read only for an odd last BF16 input), with the bits of the same product unpacked; rounded
+    /// to BF16 (kept in FP32) when `round`.
     func product(_ a: UnsafeRawPointer, _ lda: Int, _ w: UnsafeRawPointer, _ ldw: Int, packed: UnsafeRawPointer, packedK: Int,
-                 _ c: UnsafeMutablePointer<Float>, _ ldc: Int, rows: Int, cols: Int, k: Int) -> Int32 {
-        tessera_gemm_prepacked_nt(kernels.isa, bf16Operands, a, lda, w, bf16Operands, ldw, packed, packedK, c, ldc, rows, cols, k, 0)
+                 _ c: UnsafeMutablePointer<Float>, _ ldc: Int, rows: Int, cols: Int, k: Int, round: Bool = false) -> Int32 {
+        tessera_gemm_prepacked_nt(kernels.isa, bf16Operands, a, lda, w, bf16Operands, ldw, packed, packedK, c, ldc, rows, cols, k, 0,
+                                  round ? 1 : 0)
     }
 
     /// Per query group, in blocks of query positions that see only the keys up to their last one:
@@ -140,10 +142,11 @@ struct Attention {
                     }
                     let p = me.round ? UnsafeRawPointer(probabilities) : UnsafeRawPointer(scores)
                     // Head j's probabilities are rows j, j + hpg, ..; its context rows go straight
-                    // into ctx's [token][head][d], heads * d apart.
+                    // into ctx's [token][head][d], heads * d apart (a BF16 run's rounded to BF16).
                     for j in 0..<hpg {
                         status |= me.product(p + j * visible * es, hpg * visible, vt, total, packed: packedValues, packedK: total,
-                                             cp.value + (t0 * heads + g * hpg + j) * d, heads * d, rows: positions, cols: d, k: visible)
+                                             cp.value + (t0 * heads + g * hpg + j) * d, heads * d, rows: positions, cols: d, k: visible,
+                                             round: me.round)
                     }
                     precondition(status == 0, "out of memory for the attention products' packing buffers")
                     t0 += positions
@@ -204,7 +207,6 @@ extension Model {
                 unit.attend(o, tokens: T, start: start, into: ctx)
             }
         }
-        if unit.round { kernels.roundToBF16(ctx, T * unit.heads * unit.d) }
         return (keys, values)
     }
 }

@@ -200,8 +200,8 @@ func epiloguesInTheStoreAreTheElementwiseSteps(path: KernelPath) {
 }
 
 /// Weights packed once (attention's keys and values) give, for any first rows and first inputs
-/// of the packing, the bits of the plain product of those rows and inputs; more inputs than were
-/// packed are refused.
+/// of the packing, the bits of the plain product of those rows and inputs (rounded to BF16 when
+/// asked: the same results rounded); more inputs than were packed are refused.
 @Test(arguments: try requireCases(KernelPath.supported, "kernel paths"))
 func prepackedWeightsGiveThePlainProductsBits(path: KernelPath) {
     let o = Operands((t: 70, n: 130, k: 300)), isa = EngineTests.isa(path)
@@ -220,13 +220,20 @@ func prepackedWeightsGiveThePlainProductsBits(path: KernelPath) {
                               : tessera_gemm_f32_nt(isa, a.assumingMemoryBound(to: Float.self), o.lda, w, wBF16, o.ldw, c.baseAddress!, o.ldc, o.t, n, k, 0)
                 }
                 let prepackedStatus = prepacked.withUnsafeMutableBufferPointer { c in
-                    tessera_gemm_prepacked_nt(isa, bf16, a, o.lda, w, wBF16, o.ldw, packed, o.k, c.baseAddress!, o.ldc, o.t, n, k, 0)
+                    tessera_gemm_prepacked_nt(isa, bf16, a, o.lda, w, wBF16, o.ldw, packed, o.k, c.baseAddress!, o.ldc, o.t, n, k, 0, 0)
                 }
                 #expect(status == 0 && prepackedStatus == 0)
                 expectIdentical(prepacked, plain, "\(product) first \(n) rows and \(k) inputs of a \(o.n)x\(o.k) packing on \(path)")
+                // Rounded in the product's store: the plain product's results rounded to BF16.
+                var rounded = [Float](repeating: 0, count: o.t * o.ldc)
+                let roundedStatus = rounded.withUnsafeMutableBufferPointer { c in
+                    tessera_gemm_prepacked_nt(isa, bf16, a, o.lda, w, wBF16, o.ldw, packed, o.k, c.baseAddress!, o.ldc, o.t, n, k, 0, 1)
+                }
+                #expect(roundedStatus == 0)
+                expectIdentical(rounded, plain.map(\.bfloat16Rounded), "\(product) \(n)x\(k) rounded on \(path)")
             }
             var c = [Float](repeating: 0, count: o.t * o.ldc)
-            #expect(tessera_gemm_prepacked_nt(isa, bf16, a, o.lda, w, wBF16, o.ldw, packed, o.k, &c, o.ldc, o.t, o.n, o.k + 1, 0) == -1,
+            #expect(tessera_gemm_prepacked_nt(isa, bf16, a, o.lda, w, wBF16, o.ldw, packed, o.k, &c, o.ldc, o.t, o.n, o.k + 1, 0, 0) == -1,
                     "more inputs than were packed must be refused")
         }
         switch product {

@@ -74,12 +74,13 @@ int tessera_gemm_packed_epilogue_nt(int isa, const void *A, size_t lda, int bf16
    queries reads): the bytes of the packing of W's N rows of K inputs (BF16 products when bf16 != 0,
    else FP32 with w_is_bf16 as in tessera_gemm_f32_nt), and the packing itself. Then C (+)= A W^T
    for the first N rows and first K inputs of a packing of packed_k >= K inputs, with the bits of
-   tessera_gemm_bf16_nt (bf16 != 0) or tessera_gemm_f32_nt; W is still read for an odd K's last
-   BF16 input. Returns 0, -1 when K > packed_k or the per-thread buffers cannot be allocated. */
+   tessera_gemm_bf16_nt (bf16 != 0) or tessera_gemm_f32_nt, rounded to BF16 (kept in FP32) when
+   round_output, as tessera_gemm_packed_nt rounds; W is still read for an odd K's last BF16 input.
+   Returns 0, -1 when K > packed_k or the per-thread buffers cannot be allocated. */
 size_t tessera_gemm_packed_weights_bytes(int isa, size_t N, size_t K, int bf16);
 void tessera_gemm_pack_weights(int isa, const void *W, size_t ldw, int w_is_bf16, size_t N, size_t K, int bf16, void *packed);
 int tessera_gemm_prepacked_nt(int isa, int bf16, const void *A, size_t lda, const void *W, int w_is_bf16, size_t ldw, const void *packed_w,
-                              size_t packed_k, float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate);
+                              size_t packed_k, float *C, size_t ldc, size_t T, size_t N, size_t K, int accumulate, int round_output);
 
 /* Widens n BF16 bit patterns to floats (exactly). */
 void tessera_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
