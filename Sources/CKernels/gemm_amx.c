@@ -18,6 +18,7 @@
 #define A_STRIDE (S * 4)     /* bytes between activation rows */
 #define ROW_BYTES (NR * 4)   /* bytes between accumulator rows */
 #define STRIP (S * 16)       /* packed elements between a panel slice's 16-column strips */
+#define TILE (16 * 16)       /* packed elements of a weight tile: 16 pairs x 16 columns of a strip */
 
 /* The tile configuration (palette 1): every one of the 8 tiles 16 rows x 64 bytes. */
 struct tile_config {
@@ -67,14 +68,14 @@ AMX static void configure(void) {
         if (s + 2 < steps)                                                                                   \
             for (int r = 0; r < 16; r++) _mm_prefetch((const char *)ACTIVATIONS(s + 2) + r * A_STRIDE, _MM_HINT_T0); \
         _tile_dpbf16ps(0, AC, 6);                                                                            \
-        _tile_loadd(6, strip[2] + i * 256, 64);                                                              \
+        _tile_loadd(6, strip[2] + i * TILE, 64);                                                             \
         _tile_dpbf16ps(1, AC, 7);                                                                            \
-        _tile_loadd(7, strip[3] + i * 256, 64);                                                              \
+        _tile_loadd(7, strip[3] + i * TILE, 64);                                                             \
         if (more) _tile_loadd(AN, ACTIVATIONS(next), A_STRIDE);                                              \
         _tile_dpbf16ps(2, AC, 6);                                                                            \
-        if (more) _tile_loadd(6, strip[0] + ni * 256, 64);                                                   \
+        if (more) _tile_loadd(6, strip[0] + ni * TILE, 64);                                                  \
         _tile_dpbf16ps(3, AC, 7);                                                                            \
-        if (more) _tile_loadd(7, strip[1] + ni * 256, 64);                                                   \
+        if (more) _tile_loadd(7, strip[1] + ni * TILE, 64);                                                  \
         if (ni == 0) NEXT_ACCUMULATORS(s, more)                                                              \
         s = next;                                                                                            \
     }
