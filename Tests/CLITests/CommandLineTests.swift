@@ -108,6 +108,24 @@ import Testing
     #expect(try run(["forward", path, "--input", batch, "--max-memory", "1G"]).status == 0)
 }
 
+/// The JSON Schemas that name a kernel path list every path the engine has (the list its own
+/// refusal of an unknown path gives), so a record from any CPU validates.
+@Test func schemasListEveryKernelPath() throws {
+    let refusal = try run(["forward", try legacyFixture(), "--tokens", "1"], environment: ["TESSERA_ISA": "sse9"])
+    #expect(refusal.status == 2)
+    let message = refusal.stderr
+    let listed = try #require(message.range(of: "use one of ").map { message[$0.upperBound...].prefix { $0 != "[" && $0 != "\n" } })
+    let paths = try requireCases(listed.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }, "kernel paths", atLeast: 2)
+    let schemas = URL(fileURLWithPath: Fixtures.root).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Schemas")
+    for name in try requireCases(["forward.schema.json", "conversation.schema.json"], "schemas") {
+        let schema = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: schemas.appendingPathComponent(name))) as? [String: Any])
+        let properties = try #require(schema["properties"] as? [String: Any])
+        let kernelPath = try #require(properties["kernel_path"] as? [String: Any], "\(name)")
+        let allowed = try #require(kernelPath["enum"] as? [String], "\(name)")
+        #expect(allowed.sorted() == paths.sorted(), "\(name) lists \(allowed), the engine has \(paths)")
+    }
+}
+
 /// A kernel path that is unknown, or that the CPU lacks (TESSERA_ISA_LIMIT makes this CPU look
 /// like an AVX2-only one), is refused with exit 2 and a message naming the paths it supports;
 /// --timing names the CPU and the path; --threads must be positive.
