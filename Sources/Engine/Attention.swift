@@ -59,8 +59,8 @@ struct Attention {
     }
 
     /// Splits qkv rows into queries [group][token][head of the group][d] (a group's rows one
-    /// matrix; BF16 bits in a BF16 run, else floats) and keys and values [position][group][d] at
-    /// positions start..<start+T (keys also as BF16 bits in a BF16 run), rotating queries and keys.
+    /// matrix) and keys and values [position][group][d] at positions start..<start+T, rotating
+    /// queries and keys, in the operands' form (BF16 bits in a BF16 run, else floats).
     func split(_ qkv: UnsafePointer<Float>, tokens T: Int, start: Int, rope tables: RopeTables, into o: AttentionOperands) {
         tables.cos.withUnsafeBufferPointer { cb in
             tables.sin.withUnsafeBufferPointer { sb in
@@ -69,8 +69,7 @@ struct Attention {
                 let geometry = shape(tokens: T, start: start)
                 kernels.parallel(T, granule: 8) { t0, t1 in
                     let o = out.value
-                    tessera_attention_split(isa, geometry, src.value, t0, t1, cp.value, sp.value, o.queryFloats, o.queryBits,
-                                            o.keys, o.keyBits, o.values)
+                    tessera_attention_split(isa, geometry, src.value, t0, t1, cp.value, sp.value, o.queries, o.keys, o.values)
                 }
             }
         }
@@ -109,8 +108,8 @@ struct Attention {
     /// sums the same inputs in the same order as a head at a time would.
     func attend(_ o: AttentionOperands, tokens T: Int, start: Int, into ctx: UnsafeMutablePointer<Float>) {
         let total = start + T, scale = 1 / Float(d).squareRoot()
-        let (qp, kp, vp, cp, me) = (UncheckedSendable(o.queryOperand), UncheckedSendable(o.keyOperand), UncheckedSendable(UnsafePointer(o.values)),
-                                    UncheckedSendable(ctx), self)
+        let (qp, kp, vp, cp, me) = (UncheckedSendable(UnsafeRawPointer(o.queries)), UncheckedSendable(UnsafeRawPointer(o.keys)),
+                                    UncheckedSendable(UnsafeRawPointer(o.values)), UncheckedSendable(ctx), self)
         kernels.parallel(groups) { g0, g1 in
             let (d, heads, groups, hpg, es) = (me.d, me.heads, me.groups, me.hpg, me.operandBytes)
             let most = Self.block * hpg
@@ -155,25 +154,19 @@ struct Attention {
         }
     }
 
-    /// Group `g`'s values of all positions as [d][total] operands (BF16 bits in a BF16 run: the
-    /// values are BF16 values already, so their high halves are exact).
-    func transpose(values: UnsafePointer<Float>, group g: Int, total: Int, into vt: UnsafeMutableRawPointer) {
+    /// Group `g`'s values of all positions ([position][group][d] operands) as [d][total] operands.
+    func transpose(values: UnsafeRawPointer, group g: Int, total: Int, into vt: UnsafeMutableRawPointer) {
         tessera_attention_values_t(kernels.isa, values, total, groups, d, g, round ? 1 : 0, vt)
     }
 }
 
-/// One sequence's attention operands for a step: queries (BF16 bits in a BF16 run, else floats),
-/// keys of every position (floats, and BF16 bits in a BF16 run) and values of every position.
+/// One sequence's attention operands for a step, in the form the products read (BF16 bits in a
+/// BF16 run, floats in an FP32 run; see `Attention.operandBytes`): queries [group][token][head of
+/// the group][d], keys and values of every position [position][group][d].
 struct AttentionOperands {
-    let queryFloats: UnsafeMutablePointer<Float>?
-    let queryBits: UnsafeMutablePointer<UInt16>?
-    let keys: UnsafeMutablePointer<Float>
-    let keyBits: UnsafeMutablePointer<UInt16>?
-    let values: UnsafeMutablePointer<Float>
-
-    /// The queries and keys as the products read them.
-    var queryOperand: UnsafeRawPointer { queryBits.map { UnsafeRawPointer($0) } ?? UnsafeRawPointer(queryFloats!) }
-    var keyOperand: UnsafeRawPointer { keyBits.map { UnsafeRawPointer($0) } ?? UnsafeRawPointer(keys) }
+    let queries: UnsafeMutableRawPointer
+    let keys: UnsafeMutableRawPointer
+    let values: UnsafeMutableRawPointer
 }
 
 /// RoPE's cos and sin per new position and rotary frequency ([position][frequency]).
@@ -185,28 +178,31 @@ struct RopeTables {
 extension Model {
     /// Attention of one sequence's new positions `start..<start+T` given the keys and values of
     /// `past` positions `0..<start`; writes the context and returns the keys and values of all
-    /// positions.
+    /// positions, in the run's form.
     func attention(_ unit: Attention, _ qkv: UnsafePointer<Float>, tokens T: Int, start: Int,
-                   past: (cache: KVCache, layer: Int, count: Int)?, rope: RopeTables, into ctx: UnsafeMutablePointer<Float>) -> ([Float], [Float]) {
-        let total = start + T, kv = total * unit.groups * unit.d, queries = T * unit.heads * unit.d
-        // Positions before `start` come from the cache, the rest from qkv. The queries and the keys'
-        // BF16 bits are scratch of this step; the keys and values are returned.
-        var keys = Kernels.uninitialized(Float.self, kv), values = Kernels.uninitialized(Float.self, kv)
-        let queryFloats = unit.round ? nil : UnsafeMutablePointer<Float>.allocate(capacity: queries)
-        let queryBits = unit.round ? UnsafeMutablePointer<UInt16>.allocate(capacity: queries) : nil
-        let keyBits = unit.round ? UnsafeMutablePointer<UInt16>.allocate(capacity: kv) : nil
-        defer { queryFloats?.deallocate(); queryBits?.deallocate(); keyBits?.deallocate() }
-        keys.withUnsafeMutableBufferPointer { kb in
-            values.withUnsafeMutableBufferPointer { vb in
-                let o = AttentionOperands(queryFloats: queryFloats, queryBits: queryBits, keys: kb.baseAddress!, keyBits: keyBits,
-                                          values: vb.baseAddress!)
-                if let past {
-                    past.cache.copy(layer: past.layer, first: past.count, keys: o.keys, values: o.values, keyBits: o.keyBits, kernels: kernels)
+                   past: (cache: KVCache, layer: Int, count: Int)?, rope: RopeTables, into ctx: UnsafeMutablePointer<Float>) -> LayerKV {
+        let total = start + T, kv = total * unit.groups * unit.d
+        let queries = UnsafeMutableRawPointer.allocate(byteCount: T * unit.heads * unit.d * unit.operandBytes, alignment: 64)
+        defer { queries.deallocate() }
+        // Positions before `start` come from the cache, the rest from qkv. The queries are scratch
+        // of this step; the keys and values are returned.
+        func run<Element: BitwiseCopyable>(_: Element.Type) -> (keys: [Element], values: [Element]) {
+            var keys = Kernels.uninitialized(Element.self, kv), values = Kernels.uninitialized(Element.self, kv)
+            keys.withUnsafeMutableBytes { kb in
+                values.withUnsafeMutableBytes { vb in
+                    let o = AttentionOperands(queries: queries, keys: kb.baseAddress!, values: vb.baseAddress!)
+                    if let past { past.cache.copy(layer: past.layer, first: past.count, into: o, bf16: unit.round, kernels: kernels) }
+                    unit.split(qkv, tokens: T, start: start, rope: rope, into: o)
+                    unit.attend(o, tokens: T, start: start, into: ctx)
                 }
-                unit.split(qkv, tokens: T, start: start, rope: rope, into: o)
-                unit.attend(o, tokens: T, start: start, into: ctx)
             }
+            return (keys, values)
         }
-        return (keys, values)
+        if unit.round {
+            let (keys, values) = run(UInt16.self)
+            return .bf16(keys: keys, values: values)
+        }
+        let (keys, values) = run(Float.self)
+        return .fp32(keys: keys, values: values)
     }
 }

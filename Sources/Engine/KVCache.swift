@@ -18,38 +18,48 @@ public struct KVCache: Sendable {
     init(count: Int) { self.count = count }
 
     /// Stores one layer's keys and values.
-    mutating func append(keys k: [Float], values v: [Float], bf16: Bool) {
-        if bf16 {
-            keys16.append(Self.bits(k))
-            values16.append(Self.bits(v))
-        } else {
+    mutating func append(_ layer: LayerKV) {
+        switch layer {
+        case .bf16(let k, let v):
+            keys16.append(k)
+            values16.append(v)
+        case .fp32(let k, let v):
             keys.append(k)
             values.append(v)
         }
     }
 
-    static func bits(_ x: [Float]) -> [UInt16] {
-        var out = [UInt16](repeating: 0, count: x.count)
-        x.withUnsafeBufferPointer { xb in
-            out.withUnsafeMutableBufferPointer { tessera_f32_to_bf16(KernelPath.best.isa, xb.baseAddress!, $0.baseAddress!, x.count) }
-        }
-        return out
-    }
-
-    /// Writes the first `n` values of layer `layer` into `k` and `v` (FP32), and the keys' BF16
-    /// bits into `keyBits` when given (straight from a BF16 cache, which holds exactly those).
-    func copy(layer: Int, first n: Int, keys k: UnsafeMutablePointer<Float>, values v: UnsafeMutablePointer<Float>,
-              keyBits: UnsafeMutablePointer<UInt16>? = nil, kernels: Kernels) {
+    /// Writes the first `n` keys and values of layer `layer` into `o`'s keys and values, as BF16
+    /// bits when `bf16`, else as floats: straight from a cache of that form; from the other form
+    /// widened (exactly) or rounded to the nearest BF16.
+    func copy(layer: Int, first n: Int, into o: AttentionOperands, bf16: Bool, kernels: Kernels) {
         if !keys16.isEmpty {
-            keys16[layer].withUnsafeBufferPointer { kb in
-                kernels.widen(kb.baseAddress!, into: k, n)
-                keyBits?.update(from: kb.baseAddress!, count: n)
+            for (held, into) in [(keys16[layer], o.keys), (values16[layer], o.values)] {
+                held.withUnsafeBufferPointer { h in
+                    if bf16 {
+                        into.copyMemory(from: h.baseAddress!, byteCount: n * MemoryLayout<UInt16>.stride)
+                    } else {
+                        kernels.widen(h.baseAddress!, into: into.assumingMemoryBound(to: Float.self), n)
+                    }
+                }
             }
-            values16[layer].withUnsafeBufferPointer { kernels.widen($0.baseAddress!, into: v, n) }
         } else {
-            keys[layer].withUnsafeBufferPointer { k.update(from: $0.baseAddress!, count: n) }
-            values[layer].withUnsafeBufferPointer { v.update(from: $0.baseAddress!, count: n) }
-            if let keyBits { kernels.toBF16(k, keyBits, n) }
+            for (held, into) in [(keys[layer], o.keys), (values[layer], o.values)] {
+                held.withUnsafeBufferPointer { h in
+                    if bf16 {
+                        kernels.toBF16(h.baseAddress!, into.assumingMemoryBound(to: UInt16.self), n)
+                    } else {
+                        into.copyMemory(from: h.baseAddress!, byteCount: n * MemoryLayout<Float>.stride)
+                    }
+                }
+            }
         }
     }
+}
+
+/// One layer's keys and values of every position of a sequence ([position][group][d]) as its run
+/// computed them: BF16 bits in a BF16 run, floats in an FP32 run.
+enum LayerKV {
+    case bf16(keys: [UInt16], values: [UInt16])
+    case fp32(keys: [Float], values: [Float])
 }

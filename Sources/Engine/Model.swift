@@ -239,10 +239,9 @@ public final class Model: Sendable {
                 ctx.withUnsafeMutableBufferPointer { cb in
                     for (si, seg) in segments.enumerated() {
                         let pastKV = seg.past.map { (cache: $0, layer: layer, count: seg.pastCount * kvWidth) }
-                        let (keys, values) = attention(unit, qb.baseAddress! + starts[si] * qkvWidth, tokens: counts[si], start: seg.pastCount,
-                                                       past: pastKV, rope: ropes[si],
-                                                       into: cb.baseAddress! + starts[si] * ctxWidth)
-                        if keepCache { caches[si]!.append(keys: keys, values: values, bf16: precision == .bf16) }
+                        let layerKV = attention(unit, qb.baseAddress! + starts[si] * qkvWidth, tokens: counts[si], start: seg.pastCount,
+                                                past: pastKV, rope: ropes[si], into: cb.baseAddress! + starts[si] * ctxWidth)
+                        if keepCache { caches[si]!.append(layerKV) }
                     }
                 }
             }

@@ -119,13 +119,12 @@ typedef struct {
     int round;
 } tessera_attention_shape;
 /* qkv rows t0..t1 (each [group][q heads of the group, k, v][head_dim]) -> queries at
-   [group][token][head of the group][head_dim] (as floats in q, or BF16 bits in q_bits, either may
-   be NULL), keys and values at [start + token][group][head_dim] (keys also as BF16 bits when
-   key_bits is not NULL). cos_table and sin_table are [token][rotary_half]. */
+   [group][token][head of the group][head_dim], keys and values at [start + token][group][head_dim],
+   RoPE applied to queries and keys: BF16 bits when shape.round (a BF16 run, whose qkv values are
+   BF16 values), else floats. cos_table and sin_table are [token][rotary_half]. */
 void tessera_attention_split(int isa, tessera_attention_shape shape, const float *qkv, size_t t0, size_t t1,
-                             const float *cos_table, const float *sin_table, float *q, uint16_t *q_bits, float *keys,
-                             uint16_t *key_bits, float *values);
-/* Group g's values of positions 0..total ([position][groups][d]) as [d][total]: floats, or with
-   bits != 0 the high halves of their bit patterns (exact for BF16 values). */
-void tessera_attention_values_t(int isa, const float *values, size_t total, size_t groups, size_t d, size_t g, int bits, void *out);
+                             const float *cos_table, const float *sin_table, void *q, void *keys, void *values);
+/* Group g's values of positions 0..total ([position][groups][d]) as [d][total]: BF16 bits in and
+   out when bits != 0, else floats. */
+void tessera_attention_values_t(int isa, const void *values, size_t total, size_t groups, size_t d, size_t g, int bits, void *out);
 #endif
