@@ -55,6 +55,20 @@ func cachedStepEqualsTheFullForwardBitForBit(path: KernelPath, precision: Precis
     }
 }
 
+/// A cache made at one precision serves a step at the other (its keys and values widened exactly,
+/// or rounded to BF16): the step is close to that precision's full forward, though not its bits.
+@Test(arguments: try requireCases(Precision.allCases, "precisions"))
+func aCacheOfTheOtherPrecisionServesAStep(precision: Precision) throws {
+    let m = try model(precision, path: .best, threads: 2)
+    let ids = sequences[4]
+    let kv = try m.prefill(tokens: ids, precision: precision == .bf16 ? .fp32 : .bf16)
+    for cut in [20, 150] {
+        let full = try m.forward(tokens: Array(ids.prefix(cut)) + [6], precision: precision)
+        let step = try m.forward(next: 6, after: kv, prefix: cut, precision: precision)
+        expectElementsClose(step.hidden, full.hidden, tolerance: 0.1, "\(precision) step after \(cut) positions cached at the other precision")
+    }
+}
+
 /// Every kernel path gives megatron-core's outputs on every fixture within the tolerances of
 /// forwardMatchesMegatronCore (run there on the default path).
 @Test(arguments: try requireCases(KernelPath.supported, "kernel paths"))
