@@ -35,12 +35,11 @@ BODY void add_bias_body(float *y, size_t rows, size_t width, const float *bias) 
 /* A normalised row's stores: as BF16 bits, rounded floats or floats, with or without beta, one
    loop each (a condition inside the loop would be turned into predicated loads and stores).
    Without beta the sum still adds 0, as with a zero beta, so -0 becomes +0 the same way. */
-#define NORM_LOOP_PLAIN(store) for (size_t i = 0; i < width; i++) { float v = (row[i] - mean) * inv * gamma[i] + 0.0f; store; }
-#define NORM_LOOP_BETA(store) for (size_t i = 0; i < width; i++) { float v = (row[i] - mean) * inv * gamma[i] + beta[i]; store; }
-#define NORM_STORES(LOOP)                                                                          \
-    if (out_bf16) LOOP(out_bf16[r * width + i] = (uint16_t)(round_bf16_bits(v) >> 16))             \
-    else if (round) LOOP(out[r * width + i] = round_bf16(v))                                        \
-    else LOOP(out[r * width + i] = v)
+#define NORM_LOOP(BETA, store) for (size_t i = 0; i < width; i++) { float v = (row[i] - mean) * inv * gamma[i] + (BETA); store; }
+#define NORM_STORES(BETA)                                                                          \
+    if (out_bf16) NORM_LOOP(BETA, out_bf16[r * width + i] = (uint16_t)(round_bf16_bits(v) >> 16))  \
+    else if (round) NORM_LOOP(BETA, out[r * width + i] = round_bf16(v))                             \
+    else NORM_LOOP(BETA, out[r * width + i] = v)
 
 /* The mean (0 for RMS) and the mean square deviation of a row, summed in vector lanes (the only
    reassociation: the normalisation itself is evaluated as written). */
@@ -66,8 +65,8 @@ BODY void norm_body(const float *x, size_t rows, size_t width, const float *gamm
         float mean, var;
         moments_body(row, width, rms, &mean, &var);
         float inv = 1.0f / sqrtf(var + eps);
-        if (beta) NORM_STORES(NORM_LOOP_BETA)
-        else NORM_STORES(NORM_LOOP_PLAIN)
+        if (beta) NORM_STORES(beta[i])
+        else NORM_STORES(0.0f)
     }
 }
 
