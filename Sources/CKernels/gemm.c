@@ -8,7 +8,7 @@
  * and the next panel's weights are prefetched meanwhile (its rows lie far apart, which
  * hardware prefetchers do not follow). The class only supplies the packing of weights and the
  * micro-kernel, or a kernel for a whole block of tokens (`struct gemm_ops`: amx's tiles take 16
- * tokens at a time); the portable ops here serve other architectures and tests. Results are
+ * tokens at a time); the portable ops (gemm_portable.c) serve other architectures and tests. Results are
  * stored a piece at a time right after their last slice (gemm_store.c), optionally through an
  * epilogue (an MLP activation, the residual add). Weights may also come packed beforehand
  * (attention's keys and values, read by every query block).
@@ -19,40 +19,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-
-/* Packed element e of a row of W (or A), as the 32 bits the micro-kernel reads. */
-static uint32_t element(enum kind kind, const void *row, size_t e) {
-    uint32_t v;
-    switch (kind) {
-    case F32_FROM_F32: memcpy(&v, (const float *)row + e, 4); return v;
-    case BF16_PAIRS: memcpy(&v, (const uint16_t *)row + 2 * e, 4); return v;
-    default: return (uint32_t)((const uint16_t *)row)[e] << 16;
-    }
-}
-
-static void pack_weights_portable(enum kind kind, const void *W, size_t ldw, size_t rows, size_t e0, size_t kp, uint32_t *panel) {
-    size_t es = kind == F32_FROM_F32 ? 4 : 2;
-    for (size_t p = 0; p < kp; p++)
-        for (size_t j = 0; j < NR; j++) panel[p * NR + j] = j < rows ? element(kind, (const char *)W + j * ldw * es, e0 + p) : 0;
-}
-
-#define KP_PORTABLE 128
-static void tile_portable(enum kind kind, size_t mr, const uint32_t *a, const uint32_t *panel, size_t kp, float *acc, int load) {
-    (void)kind; /* the portable ops never see BF16_PAIRS */
-    for (size_t i = 0; i < mr; i++)
-        for (size_t j = 0; j < NR; j++) {
-            float s = 0, x, w;
-            for (size_t p = 0; p < kp; p++) {
-                memcpy(&x, a + i * KP_PORTABLE + p, 4);
-                memcpy(&w, panel + p * NR + j, 4);
-                s = fmaf(x, w, s);
-            }
-            acc[i * NR + j] = load ? s + acc[i * NR + j] : s;
-        }
-}
-
-const struct gemm_ops tessera_gemm_ops_portable = {KP_PORTABLE, 4u << 20, 768, pack_weights_portable, tile_portable, NULL};
 
 /* The one dispatch point: the ops of an instruction-set class, the portable ones for a class
    this CPU lacks (callers refuse those first; an illegal instruction is never reached). */
