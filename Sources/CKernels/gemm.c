@@ -135,6 +135,42 @@ static inline void prefetch_lines(struct prefetch *pf, size_t n) {
 static _Thread_local uint32_t *packed_group; /* every slice of a group of panels */
 static _Thread_local size_t packed_group_size;
 
+/* What every pass of one product shares. */
+struct product {
+    const struct gemm_ops *ops;
+    enum kind kind;
+    const uint32_t *a; /* the block's packed activations: slice kb's rows at a + kb * kb_stride * kp * MR */
+    size_t kb_stride, m0, N, E;
+    const struct weights *w;
+    const struct destination *out;
+};
+
+/* A panel's pass over tokens s0..s1 of a block (acc holding their results, rows NR apart) for
+   slices kb0..kb1, with the class's range kernel: each piece's whole groups of 32 tokens keep their
+   accumulators in registers across the slices, its last tokens go slice by slice through the
+   block kernel (the same bits either way). The first sub-block packs the slices (own: the
+   panel's packing, else the weights came packed). */
+static void range_pass(const struct product *p, uint32_t *own, size_t n0, size_t kb0, size_t kb1, size_t s0, size_t s1, float *acc) {
+    const struct gemm_ops *ops = p->ops;
+    const struct weights *w = p->w;
+    size_t S = ops->kp, kblocks = (p->E + S - 1) / S, cols = p->N - n0 < NR ? p->N - n0 : NR, a_slice = p->kb_stride * S * MR;
+    const uint32_t *panel = own ? own : w->packed + n0 / NR * w->panel_elements;
+    for (size_t kb = kb0; own && s0 == 0 && kb < kb1; kb++)
+        ops->pack_weights(p->kind, (const char *)w->W + n0 * w->ldw * 2, w->ldw, cols, kb * S, p->E - kb * S < S ? p->E - kb * S : S,
+                          own + kb * S * NR);
+    size_t last = p->E - (kb1 - 1) * S < S ? p->E - (kb1 - 1) * S : S;
+    for (size_t r = s0; r < s1; r += BLOCK_PIECE) {
+        size_t n = s1 - r < BLOCK_PIECE ? s1 - r : BLOCK_PIECE, whole = n / 32 * 32;
+        const uint32_t *a = p->a + kb0 * a_slice + r * S;
+        float *c = acc + (r - s0) * NR;
+        if (whole > 0) ops->range(whole, a, a_slice, panel + kb0 * S * NR, kb1 - kb0, last, c, kb0 > 0);
+        for (size_t kb = kb0; whole < n && kb < kb1; kb++)
+            ops->block(p->kind, n - whole, a + (kb - kb0) * a_slice + whole * S, panel + kb * S * NR, kb + 1 < kb1 ? S : last,
+                       c + whole * NR, kb > 0);
+        if (kb1 == kblocks) store(p->out, c, p->m0 + r, n, n0, cols);
+    }
+}
+
 /* block_product for a class with a block kernel. A group's panels are packed slice by slice while
    the first sub-block passes over them, then kept for the others; with several ranges, each panel
    of the group keeps its own accumulators in block_acc. The kernel takes BLOCK_PIECE tokens per
@@ -158,6 +194,8 @@ static int block_product_groups(const struct gemm_ops *ops, enum kind kind, cons
         packed_group_size = packed_group ? need : 0;
     }
     if (need > 0 && !packed_group) return -1;
+    struct product p = {ops, kind, a, kb_stride, m0, N, E, w, out};
+    int resident = ops->range && kind == BF16_PAIRS && E % 16 == 0;
     for (size_t g0 = 0; g0 < N; g0 += group)
         for (size_t s0 = 0; s0 < rows; s0 += sub) {
             size_t s1 = rows - s0 < sub ? rows : s0 + sub, pieces = (s1 - s0 + BLOCK_PIECE - 1) / BLOCK_PIECE;
@@ -166,6 +204,10 @@ static int block_product_groups(const struct gemm_ops *ops, enum kind kind, cons
                 for (size_t n0 = g0; n0 < N && n0 < g0 + group; n0 += NR) {
                     size_t cols = N - n0 < NR ? N - n0 : NR;
                     float *acc = block_acc + (ranges > 1 ? (n0 - g0) / NR * sub * NR : 0);
+                    if (resident) {
+                        range_pass(&p, w->packed ? NULL : packed_group + (n0 - g0) / NR * (panel_bytes / 4), n0, r0 * range, kb1, s0, s1, acc);
+                        continue;
+                    }
                     for (size_t kb = r0 * range; kb < kb1; kb++) {
                         size_t e0 = kb * S, kp = E - e0 < S ? E - e0 : S;
                         uint32_t *own = w->packed ? NULL : packed_group + (n0 - g0) / NR * (panel_bytes / 4) + kb * S * NR;

@@ -95,5 +95,5 @@ AVX2 static void tile(enum kind kind, size_t mr, const uint32_t *a, const uint32
    allowed 252 tokens at K = 8192, where packing then took 13% of the product's time (measured on
    Zen 3 with Tools/gemm_peak.c, the benchmark's linear shapes, 2 threads: 95-104 -> 121-128
    GFLOP/s with the slice length, then 116-121 -> 125-133 without the budget). */
-const struct gemm_ops tessera_gemm_ops_avx2 = {KP_AVX2, SIZE_MAX, 1536, pack_weights, tile, NULL};
+const struct gemm_ops tessera_gemm_ops_avx2 = {KP_AVX2, SIZE_MAX, 1536, pack_weights, tile, NULL, NULL};
 #endif

@@ -109,6 +109,6 @@ AVX512BF16 void tessera_avx512bf16_tile_strips(size_t mr, const uint32_t *a, con
 
 /* Slices of 128 packed elements (a 32 KiB panel slice, which Zen 5's 48 KiB L1 holds with a tile),
    blocks of at most 768 tokens within 4 MiB of packed activations (measured on Zen 5). */
-const struct gemm_ops tessera_gemm_ops_avx512 = {KP_AVX512, 4u << 20, 768, tessera_avx512_pack_weights, tile_fma, NULL};
-const struct gemm_ops tessera_gemm_ops_avx512bf16 = {KP_AVX512, 4u << 20, 768, tessera_avx512_pack_weights, tessera_avx512bf16_tile, NULL};
+const struct gemm_ops tessera_gemm_ops_avx512 = {KP_AVX512, 4u << 20, 768, tessera_avx512_pack_weights, tile_fma, NULL, NULL};
+const struct gemm_ops tessera_gemm_ops_avx512bf16 = {KP_AVX512, 4u << 20, 768, tessera_avx512_pack_weights, tessera_avx512bf16_tile, NULL, NULL};
 #endif

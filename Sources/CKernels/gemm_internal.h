@@ -47,6 +47,13 @@ struct gemm_ops {
        rows `kp` of the struct apart (the block's tiles lie back to back) and zero up to a whole
        tile. Each row's results must not depend on the block's other rows or their number. */
     void (*block)(enum kind kind, size_t rows, const uint32_t *a, const uint32_t *panel, size_t kp, float *acc, int load);
+    /* NULL, or a kernel that keeps the accumulators in registers across several slices of one panel
+       (BF16 pairs only): acc[0..rows][0..NR] = (load ? acc : 0) + the activations x the panel over
+       `slices` slices, each kp packed elements but the last, `last` (kp and last multiples of 16),
+       rows a multiple of 32. Activation rows are kp apart within a slice and slices `a_slice`
+       elements apart; the panel's slices kp x NR elements apart. Each result must have the bits
+       that `block` gives slice by slice. */
+    void (*range)(size_t rows, const uint32_t *a, size_t a_slice, const uint32_t *panel, size_t slices, size_t last, float *acc, int load);
 };
 
 /* The body of a class's pack_weights with LANES-wide vectors of type VEC: blocks of LANES rows

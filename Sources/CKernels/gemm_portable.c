@@ -35,4 +35,4 @@ static void tile_portable(enum kind kind, size_t mr, const uint32_t *a, const ui
         }
 }
 
-const struct gemm_ops tessera_gemm_ops_portable = {KP_PORTABLE, 4u << 20, 768, pack_weights_portable, tile_portable, NULL};
+const struct gemm_ops tessera_gemm_ops_portable = {KP_PORTABLE, 4u << 20, 768, pack_weights_portable, tile_portable, NULL, NULL};

@@ -16,10 +16,13 @@ func testValues(_ count: Int, seed: UInt32) -> [Float] {
 private func bf16(_ v: UInt16) -> Double { Double(Float(bitPattern: UInt32(v) << 16)) }
 
 /// Shapes that exercise the 6-token tiles' and 64-column panels' edges, odd K, K shorter
-/// than and longer than one 128-element slice, and several token blocks on every class (2100
-/// tokens: more than any class's block, MC_MAX; a block must start on a whole tile).
+/// than and longer than one 128-element slice, several token blocks on every class (2100
+/// tokens: more than any class's block, MC_MAX; a block must start on a whole tile), and amx's
+/// groups of 32 tokens that keep their accumulators in tiles over a range of slices (whole
+/// pairs of 16): with a short last slice and a rest of 6 tokens, and over two ranges.
 private let shapes: [(t: Int, n: Int, k: Int)] = [
     (1, 1, 1), (1, 1, 2), (3, 5, 31), (6, 64, 256), (7, 65, 257), (13, 130, 33), (5, 200, 600), (2100, 17, 40),
+    (70, 130, 288), (40, 66, 2112),
 ]
 
 /// The three products: BF16 x BF16, FP32 x FP32 and FP32 x BF16 weights (widened).
