@@ -6,35 +6,23 @@ import Platform
 /// (exactly what it computed), an FP32 run as FP32: a step after a cached prefix sees the very
 /// values a full run computes, so its outputs are the same bits.
 public struct KVCache: Sendable {
-    /// Per layer: positions x query groups x head dim, as FP32 ...
-    var keys: [[Float]] = []
-    var values: [[Float]] = []
-    /// ... or as BF16 bit patterns.
-    var keys16: [[UInt16]] = []
-    var values16: [[UInt16]] = []
+    /// Per layer, in the form its run computed them.
+    var layers: [LayerKV] = []
     /// Positions held.
     public internal(set) var count: Int
 
     init(count: Int) { self.count = count }
 
     /// Stores one layer's keys and values.
-    mutating func append(_ layer: LayerKV) {
-        switch layer {
-        case .bf16(let k, let v):
-            keys16.append(k)
-            values16.append(v)
-        case .fp32(let k, let v):
-            keys.append(k)
-            values.append(v)
-        }
-    }
+    mutating func append(_ layer: LayerKV) { layers.append(layer) }
 
     /// Writes the first `n` keys and values of layer `layer` into `o`'s keys and values, as BF16
     /// bits when `bf16`, else as floats: straight from a cache of that form; from the other form
     /// widened (exactly) or rounded to the nearest BF16.
     func copy(layer: Int, first n: Int, into o: AttentionOperands, bf16: Bool, kernels: Kernels) {
-        if !keys16.isEmpty {
-            for (held, into) in [(keys16[layer], o.keys), (values16[layer], o.values)] {
+        switch layers[layer] {
+        case .bf16(let keys, let values):
+            for (held, into) in [(keys, o.keys), (values, o.values)] {
                 held.withUnsafeBufferPointer { h in
                     if bf16 {
                         into.copyMemory(from: h.baseAddress!, byteCount: n * MemoryLayout<UInt16>.stride)
@@ -43,8 +31,8 @@ public struct KVCache: Sendable {
                     }
                 }
             }
-        } else {
-            for (held, into) in [(keys[layer], o.keys), (values[layer], o.values)] {
+        case .fp32(let keys, let values):
+            for (held, into) in [(keys, o.keys), (values, o.values)] {
                 held.withUnsafeBufferPointer { h in
                     if bf16 {
                         kernels.toBF16(h.baseAddress!, into.assumingMemoryBound(to: UInt16.self), n)
