@@ -24,20 +24,23 @@ static void *pack(void *p) {
     return NULL;
 }
 
-/* As the engine hands out the output columns: PIECES_PER_THREAD pieces of whole 64-column panels
-   per thread, each thread taking the next piece when it is done (Kernels.parallel). */
-#define PIECES_PER_THREAD 32
-static atomic_size_t next_piece;
-static size_t pieces;
+/* As the engine hands out the output columns (Kernels.parallel(_:granule:largest:)): each thread
+   takes the next piece of whole 64-column panels when it is done, the kernel's group of panels
+   (tessera_gemm_piece_columns) or a 2 x threads-th of the panels left when that is less, down to one. */
+static atomic_size_t next_panel;
+static int workers;
 
 static void *run(void *p) {
     job *j = p;
-    size_t panels = (j->n + 63) / 64;
-    for (size_t i; (i = atomic_fetch_add(&next_piece, 1)) < pieces;) {
-        size_t lo = panels * i / pieces * 64, hi = panels * (i + 1) / pieces * 64;
-        if (hi > j->n) hi = j->n;
-        tessera_gemm_packed_nt(j->isa, j->a, j->k, j->bf16, j->packed, (const uint16_t *)j->w + lo * j->k, 1, j->k, j->c + lo, j->n, j->t,
-                               hi - lo, j->k, 0, 0);
+    size_t panels = (j->n + 63) / 64, largest = tessera_gemm_piece_columns(j->isa, j->k, j->bf16) / 64;
+    for (size_t lo = atomic_load(&next_panel); lo < panels;) {
+        size_t take = (panels - lo) / (2 * (size_t)workers);
+        take = take > largest ? largest : take < 1 ? 1 : take;
+        if (!atomic_compare_exchange_weak(&next_panel, &lo, lo + take)) continue; /* lo now holds the current start */
+        size_t hi = (lo + take) * 64 < j->n ? (lo + take) * 64 : j->n;
+        tessera_gemm_packed_nt(j->isa, j->a, j->k, j->bf16, j->packed, (const uint16_t *)j->w + lo * 64 * j->k, 1, j->k, j->c + lo * 64,
+                               j->n, j->t, hi - lo * 64, j->k, 0, 0);
+        lo = atomic_load(&next_panel);
     }
     return NULL;
 }
@@ -156,8 +159,8 @@ int main(int argc, char **argv) {
                 }
                 for (int i = 0; i < threads; i++) pthread_join(tid[i], NULL);
                 size_t panels = (N + 63) / 64;
-                pieces = panels < (size_t)threads * PIECES_PER_THREAD ? panels : (size_t)threads * PIECES_PER_THREAD;
-                atomic_store(&next_piece, 0);
+                workers = panels < (size_t)threads ? (int)panels : threads;
+                atomic_store(&next_panel, 0);
                 for (int i = 0; i < threads; i++) pthread_create(&tid[i], NULL, run, &jobs[i]);
                 for (int i = 0; i < threads; i++) pthread_join(tid[i], NULL);
                 double dt = now() - t0;

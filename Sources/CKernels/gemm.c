@@ -133,6 +133,8 @@ static inline void prefetch_lines(struct prefetch *pf, size_t n) {
 #define SUB_BLOCK_BYTES (1u << 20)
 #define RANGE_ELEMENTS 1024
 #define PANEL_GROUP_BYTES (4u << 20)
+/* Columns of a group: the whole panels (panel_bytes packed each) that take PANEL_GROUP_BYTES, at least one. */
+static size_t group_columns(size_t panel_bytes) { return panel_bytes >= PANEL_GROUP_BYTES ? NR : PANEL_GROUP_BYTES / panel_bytes * NR; }
 static _Thread_local uint32_t *packed_group; /* every slice of a group of panels */
 static _Thread_local size_t packed_group_size;
 
@@ -187,7 +189,7 @@ static int block_product_groups(const struct gemm_ops *ops, enum kind kind, cons
     size_t panel_bytes = kblocks * S * NR * 4, range = RANGE_ELEMENTS / S, ranges = kblocks > range ? (kblocks + range - 1) / range : 1;
     size_t sub = SUB_BLOCK_BYTES / (4 * ((E < RANGE_ELEMENTS ? E : RANGE_ELEMENTS) + 1)) / BLOCK_PIECE * BLOCK_PIECE;
     if (sub < BLOCK_PIECE) sub = BLOCK_PIECE;
-    size_t group = w->packed ? (N + NR - 1) / NR * NR : PANEL_GROUP_BYTES / panel_bytes * NR;
+    size_t group = w->packed ? (N + NR - 1) / NR * NR : group_columns(panel_bytes);
     if (ranges > 1 && group / NR * sub > MC_MAX) group = MC_MAX / sub * NR; /* every panel's accumulators in block_acc */
     if (group < NR) group = NR;
     size_t need = w->packed ? 0 : group / NR * panel_bytes;
@@ -367,6 +369,11 @@ int tessera_gemm_f32_nt(int isa, const float *A, size_t lda, const void *W, int 
 static size_t panel_elements(int isa, size_t K, int bf16) {
     size_t E = elements(kind_for(isa, bf16, 1), K), S = ops_for(isa)->kp;
     return (E + S - 1) / S * S * NR;
+}
+
+size_t tessera_gemm_piece_columns(int isa, size_t K, int bf16) {
+    size_t panel_bytes = panel_elements(isa, K, bf16) * 4;
+    return panel_bytes == 0 ? NR : group_columns(panel_bytes);
 }
 
 size_t tessera_gemm_packed_weights_bytes(int isa, size_t N, size_t K, int bf16) {

@@ -268,7 +268,9 @@ struct Operands {
 
     /// y[:, row0..<row0+rows] (+)= x[:, col0..<col0+cols] w^T, over the cores: the activations
     /// are packed once (rows split over the workers), then the workers multiply them by pieces of
-    /// the output columns (whole 64-column panels), each taking the next piece when it is done.
+    /// the output columns (whole 64-column panels), each taking the next piece when it is done:
+    /// pieces as wide as the kernel's group of panels while there is much left, so each block of
+    /// activations passes over a whole group, then narrower ones.
     /// Rounded to BF16 when `round` (then through the epilogue, when the operands have one).
     /// False when the kernels cannot allocate their buffers.
     func product(_ w: UnsafeRawPointer, bf16Weights: Bool, ldw: Int, rows: Int, row0: Int, col0: Int, cols: Int,
@@ -285,7 +287,8 @@ struct Operands {
         kernels.parallel(tokens, granule: tessera_gemm_pack_granule()) { t0, t1 in
             tessera_gemm_pack_activations(isa, a.value, me.value.k, me.value.tokens, cols, bf16, t0, t1, packed.value)
         }
-        kernels.parallel(rows, granule: 64, piecesPerWorker: 32) { r0, r1 in
+        let panel = 64, largest = max(1, tessera_gemm_piece_columns(isa, cols, bf16) / panel)
+        kernels.parallel(rows, granule: panel, largest: largest) { r0, r1 in
             let o = me.value, w = wp.value + r0 * ldw * (bf16Weights ? 2 : 4)
             let status = if round, let e = o.epilogue {
                 withUnsafePointer(to: e.kernelForm(offset: row0 + r0, rowStride: o.n)) {

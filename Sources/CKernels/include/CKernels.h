@@ -43,6 +43,10 @@ int tessera_gemm_f32_nt(int isa, const float *A, size_t lda, const void *W, int 
    passed: an odd K's last input of a BF16 pair product reads it. */
 size_t tessera_gemm_packed_bytes(int isa, size_t T, size_t K, int bf16);
 size_t tessera_gemm_pack_granule(void);
+/* Output columns (a multiple of 64) of the widest piece of a product worth handing one thread:
+   each block of packed activations passes over a group of this many columns before the next
+   block, so a narrower piece reads the activations again for fewer columns. */
+size_t tessera_gemm_piece_columns(int isa, size_t K, int bf16);
 /* Packed elements per slice of a path's sums (part of its summation order: within a slice in
    input order from zero, slices then added in order). Paths with the same slice length give the
    same FP32 product bits. */
