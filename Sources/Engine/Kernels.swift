@@ -58,9 +58,10 @@ public struct Kernels: Sendable {
     /// Runs `body(start, end)` over `count` items in pieces that shrink as the work runs out
     /// (boundaries on multiples of `granule`; no call when `count` is 0): each worker takes
     /// `largest` granules, or a `2 x workers`-th of what is left when that is less, down to one
-    /// granule; one worker takes everything in one call. Large first pieces keep what a call reuses (the matrix products: a block of
-    /// activations in L2 passes over every panel of its piece), and the small last ones let a
-    /// core that a shared host slows down finish no later than the others. Measured on a Sapphire
+    /// granule; one worker takes everything in one call. Large first pieces keep what a call
+    /// reuses (the matrix products: a block of activations in L2 passes over every panel of its
+    /// piece), and the small last ones let a core that a shared host slows down finish no later
+    /// than the others. Measured on a Sapphire
     /// Rapids class Xeon (2 vCPUs, amx, 4 x 512 tokens, hidden 2048), against 32 pieces per worker
     /// (one 64-column panel each, reading the activations again for every panel): forward passes
     /// 1.21x as fast (median of 6 paired runs; avx2 1.04x, avx512bf16 1.04x).

@@ -35,7 +35,8 @@ func shrinkingPiecesCoverEveryItemOnce(shape: (count: Int, granule: Int), split:
     let widths = Mutex([Int]())
     let misplaced = Atomic<Int>(0)
     Kernels(path: .portable, threads: split.threads).parallel(count, granule: granule, largest: split.largest) { lo, hi in
-        if lo % granule != 0 || lo >= hi || hi > count || (split.threads > 1 && hi - lo > split.largest * granule) { misplaced.wrappingAdd(1, ordering: .relaxed) }
+        let tooWide = split.threads > 1 && hi - lo > split.largest * granule
+        if lo % granule != 0 || lo >= hi || hi > count || tooWide { misplaced.wrappingAdd(1, ordering: .relaxed) }
         seen.withLock { for i in lo..<min(hi, count) { $0[i] += 1 } }
         widths.withLock { $0.append(hi - lo) }
     }
