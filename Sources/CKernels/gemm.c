@@ -1,22 +1,21 @@
-/* Matrix products C (+)= A W^T for a linear layer: A [T][K] activations, W [N][K] weights in
- * the checkpoint's row-major [out][in] layout (read in place), C [T][N] FP32.
+/* Matrix products C (+)= A W^T for a linear layer: A [T][K] activations, W [N][K] weights in the checkpoint's
+ * row-major [out][in] layout (read in place), C [T][N] FP32.
  *
- * One BLIS-style driver for every instruction-set class (one core per call): weights are
- * packed on the fly into panels of NR = 64 output columns x kp packed elements ([kp][64], kp the
- * class's slice length); activations are packed into tiles of MR = 6 tokens ([6][kp]) once per
- * product and reused by every panel; a panel's kp-slice stays in L1 while a block's tiles pass over it,
- * and the next panel's weights are prefetched meanwhile (its rows lie far apart, which
- * hardware prefetchers do not follow). The class only supplies the packing of weights and the
- * micro-kernel, or kernels for a whole block of tokens and for a range of slices (`struct
- * gemm_ops`: amx's tiles take 16 tokens at a time, or 32 with their accumulators kept across the
- * slices); the portable ops (gemm_portable.c) serve other architectures and tests. Results are
- * stored a piece at a time right after their last slice (gemm_store.c), optionally through an
- * epilogue (an MLP activation, the residual add). Weights may also come packed beforehand
- * (attention's keys and values, read by every query block).
+ * One BLIS-style driver for every instruction-set class (one core per call): weights are packed on the fly into
+ * panels of NR = 64 output columns x kp packed elements ([kp][64], kp the class's slice length); activations are
+ * packed into tiles of MR = 6 tokens ([6][kp]) once per product and reused by every panel; a panel's kp-slice stays
+ * in L1 while a block's tiles pass over it, and the next panel's weights are prefetched meanwhile (its rows lie far
+ * apart, which hardware prefetchers do not follow). The class only supplies the packing of weights and the
+ * micro-kernel, or kernels for a whole block of tokens and for a range of slices (`struct gemm_ops`: amx's tiles
+ * take 16 tokens at a time, or 32 with their accumulators kept across the slices); the portable ops
+ * (gemm_portable.c) serve other architectures and tests. Results are stored a piece at a time right after their
+ * last slice (gemm_store.c), optionally through an epilogue (an MLP activation, the residual add). Weights may also
+ * come packed beforehand (attention's keys and values, read by every query block).
  * The summation order of each output element is fixed (gemm_internal.h). */
 #include "CKernels.h"
 #include "bf16.h"
 #include "gemm_internal.h"
+#include "gemm_prefetch.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,7 +86,17 @@ static _Thread_local uint32_t *packed_a, *packed_w;
 static _Thread_local float *block_acc; /* a block's results for one panel, [mc][NR]: C's own rows may alias in cache */
 static _Thread_local size_t packed_a_size;
 
-/* Packed elements per row and bytes per packed activation/weight element. */
+/* Grows a per-thread buffer of *size bytes to at least `need` (its contents are not kept): 0, or -1
+   when it cannot be allocated. */
+static int reserve(uint32_t **buffer, size_t *size, size_t need) {
+    if (*size >= need && *buffer) return 0;
+    free(*buffer);
+    *buffer = aligned_alloc(64, (need + 63) & ~(size_t)63);
+    *size = *buffer ? need : 0;
+    return *buffer ? 0 : -1;
+}
+
+/* Packed elements per row. */
 static size_t elements(enum kind kind, size_t K) { return kind == BF16_PAIRS ? K / 2 : K; }
 
 /* Tokens per block: within the class's budget of packed activations and its most tokens, and a
@@ -96,29 +105,6 @@ static size_t block_tokens(const struct gemm_ops *ops, size_t E) {
     size_t mc = ops->block_bytes / (4 * (E + 1));
     mc = (mc > ops->block_max ? ops->block_max : mc) / MR * MR;
     return mc < MR ? MR : mc;
-}
-
-/* Prefetches the weights of the panel slice after (n0, kb), spread over the block's tiles: its
-   lines one at a time, `line` of row `row` next (`rows` rows of `row_lines` lines each). */
-struct prefetch { const char *base; size_t row_bytes, row_lines, rows, row, line; };
-
-static struct prefetch next_slice(enum kind kind, size_t S, const void *W, size_t ldw, size_t N, size_t E, size_t n0, size_t kb) {
-    size_t kblocks = (E + S - 1) / S, w_es = kind == F32_FROM_F32 ? 4 : 2, el = kind == F32_FROM_F32 || kind == BF16_PAIRS ? 4 : 2;
-    size_t ne0 = kb + 1 < kblocks ? (kb + 1) * S : 0, nn0 = kb + 1 < kblocks ? n0 : n0 + NR;
-    size_t ncols = nn0 < N ? (N - nn0 < NR ? N - nn0 : NR) : 0, nkp = E - ne0 < S ? E - ne0 : S;
-    size_t row_lines = (nkp * el + 63) / 64;
-    return (struct prefetch){(const char *)W + nn0 * ldw * w_es + ne0 * el, ldw * w_es, row_lines, ncols, 0, 0};
-}
-
-/* Lines of the slice, the most prefetch_lines issues. */
-static inline size_t slice_lines(const struct prefetch *pf) { return pf->rows * pf->row_lines; }
-
-/* Prefetches up to n more lines of the slice. */
-static inline void prefetch_lines(struct prefetch *pf, size_t n) {
-    for (; n > 0 && pf->row < pf->rows; n--) {
-        __builtin_prefetch(pf->base + pf->row * pf->row_bytes + 64 * pf->line, 0, 2);
-        if (++pf->line == pf->row_lines) pf->line = 0, pf->row++;
-    }
 }
 
 /* Tokens per call of a class's block kernel: the next slice's prefetches go between the calls. */
@@ -133,8 +119,20 @@ static inline void prefetch_lines(struct prefetch *pf, size_t n) {
 #define SUB_BLOCK_BYTES (1u << 20)
 #define RANGE_ELEMENTS 1024
 #define PANEL_GROUP_BYTES (4u << 20)
-/* Columns of a group: the whole panels (panel_bytes packed each) that take PANEL_GROUP_BYTES, at least one. */
-static size_t group_columns(size_t panel_bytes) { return panel_bytes >= PANEL_GROUP_BYTES ? NR : PANEL_GROUP_BYTES / panel_bytes * NR; }
+/* Tokens of a sub-block at E packed elements per row: whole BLOCK_PIECEs, at least one. */
+static size_t sub_block_tokens(size_t E) {
+    size_t sub = SUB_BLOCK_BYTES / (4 * ((E < RANGE_ELEMENTS ? E : RANGE_ELEMENTS) + 1)) / BLOCK_PIECE * BLOCK_PIECE;
+    return sub < BLOCK_PIECE ? BLOCK_PIECE : sub;
+}
+/* Columns of a group of panels (slices of S of E packed elements): all N's when the weights came
+   packed (N > 0), else the whole panels that take PANEL_GROUP_BYTES; with several ranges of
+   slices no more panels than block_acc holds a sub-block's accumulators for; at least one. */
+static size_t group_columns(size_t S, size_t E, size_t packed_N) {
+    size_t kblocks = (E + S - 1) / S, panel_bytes = kblocks * S * NR * 4, sub = sub_block_tokens(E);
+    size_t group = packed_N ? (packed_N + NR - 1) / NR * NR : panel_bytes >= PANEL_GROUP_BYTES ? NR : PANEL_GROUP_BYTES / panel_bytes * NR;
+    if (kblocks > RANGE_ELEMENTS / S && group / NR * sub > MC_MAX) group = MC_MAX / sub * NR;
+    return group < NR ? NR : group;
+}
 static _Thread_local uint32_t *packed_group; /* every slice of a group of panels */
 static _Thread_local size_t packed_group_size;
 
@@ -187,18 +185,8 @@ static int block_product_groups(const struct gemm_ops *ops, enum kind kind, cons
     const void *W = w->W;
     size_t ldw = w->ldw, S = ops->kp, w_es = kind == F32_FROM_F32 ? 4 : 2, kblocks = (E + S - 1) / S, rows = m1 - m0;
     size_t panel_bytes = kblocks * S * NR * 4, range = RANGE_ELEMENTS / S, ranges = kblocks > range ? (kblocks + range - 1) / range : 1;
-    size_t sub = SUB_BLOCK_BYTES / (4 * ((E < RANGE_ELEMENTS ? E : RANGE_ELEMENTS) + 1)) / BLOCK_PIECE * BLOCK_PIECE;
-    if (sub < BLOCK_PIECE) sub = BLOCK_PIECE;
-    size_t group = w->packed ? (N + NR - 1) / NR * NR : group_columns(panel_bytes);
-    if (ranges > 1 && group / NR * sub > MC_MAX) group = MC_MAX / sub * NR; /* every panel's accumulators in block_acc */
-    if (group < NR) group = NR;
-    size_t need = w->packed ? 0 : group / NR * panel_bytes;
-    if (need > 0 && packed_group_size < need) {
-        free(packed_group);
-        packed_group = aligned_alloc(64, need);
-        packed_group_size = packed_group ? need : 0;
-    }
-    if (need > 0 && !packed_group) return -1;
+    size_t sub = sub_block_tokens(E), group = group_columns(S, E, w->packed ? N : 0), need = w->packed ? 0 : group / NR * panel_bytes;
+    if (need > 0 && reserve(&packed_group, &packed_group_size, need) != 0) return -1;
     struct product p = {ops, kind, a, kb_stride, m0, N, E, w, out};
     int resident = ops->range && kind == BF16_PAIRS && E % 16 == 0;
     for (size_t g0 = 0; g0 < N; g0 += group)
@@ -338,12 +326,7 @@ static int gemm(int isa, int bf16, const void *A, size_t lda, const struct weigh
     enum kind kind = kind_for(isa, bf16, w_is_bf16);
     size_t E = elements(kind, K), mc = block_tokens(ops_for(isa), E), a_es = bf16 ? 2 : 4;
     size_t need = tessera_gemm_packed_bytes(isa, mc, K, bf16);
-    if (packed_a_size < need) {
-        free(packed_a);
-        packed_a = aligned_alloc(64, (need + 63) & ~(size_t)63);
-        packed_a_size = packed_a ? need : 0;
-    }
-    if (!packed_a) return -1;
+    if (reserve(&packed_a, &packed_a_size, need) != 0) return -1;
     for (size_t m0 = 0; m0 < T; m0 += mc) {
         size_t m1 = T - m0 < mc ? T : m0 + mc, rows = m1 - m0;
         const char *a = (const char *)A + m0 * lda * a_es;
@@ -372,8 +355,8 @@ static size_t panel_elements(int isa, size_t K, int bf16) {
 }
 
 size_t tessera_gemm_piece_columns(int isa, size_t K, int bf16) {
-    size_t panel_bytes = panel_elements(isa, K, bf16) * 4;
-    return panel_bytes == 0 ? NR : group_columns(panel_bytes);
+    size_t E = elements(kind_for(isa, bf16, 1), K);
+    return E == 0 ? NR : group_columns(ops_for(isa)->kp, E, 0);
 }
 
 size_t tessera_gemm_packed_weights_bytes(int isa, size_t N, size_t K, int bf16) {
