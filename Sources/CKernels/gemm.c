@@ -3,7 +3,8 @@
  *
  * One BLIS-style driver for every instruction-set class (one core per call): weights are packed on the fly into
  * panels of NR = 64 output columns x kp packed elements ([kp][64], kp the class's slice length); activations are
- * packed into tiles of MR = 6 tokens ([6][kp]) once per product and reused by every panel; a panel's kp-slice stays
+ * packed into tiles of MR = 6 tokens ([6][kp]), or as the class packs BF16 pairs (amx: the 16 x 16-pair tiles its
+ * tdpbf16ps reads), once per product and reused by every panel; a panel's kp-slice stays
  * in L1 while a block's tiles pass over it, and the next panel's weights are prefetched meanwhile (its rows lie far
  * apart, which hardware prefetchers do not follow). The class only supplies the packing of weights and the
  * micro-kernel, or kernels for a whole block of tokens and for a range of slices (`struct gemm_ops`: amx's tiles
@@ -268,18 +269,23 @@ static void add_odd_input(const void *A, size_t lda, const void *W, size_t ldw, 
     }
 }
 
-size_t tessera_gemm_pack_granule(void) { return MR; }
+size_t tessera_gemm_pack_granule(void) { return PACK_ROWS; }
+
+/* Tiles of MR rows a packing of T rows holds per slice: T padded to whole PACK_ROWS. */
+static size_t packed_tiles(size_t T) { return (T + PACK_ROWS - 1) / PACK_ROWS * PACK_ROWS / MR; }
 
 size_t tessera_gemm_slice_length(int isa) { return ops_for(isa)->kp; }
 
 size_t tessera_gemm_packed_bytes(int isa, size_t T, size_t K, int bf16) {
     size_t E = elements(kind_for(isa, bf16, 1), K), S = ops_for(isa)->kp;
-    return ((E + S - 1) / S) * ((T + MR - 1) / MR) * S * MR * 4 + 64;
+    return ((E + S - 1) / S) * packed_tiles(T) * S * MR * 4 + 64;
 }
 
 void tessera_gemm_pack_activations(int isa, const void *A, size_t lda, size_t T, size_t K, int bf16, size_t t0, size_t t1, void *packed) {
     enum kind kind = kind_for(isa, bf16, 1);
-    pack_tiles(kind, ops_for(isa)->kp, A, lda, T, elements(kind, K), t0 / MR, (t1 + MR - 1) / MR, (T + MR - 1) / MR, packed);
+    const struct gemm_ops *ops = ops_for(isa);
+    if (ops->pack_pairs && kind == BF16_PAIRS) ops->pack_pairs(A, lda, T, elements(kind, K), t0, t1, packed_tiles(T) * MR * ops->kp, packed);
+    else pack_tiles(kind, ops->kp, A, lda, T, elements(kind, K), t0 / MR, (t1 + MR - 1) / MR, packed_tiles(T), packed);
 }
 
 /* C (+)= A W^T from A's packing, the weights as `w` gives them. */
@@ -289,7 +295,7 @@ static int packed_product(int isa, const void *A, size_t lda, int bf16, const vo
     if (T == 0 || N == 0) return 0;
     const struct gemm_ops *ops = ops_for(isa);
     enum kind kind = kind_for(isa, bf16, w_is_bf16);
-    size_t E = elements(kind, K), mc = block_tokens(ops, E), tiles = (T + MR - 1) / MR;
+    size_t E = elements(kind, K), mc = block_tokens(ops, E), tiles = packed_tiles(T);
     int odd = kind == BF16_PAIRS && (K & 1); /* the odd last input is added afterwards, and rounding after it */
     struct destination out = {isa, C, ldc, accumulate, round_output && !odd, odd ? NULL : e};
     for (size_t m0 = 0; m0 < T; m0 += mc) {

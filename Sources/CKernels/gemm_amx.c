@@ -1,8 +1,9 @@
 /* The AMX class (Sapphire Rapids and later): BF16 products as tdpbf16ps on tiles of 16 tokens x
  * 16 output columns, FP32 accumulators in tile registers. The weight panels hold the
  * avx512bf16 class's pairs of BF16 (the pair-interleaved layout tdpbf16ps reads), each slice as
- * four 16-column strips so that a weight tile is 1 KiB in one piece; the activations are the
- * driver's packed rows (kp pairs each, read 16 rows at a time with the row stride). A block of
+ * four 16-column strips so that a weight tile is 1 KiB in one piece; the activations are packed
+ * the same way (`pack_pairs`): per slice and 16 tokens, each step of 16 pairs one 1 KiB tile
+ * (16 tokens x 64 bytes, read with a 64-byte stride). A block of
  * tokens goes through in chunks of 16 tokens x 64 columns: one activation tile, four weight
  * tiles (two loaded at a time) and four accumulator tiles. Whole groups of 32 tokens instead keep
  * their accumulators in tiles across a range of slices (`range`, 2 x 2 tiles), with the same bits.
@@ -17,7 +18,6 @@
 
 #define AMX __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16")))
 #define S KP_AVX512          /* packed elements between activation rows */
-#define A_STRIDE (S * 4)     /* bytes between activation rows */
 #define ROW_BYTES (NR * 4)   /* bytes between accumulator rows */
 #define STRIP (S * 16)       /* packed elements between a panel slice's 16-column strips */
 #define TILE (16 * 16)       /* packed elements of a weight tile: 16 pairs x 16 columns of a strip */
@@ -41,8 +41,8 @@ AMX static void configure(void) {
 }
 
 /* Step s of a run's sequence of steps (16 pairs of a chunk of 16 tokens; ns steps per chunk, the
-   chunks' rows 16 * S elements apart): its first activation row. */
-#define ACTIVATIONS(s) (a + (s) / ns * 16 * S + (s) % ns * 16)
+   chunks 16 * S elements apart): its activation tile. */
+#define ACTIVATIONS(s) (a + (s) / ns * 16 * S + (s) % ns * TILE)
 
 /* The accumulators of the chunk that ends at step s stored, and the next chunk's loaded (or
    zeroed) in their place, tile by tile so the next chunk's first products can start. */
@@ -68,12 +68,12 @@ AMX static void configure(void) {
         size_t i = s % ns, next = s + 1, ni = next % ns;                                                     \
         int more = next < steps;                                                                             \
         if (s + 2 < steps)                                                                                   \
-            for (int r = 0; r < 16; r++) _mm_prefetch((const char *)ACTIVATIONS(s + 2) + r * A_STRIDE, _MM_HINT_T0); \
+            for (int r = 0; r < 16; r++) _mm_prefetch((const char *)ACTIVATIONS(s + 2) + r * 64, _MM_HINT_T0);    \
         _tile_dpbf16ps(0, AC, 6);                                                                            \
         _tile_loadd(6, strip[2] + i * TILE, 64);                                                             \
         _tile_dpbf16ps(1, AC, 7);                                                                            \
         _tile_loadd(7, strip[3] + i * TILE, 64);                                                             \
-        if (more) _tile_loadd(AN, ACTIVATIONS(next), A_STRIDE);                                              \
+        if (more) _tile_loadd(AN, ACTIVATIONS(next), 64);                                                    \
         _tile_dpbf16ps(2, AC, 6);                                                                            \
         if (more) _tile_loadd(6, strip[0] + ni * TILE, 64);                                                  \
         _tile_dpbf16ps(3, AC, 7);                                                                            \
@@ -105,8 +105,8 @@ AMX static void chunks16(const uint32_t *a, const uint32_t *panel, size_t kq, fl
         _tile_zero(3);
     }
     if (steps > 1)
-        for (int r = 0; r < 16; r++) _mm_prefetch((const char *)ACTIVATIONS(1) + r * A_STRIDE, _MM_HINT_T0);
-    _tile_loadd(4, a, A_STRIDE);
+        for (int r = 0; r < 16; r++) _mm_prefetch((const char *)ACTIVATIONS(1) + r * 64, _MM_HINT_T0);
+    _tile_loadd(4, a, 64);
     _tile_loadd(6, strip[0], 64);
     _tile_loadd(7, strip[1], 64);
     while (s + 2 <= steps) {
@@ -116,17 +116,13 @@ AMX static void chunks16(const uint32_t *a, const uint32_t *panel, size_t kq, fl
     if (s < steps) STEP(4, 5)
 }
 
-/* The last r < 16 tokens of a block through a zero-padded copy of their rows. */
+/* The last r < 16 tokens of a block, their chunk's other rows (zeros, or later tokens) into
+   scratch accumulators: a row's results depend on its own activations alone. */
 AMX static void short_chunk(size_t r, const uint32_t *a, const uint32_t *panel, size_t kq, float *acc, int load) {
-    _Alignas(64) uint32_t rows[16][S];
     _Alignas(64) float out[16][NR];
-    memset(rows, 0, sizeof rows);
     memset(out, 0, sizeof out);
-    for (size_t i = 0; i < r; i++) {
-        memcpy(rows[i], a + i * S, kq * 4);
-        if (load) memcpy(out[i], acc + i * NR, sizeof out[i]);
-    }
-    chunks16(&rows[0][0], panel, kq, &out[0][0], 1, load);
+    for (size_t i = 0; load && i < r; i++) memcpy(out[i], acc + i * NR, sizeof out[i]);
+    chunks16(a, panel, kq, &out[0][0], 1, load);
     for (size_t i = 0; i < r; i++) memcpy(acc + i * NR, out[i], sizeof out[i]);
 }
 
@@ -141,15 +137,19 @@ AMX static void block(enum kind kind, size_t rows, const uint32_t *a, const uint
     if (kind != BF16_PAIRS) {
         for (size_t t = 0; t < rows; t += MR)
             tessera_avx512bf16_tile(kind, rows - t < MR ? rows - t : MR, a + t * S, panel, kp, acc + t * NR, load);
-    } else if (kq < kp) { /* the pairs after the last whole 16, from the strips' rows kq.. */
-        for (size_t t = 0; t < rows; t += MR)
-            tessera_avx512bf16_tile_strips(rows - t < MR ? rows - t : MR, a + t * S + kq, panel + kq * 16, kp - kq, acc + t * NR, load || kq > 0);
+    } else if (kq < kp) { /* the pairs after the last whole 16 (each token's row of its partial step), from the strips' rows kq.. */
+        _Alignas(64) uint32_t part[MR][S];
+        for (size_t t = 0; t < rows; t += MR) {
+            size_t mr = rows - t < MR ? rows - t : MR;
+            for (size_t i = 0; i < mr; i++) memcpy(part[i], a + (t + i) / 16 * 16 * S + kq / 16 * TILE + (t + i) % 16 * 16, (kp - kq) * 4);
+            tessera_avx512bf16_tile_strips(mr, &part[0][0], panel + kq * 16, kp - kq, acc + t * NR, load || kq > 0);
+        }
     }
 }
 
-/* Step s of a range (16 pairs; S / 16 steps per whole slice): the first activation row of its
-   upper 16 tokens, and the first row of its weight tile in the half's first strip. */
-#define RANGE_A(s) (a + (s) / (S / 16) * a_slice + (s) % (S / 16) * 16)
+/* Step s of a range (16 pairs; S / 16 steps per whole slice): the activation tile of its upper
+   16 tokens (the lower 16's is 16 * S on), and its weight tile in the half's first strip. */
+#define RANGE_A(s) (a + (s) / (S / 16) * a_slice + (s) % (S / 16) * TILE)
 #define RANGE_B(s) (b + (s) / (S / 16) * S * NR + (s) % (S / 16) * TILE)
 
 /* c rows 0..32, columns 0..32 (+)= 32 tokens' activations x two 16-column strips (from b) over
@@ -170,22 +170,25 @@ AMX static void range32(const uint32_t *a, size_t a_slice, const uint32_t *b, si
         _tile_zero(2);
         _tile_zero(3);
     }
-    _tile_loadd(4, RANGE_A(0), A_STRIDE);
+    _tile_loadd(4, RANGE_A(0), 64);
     _tile_loadd(6, RANGE_B(0), 64);
-    _tile_loadd(5, RANGE_A(0) + 16 * S, A_STRIDE);
+    _tile_loadd(5, RANGE_A(0) + 16 * S, 64);
     _tile_loadd(7, RANGE_B(0) + STRIP, 64);
     for (size_t s = 0; s < steps; s++) {
         size_t n = s + 1;
         int more = n < steps;
         if (s + 2 < steps)
-            for (int r = 0; r < 32; r++) _mm_prefetch((const char *)RANGE_A(s + 2) + r * A_STRIDE, _MM_HINT_T0);
+            for (int r = 0; r < 16; r++) {
+                _mm_prefetch((const char *)RANGE_A(s + 2) + r * 64, _MM_HINT_T0);
+                _mm_prefetch((const char *)(RANGE_A(s + 2) + 16 * S) + r * 64, _MM_HINT_T0);
+            }
         _tile_dpbf16ps(0, 4, 6);
         _tile_dpbf16ps(1, 4, 7);
-        if (more) _tile_loadd(4, RANGE_A(n), A_STRIDE);
+        if (more) _tile_loadd(4, RANGE_A(n), 64);
         _tile_dpbf16ps(2, 5, 6);
         if (more) _tile_loadd(6, RANGE_B(n), 64);
         _tile_dpbf16ps(3, 5, 7);
-        if (more) _tile_loadd(5, RANGE_A(n) + 16 * S, A_STRIDE);
+        if (more) _tile_loadd(5, RANGE_A(n) + 16 * S, 64);
         if (more) _tile_loadd(7, RANGE_B(n) + STRIP, 64);
     }
     _tile_stored(0, c, ROW_BYTES);
@@ -208,6 +211,25 @@ AMX static void range(size_t rows, const uint32_t *a, size_t a_slice, const uint
             range32(a + t * S, a_slice, panel + 2 * half * STRIP, steps, acc + t * NR + 32 * half, load);
 }
 
+/* gemm_ops.pack_pairs: each slice's 16 tokens as steps of 16 pairs, each step a 1 KiB tile of 16
+   rows of 64 bytes (the tile tdpbf16ps reads); tokens past T and pairs past E zero. */
+static void pack_pairs(const uint16_t *A, size_t lda, size_t T, size_t E, size_t t0, size_t t1, size_t a_slice, uint32_t *packed) {
+    size_t g1 = t1 == T ? (T + 15) / 16 : t1 / 16;
+    for (size_t g = t0 / 16; g < g1; g++)
+        for (size_t kb = 0; kb * S < E; kb++) {
+            size_t kp = E - kb * S < S ? E - kb * S : S;
+            for (size_t q = 0; q * 16 < kp; q++) {
+                size_t n = kp - q * 16 < 16 ? kp - q * 16 : 16;
+                uint32_t *tile = packed + kb * a_slice + g * 16 * S + q * TILE;
+                for (size_t i = 0, t = g * 16; i < 16; i++, t++) {
+                    size_t have = t < T ? n : 0;
+                    if (have > 0) memcpy(tile + i * 16, A + t * lda + 2 * (kb * S + q * 16), have * 4);
+                    memset(tile + i * 16 + have, 0, (16 - have) * 4);
+                }
+            }
+        }
+}
+
 /* A panel slice of BF16 pairs as four 16-column strips (rows of 64 bytes, STRIP apart, so a
    weight tile is 1 KiB in one piece, and a product may read any first pairs of a slice packed
    longer); FP32 products' elements in the avx512bf16 class's [kp][64] layout, for its kernel. */
@@ -220,5 +242,5 @@ static void pack_weights(enum kind kind, const void *W, size_t ldw, size_t rows,
    tokens at every K: a slice is packed once per block, and the tiles run several times faster
    than vdpbf16ps, so packing needs many tokens to pay for itself (at 4 x 512 tokens it is then
    packed once per product: 1-2% of the time, measured with perf on a Sapphire Rapids class Xeon). */
-const struct gemm_ops tessera_gemm_ops_amx = {KP_AVX512, SIZE_MAX, MC_MAX, pack_weights, tessera_avx512bf16_tile, block, range};
+const struct gemm_ops tessera_gemm_ops_amx = {KP_AVX512, SIZE_MAX, MC_MAX, pack_weights, tessera_avx512bf16_tile, block, range, pack_pairs};
 #endif

@@ -2,7 +2,8 @@
  *
  * Every product runs through one driver: weights packed into panels of NR output columns x kp
  * packed elements ([kp][NR], 32 bits per element), activations into tiles of MR tokens
- * ([MR][kp]); kp is the class's own (struct gemm_ops). For every output element the sum runs
+ * ([MR][kp]) or the class's own layout of BF16 pairs (amx: 16 x 16-pair tiles); kp is the class's
+ * own (struct gemm_ops). For every output element the sum runs
  * over its inputs in one fixed order: within each kp-slice in input order from zero, the slices
  * then added in order. Token blocking, thread splits and cache tiling choose which elements are
  * computed together, never that order, so a row's results do not depend on the other rows of the
@@ -17,6 +18,7 @@
 #define MR 6       /* tokens per activation tile */
 #define KP_MAX 128 /* the longest panel slice of any class, in packed elements (64 x 128 x 4 bytes = 32 KiB) */
 #define MC_MAX 2064 /* the most tokens per block of packed activations of any class (43 x 48: whole tiles of 6 and of 16) */
+#define PACK_ROWS 48 /* a packing's rows are padded to a multiple of this, and packed by threads in such shares: whole tiles of 6 and of 16 */
 
 /* The forms of a product: what a packed 32-bit element holds on each side. */
 enum kind {
@@ -54,6 +56,12 @@ struct gemm_ops {
        elements apart; the panel's slices kp x NR elements apart. Each result must have the bits
        that `block` gives slice by slice. */
     void (*range)(size_t rows, const uint32_t *a, size_t a_slice, const uint32_t *panel, size_t slices, size_t last, float *acc, int load);
+    /* NULL, or the class's own packing of BF16 pair activations (which its block and range kernels
+       then read instead of [MR][kp] tiles): rows t0..t1 (t0 a multiple of PACK_ROWS, t1 too or T)
+       of A's T rows of E pairs (row stride lda BF16 values), slice kb at packed + kb * a_slice. A
+       token's rows keep the driver's offsets: a multiple of 16 tokens t of slice kb starts at
+       kb * a_slice + t * kp. */
+    void (*pack_pairs)(const uint16_t *A, size_t lda, size_t T, size_t E, size_t t0, size_t t1, size_t a_slice, uint32_t *packed);
 };
 
 /* The body of a class's pack_weights with LANES-wide vectors of type VEC: blocks of LANES rows
