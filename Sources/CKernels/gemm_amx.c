@@ -223,6 +223,10 @@ static void pack_pairs(const uint16_t *A, size_t lda, size_t T, size_t E, size_t
                 uint32_t *tile = packed + kb * a_slice + g * 16 * S + q * TILE;
                 for (size_t i = 0, t = g * 16; i < 16; i++, t++) {
                     size_t have = t < T ? n : 0;
+                    if (have == 16) { /* a whole row of the tile: one 64-byte copy */
+                        memcpy(tile + i * 16, A + t * lda + 2 * (kb * S + q * 16), 64);
+                        continue;
+                    }
                     if (have > 0) memcpy(tile + i * 16, A + t * lda + 2 * (kb * S + q * 16), have * 4);
                     memset(tile + i * 16 + have, 0, (16 - have) * 4);
                 }
