@@ -17,7 +17,7 @@
 #include <string.h>
 
 #define AMX __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16")))
-#define S KP_AVX512          /* packed elements between activation rows */
+#define S KP_AVX512          /* pairs per slice: a token's share of a slice, 16 tokens' a 16 * S chunk of tiles */
 #define ROW_BYTES (NR * 4)   /* bytes between accumulator rows */
 #define STRIP (S * 16)       /* packed elements between a panel slice's 16-column strips */
 #define TILE (16 * 16)       /* packed elements of a weight tile: 16 pairs x 16 columns of a strip */
@@ -222,13 +222,14 @@ static void pack_pairs(const uint16_t *A, size_t lda, size_t T, size_t E, size_t
                 size_t n = kp - q * 16 < 16 ? kp - q * 16 : 16;
                 uint32_t *tile = packed + kb * a_slice + g * 16 * S + q * TILE;
                 for (size_t i = 0, t = g * 16; i < 16; i++, t++) {
+                    uint32_t *row = tile + i * 16;
                     size_t have = t < T ? n : 0;
-                    if (have == 16) { /* a whole row of the tile: one 64-byte copy */
-                        memcpy(tile + i * 16, A + t * lda + 2 * (kb * S + q * 16), 64);
-                        continue;
+                    const uint16_t *src = have > 0 ? A + t * lda + 2 * (kb * S + q * 16) : NULL;
+                    if (have == 16) memcpy(row, src, 64); /* a fixed-size copy, inlined */
+                    else {
+                        if (have > 0) memcpy(row, src, have * 4);
+                        memset(row + have, 0, (16 - have) * 4);
                     }
-                    if (have > 0) memcpy(tile + i * 16, A + t * lda + 2 * (kb * S + q * 16), have * 4);
-                    memset(tile + i * 16 + have, 0, (16 - have) * 4);
                 }
             }
         }
