@@ -89,11 +89,20 @@ AVX2 static void tile(enum kind kind, size_t mr, const uint32_t *a, const uint32
     }
 }
 
+/* A block's rows (tiles back to back, `kp` apart) through the tile kernel, for the driver's
+   passes of token sub-blocks over groups of packed panels (gemm.c). */
+AVX2 static void block(enum kind kind, size_t rows, const uint32_t *a, const uint32_t *panel, size_t kp, float *acc, int load) {
+    for (size_t i = 0; i < rows; i += MR) tile(kind, rows - i < MR ? rows - i : MR, a + i * KP_AVX2, panel, kp, acc + i * NR, load);
+}
+
 /* Slices of 64 elements (a 16 KiB panel slice: Zen 3's 32 KiB L1 holds it with the tiles passing
-   over it; 128 filled L1 and ran a quarter slower), and blocks of 1536 tokens at every K, with no
-   byte budget: each panel slice is packed once per block, and the 8 MiB budget this class had
-   allowed 252 tokens at K = 8192, where packing then took 13% of the product's time (measured on
-   Zen 3 with Tools/gemm_peak.c, the benchmark's linear shapes, 2 threads: 95-104 -> 121-128
-   GFLOP/s with the slice length, then 116-121 -> 125-133 without the budget). */
-const struct gemm_ops tessera_gemm_ops_avx2 = {KP_AVX2, SIZE_MAX, 1536, pack_weights, tile, NULL, NULL};
+   over it; 128 filled L1 and ran a quarter slower), and blocks of up to MC_MAX tokens with no
+   byte budget: a block's panels are packed once, a group at a time, and its token sub-blocks
+   pass over them (gemm.c), so the accumulators stay in L2. Measured on Zen 3 with
+   Tools/gemm_peak.c's shapes: 95-104 -> 121-128 GFLOP/s with the slice length, then 116-121 ->
+   125-133 without the 8 MiB budget (which had allowed 252 tokens at K = 8192, where packing took
+   13% of the product); then one core +3-10% with the sub-blocks over packed groups (2,048-token
+   products, old and new interleaved: the kernel had run at 87 GFLOP/s in products against 97
+   with its data in cache). */
+const struct gemm_ops tessera_gemm_ops_avx2 = {KP_AVX2, SIZE_MAX, MC_MAX, pack_weights, tile, block, NULL};
 #endif
