@@ -30,7 +30,8 @@ supports (avx2, avx512, avx512bf16, amx; `--paths` to choose), it measures:
 
 The CPU model and the kernel path are printed with every figure. The machine may be shared
 with other work: the runs go in --repeat rounds, each Tessera run followed by the transformers
-run it is compared with, and every ratio is given three ways: each side's fastest run against
+run it is compared with (after which one untimed Tessera run warms the machine up again, as
+transformers warms itself up with a first forward), and every ratio is given three ways: each side's fastest run against
 the other's, the ratio of the medians, and the median of the rounds' own ratios ("paired").
 
 Effective GFLOP/s count the linear layers (2 x parameters x tokens) and attention
@@ -210,13 +211,21 @@ def paired_runs(a, ckpt, batch, paths):
     The runs go in --repeat rounds, each running every Tessera configuration once and, right
     after it, the transformers run it is compared with: on a shared host whose speed moves from
     one minute to the next, each round's pair sees the same machine, and the median of the
-    rounds' ratios (the "paired" ratio) does not depend on which side ran in a fast minute."""
+    rounds' ratios (the "paired" ratio) does not depend on which side ran in a fast minute.
+    transformers takes the fastest of its process's forwards (the first warms it up); a Tessera
+    run right after a transformers process is preceded by one untimed Tessera run, as the first
+    process after it ran 1-4% slower (measured on a Zen 3 host: 17.69 then 17.04 s, 17.56 then
+    16.68 s; the second run alike whatever its precision)."""
     runs, hf_rounds = collections.defaultdict(list), collections.defaultdict(list)
+    after_transformers = False
     for _ in range(a.repeat):
         for path in paths:
             for precision in ("bf16", "fp32"):
+                if after_transformers:
+                    tessera_run(a, ckpt, batch, path, precision)
                 runs[(path, precision)].append(tessera_run(a, ckpt, batch, path, precision))
-                if not a.skip_transformers and (precision == "fp32" or path in NATIVE_BF16):
+                after_transformers = not a.skip_transformers and (precision == "fp32" or path in NATIVE_BF16)
+                if after_transformers:
                     hf_rounds[(path, precision)].append(transformers_run(a, ckpt, batch, path, precision))
     results = {}
     for key, rs in runs.items():
@@ -315,7 +324,7 @@ def main():
     a = ap.parse_args()
     if a.hf:
         return hf_worker(a)
-    benchkit.start(a, "bench-forward", f"; machine shared with other work: {a.repeat} rounds, each Tessera run followed by its transformers run; each figure is "
+    benchkit.start(a, "bench-forward", f"; machine shared with other work: {a.repeat} rounds, each Tessera run followed by its transformers run (and an untimed Tessera run after each transformers run); each figure is "
                    "the fastest round, ratios also as medians and paired (the median of the rounds' own ratios)")
     ckpt = os.path.join(a.work, f"engine-h{HIDDEN}-l{a.layers}-tp1pp1")
     big = os.path.join(a.work, f"engine-h{HIDDEN}-l{3 * a.layers}-tp1pp1")
