@@ -31,8 +31,9 @@ supports (avx2, avx512, avx512bf16, amx; `--paths` to choose), it measures:
 The CPU model and the kernel path are printed with every figure. The machine may be shared
 with other work: the runs go in --repeat rounds, each Tessera run followed by the transformers
 run it is compared with (after which one untimed Tessera run warms the machine up again, as
-transformers warms itself up with a first forward), and every ratio is given three ways: each side's fastest run against
-the other's, the ratio of the medians, and the median of the rounds' own ratios ("paired").
+transformers warms itself up with a first forward), and every ratio is given three ways: each
+side's fastest run against the other's, the ratio of the medians, and the median of the
+rounds' own ratios ("paired").
 
 Effective GFLOP/s count the linear layers (2 x parameters x tokens) and attention
 (4 x heads x head_dim per query-key pair of the causal triangle).
@@ -303,8 +304,9 @@ def print_results(paths, results, hf, pk, tokens, work, own):
                 line += f", numpy sgemm {sg / fma:.0%}"
             if (path, "fp32") in hf:
                 torch_share = work / hf[(path, "fp32")]["forward"] / 1e9 / fma
-                line += (f", torch FP32 forward {torch_share:.0%}; 1.3x torch FP32 needs Tessera's own work at "
-                         f"{1.3 * torch_share * own / work:.0%} of the limit")
+                line += f", torch FP32 forward {torch_share:.0%}"
+                if path not in NATIVE_BF16:  # the target there is torch's BF16
+                    line += f"; 1.3x torch FP32 needs Tessera's own work at {1.3 * torch_share * own / work:.0%} of the limit"
             print(line)
 
 
