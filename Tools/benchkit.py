@@ -115,20 +115,32 @@ def apparent_bytes(path):
     return sum(os.stat(p).st_size for p in _files(path))
 
 
+# The /proc/cpuinfo flags that decide a kernel path (printed with every benchmark's CPU line).
+VECTOR_FLAGS = ("sse4_2", "avx", "f16c", "fma", "avx2", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+                "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve", "bf16", "i8mm")
+
+
 def cpu_model():
-    """'<model name> (<n> CPUs, best vector ISA: amx_bf16|avx512_bf16|avx512f|avx2|...)' from /proc/cpuinfo."""
-    model, flags = "unknown CPU", set()
+    """'<model name> (family F model M, <n> CPUs; vector flags: ...; best vector ISA: amx_bf16|avx512_bf16|avx512f|avx2|...)'
+    from /proc/cpuinfo."""
+    model, flags, ident = "unknown CPU", set(), {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name") and model == "unknown CPU":
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and not flags:
-                    flags = set(line.split(":", 1)[1].split())
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key == "model name" and model == "unknown CPU":
+                    model = value
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+                elif key in ("cpu family", "model") and key not in ident:
+                    ident[key] = value
     except OSError:
         pass
     best = next((f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in flags), "no AVX2")
-    return f"{model} ({os.cpu_count()} CPUs, best vector ISA: {best})"
+    family = f"family {ident['cpu family']} model {ident.get('model', '?')}, " if "cpu family" in ident else ""
+    present = " ".join(f for f in VECTOR_FLAGS if f in flags) or "none of " + " ".join(VECTOR_FLAGS[:5])
+    return f"{model} ({family}{os.cpu_count()} CPUs; vector flags: {present}; best vector ISA: {best})"
 
 
 def drop_caches():
