@@ -128,16 +128,36 @@ private struct ConfigFields {
 
     /// Parses `text`; `file` names it in errors.
     init(yaml text: String, file: String) throws(TesseraError) {
-        let loaded: Any?
-        do { loaded = try Yams.load(yaml: text) } catch {
+        let node: Node?
+        do { node = try Yams.compose(yaml: text) } catch {
             throw TesseraError(.corrupt, "not valid YAML: \(error)", file: file)
         }
-        guard var root = loaded as? [String: Any] else {
+        // Yams turns a mapping into a dictionary by forcing every key to a string, which traps
+        // on a key that is itself a mapping or a list (`? [a]: b`): such keys are refused first.
+        if let key = node.flatMap(Self.firstNonScalarKey) {
+            throw TesseraError(.corrupt, "a mapping key at line \((key.mark?.line).map(String.init) ?? "?") is a mapping or a list; "
+                + "a model config's keys are names", file: file)
+        }
+        guard var root = node?.any as? [String: Any] else {
             throw TesseraError(.corrupt, "expected a mapping at the top level", file: file)
         }
         if let inner = root["model"] as? [String: Any] { root = inner }
         self.root = root
         self.file = file
+    }
+
+    /// The first key of a mapping anywhere in `node` that is not a scalar, if any.
+    private static func firstNonScalarKey(_ node: Node) -> Node? {
+        switch node {
+        case .scalar: return nil
+        case .sequence(let items): return items.lazy.compactMap(firstNonScalarKey).first
+        case .mapping(let pairs):
+            for (key, value) in pairs {
+                if key.scalar == nil { return key }
+                if let inner = firstNonScalarKey(value) { return inner }
+            }
+            return nil
+        }
     }
 
     func int(_ k: String) -> Int? {

@@ -19,6 +19,8 @@ private func regressionRuns() throws -> [(input: String, args: [String])] {
             case "FuzzSentencePiece": runs.append((input, ["tokenize", "--tokenizer", path, "--text", "Hello, world"]))
             case "FuzzScoringJSONL": runs.append((input, ["tokenize", "--tokenizer", Fixtures.path("tiny/tokenizer/tokenizer.model"),
                                                           "--input", path]))
+            // A model config is read as an unpacked NeMo folder's model_config.yaml (the test makes the folder).
+            case "FuzzModelConfig": runs.append((input, ["inspect", modelConfigFolderMark + path]))
             default: runs.append((input, ["inspect", path]))
             }
         }
@@ -30,9 +32,17 @@ private func regressionRuns() throws -> [(input: String, args: [String])] {
     #expect(try regressionRuns().count >= 4)
 }
 
+/// Marks an argument to be replaced by a new folder holding that file as its model_config.yaml.
+private let modelConfigFolderMark = "model-config-folder:"
+
 @Test(arguments: try regressionRuns().map(\.input))
 func regressionInputIsReportedNotCrashedOn(_ input: String) throws {
-    let args = try #require(try regressionRuns().first { $0.input == input }?.args)
+    var args = try #require(try regressionRuns().first { $0.input == input }?.args)
+    let folder = try TemporaryFolder("regression")
+    for (i, arg) in args.enumerated() where arg.hasPrefix(modelConfigFolderMark) {
+        _ = try folder.copy(String(arg.dropFirst(modelConfigFolderMark.count)), as: "model_config.yaml")
+        args[i] = folder.path
+    }
     let r = try runBounded(args, seconds: 30)
     #expect(r.endedCleanly, "\(input): \(r)")
 }

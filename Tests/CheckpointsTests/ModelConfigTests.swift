@@ -69,6 +69,20 @@ func refusesWhatTheEngineCannotRun(_ line: String) throws {
     #expect(throws: TesseraError.self) { try ModelConfig(yaml: yaml, file: "m") }
 }
 
+/// A mapping key that is itself a mapping or a list (`? [a]: b`) made Yams trap while building
+/// a dictionary (found by Tools/fuzz.sh); it is a named error now.
+@Test(arguments: ["? [a, b]\n: 1\nnum_layers: 2\n", "model:\n  ? {x: 1}\n  : 2\n", "list:\n  - ? [c]\n    : d\n"])
+func nonScalarKeysAreRefusedNotTrappedOn(_ yaml: String) {
+    do {
+        _ = try ModelConfig(yaml: yaml, file: "m/model_config.yaml")
+        Issue.record("expected an error")
+    } catch {
+        #expect(error.code == .corrupt)
+        #expect(error.message.contains("mapping key"), "\(error.message)")
+        #expect(error.file == "m/model_config.yaml")
+    }
+}
+
 @Test func acceptsEveryKnownActivationAndNormalization() throws {
     #expect(ModelConfig.activations.count == 7 && ModelConfig.normalizations.count == 3)
     for a in ModelConfig.activations {
