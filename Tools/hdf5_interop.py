@@ -10,7 +10,7 @@ Prints one line per check and `N passed, M failed`; exit 0 only if all pass.
 
 Run: python Tools/hdf5_interop.py --tessera .build/release/tessera
 """
-import argparse, hashlib, json, os, subprocess, sys, tempfile
+import argparse, atexit, hashlib, json, os, shutil, subprocess, sys, tempfile
 
 import h5py
 import hdf5plugin  # noqa: F401  (registers filter 32015)
@@ -43,6 +43,7 @@ def main():
     a = ap.parse_args()
     ref = json.load(open(os.path.join(FIX, "tiny/reference/tensors.json")))
     work = tempfile.mkdtemp(prefix="tessera-h5-interop-")
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # also when a check fails
 
     # 1. Tessera writes, h5py reads.
     for src, layout, comp in [("tiny/legacy_tp2pp2_bf16_te_bytesio", ("2", "1"), "zstd:1"),

@@ -8,7 +8,7 @@ SteerLM prompt template) with the ids and pieces sentencepiece 0.2.3 gives for t
 
 Run: "${TESSERA_VENV:-$HOME/.cache/tessera-venv}"/bin/python Tools/make_tokenizer_golden.py
 """
-import json, os, random
+import atexit, json, os, random, shutil
 import sentencepiece as spm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,7 +80,8 @@ def nfkc():
     words = ["the", "model", "café", "ﬁne", "Ｆｕｌｌｗｉｄｔｈ", "①", "㌀", "x²", "½", "Å", "e\u0301", "über", "日本語",
              "한국어", "  spaces  ", "tab\there", "ｶﾀｶﾅ", "™", "…", "“quotes”", "naïve", "Straße", "ǅ", "Ⅻ", "\u00a0nbsp",
              "\u3000ideo"]
-    work = tempfile.mkdtemp()
+    work = tempfile.mkdtemp(prefix="tessera-golden-")
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
     corpus = os.path.join(work, "corpus.txt")
     with open(corpus, "w") as f:
         f.write("\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(3, 12))) for _ in range(3000)))
@@ -103,7 +104,8 @@ def unigram():
              "tokenizer", "sentence", "piece", "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "theta", "kappa", "lambda",
              "omicron", "sigma", "upsilon", "omega", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "pack", "my",
              "box", "with", "five", "dozen", "liquor", "jugs"]
-    work = tempfile.mkdtemp()
+    work = tempfile.mkdtemp(prefix="tessera-golden-")
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
     corpus = os.path.join(work, "corpus.txt")
     with open(corpus, "w") as f:
         for _ in range(8000):
