@@ -7,8 +7,10 @@ SteerLM prompt template) with the ids and pieces sentencepiece 0.2.3 gives for t
 (`encode(text)`: no BOS/EOS, as NeMo-Aligner tokenises).
 
 Run: "${TESSERA_VENV:-$HOME/.cache/tessera-venv}"/bin/python Tools/make_tokenizer_golden.py
+(it also needs `pip install protobuf`: sentencepiece's model_pb2, which clears the trained
+models' recorded paths, imports it; the CI venv does not carry it).
 """
-import atexit, json, os, random, shutil
+import json, os, random, tempfile
 import sentencepiece as spm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,12 +63,16 @@ def scrub_paths(model):
         f.write(m.SerializeToString())
 
 
-def train(corpus, name, **options):
-    """Trains Tests/Fixtures/tiny/tokenizer/NAME.model on `corpus` (the three <extra_id_N>
+def train(lines, name, **options):
+    """Trains Tests/Fixtures/tiny/tokenizer/NAME.model on the corpus `lines` (the three <extra_id_N>
     symbols user-defined), clears its recorded paths and returns it loaded."""
     prefix = os.path.join(ROOT, "Tests/Fixtures/tiny/tokenizer", name)
-    spm.SentencePieceTrainer.train(input=corpus, model_prefix=prefix, user_defined_symbols=["<extra_id_0>", "<extra_id_1>", "<extra_id_2>"],
-                                   minloglevel=2, **options)
+    with tempfile.TemporaryDirectory(prefix="tessera-golden-") as work:
+        corpus = os.path.join(work, "corpus.txt")
+        with open(corpus, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        spm.SentencePieceTrainer.train(input=corpus, model_prefix=prefix,
+                                       user_defined_symbols=["<extra_id_0>", "<extra_id_1>", "<extra_id_2>"], minloglevel=2, **options)
     os.remove(prefix + ".vocab")
     scrub_paths(prefix + ".model")
     return spm.SentencePieceProcessor(model_file=prefix + ".model")
@@ -75,16 +81,11 @@ def train(corpus, name, **options):
 def nfkc():
     """A small BPE model with the nmt_nfkc normaliser (precompiled character map) and 2,000
     golden strings: Tests/Fixtures/tiny/tokenizer/nfkc.model and nfkc-golden.jsonl."""
-    import tempfile
     rng = random.Random(7)
     words = ["the", "model", "café", "ﬁne", "Ｆｕｌｌｗｉｄｔｈ", "①", "㌀", "x²", "½", "Å", "e\u0301", "über", "日本語",
              "한국어", "  spaces  ", "tab\there", "ｶﾀｶﾅ", "™", "…", "“quotes”", "naïve", "Straße", "ǅ", "Ⅻ", "\u00a0nbsp",
              "\u3000ideo"]
-    work = tempfile.mkdtemp(prefix="tessera-golden-")
-    atexit.register(shutil.rmtree, work, ignore_errors=True)
-    corpus = os.path.join(work, "corpus.txt")
-    with open(corpus, "w") as f:
-        f.write("\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(3, 12))) for _ in range(3000)))
+    corpus = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 12))) for _ in range(3000)]
     sp = train(corpus, "nfkc", vocab_size=400, model_type="bpe", byte_fallback=True, normalization_rule_name="nmt_nfkc",
                character_coverage=1.0)
     allw = words + ["<extra_id_1>User", "A\u030a", "ｱｲｳ", "ＡＢＣ１２３", "\u2028", "fi ﬂ ﬃ", "１２３４５"]
@@ -97,19 +98,13 @@ def nfkc():
 def unigram():
     """sentencepiece's defaults (unigram, nmt_nfkc, no byte fallback) and 10,000 golden
     strings with ids and decoded text: unigram.model and unigram-golden.jsonl."""
-    import tempfile
     rng = random.Random(11)
     words = ["the", "model", "reward", "helpful", "answer", "question", "café", "naïve", "日本語", "中文", "🙂", "2024", "x²",
              "½", "ﬁne", "Ｆｕｌｌ", "tab\there", "  spaces  ", "über", "Straße", "<extra_id_1>", "hello", "world", "unigram",
              "tokenizer", "sentence", "piece", "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "theta", "kappa", "lambda",
              "omicron", "sigma", "upsilon", "omega", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "pack", "my",
              "box", "with", "five", "dozen", "liquor", "jugs"]
-    work = tempfile.mkdtemp(prefix="tessera-golden-")
-    atexit.register(shutil.rmtree, work, ignore_errors=True)
-    corpus = os.path.join(work, "corpus.txt")
-    with open(corpus, "w") as f:
-        for _ in range(8000):
-            f.write(" ".join(rng.choice(words) for _ in range(rng.randint(3, 15))) + "\n")
+    corpus = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 15))) for _ in range(8000)]
     sp = train(corpus, "unigram", vocab_size=150, hard_vocab_limit=False)
     allw = words + ["ＡＢＣ１２３", "A\u030a", "ｱｲｳ", "\u2028", "Ω", "€", "…"]
     with open(os.path.join(ROOT, "Tests/Fixtures/tiny/tokenizer/unigram-golden.jsonl"), "w") as f:
