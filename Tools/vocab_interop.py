@@ -12,6 +12,10 @@ re-padding never drops a row that holds weights).
    instruction-set class (AVX2, AVX-512, AVX512-BF16).
 2. Zero rows dropped: the same checkpoint with the divisor back at 128 converts back to 512
    rows ("dropped-zero-padding"), and every tensor equals the original fixture's.
+3. `override_vocab_size: 520` is the number of rows NeMo builds (NeMo-Aligner's
+   `vocab_size=cfg.get("override_vocab_size", padded_vocab_size)`), not a vocabulary to pad:
+   the conversion writes 520 rows (8 zero rows added, not 640), and megatron-core's reward model
+   built with 520 rows takes the file with `strict=True` and gives the fixture's rewards.
 
 Run with the interop venv's python: Tools/vocab_interop.py --tessera .build/release/tessera
 Prints 'N passed, M failed'; exit 0 when all pass.
@@ -40,6 +44,11 @@ def set_divisor(folder, d):
     lines = [f"make_vocab_size_divisible_by: {d}" if l.startswith("make_vocab_size_divisible_by:") else l
              for l in p.read_text().splitlines()]
     p.write_text("\n".join(lines) + "\n")
+
+
+def set_override(folder, rows):
+    p = Path(folder) / "model_config.yaml"
+    p.write_text(p.read_text().rstrip("\n") + f"\noverride_vocab_size: {rows}\n")
 
 
 def convert(tessera, src, dst):
@@ -118,6 +127,22 @@ def main():
         check(report["vocabulary"] == "dropped-zero-padding" and len(tensors) > 0 and len(same) == len(tensors),
               "convert back drops the zero rows; every tensor equals the fixture's",
               f"vocabulary {report['vocabulary']}, {len(same)} of {len(tensors)} tensors equal")
+
+        # override_vocab_size: exactly that many rows.
+        over = work / "override"
+        shutil.copytree(FIXTURE, over)
+        set_override(over, 520)
+        report = convert(a.tessera, over, work / "override-out")
+        sd = torch.load(work / "override-out" / "model_weights.ckpt", weights_only=True, map_location="cpu")
+        emb = sd["model.embedding.word_embeddings.weight"]
+        check(report["vocabulary"] == "padded" and emb.shape[0] == 520 and bool((emb[rows:] == 0).all()),
+              "override_vocab_size 520: convert writes 520 rows (8 zero rows), not a padded 640",
+              f"vocabulary {report['vocabulary']}, embedding {tuple(emb.shape)}")
+        loaded, outs = megatron_forward(520, sd)
+        worst_r = (max(abs(x - y) for o, b in zip(outs, base) for x, y in zip(o["rewards"], b["rewards"]))
+                   if len(outs) == len(base) == len(seqs) else float("inf"))
+        check(loaded and worst_r <= 1e-6, "megatron-core's reward model with 520 rows takes it (strict=True) and gives the fixture's rewards",
+              f"max |d reward| {worst_r:.1e}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"{passed} passed, {failed} failed")

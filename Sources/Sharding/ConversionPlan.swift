@@ -60,6 +60,7 @@ public struct ConversionPlan: Sendable {
         }
         var cfg = config
         cfg.paddedVocabSize = targetRows
+        if cfg.overrideVocabSize != nil { cfg.overrideVocabSize = targetRows }
         cfg.tensorModelParallelSize = layout.tp
         cfg.pipelineModelParallelSize = layout.pp
         self.config = cfg
@@ -76,25 +77,25 @@ public struct ConversionPlan: Sendable {
         self.notes = notes
     }
 
-    /// The target's vocabulary rows, what that does, and notes saying so. NeMo pads the true
-    /// vocabulary (`override_vocab_size`, else the tokenizer's) to a multiple of
-    /// `make_vocab_size_divisible_by` x TP; rows the source has beyond that are dropped only as
-    /// `layout.vocabularyRows` allows.
+    /// The target's vocabulary rows, what that does, and notes saying so. NeMo pads the
+    /// tokenizer's vocabulary to a multiple of `make_vocab_size_divisible_by` x TP, but builds
+    /// exactly `override_vocab_size` rows when the config sets it (NeMo-Aligner's
+    /// `vocab_size=cfg.get("override_vocab_size", padded_vocab_size)`); rows the source has beyond
+    /// that are dropped only as `layout.vocabularyRows` allows.
     static func vocabularyRows(_ source: Catalogue, config: ModelConfig, layout: TargetLayout, sourceRows: Int,
                                cache: MappingCache) throws(TesseraError) -> (rows: Int, action: String, notes: [String]) {
+        if let o = config.overrideVocabSize {
+            return try overriddenRows(o, tokenizer: source.tokenizerVocabulary(cache: cache), layout: layout, sourceRows: sourceRows)
+        }
         let multiple = config.makeVocabSizeDivisibleBy * layout.tp
         let roundedUp = (sourceRows + multiple - 1) / multiple * multiple
-        guard let trueVocab = source.trueVocabulary(cache: cache) else {
+        guard let trueVocab = source.tokenizerVocabulary(cache: cache) else {
             // No tokenizer and no override: the source's rows, padded up for the new layout.
             return roundedUp > sourceRows
                 ? (roundedUp, "padded", ["padded vocabulary \(sourceRows) -> \(roundedUp): adding \(roundedUp - sourceRows) zero rows"])
                 : (sourceRows, "unchanged", [])
         }
         var notes: [String] = []
-        let tokenizer = source.tokenizerVocabulary(cache: cache)
-        if let o = config.overrideVocabSize, let tokenizer, tokenizer != o {
-            notes.append("override_vocab_size \(o) is used as the true vocabulary; the tokenizer artifact has \(tokenizer) pieces")
-        }
         let padded = config.paddedVocab(trueVocab: trueVocab, tp: layout.tp)
         if padded >= sourceRows || layout.vocabularyRows == .keep {
             let rows = max(padded, roundedUp)
@@ -103,10 +104,46 @@ public struct ConversionPlan: Sendable {
             if action == "kept" { notes.append("kept all \(sourceRows) vocabulary rows (beyond the true vocabulary \(trueVocab), as asked)") }
             return (rows, action, notes)
         }
-        let truncating = layout.vocabularyRows == .truncate
-        notes.append("padded vocabulary \(sourceRows) -> \(padded): dropping \(sourceRows - padded) rows beyond the true vocabulary \(trueVocab)"
-                     + (truncating ? " (truncated as asked, whatever they hold)" : " (all zero: NeMo's padding)"))
-        return (padded, truncating ? "truncated" : "dropped-zero-padding", notes)
+        return (padded, dropAction(layout), [dropNote(sourceRows, to: padded, beyond: "the true vocabulary \(trueVocab)", layout)])
+    }
+
+    /// Rows under `override_vocab_size` `o`: exactly `o` at every TP (zero rows added when the
+    /// source has fewer), which TP must divide; with `--vocab-rows keep` every source row, rounded
+    /// up to a multiple of TP, the written config's override then saying so.
+    static func overriddenRows(_ o: Int, tokenizer: Int?, layout: TargetLayout, sourceRows: Int) throws(TesseraError)
+        -> (rows: Int, action: String, notes: [String]) {
+        var notes: [String] = []
+        if let tokenizer, tokenizer != o {
+            notes.append("override_vocab_size \(o) is the vocabulary NeMo builds; the tokenizer artifact has \(tokenizer) pieces")
+        }
+        var rows = o, action = "unchanged"
+        if sourceRows > o, layout.vocabularyRows == .keep {
+            rows = (sourceRows + layout.tp - 1) / layout.tp * layout.tp
+            action = "kept"
+            notes.append("kept all \(sourceRows) vocabulary rows (beyond override_vocab_size \(o), as asked)"
+                         + (rows > sourceRows ? ", adding \(rows - sourceRows) zero rows" : "") + "; the config's override_vocab_size is now \(rows)")
+        } else if sourceRows > o {
+            action = dropAction(layout)
+            notes.append(dropNote(sourceRows, to: o, beyond: "override_vocab_size \(o)", layout))
+        } else if sourceRows < o {
+            action = "padded"
+            notes.append("vocabulary \(sourceRows) -> \(o) rows (override_vocab_size): adding \(o - sourceRows) zero rows")
+        }
+        guard rows % layout.tp == 0 else {
+            throw TesseraError(.invalidArgument,
+                               "tensor-parallel size \(layout.tp) does not divide override_vocab_size \(o): NeMo builds exactly that many "
+                               + "vocabulary rows and splits them evenly over the tensor-parallel ranks")
+        }
+        return (rows, action, notes)
+    }
+
+    static func dropAction(_ layout: TargetLayout) -> String {
+        layout.vocabularyRows == .truncate ? "truncated" : "dropped-zero-padding"
+    }
+
+    static func dropNote(_ sourceRows: Int, to rows: Int, beyond: String, _ layout: TargetLayout) -> String {
+        "vocabulary \(sourceRows) -> \(rows) rows: dropping \(sourceRows - rows) rows beyond \(beyond)"
+            + (layout.vocabularyRows == .truncate ? " (truncated as asked, whatever they hold)" : " (all zero: NeMo's padding)")
     }
 
     /// Refuses a conversion that would drop vocabulary rows holding weights: every row of

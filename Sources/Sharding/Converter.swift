@@ -87,7 +87,8 @@ public enum Converter {
         return plan.source.weightsPath.isEmpty && !c.isFile("model_config.yaml") && plan.source.format != .hdf5 ? nil : ""
     }
 
-    /// The config with the new parallel sizes, everything else kept as it was.
+    /// The config with the new parallel sizes (and vocabulary size, when every row was kept
+    /// beyond `override_vocab_size`), everything else kept as it was.
     static func configText(_ plan: ConversionPlan, cache: MappingCache) throws(TesseraError) -> String {
         let c = plan.source.container
         var text = plan.source.foreign?.configYAML ?? ""
@@ -96,6 +97,9 @@ public enum Converter {
         }
         text = ConfigText.set("tensor_model_parallel_size", to: String(plan.layout.tp), in: text)
         text = ConfigText.set("pipeline_model_parallel_size", to: String(plan.layout.pp), in: text)
+        if let o = plan.config.overrideVocabSize, o != plan.source.config?.overrideVocabSize {
+            text = ConfigText.set("override_vocab_size", to: String(o), in: text)  // every row kept (--vocab-rows keep)
+        }
         switch plan.layout.format {
         case .nemo, .hdf5, .hf: break
         case .distZarr: text = ConfigText.set("dist_ckpt_format", to: "zarr", in: text)

@@ -17,9 +17,10 @@ struct Convert: ParsableCommand {
         as a tar; otherwise a folder.
 
         When the tensor-parallel size changes the padded vocabulary NeMo would build, zero rows are \
-        added, or padding rows dropped; the output says so. The true vocabulary is the config's \
-        override_vocab_size when set, otherwise the tokenizer's size. Rows beyond it are dropped only \
-        if all zero (NeMo's padding): a row holding weights stops the conversion (exit 2) unless \
+        added, or padding rows dropped; the output says so. The true vocabulary is the tokenizer's \
+        size; a config's override_vocab_size is instead the exact number of rows NeMo builds at \
+        every TP (a TP that does not divide it is refused). Rows beyond are dropped only if all \
+        zero (NeMo's padding): a row holding weights stops the conversion (exit 2) unless \
         --vocab-rows keep (keep every row) or --vocab-rows truncate (drop them anyway) says otherwise.
 
         Without --tp and --pp the source's layout is kept: an HDF5 store goes back to the layout \

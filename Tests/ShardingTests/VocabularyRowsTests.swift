@@ -109,3 +109,39 @@ func overrideVocabSizeKeepsEveryRow(_ format: OutputFormat) throws {
     #expect(b.rows == 512)
     #expect(a.digest == b.digest)
 }
+
+/// `override_vocab_size` is the exact number of rows NeMo builds at every TP (NeMo-Aligner:
+/// `vocab_size=cfg.get("override_vocab_size", padded_vocab_size)`), not a vocabulary to pad:
+/// 514 gives 514 rows at TP2 (2 zero rows added, where padding would have given 768 that NeMo
+/// cannot load), TP4 is refused before anything is written, and `--vocab-rows keep` under a
+/// smaller override writes every row with the config's override saying so.
+@Test func overrideVocabSizeIsTheRowCountAtEveryTP() throws {
+    let scratch = try TemporaryFolder("vocab")
+    let cache = MappingCache()
+    let source = try Checkpoint.open(try smallTokenizerModel(in: scratch, override: 514), cache: cache)
+    let two = try Converter.convert(source, to: scratch.path + "/tp2", layout: TargetLayout(tp: 2, pp: 1, format: .nemo),
+                                    force: false, cache: cache)
+    #expect(two.vocabulary == "padded")
+    let written = try Checkpoint.open(two.destination, cache: cache)
+    #expect(try embeddingDigest(written, cache: cache).rows == 514)
+    #expect(written.config?.overrideVocabSize == 514)
+    do {
+        try Converter.convert(source, to: scratch.path + "/tp4", layout: TargetLayout(tp: 4, pp: 1, format: .distTorch),
+                              force: false, cache: cache)
+        Issue.record("TP4 does not divide override_vocab_size 514, yet the conversion ran")
+    } catch {
+        #expect(error.code == .invalidArgument)
+        #expect(error.message.contains("override_vocab_size 514"), "\(error.message)")
+    }
+    #expect(!FileManager.default.fileExists(atPath: scratch.path + "/tp4"))
+
+    let other = try TemporaryFolder("vocab")
+    let smaller = try Checkpoint.open(try smallTokenizerModel(in: other, override: 256), cache: cache)
+    var keep = TargetLayout(tp: 4, pp: 1, format: .nemo)
+    keep.vocabularyRows = .keep
+    let kept = try Converter.convert(smaller, to: scratch.path + "/kept", layout: keep, force: false, cache: cache)
+    #expect(kept.vocabulary == "kept")
+    let keptCheckpoint = try Checkpoint.open(kept.destination, cache: cache)
+    #expect(try embeddingDigest(keptCheckpoint, cache: cache).rows == 512)
+    #expect(keptCheckpoint.config?.overrideVocabSize == 512)
+}
