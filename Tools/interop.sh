@@ -70,6 +70,12 @@ status=0
 # Vocabulary re-padding: zero rows added load in megatron-core with the reference outputs,
 # and dropped again give the original tensors.
 "$VENV/bin/python" -W ignore Tools/vocab_interop.py --tessera "$BIN" || status=$?
+# Tensor-parallel rules: TP need not divide the hidden size (megatron-core loads it), except
+# under a reward head (refused).
+"$VENV/bin/python" -W ignore Tools/layout_interop.py --tessera "$BIN" || status=$?
+# Random shapes (printed seed): forward against transformers on every kernel path, and a random
+# format and layout converted, verified and run.
+"$VENV/bin/python" Tools/shape_sweep.py --tessera "$BIN" --count 16 || status=$?
 # 4. Full width at 2 layers (~33 GB apparent, sparse): the release layout converted to every
 #    format, every stamp found by torch / h5py / the DCP reader, verify, and the engine
 #    against a float64 reference that is itself first checked against megatron-core.

@@ -182,8 +182,9 @@ def free_port():
         return s.getsockname()[1]
 
 
-def build_model(tp, pp, bf16):
-    """Build this rank's GPTRewardModel (fp32 params; wrapped in Float16Module if bf16)."""
+def build_model(tp, pp, bf16, reward_head=True):
+    """Build this rank's GPTRewardModel (fp32 params; wrapped in Float16Module if bf16), or
+    without reward_head the plain GPTModel it extends."""
     import torch
     from megatron.core import parallel_state
     from megatron.core.activations import squared_relu
@@ -227,21 +228,16 @@ def build_model(tp, pp, bf16):
     )
     pre = parallel_state.is_pipeline_first_stage()
     post = parallel_state.is_pipeline_last_stage()
-    m = GPTRewardModel(
-        config=cfg,
-        transformer_layer_spec=spec,
-        vocab_size=VP,
-        max_sequence_length=MODEL["encoder_seq_length"],
-        pre_process=pre,
-        post_process=post,
-        parallel_output=True,
-        share_embeddings_and_output_weights=False,
-        position_embedding_type="rope",
-        rotary_percent=MODEL["rotary_percentage"],
-        rotary_base=MODEL["rotary_base"],
-        head_dtype=torch.float32,  # NeMo-Aligner's force_head_dtype default
-        num_attributes=MODEL["num_attributes"],
-    )
+    common = dict(config=cfg, transformer_layer_spec=spec, vocab_size=VP, max_sequence_length=MODEL["encoder_seq_length"],
+                  pre_process=pre, post_process=post, parallel_output=True, share_embeddings_and_output_weights=False,
+                  position_embedding_type="rope", rotary_percent=MODEL["rotary_percentage"], rotary_base=MODEL["rotary_base"])
+    if reward_head:
+        m = GPTRewardModel(**common, head_dtype=torch.float32,  # NeMo-Aligner's force_head_dtype default
+                           num_attributes=MODEL["num_attributes"])
+    else:
+        from megatron.core.models.gpt import GPTModel
+
+        m = GPTModel(**common)
     m.eval()
     if bf16:
         return Float16Module(cfg, m)  # casts every parameter (norms, rm_head too) to bf16

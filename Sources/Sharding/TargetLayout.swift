@@ -64,11 +64,15 @@ public struct TargetLayout: Sendable, Equatable {
         return Array(repeating: layers / pp, count: pp)
     }
 
-    /// Checks that the model can be cut this way; returns notes for the user.
+    /// Checks that the model can be cut this way, as megatron-core's `TransformerConfig` and
+    /// parallel linear layers require: TP divides the attention heads, the query groups and the
+    /// FFN size. No tensor is split along the hidden size (column-parallel weights split their
+    /// outputs, row-parallel ones their inputs: heads x kv_channels, or the FFN size), so TP
+    /// need not divide it.
     public func validate(_ c: ModelConfig) throws(TesseraError) {
         guard tp >= 1, pp >= 1 else { throw TesseraError(.invalidArgument, "TP and PP must be at least 1") }
         let checks: [(String, Int)] = [("attention heads", c.numAttentionHeads), ("query groups", c.numQueryGroups),
-                                       ("ffn hidden size", c.ffnHiddenSize), ("hidden size", c.hiddenSize)]
+                                       ("ffn hidden size", c.ffnHiddenSize)]
         for (what, n) in checks where n % tp != 0 {
             throw TesseraError(.invalidArgument, "tensor-parallel size \(tp) does not divide the \(n) \(what)")
         }

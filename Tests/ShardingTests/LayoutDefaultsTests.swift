@@ -77,3 +77,16 @@ func badCompressionSpecsAreRefused(_ text: String) {
         #expect(error.code == .invalidArgument && error.message.contains("'\(text)'"), "\(error)")
     }
 }
+
+/// TP must divide what megatron-core splits (heads, query groups, FFN size), not the hidden size:
+/// only a reward head splits that, and its own tensor rule refuses it (Tools/layout_interop.py
+/// proves both against megatron-core).
+@Test func tensorParallelSizeNeedNotDivideTheHiddenSize() throws {
+    let config = try ModelConfig(yaml: "num_layers: 2\nhidden_size: 66\nffn_hidden_size: 260\nnum_attention_heads: 8\nnum_query_groups: 8\n",
+                                 file: "model_config.yaml")
+    try TargetLayout(tp: 4, pp: 1, format: .nemo).validate(config)
+    for (tp, what) in [(3, "8 attention heads"), (8, "260 ffn hidden size")] {
+        #expect(throws: TesseraError.self, "TP\(tp)") { try TargetLayout(tp: tp, pp: 1, format: .nemo).validate(config) }
+        do { try TargetLayout(tp: tp, pp: 1, format: .nemo).validate(config) } catch { #expect(error.message.contains(what), "\(error.message)") }
+    }
+}

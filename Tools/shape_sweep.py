@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Shapes nobody chose: the engine and the converter against transformers on random Nemotron shapes.
+
+Each case draws a Nemotron configuration at random (hidden size, heads, query groups, head
+size independent of hidden / heads, FFN size, vocabulary, 1-3 layers, rotary share 0.5 or
+1.0), fills transformers' NemotronForCausalLM with random weights (layer-norm weights too) and
+writes it with `save_pretrained`. Then:
+
+1. `tessera forward --precision fp32` of a batch of random sequences (1-40 tokens) reads the
+   folder as it is, on every kernel path this CPU supports (`TESSERA_ISA`), and its
+   last-position logits equal transformers' FP32 ones within 1e-4 of the largest logit.
+2. `tessera convert` writes it in a random NeMo format (legacy, dist-torch, dist-zarr, HDF5)
+   at a random valid layout (TP dividing heads, query groups and FFN size; PP dividing the
+   layers); `verify` of the HF folder against it is EQUIVALENT, and `forward` of the
+   converted checkpoint gives transformers' logits within the same bound.
+
+The seed is printed; `--seed` replays a run. Prints one line per case and `N passed, M failed`;
+exit 0 only when all pass.
+
+Run: "${TESSERA_VENV:-$HOME/.cache/tessera-venv}"/bin/python Tools/shape_sweep.py --count 12
+"""
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import torch
+import transformers
+from transformers import NemotronConfig, NemotronForCausalLM
+
+transformers.logging.set_verbosity_error()
+transformers.utils.logging.disable_progress_bar()
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PATHS = ["portable", "avx2", "avx512", "avx512bf16", "amx"]
+FORMATS = ["nemo", "dist-torch", "dist-zarr", "hdf5"]
+TOLERANCE = 1e-4
+
+
+def draw(rng):
+    """A random, valid Nemotron configuration, and a tensor-parallel size it allows (query groups
+    and FFN size drawn as multiples of it, so layouts beyond TP1 come up)."""
+    tp = rng.choice([1, 2, 2, 3, 4])
+    groups = tp * rng.choice([1, 1, 2])
+    heads = groups * rng.choice([1, 2, 3])
+    head_dim = rng.choice([4, 6, 8, 10, 12, 16])
+    rotary = rng.choice([0.5, 1.0]) if head_dim % 4 == 0 else 1.0
+    cfg = NemotronConfig(vocab_size=rng.randint(40, 700), hidden_size=rng.choice([16, 24, 40, 48, 56, 72, 96, 128]),
+                         intermediate_size=tp * rng.randint(3, 100), num_hidden_layers=rng.randint(1, 3),
+                         num_attention_heads=heads, num_key_value_heads=groups, head_dim=head_dim,
+                         max_position_embeddings=256, norm_eps=1e-5, partial_rotary_factor=rotary, rope_theta=10000.0,
+                         tie_word_embeddings=False)
+    cfg.tessera_rotary = rotary  # transformers 5 keeps it under rope_parameters
+    return cfg, tp
+
+
+def describe(c):
+    return (f"hidden {c.hidden_size}, ffn {c.intermediate_size}, {c.num_hidden_layers} layers, {c.num_attention_heads} heads "
+            f"of {c.head_dim} in {c.num_key_value_heads} groups, rotary {c.tessera_rotary}, vocab {c.vocab_size}")
+
+
+def tessera(binary, *args, env=None):
+    return subprocess.run([binary, *args], capture_output=True, text=True, env=dict(os.environ, **(env or {})))
+
+
+def worst_difference(stdout, references, vocab):
+    """Largest |logit difference| / largest |logit| over the sequences (inf when the output is short)."""
+    outs = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    if len(outs) != len(references):
+        return math.inf
+    worst = 0.0
+    for out, ref in zip(outs, references):
+        got = torch.tensor(out["logits"][:vocab], dtype=torch.float64)
+        if got.numel() != vocab:
+            return math.inf
+        worst = max(worst, ((got - ref).abs().max() / ref.abs().max().clamp(min=1e-6)).item())
+    return worst
+
+
+def run_case(binary, rng, work, index):
+    cfg, tp = draw(rng)
+    torch.manual_seed(rng.randrange(1 << 30))
+    model = NemotronForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(torch.randn_like(p) * (0.3 if "norm" in name else 0.08))
+    folder = os.path.join(work, f"case{index}")
+    model.save_pretrained(folder)
+    seqs = [[rng.randrange(cfg.vocab_size) for _ in range(rng.randint(1, 40))] for _ in range(rng.randint(1, 4))]
+    batch = folder + ".jsonl"
+    with open(batch, "w") as f:
+        f.writelines(json.dumps(s) + "\n" for s in seqs)
+    with torch.no_grad():
+        references = [model(torch.tensor([s])).logits[0, -1].double() for s in seqs]
+    problems, ran = [], []
+    for path in PATHS:
+        r = tessera(binary, "forward", folder, "--input", batch, "--precision", "fp32", "--json", env={"TESSERA_ISA": path})
+        if r.returncode == 2 and "lacks its instructions" in r.stderr:
+            continue
+        ran.append(path)
+        d = worst_difference(r.stdout, references, cfg.vocab_size) if r.returncode == 0 else math.inf
+        if d > TOLERANCE:
+            problems.append(f"forward on {path}: exit {r.returncode}, relative difference {d:.2e} {r.stderr.strip()[:200]}")
+    pp = rng.choice([p for p in range(1, cfg.num_hidden_layers + 1) if cfg.num_hidden_layers % p == 0])
+    fmt = rng.choice(FORMATS)
+    dst = folder + "-" + fmt
+    r = tessera(binary, "convert", folder, dst, "--tp", str(tp), "--pp", str(pp), "--format", fmt)
+    if r.returncode != 0:
+        problems.append(f"convert to {fmt} TP{tp} PP{pp}: exit {r.returncode} {r.stderr.strip()[:200]}")
+    else:
+        v = tessera(binary, "verify", folder, dst)
+        if v.returncode != 0:
+            problems.append(f"verify against {fmt} TP{tp} PP{pp}: exit {v.returncode} {(v.stdout + v.stderr).strip()[-300:]}")
+        f = tessera(binary, "forward", dst, "--input", batch, "--precision", "fp32", "--json")
+        d = worst_difference(f.stdout, references, cfg.vocab_size) if f.returncode == 0 else math.inf
+        if d > TOLERANCE:
+            problems.append(f"forward of {fmt} TP{tp} PP{pp}: exit {f.returncode}, relative difference {d:.2e} {f.stderr.strip()[:200]}")
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(dst, ignore_errors=True)
+    if os.path.exists(dst):
+        os.remove(dst)
+    os.remove(batch)
+    what = f"case {index}: {describe(cfg)}; {len(seqs)} sequences; paths {', '.join(ran)}; {fmt} TP{tp} PP{pp}"
+    return what, problems
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tessera", default=os.environ.get("TESSERA_BIN", os.path.join(ROOT, ".build/release/tessera")))
+    ap.add_argument("--count", type=int, default=12, help="random cases to run")
+    ap.add_argument("--seed", type=int, default=None, help="replay a run (default: a fresh seed, printed)")
+    a = ap.parse_args()
+    seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1 << 31)
+    print(f"seed {seed} (replay with --seed {seed})", flush=True)
+    assert a.count > 0, "no cases to run"
+    rng = random.Random(seed)
+    work = tempfile.mkdtemp(prefix="tessera-shape-sweep-")
+    passed = failed = 0
+    try:
+        for i in range(a.count):
+            what, problems = run_case(a.tessera, rng, work, i)
+            print(f"{'FAIL' if problems else 'PASS'} {what}", flush=True)
+            for p in problems:
+                print(f"    {p}", flush=True)
+            passed, failed = passed + (not problems), failed + bool(problems)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"{passed} passed, {failed} failed (seed {seed})")
+    return 0 if failed == 0 and passed == a.count else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
