@@ -4,7 +4,8 @@
 Each case draws a Nemotron configuration at random (hidden size, heads, query groups, head
 size independent of hidden / heads, FFN size, vocabulary, 1-3 layers, rotary share 0.5 or
 1.0), fills transformers' NemotronForCausalLM with random weights (layer-norm weights too) and
-writes it with `save_pretrained`. Then:
+writes it with `save_pretrained` in FP32 or BF16 (the reference then runs the BF16 values in
+FP32). Then:
 
 1. `tessera forward --precision fp32` of a batch of random sequences (1-40 tokens) reads the
    folder as it is, on every kernel path this CPU supports (`TESSERA_ISA`), and its
@@ -20,6 +21,7 @@ exit 0 only when all pass.
 Run: "${TESSERA_VENV:-$HOME/.cache/tessera-venv}"/bin/python Tools/shape_sweep.py --count 12
 """
 import argparse
+import copy
 import json
 import math
 import os
@@ -88,8 +90,17 @@ def run_case(binary, rng, work, index):
     with torch.no_grad():
         for name, p in model.named_parameters():
             p.copy_(torch.randn_like(p) * (0.3 if "norm" in name else 0.08))
+    dtype = rng.choice(["float32", "bfloat16"])
     folder = os.path.join(work, f"case{index}")
-    model.save_pretrained(folder)
+    if dtype == "bfloat16":
+        # Stored in BF16; the reference runs those values in FP32. The parameters are rounded in
+        # place: converting the model would round its RoPE frequency buffer too.
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(p.to(torch.bfloat16).float())
+        copy.deepcopy(model).to(torch.bfloat16).save_pretrained(folder)
+    else:
+        model.save_pretrained(folder)
     seqs = [[rng.randrange(cfg.vocab_size) for _ in range(rng.randint(1, 40))] for _ in range(rng.randint(1, 4))]
     batch = folder + ".jsonl"
     with open(batch, "w") as f:
@@ -124,7 +135,7 @@ def run_case(binary, rng, work, index):
     if os.path.exists(dst):
         os.remove(dst)
     os.remove(batch)
-    what = f"case {index}: {describe(cfg)}; {len(seqs)} sequences; paths {', '.join(ran)}; {fmt} TP{tp} PP{pp}"
+    what = f"case {index}: {describe(cfg)}, {dtype}; {len(seqs)} sequences; paths {', '.join(ran)}; {fmt} TP{tp} PP{pp}"
     return what, problems
 
 
