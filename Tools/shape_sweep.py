@@ -11,9 +11,10 @@ FP32). Then:
    folder as it is, on every kernel path this CPU supports (`TESSERA_ISA`), and its
    last-position logits equal transformers' FP32 ones within 1e-4 of the largest logit.
 2. `tessera convert` writes it in a random NeMo format (legacy, dist-torch, dist-zarr, HDF5)
-   at a random valid layout (TP dividing heads, query groups and FFN size; PP dividing the
-   layers); `verify` of the HF folder against it is EQUIVALENT, and `forward` of the
-   converted checkpoint gives transformers' logits within the same bound.
+   at a random valid layout (TP dividing heads and FFN size, and dividing the query groups or a
+   multiple of them; PP dividing the layers); `verify` of the HF folder against it is
+   EQUIVALENT, and `forward` of the converted checkpoint gives transformers' logits within the
+   same bound.
 
 The seed is printed; `--seed` replays a run. Prints one line per case and `N passed, M failed`;
 exit 0 only when all pass.
@@ -47,9 +48,14 @@ def draw(rng):
     """A random, valid Nemotron configuration, and a tensor-parallel size it allows (query groups
     and FFN size drawn as multiples of it, so layouts beyond TP1 come up)."""
     tp = rng.choice([1, 2, 2, 3, 4])
-    groups = tp * rng.choice([1, 1, 2])
-    heads = groups * rng.choice([1, 2, 3])
-    head_dim = rng.choice([4, 6, 8, 10, 12, 16])
+    if tp > 1 and rng.random() < 0.3:  # fewer query groups than TP (megatron-core 0.16)
+        groups = tp // rng.choice([d for d in range(2, tp + 1) if tp % d == 0])
+        heads = tp * rng.choice([1, 2])
+    else:
+        groups = tp * rng.choice([1, 1, 2])
+        heads = groups * rng.choice([1, 2, 3])
+    # TP splits the QKV rows (groups x (heads / groups + 2) x head size) evenly.
+    head_dim = rng.choice([d for d in [4, 6, 8, 10, 12, 16] if groups * (heads // groups + 2) * d % tp == 0])
     rotary = rng.choice([0.5, 1.0]) if head_dim % 4 == 0 else 1.0
     cfg = NemotronConfig(vocab_size=rng.randint(40, 700), hidden_size=rng.choice([16, 24, 40, 48, 56, 72, 96, 128]),
                          intermediate_size=tp * rng.randint(3, 100), num_hidden_layers=rng.randint(1, 3),

@@ -48,7 +48,7 @@ public struct ConversionPlan: Sendable {
         self.source = source
         self.layout = layout
         self.stages = try layout.stages(layers: config.numLayers)
-        var notes: [String] = []
+        var notes = layout.notes(config)
         let sourceRows = source.tensor("embedding.word_embeddings.weight")?.shape[0] ?? config.paddedVocabSize ?? 0
         let vocab = try Self.vocabularyRows(source, config: config, layout: layout, sourceRows: sourceRows, cache: cache)
         let targetRows = vocab.rows

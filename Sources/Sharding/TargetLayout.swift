@@ -65,17 +65,30 @@ public struct TargetLayout: Sendable, Equatable {
     }
 
     /// Checks that the model can be cut this way, as megatron-core's `TransformerConfig` and
-    /// parallel linear layers require: TP divides the attention heads, the query groups and the
-    /// FFN size. No tensor is split along the hidden size (column-parallel weights split their
-    /// outputs, row-parallel ones their inputs: heads x kv_channels, or the FFN size), so TP
-    /// need not divide it.
+    /// parallel linear layers require: TP divides the attention heads and the FFN size, and
+    /// divides the query groups or is a multiple of them (then each rank holds part of a group's
+    /// QKV rows, split like any column-parallel weight). No tensor is split along the hidden size
+    /// (column-parallel weights split their outputs, row-parallel ones their inputs: heads x
+    /// kv_channels, or the FFN size), so TP need not divide it; the rows a weight splits are
+    /// checked per tensor (`PartitionRule`).
     public func validate(_ c: ModelConfig) throws(TesseraError) {
         guard tp >= 1, pp >= 1 else { throw TesseraError(.invalidArgument, "TP and PP must be at least 1") }
-        let checks: [(String, Int)] = [("attention heads", c.numAttentionHeads), ("query groups", c.numQueryGroups),
-                                       ("ffn hidden size", c.ffnHiddenSize)]
+        let checks: [(String, Int)] = [("attention heads", c.numAttentionHeads), ("ffn hidden size", c.ffnHiddenSize)]
         for (what, n) in checks where n % tp != 0 {
             throw TesseraError(.invalidArgument, "tensor-parallel size \(tp) does not divide the \(n) \(what)")
         }
+        let groups = c.numQueryGroups
+        guard groups % tp == 0 || tp % groups == 0 else {
+            throw TesseraError(.invalidArgument,
+                               "tensor-parallel size \(tp) neither divides the \(groups) query groups nor is a multiple of them")
+        }
         _ = try stages(layers: c.numLayers)
+    }
+
+    /// What a reader of the written layout needs to know, beyond the layout itself.
+    public func notes(_ c: ModelConfig) -> [String] {
+        guard tp > c.numQueryGroups else { return [] }
+        return ["TP \(tp) exceeds the \(c.numQueryGroups) query groups: each rank holds part of a group's QKV rows, "
+                + "which megatron-core loads from version 0.16 (earlier versions need TP to divide the query groups)"]
     }
 }

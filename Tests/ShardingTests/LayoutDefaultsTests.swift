@@ -78,15 +78,29 @@ func badCompressionSpecsAreRefused(_ text: String) {
     }
 }
 
-/// TP must divide what megatron-core splits (heads, query groups, FFN size), not the hidden size:
-/// only a reward head splits that, and its own tensor rule refuses it (Tools/layout_interop.py
-/// proves both against megatron-core).
-@Test func tensorParallelSizeNeedNotDivideTheHiddenSize() throws {
-    let config = try ModelConfig(yaml: "num_layers: 2\nhidden_size: 66\nffn_hidden_size: 260\nnum_attention_heads: 8\nnum_query_groups: 8\n",
-                                 file: "model_config.yaml")
-    try TargetLayout(tp: 4, pp: 1, format: .nemo).validate(config)
-    for (tp, what) in [(3, "8 attention heads"), (8, "260 ffn hidden size")] {
-        #expect(throws: TesseraError.self, "TP\(tp)") { try TargetLayout(tp: tp, pp: 1, format: .nemo).validate(config) }
-        do { try TargetLayout(tp: tp, pp: 1, format: .nemo).validate(config) } catch { #expect(error.message.contains(what), "\(error.message)") }
+/// TP must divide what megatron-core splits (heads, FFN size), and divide the query groups or
+/// be a multiple of them (megatron-core 0.16), not the hidden size: only a reward head splits
+/// that, and its own tensor rule refuses it (Tools/layout_interop.py proves these against
+/// megatron-core).
+@Test func tensorParallelRulesAreMegatronCores() throws {
+    func config(heads: Int, groups: Int, ffn: Int) throws -> ModelConfig {
+        try ModelConfig(yaml: "num_layers: 2\nhidden_size: 66\nffn_hidden_size: \(ffn)\nnum_attention_heads: \(heads)\nnum_query_groups: \(groups)\n",
+                        file: "model_config.yaml")
+    }
+    let accepted: [(Int, ModelConfig, Int)] = [(4, try config(heads: 8, groups: 4, ffn: 260), 0), (8, try config(heads: 8, groups: 2, ffn: 256), 1)]
+    for (tp, c, notes) in accepted {
+        let layout = TargetLayout(tp: tp, pp: 1, format: .nemo)
+        try layout.validate(c)
+        #expect(layout.notes(c).count == notes, "TP\(tp): \(layout.notes(c))")
+    }
+    let refused: [(Int, ModelConfig, String)] = [(3, try config(heads: 8, groups: 4, ffn: 258), "8 attention heads"),
+                                                 (8, try config(heads: 8, groups: 4, ffn: 260), "260 ffn hidden size"),
+                                                 (2, try config(heads: 12, groups: 3, ffn: 256), "3 query groups")]
+    #expect(!refused.isEmpty)
+    for (tp, c, what) in refused {
+        do {
+            try TargetLayout(tp: tp, pp: 1, format: .nemo).validate(c)
+            Issue.record("TP\(tp) accepted; expected a refusal naming the \(what)")
+        } catch { #expect(error.message.contains(what), "\(error.message)") }
     }
 }
