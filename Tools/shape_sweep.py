@@ -3,9 +3,9 @@
 
 Each case draws a Nemotron configuration at random (hidden size, heads, query groups, head
 size independent of hidden / heads, FFN size, vocabulary, 1-3 layers, rotary share 0.5 or
-1.0), fills transformers' NemotronForCausalLM with random weights (layer-norm weights too) and
-writes it with `save_pretrained` in FP32 or BF16 (the reference then runs the BF16 values in
-FP32). Then:
+1.0, a quarter with biases on every linear layer), fills transformers' NemotronForCausalLM
+with random weights (layer-norm weights too) and writes it with `save_pretrained` in FP32 or
+BF16 (the reference then runs the BF16 values in FP32). Then:
 
 1. `tessera forward --precision fp32` of a batch of random sequences (1-40 tokens) reads the
    folder as it is, on every kernel path this CPU supports (`TESSERA_ISA`), and its
@@ -57,18 +57,20 @@ def draw(rng):
     # TP splits the QKV rows (groups x (heads / groups + 2) x head size) evenly.
     head_dim = rng.choice([d for d in [4, 6, 8, 10, 12, 16] if groups * (heads // groups + 2) * d % tp == 0])
     rotary = rng.choice([0.5, 1.0]) if head_dim % 4 == 0 else 1.0
+    bias = rng.random() < 0.25  # NeMo's bias: true (every linear layer)
     cfg = NemotronConfig(vocab_size=rng.randint(40, 700), hidden_size=rng.choice([16, 24, 40, 48, 56, 72, 96, 128]),
                          intermediate_size=tp * rng.randint(3, 100), num_hidden_layers=rng.randint(1, 3),
                          num_attention_heads=heads, num_key_value_heads=groups, head_dim=head_dim,
                          max_position_embeddings=256, norm_eps=1e-5, partial_rotary_factor=rotary, rope_theta=10000.0,
-                         tie_word_embeddings=False)
+                         tie_word_embeddings=False, attention_bias=bias, mlp_bias=bias)
     cfg.tessera_rotary = rotary  # transformers 5 keeps it under rope_parameters
     return cfg, tp
 
 
 def describe(c):
     return (f"hidden {c.hidden_size}, ffn {c.intermediate_size}, {c.num_hidden_layers} layers, {c.num_attention_heads} heads "
-            f"of {c.head_dim} in {c.num_key_value_heads} groups, rotary {c.tessera_rotary}, vocab {c.vocab_size}")
+            f"of {c.head_dim} in {c.num_key_value_heads} groups, rotary {c.tessera_rotary}, vocab {c.vocab_size}"
+            + (", biases" if c.attention_bias else ""))
 
 
 def tessera(binary, *args, env=None):
