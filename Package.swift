@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "TorchFormat", targets: ["TorchFormat"]),
         .library(name: "Tokenizer", targets: ["Tokenizer"]),
         .library(name: "Scoring", targets: ["Scoring"]),
+        .library(name: "Sharding", targets: ["Sharding"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

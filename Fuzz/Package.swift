@@ -8,7 +8,7 @@ import PackageDescription
 let tessera = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().lastPathComponent.lowercased()
 
 let fuzzers = ["FuzzZip", "FuzzUnpickler", "FuzzDCPMetadata", "FuzzDistcpItem", "FuzzZarrMetadata", "FuzzTar",
-               "FuzzModelConfig", "FuzzSentencePiece", "FuzzScoringJSONL", "FuzzHDF5Store"]
+               "FuzzModelConfig", "FuzzSentencePiece", "FuzzScoringJSONL", "FuzzHDF5Store", "FuzzSafetensors", "FuzzHFConfig"]
 
 let package = Package(
     name: "TesseraFuzz",
@@ -17,7 +17,7 @@ let package = Package(
         .target(name: "FuzzHarness", dependencies: [
             .product(name: "Checkpoints", package: tessera), .product(name: "TorchFormat", package: tessera),
             .product(name: "Tokenizer", package: tessera), .product(name: "Scoring", package: tessera),
-            .product(name: "Platform", package: tessera),
+            .product(name: "Platform", package: tessera), .product(name: "Sharding", package: tessera),
         ]),
         .target(name: "FuzzDriver"),
     ] + fuzzers.map { .executableTarget(name: $0, dependencies: ["FuzzHarness", "FuzzDriver"]) },

@@ -17,7 +17,8 @@ seconds=${1:-$([ $smoke = 1 ] && echo 4 || echo 600)}
 [ $# -gt 0 ] && shift
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(FuzzZip FuzzUnpickler FuzzDCPMetadata FuzzDistcpItem FuzzZarrMetadata FuzzTar
-                                     FuzzModelConfig FuzzSentencePiece FuzzScoringJSONL FuzzHDF5Store)
+                                     FuzzModelConfig FuzzSentencePiece FuzzScoringJSONL FuzzHDF5Store
+                                     FuzzSafetensors FuzzHFConfig)
 
 Fuzz/build.sh >/dev/null || { echo "fuzz build failed (run Fuzz/build.sh)" >&2; exit 2; }
 Tools/fuzz_seeds.sh Fuzz/.build/corpus || exit 2

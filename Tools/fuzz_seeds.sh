@@ -32,3 +32,14 @@ if [ ! -f "$out/FuzzHDF5Store/zstd.h5" ]; then
     "$bin/tessera" convert $fx/dist_zarr_tp1pp1_bf16 "$out/FuzzHDF5Store/zstd.h5" --format hdf5 --force >/dev/null
     "$bin/tessera" convert $fx/dist_zarr_tp1pp1_bf16 "$out/FuzzHDF5Store/plain.h5" --format hdf5 --compression none --force >/dev/null
 fi
+# Hugging Face export of the tiny fixture: its safetensors file and its config.json.
+mkdir -p "$out/FuzzSafetensors" "$out/FuzzHFConfig"
+if [ ! -f "$out/FuzzHFConfig/config.json" ]; then
+    swift build --product tessera >/dev/null
+    bin=$(swift build --show-bin-path)
+    hf=$(mktemp -d)
+    "$bin/tessera" convert $fx/legacy_tp1pp1_bf16_local_none "$hf/hf" --format hf >/dev/null
+    cp "$hf/hf/config.json" "$out/FuzzHFConfig/config.json"
+    cp "$hf"/hf/model-*.safetensors "$out/FuzzSafetensors/"
+    rm -rf "$hf"
+fi

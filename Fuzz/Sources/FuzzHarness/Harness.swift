@@ -2,6 +2,7 @@ import Checkpoints
 import Foundation
 import Platform
 import Scoring
+import Sharding
 import Tokenizer
 import TorchFormat
 
@@ -28,6 +29,10 @@ public enum FuzzTarget: Sendable {
     case scoringJSONL
     /// An HDF5 store, opened as a checkpoint, then every tensor's digest.
     case hdf5Store
+    /// A Hugging Face folder's safetensors file, then every tensor's digest.
+    case safetensors
+    /// A Hugging Face folder's `config.json`, then every tensor's digest.
+    case hfConfig
 
     /// Runs one input.
     public func run(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
@@ -59,6 +64,10 @@ public enum FuzzTarget: Sendable {
                 _ = Annotator.key(value)
             case .hdf5Store:
                 try Scratch.openAndDigest(Scratch.file("store.h5", bytes))
+            case .safetensors:
+                try Scratch.damagedHF(Scratch.hfWeights, bytes)
+            case .hfConfig:
+                try Scratch.damagedHF("config.json", bytes)
             }
         } catch {
             // A named failure is the right answer to a damaged input.
@@ -94,6 +103,24 @@ enum Scratch {
         let copy = folder + "/" + fixture
         if !FileManager.default.fileExists(atPath: copy) {
             try? FileManager.default.copyItem(atPath: fixtures + "/" + fixture, toPath: copy)
+        }
+        let path = copy + "/" + member
+        try? FileManager.default.removeItem(atPath: path)
+        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        try openAndDigest(copy)
+    }
+
+    /// The safetensors file of the Hugging Face export of the tiny fixture (one shard).
+    static let hfWeights = "model-00001-of-00001.safetensors"
+
+    /// A scratch Hugging Face export of the tiny fixture (made once) with `member` replaced by
+    /// `bytes`, opened and digested.
+    static func damagedHF(_ member: String, _ bytes: UnsafeRawBufferPointer) throws(TesseraError) {
+        let copy = folder + "/hf"
+        if !FileManager.default.fileExists(atPath: copy + "/config.json") {
+            let cache = MappingCache()
+            let source = try Checkpoint.open(fixtures + "/legacy_tp1pp1_bf16_local_none", cache: cache)
+            try Converter.convert(source, to: copy, layout: TargetLayout(tp: 1, pp: 1, format: .hf), force: true, cache: cache)
         }
         let path = copy + "/" + member
         try? FileManager.default.removeItem(atPath: path)
