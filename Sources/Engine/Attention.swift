@@ -117,12 +117,13 @@ struct Attention {
             let (d, heads, groups, hpg, es) = (me.d, me.heads, me.groups, me.hpg, me.operandBytes)
             let most = Self.block * hpg
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: most * total)
+            let context = UnsafeMutablePointer<Float>.allocate(capacity: most * d)
             let probabilities = UnsafeMutableRawPointer.allocate(byteCount: most * total * es, alignment: 64)
             let vt = UnsafeMutableRawPointer.allocate(byteCount: d * total * es, alignment: 64)
             let packedKeys = UnsafeMutableRawPointer.allocate(byteCount: me.packedBytes(rows: total, k: d), alignment: 64)
             let packedValues = UnsafeMutableRawPointer.allocate(byteCount: me.packedBytes(rows: d, k: total), alignment: 64)
             defer {
-                scores.deallocate(); probabilities.deallocate(); vt.deallocate()
+                scores.deallocate(); context.deallocate(); probabilities.deallocate(); vt.deallocate()
                 packedKeys.deallocate(); packedValues.deallocate()
             }
             for g in g0..<g1 {
@@ -143,12 +144,14 @@ struct Attention {
                                                bits.map { $0 + r * visible })
                     }
                     let p = me.round ? UnsafeRawPointer(probabilities) : UnsafeRawPointer(scores)
-                    // Head j's probabilities are rows j, j + hpg, ..; its context rows go straight
-                    // into ctx's [token][head][d], heads * d apart (a BF16 run's rounded to BF16).
-                    for j in 0..<hpg {
-                        status |= me.product(p + j * visible * es, hpg * visible, vt, total, packed: packedValues, packedK: total,
-                                             cp.value + (t0 * heads + g * hpg + j) * d, heads * d, rows: positions, cols: d, k: visible,
-                                             round: me.round)
+                    // The group's heads share the values: one product over all the block's
+                    // (position, head) rows (a BF16 run's rounded to BF16), into rows [position]
+                    // [head of the group][d], each position's heads then copied to ctx's
+                    // [token][head][d], where they lie together.
+                    status |= me.product(p, visible, vt, total, packed: packedValues, packedK: total, context, d, rows: rows, cols: d,
+                                         k: visible, round: me.round)
+                    for position in 0..<positions {
+                        (cp.value + ((t0 + position) * heads + g * hpg) * d).update(from: context + position * hpg * d, count: hpg * d)
                     }
                     precondition(status == 0, "out of memory for the attention products' packing buffers")
                     t0 += positions
