@@ -42,8 +42,9 @@ extension Catalogue {
         return try? SentencePieceInfo.vocabularySize(bytes)
     }
 
-    /// The model's true vocabulary as NeMo computes it: `override_vocab_size` when the config
-    /// sets it, otherwise the tokenizer's size (nil when neither is known).
+    /// The vocabulary rows that hold the model's tokens: `override_vocab_size` when the config
+    /// sets it (the exact rows NeMo builds), otherwise the tokenizer's size (nil when neither is
+    /// known).
     public func trueVocabulary(cache: MappingCache) -> Int? {
         config?.overrideVocabSize ?? tokenizerVocabulary(cache: cache)
     }
