@@ -126,6 +126,8 @@ def note(*a):
 
 
 class Checks:
+    """PASS/FAIL lines on stdout and their counts (also used by the other interop proofs)."""
+
     def __init__(self):
         self.passed = 0
         self.failed = 0
@@ -136,6 +138,25 @@ class Checks:
         else:
             self.failed += 1
         print(f"{'PASS' if ok else 'FAIL'}  [{num}] {what}" + (f" -- {detail}" if detail else ""), flush=True)
+
+    def check(self, ok, what, detail=""):
+        """One unnumbered check: `PASS what: detail`."""
+        ok = bool(ok)
+        self.passed, self.failed = self.passed + ok, self.failed + (not ok)
+        print(f"{'PASS' if ok else 'FAIL'} {what}" + (f": {detail}" if detail else ""), flush=True)
+
+    def summary(self):
+        """Prints `N passed, M failed`; the exit status (0 only when some passed and none failed)."""
+        print(f"{self.passed} passed, {self.failed} failed")
+        return 0 if self.failed == 0 and self.passed > 0 else 1
+
+
+def tessera_argument(doc):
+    """The binary an interop proof runs: its --tessera argument (default $TESSERA_BIN, else the
+    release build); `doc`'s first paragraph is the --help text."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--tessera", default=os.environ.get("TESSERA_BIN", str(REPO / ".build/release/tessera")))
+    return ap.parse_args().tessera
 
 
 def layout(f):

@@ -25,9 +25,7 @@ reward head (a RowParallelLinear over the hidden size) splits the hidden size.
 Run with the interop venv's python: Tools/layout_interop.py --tessera .build/release/tessera
 Prints 'N passed, M failed'; exit 0 when all pass.
 """
-import argparse
 import json
-import os
 import queue
 import shutil
 import subprocess
@@ -36,12 +34,10 @@ import tempfile
 import warnings
 from pathlib import Path
 
-TOOLS = Path(__file__).resolve().parent
-REPO = TOOLS.parent
-sys.dont_write_bytecode = True
-sys.path.insert(0, str(TOOLS))
-import interop_check as ic  # noqa: E402
-import make_fixtures as mf  # noqa: E402
+import interop_check as ic  # Tools/ is the script's folder, first on sys.path
+import make_fixtures as mf
+
+REPO = Path(__file__).resolve().parent.parent
 
 TOKENIZER_FIXTURE = REPO / "Tests/Fixtures/tiny/legacy_tp1pp1_bf16_local_none"
 HIDDEN = 66
@@ -150,21 +146,15 @@ def worst(outs, base, key):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tessera", default=os.environ.get("TESSERA_BIN", str(REPO / ".build/release/tessera")))
-    a = ap.parse_args()
+    tessera = ic.tessera_argument(__doc__)
     from megatron.core import parallel_state
 
     work = Path(tempfile.mkdtemp(prefix="tessera-layout-interop-"))
-    passed = failed = 0
-
-    def check(ok, what, detail=""):
-        nonlocal passed, failed
-        passed, failed = passed + bool(ok), failed + (not ok)
-        print(f"{'PASS' if ok else 'FAIL'} {what}" + (f": {detail}" if detail else ""), flush=True)
+    checks = ic.Checks()
+    check = checks.check
 
     def convert(src, dst, tp):
-        return subprocess.run([a.tessera, "convert", str(src), str(dst), "--tp", str(tp), "--pp", "1", "--spelling", "local"],
+        return subprocess.run([tessera, "convert", str(src), str(dst), "--tp", str(tp), "--pp", "1", "--spelling", "local"],
                               capture_output=True, text=True)
 
     def round_trip(what, source, tp, hidden, reward_head, base, seqs):
@@ -213,8 +203,7 @@ def main():
         round_trip("the fixtures' reward model (4 query groups)", work / "reward64", 8, 64, True, outputs(reward, seqs, True), seqs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
-    return 0 if failed == 0 and passed > 0 else 1
+    return checks.summary()
 
 
 if __name__ == "__main__":

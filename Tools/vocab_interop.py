@@ -20,7 +20,6 @@ re-padding never drops a row that holds weights).
 Run with the interop venv's python: Tools/vocab_interop.py --tessera .build/release/tessera
 Prints 'N passed, M failed'; exit 0 when all pass.
 """
-import argparse
 import json
 import os
 import shutil
@@ -60,26 +59,20 @@ def convert(tessera, src, dst):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tessera", default=os.environ.get("TESSERA_BIN", str(REPO / ".build/release/tessera")))
-    a = ap.parse_args()
+    tessera = ic.tessera_argument(__doc__)
     import torch
     from megatron.core import parallel_state
 
     work = Path(tempfile.mkdtemp(prefix="tessera-vocab-interop-"))
-    passed = failed = 0
-
-    def check(ok, what, detail=""):
-        nonlocal passed, failed
-        passed, failed = passed + bool(ok), failed + (not ok)
-        print(f"{'PASS' if ok else 'FAIL'} {what}" + (f": {detail}" if detail else ""), flush=True)
+    checks = ic.Checks()
+    check = checks.check
 
     try:
         src = work / "div1024"
         shutil.copytree(FIXTURE, src)
         set_divisor(src, 1024)
         padded = work / "padded"
-        report = convert(a.tessera, src, padded)
+        report = convert(tessera, src, padded)
         sd = torch.load(padded / "model_weights.ckpt", weights_only=True, map_location="cpu")
         emb = sd["model.embedding.word_embeddings.weight"]
         out = sd["model.output_layer.weight"]
@@ -119,7 +112,7 @@ def main():
         # And back: the zero rows are dropped, every tensor is the original's.
         set_divisor(padded, 128)
         back = work / "back"
-        report = convert(a.tessera, padded, back)
+        report = convert(tessera, padded, back)
         orig = original
         again = torch.load(back / "model_weights.ckpt", weights_only=True, map_location="cpu")
         tensors = [k for k, v in orig.items() if isinstance(v, torch.Tensor)]
@@ -132,7 +125,7 @@ def main():
         over = work / "override"
         shutil.copytree(FIXTURE, over)
         set_override(over, 520)
-        report = convert(a.tessera, over, work / "override-out")
+        report = convert(tessera, over, work / "override-out")
         sd = torch.load(work / "override-out" / "model_weights.ckpt", weights_only=True, map_location="cpu")
         emb = sd["model.embedding.word_embeddings.weight"]
         check(report["vocabulary"] == "padded" and emb.shape[0] == 520 and bool((emb[rows:] == 0).all()),
@@ -145,8 +138,7 @@ def main():
               f"max |d reward| {worst_r:.1e}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
-    return 0 if failed == 0 else 1
+    return checks.summary()
 
 
 if __name__ == "__main__":
