@@ -12,9 +12,9 @@ BF16 (the reference then runs the BF16 values in FP32). Then:
    last-position logits equal transformers' FP32 ones within 1e-4 of the largest logit.
 2. `tessera convert` writes it in a random NeMo format (legacy, dist-torch, dist-zarr, HDF5)
    at a random valid layout (TP dividing heads and FFN size, and dividing the query groups or a
-   multiple of them; PP dividing the layers); `verify` of the HF folder against it is
-   EQUIVALENT, and `forward` of the converted checkpoint gives transformers' logits within the
-   same bound.
+   multiple of them; any PP, an uneven split given as `--stage-layers`); `verify` of the HF
+   folder against it is EQUIVALENT, and `forward` of the converted checkpoint gives
+   transformers' logits within the same bound.
 
 The seed is printed; `--seed` replays a run. Prints one line per case and `N passed, M failed`;
 exit 0 only when all pass.
@@ -124,10 +124,16 @@ def run_case(binary, rng, work, index):
         d = worst_difference(r.stdout, references, cfg.vocab_size) if r.returncode == 0 else math.inf
         if d > TOLERANCE:
             problems.append(f"forward on {path}: exit {r.returncode}, relative difference {d:.2e} {r.stderr.strip()[:200]}")
-    pp = rng.choice([p for p in range(1, cfg.num_hidden_layers + 1) if cfg.num_hidden_layers % p == 0])
+    layers = cfg.num_hidden_layers
+    pp = rng.randint(1, layers)
+    stages = [layers // pp] * pp if layers % pp == 0 else None
+    if stages is None:  # an uneven split: every stage at least one layer
+        cuts = sorted(rng.sample(range(1, layers), pp - 1))
+        stages = [b - a for a, b in zip([0] + cuts, cuts + [layers])]
     fmt = rng.choice(FORMATS)
     dst = folder + "-" + fmt
-    r = tessera(binary, "convert", folder, dst, "--tp", str(tp), "--pp", str(pp), "--format", fmt)
+    split = [] if layers % pp == 0 else ["--stage-layers", ",".join(map(str, stages))]
+    r = tessera(binary, "convert", folder, dst, "--tp", str(tp), "--pp", str(pp), "--format", fmt, *split)
     if r.returncode != 0:
         problems.append(f"convert to {fmt} TP{tp} PP{pp}: exit {r.returncode} {r.stderr.strip()[:200]}")
     else:
@@ -143,7 +149,8 @@ def run_case(binary, rng, work, index):
     if os.path.exists(dst):
         os.remove(dst)
     os.remove(batch)
-    what = f"case {index}: {describe(cfg)}, {dtype}; {len(seqs)} sequences; paths {', '.join(ran)}; {fmt} TP{tp} PP{pp}"
+    what = (f"case {index}: {describe(cfg)}, {dtype}; {len(seqs)} sequences; paths {', '.join(ran)}; {fmt} TP{tp} PP{pp}"
+            + (f" (stages {','.join(map(str, stages))})" if split else ""))
     return what, problems
 
 
