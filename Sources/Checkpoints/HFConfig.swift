@@ -62,8 +62,9 @@ public enum HFConfig {
         return "{\n  " + lines.joined(separator: ",\n  ") + "\n}\n"
     }
 
-    /// A NeMo `model_config.yaml` (NeMo 1.0 key names) for the `config.json` object `j`.
-    public static func yaml(_ j: [String: Any], rewardOutputs: Int?, file: String) throws(TesseraError) -> String {
+    /// A NeMo `model_config.yaml` (NeMo 1.0 key names) for the `config.json` object `j`; with
+    /// `tokenizer`, its tokenizer section names the folder's `tokenizer.model` as an artifact.
+    public static func yaml(_ j: [String: Any], rewardOutputs: Int?, tokenizer: Bool, file: String) throws(TesseraError) -> String {
         func int(_ k: String) -> Int? { (j[k] as? NSNumber)?.intValue }
         func double(_ k: String) -> Double? {
             (j[k] as? NSNumber)?.doubleValue ?? ((j["rope_parameters"] as? [String: Any])?[k] as? NSNumber)?.doubleValue
@@ -106,7 +107,7 @@ public enum HFConfig {
         if let n = rewardOutputs {
             lines += ["reward_model_type: regression", "regression:", "  num_attributes: \(n)"]
         }
-        lines += ["tokenizer:", "  library: sentencepiece", "  model: nemo:tokenizer.model"]
+        if tokenizer { lines += ["tokenizer:", "  library: sentencepiece", "  model: nemo:tokenizer.model"] }
         return lines.joined(separator: "\n") + "\n"
     }
 }

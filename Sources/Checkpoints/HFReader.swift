@@ -40,7 +40,7 @@ public enum HFReader {
         }
         let located = try locate(headers, index: files, container: c)
         let labels = located["score.weight"]?.entry.shape.first
-        let yamlFromJSON = try HFConfig.yaml(json, rewardOutputs: labels, file: c.describe("config.json"))
+        let yamlFromJSON = try HFConfig.yaml(json, rewardOutputs: labels, tokenizer: c.isFile("tokenizer.model"), file: c.describe("config.json"))
         var yaml = yamlFromJSON
         if c.isFile(nemoConfigFile) { yaml = String(decoding: try c.read(nemoConfigFile), as: UTF8.self) }
         var config = try ModelConfig(yaml: yaml, file: c.describe(c.isFile(nemoConfigFile) ? nemoConfigFile : "config.json"))

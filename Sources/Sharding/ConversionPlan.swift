@@ -53,6 +53,7 @@ public struct ConversionPlan: Sendable {
         let vocab = try Self.vocabularyRows(source, config: config, layout: layout, sourceRows: sourceRows, cache: cache)
         let targetRows = vocab.rows
         notes += vocab.notes
+        if layout.format != .hf, let missing = Self.missingTokenizer(source) { notes.append(missing) }
         vocabularyAction = vocab.action
         droppedRows = targetRows < sourceRows && layout.vocabularyRows == .dropZeroPadding ? targetRows..<sourceRows : nil
         guard targetRows % layout.tp == 0 else {
@@ -75,6 +76,17 @@ public struct ConversionPlan: Sendable {
         }
         self.tensors = tensors
         self.notes = notes
+    }
+
+    /// A note when the output will lack the tokenizer artifact NeMo needs to load it: a Hugging
+    /// Face folder without `tokenizer.model`, or a config naming an artifact the source lacks.
+    static func missingTokenizer(_ source: Catalogue) -> String? {
+        let named = source.config?.tokenizerModel
+        if source.format == .hf, named == nil {
+            return "the Hugging Face folder has no tokenizer.model, so the output carries no tokenizer artifact; NeMo needs one to load it"
+        }
+        guard let named, !source.container.isFile(named) else { return nil }
+        return "the config names the tokenizer artifact '\(named)', which the source lacks, so the output lacks it too; NeMo needs it to load the checkpoint"
     }
 
     /// The target's vocabulary rows, what that does, and notes saying so. NeMo pads the

@@ -65,3 +65,22 @@ func nemoToHFAndBackKeepsEveryByte(_ rel: String) throws {
         #expect(error.file?.hasSuffix("model.safetensors.index.json") == true)
     }
 }
+
+/// A Hugging Face folder without `tokenizer.model` converts to NeMo with a note saying the output
+/// has no tokenizer artifact, and a config that names none (it used to name a missing one).
+@Test func aFolderWithoutTokenizerModelIsNotedAndNamesNone() throws {
+    let s = try TemporaryFolder("hf")
+    let cache = MappingCache()
+    let hf = s.path + "/hf"
+    try Converter.convert(try Checkpoint.open(Fixtures.path("tiny/legacy_tp1pp1_fp32_te_uint8_pickle"), cache: cache), to: hf,
+                          layout: TargetLayout(tp: 1, pp: 1, format: .hf), force: false, cache: cache)
+    for name in ["tokenizer.model", "nemo_model_config.yaml"] { try FileManager.default.removeItem(atPath: hf + "/" + name) }
+    let nemo = s.path + "/nemo"
+    let report = try Converter.convert(try Checkpoint.open(hf, cache: cache), to: nemo, layout: TargetLayout(tp: 2, pp: 1, format: .nemo),
+                                       force: false, cache: cache)
+    #expect(report.notes.contains { $0.contains("no tokenizer.model") }, "\(report.notes)")
+    let config = try String(contentsOfFile: nemo + "/model_config.yaml", encoding: .utf8)
+    #expect(!config.contains("tokenizer"), "\(config)")
+    let written = try FileManager.default.contentsOfDirectory(atPath: nemo)
+    #expect(written.contains("model_config.yaml") && written.allSatisfy { !$0.contains("tokenizer") }, "\(written)")
+}
