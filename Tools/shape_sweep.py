@@ -3,18 +3,20 @@
 
 Each case draws a Nemotron configuration at random (hidden size, heads, query groups, head
 size independent of hidden / heads, FFN size, vocabulary, 1-3 layers, rotary share 0.5 or
-1.0, a quarter with biases on every linear layer), fills transformers' NemotronForCausalLM
-with random weights (layer-norm weights too) and writes it with `save_pretrained` in FP32 or
-BF16 (the reference then runs the BF16 values in FP32). Then:
+1.0, a quarter with biases on every linear layer), fills transformers' NemotronForCausalLM, or
+in half the cases NemotronForSequenceClassification (1-9 outputs: NeMo-Aligner's reward head
+without its bias), with random weights (layer-norm weights too) and writes it with
+`save_pretrained` in FP32 or BF16 (the reference then runs the BF16 values in FP32). Then:
 
 1. `tessera forward --precision fp32` of a batch of random sequences (1-40 tokens) reads the
    folder as it is, on every kernel path this CPU supports (`TESSERA_ISA`), and its
-   last-position logits equal transformers' FP32 ones within 1e-4 of the largest logit.
+   last-position logits (or rewards) equal transformers' FP32 ones within 1e-4 of the largest.
 2. `tessera convert` writes it in a random NeMo format (legacy, dist-torch, dist-zarr, HDF5)
    at a random valid layout (TP dividing heads and FFN size, and dividing the query groups or a
    multiple of them; any PP, an uneven split given as `--stage-layers`); `verify` of the HF
    folder against it is EQUIVALENT, and `forward` of the converted checkpoint gives
-   transformers' logits within the same bound.
+   transformers' outputs within the same bound. A reward head whose hidden size TP does not
+   divide (the head splits it) must instead be refused, naming rm_head.weight, nothing written.
 
 The seed is printed; `--seed` replays a run. Prints one line per case and `N passed, M failed`;
 exit 0 only when all pass.
@@ -34,7 +36,7 @@ import tempfile
 
 import torch
 import transformers
-from transformers import NemotronConfig, NemotronForCausalLM
+from transformers import NemotronConfig, NemotronForCausalLM, NemotronForSequenceClassification
 
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
@@ -77,15 +79,16 @@ def tessera(binary, *args, env=None):
     return subprocess.run([binary, *args], capture_output=True, text=True, env=dict(os.environ, **(env or {})))
 
 
-def worst_difference(stdout, references, vocab):
-    """Largest |logit difference| / largest |logit| over the sequences (inf when the output is short)."""
+def worst_difference(stdout, references, key):
+    """Largest |difference| / largest |value| of `key` (logits or reward) over the sequences (inf
+    when an output is missing or short; logits beyond the reference's vocabulary are padding)."""
     outs = [json.loads(line) for line in stdout.splitlines() if line.strip()]
     if len(outs) != len(references):
         return math.inf
     worst = 0.0
     for out, ref in zip(outs, references):
-        got = torch.tensor(out["logits"][:vocab], dtype=torch.float64)
-        if got.numel() != vocab:
+        got = torch.tensor((out.get(key) or [])[:ref.numel()], dtype=torch.float64)
+        if got.numel() != ref.numel():
             return math.inf
         worst = max(worst, ((got - ref).abs().max() / ref.abs().max().clamp(min=1e-6)).item())
     return worst
@@ -94,7 +97,13 @@ def worst_difference(stdout, references, vocab):
 def run_case(binary, rng, work, index):
     cfg, tp = draw(rng)
     torch.manual_seed(rng.randrange(1 << 30))
-    model = NemotronForCausalLM(cfg).eval()
+    # Half the cases are reward models: transformers' score layer is NeMo-Aligner's rm_head
+    # without its bias, read by Tessera as a bias-free head.
+    reward = rng.random() < 0.5
+    if reward:
+        cfg.num_labels = rng.randint(1, 9)
+    model = (NemotronForSequenceClassification if reward else NemotronForCausalLM)(cfg).eval()
+    key = "reward" if reward else "logits"
     with torch.no_grad():
         for name, p in model.named_parameters():
             p.copy_(torch.randn_like(p) * (0.3 if "norm" in name else 0.08))
@@ -114,14 +123,14 @@ def run_case(binary, rng, work, index):
     with open(batch, "w") as f:
         f.writelines(json.dumps(s) + "\n" for s in seqs)
     with torch.no_grad():
-        references = [model(torch.tensor([s])).logits[0, -1].double() for s in seqs]
+        references = [(model(torch.tensor([s])).logits[0] if reward else model(torch.tensor([s])).logits[0, -1]).double() for s in seqs]
     problems, ran = [], []
     for path in PATHS:
         r = tessera(binary, "forward", folder, "--input", batch, "--precision", "fp32", "--json", env={"TESSERA_ISA": path})
         if r.returncode == 2 and "lacks its instructions" in r.stderr:
             continue
         ran.append(path)
-        d = worst_difference(r.stdout, references, cfg.vocab_size) if r.returncode == 0 else math.inf
+        d = worst_difference(r.stdout, references, key) if r.returncode == 0 else math.inf
         if d > TOLERANCE:
             problems.append(f"forward on {path}: exit {r.returncode}, relative difference {d:.2e} {r.stderr.strip()[:200]}")
     layers = cfg.num_hidden_layers
@@ -134,14 +143,19 @@ def run_case(binary, rng, work, index):
     dst = folder + "-" + fmt
     split = [] if layers % pp == 0 else ["--stage-layers", ",".join(map(str, stages))]
     r = tessera(binary, "convert", folder, dst, "--tp", str(tp), "--pp", str(pp), "--format", fmt, *split)
-    if r.returncode != 0:
+    refused = reward and cfg.hidden_size % tp != 0  # the reward head splits the hidden size: megatron-core cannot build it
+    if refused:
+        if r.returncode != 2 or "rm_head.weight" not in r.stderr or os.path.exists(dst):
+            problems.append(f"convert to {fmt} TP{tp}: a reward head over hidden {cfg.hidden_size} must be refused naming "
+                            f"rm_head.weight, nothing written; exit {r.returncode} {r.stderr.strip()[:200]}")
+    elif r.returncode != 0:
         problems.append(f"convert to {fmt} TP{tp} PP{pp}: exit {r.returncode} {r.stderr.strip()[:200]}")
     else:
         v = tessera(binary, "verify", folder, dst)
         if v.returncode != 0:
             problems.append(f"verify against {fmt} TP{tp} PP{pp}: exit {v.returncode} {(v.stdout + v.stderr).strip()[-300:]}")
         f = tessera(binary, "forward", dst, "--input", batch, "--precision", "fp32", "--json")
-        d = worst_difference(f.stdout, references, cfg.vocab_size) if f.returncode == 0 else math.inf
+        d = worst_difference(f.stdout, references, key) if f.returncode == 0 else math.inf
         if d > TOLERANCE:
             problems.append(f"forward of {fmt} TP{tp} PP{pp}: exit {f.returncode}, relative difference {d:.2e} {f.stderr.strip()[:200]}")
     shutil.rmtree(folder, ignore_errors=True)
@@ -149,8 +163,9 @@ def run_case(binary, rng, work, index):
     if os.path.exists(dst):
         os.remove(dst)
     os.remove(batch)
-    what = (f"case {index}: {describe(cfg)}, {dtype}; {len(seqs)} sequences; paths {', '.join(ran)}; {fmt} TP{tp} PP{pp}"
-            + (f" (stages {','.join(map(str, stages))})" if split else ""))
+    what = (f"case {index}: {describe(cfg)}, {dtype}" + (f", {cfg.num_labels}-output reward head" if reward else "")
+            + f"; {len(seqs)} sequences; paths {', '.join(ran)}; {fmt} TP{tp} PP{pp}"
+            + (f" (stages {','.join(map(str, stages))})" if split else "") + (" refused, as it must be" if refused else ""))
     return what, problems
 
 

@@ -72,6 +72,8 @@ public struct ConversionPlan: Sendable {
             }
             var shape = t.shape
             if rule.role == .vocabParallel { shape[0] = targetRows }
+            // Every format's writer splits the tensor this way: refused here, named, before anything is written.
+            do { _ = try rule.parts(global: shape, tp: layout.tp, rank: 0) } catch { throw error.forTensor(t.name) }
             tensors.append(TargetTensor(source: t, shape: shape, rule: rule))
         }
         self.tensors = tensors

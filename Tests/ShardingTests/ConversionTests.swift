@@ -134,3 +134,30 @@ func randomLayoutsRoundTrip(seed: UInt64, gated: Bool) throws {
     }
     #expect(!FileManager.default.fileExists(atPath: dst))
 }
+
+/// TP need not divide the hidden size, but the reward head splits it: hidden 30 with 4 heads of
+/// 8 at TP4 is refused in every sharded format before anything is written, naming rm_head.weight; the
+/// same model at TP2 converts (every split tensor divides) and reads back bit-identical.
+@Test func aSplitThatDoesNotDivideIsRefusedNamingTheTensor() throws {
+    let scratch = try TemporaryFolder("conv")
+    var model = SyntheticModel()
+    (model.hidden, model.heads, model.groups, model.kvChannels) = (30, 4, 2, 8)
+    let (_, source) = try model.make(in: scratch)
+    let cache = MappingCache()
+    let sharded = OutputFormat.allCases.filter { $0 != .hf }   // an HF folder is never split
+    #expect(sharded.count == 4)
+    for format in sharded {
+        let dst = scratch.file("tp4-\(format.rawValue)")
+        do {
+            try Converter.convert(source, to: dst, layout: TargetLayout(tp: 4, pp: 1, format: format), force: false, cache: cache)
+            Issue.record("\(format.rawValue): rm_head.weight [9, 30] was split over 4 ranks")
+        } catch {
+            #expect(error.tensor == "rm_head.weight", "\(format.rawValue): \(error)")
+            #expect(error.message.contains("tensor-parallel size 4"), "\(error.message)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: dst))
+    }
+    let two = scratch.file("tp2")
+    try Converter.convert(source, to: two, layout: TargetLayout(tp: 2, pp: 1, format: .distTorch), force: false, cache: cache)
+    #expect(try digests(try Checkpoint.open(two, cache: cache), cache: cache) == (try digests(source, cache: cache)))
+}

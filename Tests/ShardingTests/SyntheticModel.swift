@@ -10,7 +10,9 @@ struct SyntheticModel {
     var gated = false
     var seed: UInt64 = 1
 
-    var kv: Int { hidden / heads }
+    /// Head size (kv_channels): hidden / heads unless given.
+    var kvChannels: Int?
+    var kv: Int { kvChannels ?? hidden / heads }
 
     /// A model with rows long enough for the vector shuffle and several chunks per band.
     static var wide: SyntheticModel {
