@@ -49,13 +49,18 @@ func nemoToHFAndBackKeepsEveryByte(_ rel: String) throws {
     for (name, data) in x { #expect(y[name] == data, "\(name)") }
 }
 
+/// The tiny FP32 fixture exported as an HF folder `hf` of `scratch`; its path.
+private func tinyExport(in scratch: TemporaryFolder, cache: MappingCache) throws -> String {
+    let hf = scratch.path + "/hf"
+    try Converter.convert(try Checkpoint.open(Fixtures.path("tiny/legacy_tp1pp1_fp32_te_uint8_pickle"), cache: cache), to: hf,
+                          layout: TargetLayout(tp: 1, pp: 1, format: .hf), force: false, cache: cache)
+    return hf
+}
+
 /// A folder whose index names a file that is not there is refused, naming the index.
 @Test func indexNamingAMissingShardIsRefused() throws {
     let s = try TemporaryFolder("hf")
-    let cache = MappingCache()
-    let hf = s.path + "/hf"
-    try Converter.convert(try Checkpoint.open(Fixtures.path("tiny/legacy_tp1pp1_fp32_te_uint8_pickle"), cache: cache), to: hf,
-                          layout: TargetLayout(tp: 1, pp: 1, format: .hf), force: false, cache: cache)
+    let hf = try tinyExport(in: s, cache: MappingCache())
     try FileManager.default.removeItem(atPath: hf + "/model-00001-of-00001.safetensors")
     do {
         _ = try Checkpoint.open(hf)
@@ -71,9 +76,7 @@ func nemoToHFAndBackKeepsEveryByte(_ rel: String) throws {
 @Test func aFolderWithoutTokenizerModelIsNotedAndNamesNone() throws {
     let s = try TemporaryFolder("hf")
     let cache = MappingCache()
-    let hf = s.path + "/hf"
-    try Converter.convert(try Checkpoint.open(Fixtures.path("tiny/legacy_tp1pp1_fp32_te_uint8_pickle"), cache: cache), to: hf,
-                          layout: TargetLayout(tp: 1, pp: 1, format: .hf), force: false, cache: cache)
+    let hf = try tinyExport(in: s, cache: cache)
     for name in ["tokenizer.model", "nemo_model_config.yaml"] { try FileManager.default.removeItem(atPath: hf + "/" + name) }
     let nemo = s.path + "/nemo"
     let report = try Converter.convert(try Checkpoint.open(hf, cache: cache), to: nemo, layout: TargetLayout(tp: 2, pp: 1, format: .nemo),
