@@ -132,18 +132,16 @@ class Checks:
         self.passed = 0
         self.failed = 0
 
+    def _tally(self, ok):
+        self.passed, self.failed = self.passed + bool(ok), self.failed + (not ok)
+        return "PASS" if ok else "FAIL"
+
     def add(self, ok, num, what, detail=""):
-        if ok:
-            self.passed += 1
-        else:
-            self.failed += 1
-        print(f"{'PASS' if ok else 'FAIL'}  [{num}] {what}" + (f" -- {detail}" if detail else ""), flush=True)
+        print(f"{self._tally(ok)}  [{num}] {what}" + (f" -- {detail}" if detail else ""), flush=True)
 
     def check(self, ok, what, detail=""):
         """One unnumbered check: `PASS what: detail`."""
-        ok = bool(ok)
-        self.passed, self.failed = self.passed + ok, self.failed + (not ok)
-        print(f"{'PASS' if ok else 'FAIL'} {what}" + (f": {detail}" if detail else ""), flush=True)
+        print(f"{self._tally(ok)} {what}" + (f": {detail}" if detail else ""), flush=True)
 
     def summary(self):
         """Prints `N passed, M failed`; the exit status (0 only when some passed and none failed)."""

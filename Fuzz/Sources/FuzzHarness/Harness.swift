@@ -104,10 +104,7 @@ enum Scratch {
         if !FileManager.default.fileExists(atPath: copy) {
             try? FileManager.default.copyItem(atPath: fixtures + "/" + fixture, toPath: copy)
         }
-        let path = copy + "/" + member
-        try? FileManager.default.removeItem(atPath: path)
-        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
-        try openAndDigest(copy)
+        try replace(member, of: copy, with: bytes)
     }
 
     /// The safetensors file of the Hugging Face export of the tiny fixture (one shard).
@@ -122,6 +119,11 @@ enum Scratch {
             let source = try Checkpoint.open(fixtures + "/legacy_tp1pp1_bf16_local_none", cache: cache)
             try Converter.convert(source, to: copy, layout: TargetLayout(tp: 1, pp: 1, format: .hf), force: true, cache: cache)
         }
+        try replace(member, of: copy, with: bytes)
+    }
+
+    /// The scratch checkpoint `copy` with `member` replaced by `bytes`, opened and digested.
+    static func replace(_ member: String, of copy: String, with bytes: UnsafeRawBufferPointer) throws(TesseraError) {
         let path = copy + "/" + member
         try? FileManager.default.removeItem(atPath: path)
         _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
