@@ -14,6 +14,7 @@ public enum Checkpoint {
             throw TesseraError(.missing, "no such file or folder", file: path)
         }
         if !isDir.boolValue {
+            try ReadOnlyFile.requireRegularFile(path)
             let probe = try ReadOnlyFile(path: path)
             let head = try probe.read(0, min(512, probe.size))
             if head.count >= 4, head[0] == 0x50, head[1] == 0x4B {

@@ -28,7 +28,8 @@ public struct AtomicDestination: Sendable {
     /// Where the output is written until `commit()`.
     public let temporaryPath: String
 
-    /// Prepares `path`; refuses an existing destination unless `force`.
+    /// Prepares `path`, creating its parent folders as `mkdir -p` would; refuses an existing
+    /// destination unless `force`.
     public init(_ path: String, force: Bool) throws(TesseraError) {
         var p = path
         while p.count > 1, p.hasSuffix("/") { p.removeLast() }
@@ -36,6 +37,10 @@ public struct AtomicDestination: Sendable {
             throw TesseraError(.invalidArgument, "destination exists (use --force to replace it)", file: p)
         }
         let url = URL(fileURLWithPath: p)
+        let parent = url.deletingLastPathComponent().path
+        do { try Folder.create(parent) } catch {
+            throw TesseraError.system("cannot create its folder \(error.file ?? parent)", file: p, errorNumber: error.errorNumber ?? EIO)
+        }
         self.path = p
         self.temporaryPath = url.deletingLastPathComponent().appendingPathComponent(
             ".\(url.lastPathComponent).tessera-partial-\(getpid())").path

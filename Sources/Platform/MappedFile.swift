@@ -213,11 +213,22 @@ public struct ReadOnlyFile: ~Copyable, Sendable {
         guard fd >= 0 else { throw TesseraError.system("cannot open", file: path, errorNumber: errno) }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
-            let reason = String(cString: strerror(errno))
+            let number = errno
             close(fd)
-            throw TesseraError(.io, "cannot stat: \(reason)", file: path)
+            throw TesseraError.system("cannot stat", file: path, errorNumber: number)
         }
         return (fd, Int(st.st_size))
+    }
+
+    /// Refuses a path the user named as a file to read in place when it is not a regular
+    /// file (a pipe, device or socket), without opening it: opening a FIFO that has no writer
+    /// would wait for one.
+    public static func requireRegularFile(_ path: String) throws(TesseraError) {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw TesseraError.system("cannot open", file: path, errorNumber: errno) }
+        guard st.st_mode & S_IFMT == S_IFREG else {
+            throw TesseraError(.unsupported, "not a regular file: a pipe, device or socket cannot be read in place", file: path)
+        }
     }
 
     /// `count` bytes at `offset`, bounds-checked.

@@ -41,8 +41,8 @@ public enum Converter {
         let folder = asTar ? dest.temporaryPath + ".d" : dest.temporaryPath
         do throws(TesseraError) {
             try? FileManager.default.removeItem(atPath: folder)
-            do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
-                throw TesseraError(.io, "cannot create the output folder: \(error)", file: folder)
+            do { try Folder.create(folder) } catch {
+                throw TesseraError.system("cannot create the output folder", file: destination, errorNumber: error.errorNumber ?? EIO)
             }
             let streamer = TensorStreamer(cache: cache)
             switch layout.format {
@@ -141,9 +141,7 @@ public enum Converter {
 
     static func copyTree(_ c: any Container, _ path: String, to dst: String, cache: MappingCache) throws(TesseraError) {
         if c.isDirectory(path) {
-            do { try FileManager.default.createDirectory(atPath: dst, withIntermediateDirectories: true) } catch {
-                throw TesseraError(.io, "cannot create folder: \(error)", file: dst)
-            }
+            try Folder.create(dst)
             for child in c.children(path) { try copyTree(c, c.join(path, child), to: dst + "/" + child, cache: cache) }
             return
         }

@@ -13,7 +13,7 @@ struct DistTorchWriter {
 
     func write(into root: String) throws(TesseraError) {
         let dir = root + "/model_weights"
-        try makeDir(dir)
+        try Folder.create(dir)
         try writeText(#"{"sharded_backend": "torch_dist", "sharded_backend_version": 1, "common_backend": "torch", "common_backend_version": 1}"#,
                       to: dir + "/metadata.json")
         try DistZarrWriter(plan: plan, streamer: streamer, progress: progress).writeCommon(dir)

@@ -44,7 +44,7 @@ struct DistZarrWriter {
 
     func write(into root: String) throws(TesseraError) {
         let dir = root + "/model_weights"
-        try makeDir(dir)
+        try Folder.create(dir)
         try writeText(#"{"sharded_backend": "zarr", "sharded_backend_version": 1, "common_backend": "torch", "common_backend_version": 1}"#,
                       to: dir + "/metadata.json")
         try writeCommon(dir)
@@ -56,7 +56,7 @@ struct DistZarrWriter {
             let (key, layer) = Self.key(t.name)
             let arrayDir = dir + "/" + key
             if written.insert(key).inserted {
-                try makeDir(arrayDir)
+                try Folder.create(arrayDir)
                 let shape = layer == nil ? t.shape : [layers] + t.shape
                 let chunks = layer == nil ? chunk : [1] + chunk
                 try writeText(Self.zarray(shape: shape, chunks: chunks, dtype: t.dtype), to: arrayDir + "/.zarray")
@@ -101,7 +101,7 @@ struct DistZarrWriter {
             // NeMo drops attention FP8 state and the reward head's extra state from dist checkpoints.
             if o.name.contains("core_attention") || o.name.hasPrefix("rm_head") || o.name.hasPrefix("output_layer") { continue }
             let objDir = dir + "/" + key
-            try makeDir(objDir)
+            try Folder.create(objDir)
             let file = objDir + "/" + (layer.map { "shard_\($0)_\(layers).pt" } ?? "shard_0_1.pt")
             if o.kind == "sharded-object", let bytes = o.bytes, plan.source.format == .distZarr {
                 var out = try OutputFile(creating: file)
@@ -151,12 +151,6 @@ struct DistZarrWriter {
             "zarr_format": 2
         }
         """
-    }
-}
-
-func makeDir(_ path: String) throws(TesseraError) {
-    do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
-        throw TesseraError(.io, "cannot create folder: \(error)", file: path)
     }
 }
 

@@ -27,9 +27,7 @@ struct LegacyWriter {
         for (t, p) in ranks {
             let folder = Self.rankFolder(tp: t, pp: p, layout: plan.layout)
             let dir = folder.isEmpty ? root : root + "/" + folder
-            do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
-                throw TesseraError(.io, "cannot create folder: \(error)", file: dir)
-            }
+            try Folder.create(dir)
             try writeRank(tp: t, pp: p, path: dir + "/model_weights.ckpt", readAhead: readAhead, closes: closes)
         }
         try closes.wait()

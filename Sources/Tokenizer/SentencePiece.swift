@@ -53,6 +53,7 @@ public final class SentencePieceModel: @unchecked Sendable {
 
     /// Reads a `.model` file.
     public convenience init(path: String) throws(TesseraError) {
+        try ReadOnlyFile.requireRegularFile(path)
         let f = try ReadOnlyFile(path: path)
         try self.init(bytes: try f.read(0, f.size), file: path)
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Platform
 import TestSupport
 import Testing
@@ -16,6 +17,25 @@ import Testing
     let r = try run(["inspect", "/nonexistent/checkpoint"])
     #expect(r.status == 2)
     #expect(r.stderr.contains("/nonexistent/checkpoint"))
+}
+
+/// A pipe named where a checkpoint or tokenizer file belongs is refused at once with exit 2
+/// (opening a FIFO that has no writer would wait for one), and an output whose folder cannot
+/// be made names the output and the reason.
+@Test func pipesAndUnmakeableFoldersAreRefusedNotWaitedOn() throws {
+    let scratch = try TemporaryFolder("cli-fifo")
+    let fifo = scratch.file("model.nemo")
+    #expect(mkfifo(fifo, 0o600) == 0)
+    for args in [["inspect", fifo], ["tokenize", "--tokenizer", fifo, "--text", "hi"]] {
+        let r = try runBounded(args, seconds: 20)
+        #expect(r.exited && r.status == 2, "\(args): \(r)")
+        #expect(r.stderr.hasPrefix("tessera: error: \(fifo): not a regular file"), "\(r)")
+    }
+    #expect(FileManager.default.createFile(atPath: scratch.file("plain"), contents: Data([1])))
+    let out = scratch.file("plain/converted")
+    let r = try run(["convert", try legacyFixture(), out, "--tp", "1", "--pp", "1"])
+    #expect(r.status == 2)
+    #expect(r.stderr.hasPrefix("tessera: error: \(out): cannot create its folder") && r.stderr.contains("Not a directory"), "\(r.stderr)")
 }
 
 @Test func inspectJSONFollowsTheContract() throws {

@@ -1,0 +1,64 @@
+import Foundation
+import Glibc
+import Platform
+import TestSupport
+import Testing
+
+/// Folder.create makes missing parents, accepts an existing folder, and names the folder and
+/// the system's reason (errno kept) when a file stands in the way.
+@Test func foldersAreCreatedWithTheirParentsOrRefusedWithTheReason() throws {
+    let root = try TemporaryFolder("folders")
+    let deep = root.file("a/b/c")
+    try Folder.create(deep)
+    var isDir: ObjCBool = false
+    #expect(FileManager.default.fileExists(atPath: deep, isDirectory: &isDir) && isDir.boolValue)
+    try Folder.create(deep) // already there: fine
+
+    #expect(FileManager.default.createFile(atPath: root.file("plain"), contents: Data([1])))
+    for blocked in [root.file("plain"), root.file("plain/under")] {
+        do {
+            try Folder.create(blocked)
+            Issue.record("created \(blocked) through a regular file")
+        } catch {
+            #expect(error.code == .io)
+            #expect(error.errorNumber == ENOTDIR || error.errorNumber == EEXIST)
+            #expect(error.description.contains("cannot create folder: Not a directory"))
+        }
+    }
+}
+
+/// An output's missing parent folders are made before it is written; a file in their way
+/// is refused naming the output and the folder.
+@Test func anOutputsParentFoldersAreMadeOrTheOutputIsRefused() throws {
+    let root = try TemporaryFolder("destination")
+    let made = try AtomicDestination(root.file("new/deeper/out.h5"), force: false)
+    var isDir: ObjCBool = false
+    #expect(FileManager.default.fileExists(atPath: root.file("new/deeper"), isDirectory: &isDir) && isDir.boolValue)
+    made.abandon()
+
+    #expect(FileManager.default.createFile(atPath: root.file("plain"), contents: Data([1])))
+    #expect {
+        _ = try AtomicDestination(root.file("plain/out.h5"), force: false)
+    } throws: { error in
+        let e = error as? TesseraError
+        return e?.file == root.file("plain/out.h5") && e?.errorNumber == ENOTDIR && e?.message.contains("cannot create its folder") == true
+    }
+}
+
+/// A FIFO (or any file that is not a regular file) named as a file to read is refused at
+/// once, not opened: opening a FIFO with no writer for reading would wait for one.
+@Test func aPipeIsRefusedNotWaitedOn() throws {
+    let root = try TemporaryFolder("fifo")
+    let fifo = root.file("weights.ckpt")
+    #expect(mkfifo(fifo, 0o600) == 0)
+    #expect {
+        try ReadOnlyFile.requireRegularFile(fifo)
+    } throws: { error in
+        let e = error as? TesseraError
+        return e?.code == .unsupported && e?.file == fifo && e?.message.contains("not a regular file") == true
+    }
+    #expect(throws: TesseraError.self) { try ReadOnlyFile.requireRegularFile("/dev/zero") }
+    #expect(throws: TesseraError.self) { try ReadOnlyFile.requireRegularFile(root.file("missing")) }
+    #expect(FileManager.default.createFile(atPath: root.file("plain"), contents: Data([1])))
+    try ReadOnlyFile.requireRegularFile(root.file("plain"))
+}
