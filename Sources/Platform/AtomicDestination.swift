@@ -59,7 +59,10 @@ public struct AtomicDestination: Sendable {
         }
         if FileManager.default.fileExists(atPath: path) {
             do { try FileManager.default.removeItem(atPath: path) } catch {
-                throw TesseraError(.io, "cannot replace the old destination: \(error)", file: path)
+                // Foundation's error carries the system's reason as its underlying POSIX error.
+                let underlying = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? any Error).map { $0 as NSError }
+                let number = underlying?.domain == NSPOSIXErrorDomain ? Int32(underlying!.code) : EIO
+                throw TesseraError.system("cannot replace the old destination", file: path, errorNumber: number)
             }
         }
         guard rename(temporaryPath, path) == 0 else {
