@@ -6,8 +6,7 @@ import Platform
 public enum TokenSequenceFile {
     /// The sequences of the file at `path`, read by ``sequences(in:file:)``.
     public static func read(_ path: String) throws(TesseraError) -> [[Int]] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw TesseraError(.missing, "cannot read the input", file: path) }
-        return try sequences(in: String(decoding: data, as: UTF8.self), file: path)
+        try sequences(in: String(decoding: try WholeFile.read(path), as: UTF8.self), file: path)
     }
 
     /// The sequences of `text`; a line that is not a non-empty array of integers, or a text

@@ -18,10 +18,7 @@ public struct ConversationInput: Sendable {
 
     /// Reads `path`; a file that cannot be read is an error naming it.
     public init(path: String) throws(TesseraError) {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw TesseraError(.io, "cannot read", file: path)
-        }
-        self.init(path: path, bytes: [UInt8](data))
+        self.init(path: path, bytes: try WholeFile.read(path))
     }
 
     /// The input held in `bytes`, named `path` in messages.
@@ -120,10 +117,7 @@ public final class ResumableOutput: ScoringSink {
     public init(path: String) throws(TesseraError) {
         var kept: [UInt8] = []
         if FileManager.default.fileExists(atPath: path) {
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw TesseraError(.io, "cannot read the output to resume it", file: path)
-            }
-            let bytes = [UInt8](data)
+            let bytes = try WholeFile.read(path)
             if let lastNewline = bytes.lastIndex(of: 0x0A) { kept = Array(bytes[...lastNewline]) }
         }
         self.path = path

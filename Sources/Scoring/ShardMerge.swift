@@ -33,8 +33,7 @@ public struct ShardMerge {
 
     /// Reads one shard output: its header (of this input) and its records.
     static func read(_ file: String, input: ConversationInput) throws(TesseraError) -> Shard {
-        guard let data = FileManager.default.contents(atPath: file) else { throw TesseraError(.io, "cannot read the shard output", file: file) }
-        let bytes = [UInt8](data)
+        let bytes = try WholeFile.read(file)
         let lines = JSONLines.split(bytes)
         guard let first = lines.first else { throw TesseraError(.corrupt, "empty: not a shard output (expected a header line written by score --shard)", file: file) }
         let header = try ShardHeader(parsing: bytes[first.range], file: file)

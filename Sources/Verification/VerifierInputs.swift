@@ -17,7 +17,9 @@ extension Verifier {
 extension Verifier.Prompts {
     /// The conversations of a NeMo-Aligner JSONL file (UTF-8), read by ``conversations(in:file:)``.
     public static func conversations(inFile path: String) throws(TesseraError) -> [JSONValue] {
-        guard let content = try? String(contentsOfFile: path, encoding: .utf8) else { throw TesseraError(.io, "cannot read", file: path) }
+        guard let content = String(validating: try WholeFile.read(path), as: UTF8.self) else {
+            throw TesseraError(.corrupt, "not UTF-8 text", file: path)
+        }
         return try conversations(in: content, file: path)
     }
 

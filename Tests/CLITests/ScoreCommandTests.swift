@@ -151,3 +151,26 @@ func shardedPairwiseMergesToTheSingleHostResult(shards: Int) throws {
     #expect(m.status == 0, "\(m.stderr)")
     #expect(String(decoding: contents(merged), as: UTF8.self) == single.stdout)
 }
+
+/// Conversations piped in (`cat in.jsonl | tessera score ... --input /dev/stdin`, as
+/// `--input <(zcat in.jsonl.gz)` would be) are scored to the same output as the file, and a
+/// resume from the same pipe finds them all done.
+@Test func pipedConversationsScoreAsTheFileDoes() throws {
+    let dir = try TemporaryFolder("score-pipe")
+    let input = try conversations(in: dir.path)
+    let expected = try singleHost(input, in: dir.path)
+    let out = dir.path + "/piped.jsonl"
+    for pass in 0..<2 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "cat \"$1\" | \"$0\" score \"$2\" --input /dev/stdin --output \"$3\"", tessera, input, checkpoint, out]
+        let err = Pipe()
+        p.standardError = err
+        try p.run()
+        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "\(message)")
+        #expect(message.contains(pass == 0 ? "scored 24 conversations (0 already" : "scored 0 conversations (24 already"), "\(message)")
+        #expect(contents(out) == expected)
+    }
+}

@@ -62,3 +62,33 @@ import Testing
     #expect(FileManager.default.createFile(atPath: root.file("plain"), contents: Data([1])))
     try ReadOnlyFile.requireRegularFile(root.file("plain"))
 }
+
+/// A whole input is read from a regular file or from a pipe to its end; a folder, a missing
+/// file and an unreadable one are refused naming the file and the reason.
+@Test func wholeInputsAreReadFromFilesAndPipes() throws {
+    let root = try TemporaryFolder("whole")
+    let bytes = (0..<(3 << 20) + 17).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+    let path = root.file("input.jsonl")
+    #expect(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
+    let fromFile = try WholeFile.read(path)
+    #expect(fromFile.count == bytes.count)
+    #expect(fromFile == bytes)
+
+    let fifo = root.file("pipe")
+    #expect(mkfifo(fifo, 0o600) == 0)
+    let writer = Thread {
+        let fd = open(fifo, O_WRONLY)
+        bytes.withUnsafeBytes { b in
+            var done = 0
+            while done < b.count { let n = write(fd, b.baseAddress! + done, min(65536, b.count - done)); if n <= 0 { break }; done += n }
+        }
+        close(fd)
+    }
+    writer.start()
+    let fromPipe = try WholeFile.read(fifo)
+    #expect(fromPipe.count == bytes.count)
+    #expect(fromPipe == bytes)
+
+    #expect { _ = try WholeFile.read(root.path) } throws: { ($0 as? TesseraError)?.errorNumber == EISDIR }
+    #expect { _ = try WholeFile.read(root.file("missing")) } throws: { ($0 as? TesseraError)?.code == .missing }
+}

@@ -47,7 +47,7 @@ func aProbeWithoutIdsIsRefused(_ text: String) {
         _ = try Verifier.Prompts.conversations(inFile: "/nonexistent/prompts.jsonl")
         Issue.record("a missing file was read")
     } catch {
-        #expect(error.code == .io && error.file == "/nonexistent/prompts.jsonl")
+        #expect(error.code == .missing && error.file == "/nonexistent/prompts.jsonl")
     }
 }
 
