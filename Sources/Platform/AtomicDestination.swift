@@ -37,10 +37,7 @@ public struct AtomicDestination: Sendable {
             throw TesseraError(.invalidArgument, "destination exists (use --force to replace it)", file: p)
         }
         let url = URL(fileURLWithPath: p)
-        let parent = url.deletingLastPathComponent().path
-        do { try Folder.create(parent) } catch {
-            throw TesseraError.system("cannot create its folder \(error.file ?? parent)", file: p, errorNumber: error.errorNumber ?? EIO)
-        }
+        try Folder.createParent(of: p)
         self.path = p
         self.temporaryPath = url.deletingLastPathComponent().appendingPathComponent(
             ".\(url.lastPathComponent).tessera-partial-\(getpid())").path

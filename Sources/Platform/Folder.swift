@@ -21,4 +21,14 @@ public enum Folder {
         }
         throw .system("cannot create folder", file: path, errorNumber: number)
     }
+
+    /// Creates the folder `path` is to be written in (and its parents); a failure names
+    /// `path`, the folder and the system's reason.
+    public static func createParent(of path: String) throws(TesseraError) {
+        guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return }
+        let parent = String(path[..<slash])
+        do { try create(parent) } catch {
+            throw .system("cannot create its folder \(error.file ?? parent)", file: path, errorNumber: error.errorNumber ?? EIO)
+        }
+    }
 }

@@ -193,13 +193,12 @@ public struct OutputFile: ~Copyable {
         writer = BackgroundWriter(fd: fd, path: path, direct: false, sparse: false)
     }
 
-    /// Opens `path` (creating it) to append after its first `keeping` bytes: anything past
-    /// them is cut off first, so a resumed output continues from whole records only.
+    /// Opens `path` (creating it and its folders) to append after its first `keeping` bytes:
+    /// anything past them is cut off first, so a resumed output continues from whole records only.
     public init(appending path: String, keeping: Int) throws(TesseraError) {
+        try Folder.createParent(of: path)
         let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            throw TesseraError(.io, "cannot open for appending: \(String(cString: strerror(errno)))", file: path)
-        }
+        guard fd >= 0 else { throw TesseraError.system("cannot open for appending", file: path, errorNumber: errno) }
         guard ftruncate(fd, off_t(keeping)) == 0 else {
             let reason = String(cString: strerror(errno))
             Glibc.close(fd)

@@ -174,3 +174,18 @@ func shardedPairwiseMergesToTheSingleHostResult(shards: Int) throws {
         #expect(contents(out) == expected)
     }
 }
+
+/// A score output's missing folders are made (as convert's are); a file in their way is
+/// refused naming the output, the folder and the reason.
+@Test func scoreOutputsFoldersAreMade() throws {
+    let dir = try TemporaryFolder("score-folders")
+    let input = Fixtures.path("tiny/reference/conversations.jsonl")
+    let made = try run(["score", checkpoint, "--input", input, "--output", dir.file("new/deeper/out.jsonl")])
+    #expect(made.status == 0, "\(made.stderr)")
+    #expect(contents(dir.file("new/deeper/out.jsonl")).count > 0)
+    #expect(FileManager.default.createFile(atPath: dir.file("plain"), contents: Data([1])))
+    let blocked = try run(["score", checkpoint, "--input", input, "--output", dir.file("plain/out.jsonl")])
+    #expect(blocked.status == 2)
+    #expect(blocked.stderr.hasPrefix("tessera: error: \(dir.file("plain/out.jsonl")): cannot create its folder \(dir.file("plain")): Not a directory"),
+            "\(blocked.stderr)")
+}
