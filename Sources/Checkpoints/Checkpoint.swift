@@ -7,6 +7,12 @@ public enum Checkpoint {
     /// `model_weights/` folder, a single `model_weights.ckpt` file, or a Hugging Face
     /// transformers Nemotron folder (`config.json` and safetensors files).
     public static func open(_ path: String, cache: MappingCache = MappingCache()) throws(TesseraError) -> Catalogue {
+        let catalogue = try read(path, cache: cache)
+        try catalogue.checkShapesAgainstConfig()
+        return catalogue
+    }
+
+    private static func read(_ path: String, cache: MappingCache) throws(TesseraError) -> Catalogue {
         // Reading metadata touches a page or a large folio per record; give them back.
         defer { cache.releaseAll() }
         var isDir: ObjCBool = false

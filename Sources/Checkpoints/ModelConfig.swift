@@ -91,6 +91,8 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         positionEmbeddingType = f.string("position_embedding_type") ?? "learned_absolute"
         rotaryPercentage = f.double("rotary_percentage") ?? 1.0
         rotaryBase = f.double("rotary_base") ?? 10000
+        try Self.checkRelations(heads: numAttentionHeads, groups: numQueryGroups, rotaryPercentage: rotaryPercentage,
+                                rotaryBase: rotaryBase, epsilon: layernormEpsilon, file: file)
         shareEmbeddingsAndOutputWeights = f.bool("share_embeddings_and_output_weights") ?? true
         tensorModelParallelSize = f.int("tensor_model_parallel_size") ?? 1
         pipelineModelParallelSize = f.int("pipeline_model_parallel_size") ?? 1
@@ -110,6 +112,25 @@ public struct ModelConfig: Sendable, Equatable, Codable {
     static func checkSizes(_ sizes: [(String, Int, Int)], file: String?) throws(TesseraError) {
         for (key, value, limit) in sizes where value < 1 || value > limit {
             throw TesseraError(.corrupt, "model config '\(key)' is \(value), outside 1...\(limit)", file: file)
+        }
+    }
+
+    /// Refuses values that no model megatron-core builds can have: query groups that do not
+    /// divide the heads, a rotary share outside (0, 1], a non-positive rotary base, a negative
+    /// or non-finite layer-norm epsilon.
+    static func checkRelations(heads: Int, groups: Int, rotaryPercentage: Double, rotaryBase: Double, epsilon: Double,
+                               file: String?) throws(TesseraError) {
+        guard heads % groups == 0 else {
+            throw TesseraError(.corrupt, "num_attention_heads \(heads) is not a multiple of num_query_groups \(groups)", file: file)
+        }
+        guard rotaryPercentage > 0, rotaryPercentage <= 1 else {
+            throw TesseraError(.corrupt, "rotary_percentage must be in (0, 1], not \(rotaryPercentage)", file: file)
+        }
+        guard rotaryBase > 0, rotaryBase.isFinite else {
+            throw TesseraError(.corrupt, "rotary_base must be a positive number, not \(rotaryBase)", file: file)
+        }
+        guard epsilon >= 0, epsilon.isFinite else {
+            throw TesseraError(.corrupt, "layernorm_epsilon must be a non-negative number, not \(epsilon)", file: file)
         }
     }
 

@@ -92,3 +92,22 @@ func nonScalarKeysAreRefusedNotTrappedOn(_ yaml: String) {
         }
     }
 }
+
+/// Values no model megatron-core builds can have are refused when the config is read, naming
+/// the key (query groups that do not divide the heads had run as if they did).
+@Test(arguments: [("num_query_groups: 4\n", "num_attention_heads 6 is not a multiple of num_query_groups 4"),
+                  ("rotary_percentage: 1.5\n", "rotary_percentage must be in (0, 1]"),
+                  ("rotary_percentage: 0\n", "rotary_percentage must be in (0, 1]"),
+                  ("rotary_base: -10\n", "rotary_base must be a positive number"),
+                  ("layernorm_epsilon: -1\n", "layernorm_epsilon must be a non-negative number"),
+                  ("layernorm_epsilon: .nan\n", "layernorm_epsilon must be a non-negative number")])
+func refusesImpossibleRelations(_ line: String, _ message: String) {
+    let yaml = "num_layers: 2\nhidden_size: 12\nnum_attention_heads: 6\n" + line
+    do {
+        _ = try ModelConfig(yaml: yaml, file: "m/model_config.yaml")
+        Issue.record("accepted \(line)")
+    } catch {
+        #expect(error.code == .corrupt && error.file == "m/model_config.yaml")
+        #expect(error.message.contains(message), "\(error.message)")
+    }
+}
