@@ -27,8 +27,11 @@ extension ModelConfig {
     public func expectedShape(topLevelTensor name: String) -> (shape: [Int]?, columns: Int?)? {
         switch name {
         case "decoder.final_layernorm.weight", "decoder.final_layernorm.bias": return ([hiddenSize], nil)
-        case "embedding.word_embeddings.weight", "embedding.position_embeddings.weight", "output_layer.weight", "rm_head.weight":
+        case "embedding.word_embeddings.weight", "embedding.position_embeddings.weight", "output_layer.weight":
             return (nil, hiddenSize)
+        // NeMo-Aligner builds the head with regression.num_attributes outputs.
+        case "rm_head.weight": return rewardOutputs.map { ([$0, hiddenSize], nil) } ?? (nil, hiddenSize)
+        case "rm_head.bias": return rewardOutputs.map { ([$0], nil) }
         default: return nil
         }
     }
@@ -43,6 +46,7 @@ extension ModelConfig {
         }
         if name.hasSuffix("linear_proj.weight") { return "num_attention_heads \(numAttentionHeads) x kv_channels \(kvChannels) columns" }
         if name.hasSuffix("linear_fc2.weight") { return "ffn_hidden_size \(ffnHiddenSize) columns" }
+        if name.hasPrefix("rm_head."), let n = rewardOutputs { return "regression.num_attributes \(n) rows, hidden_size \(hiddenSize)" }
         return "hidden_size \(hiddenSize)"
     }
 }
