@@ -46,7 +46,8 @@ struct Tessera: ParsableCommand {
     /// (an `ExitCode(1)` a command throws) and nothing else, 2 every failure: bad input, a
     /// usage error, an unexpected error. Each failure prints one line naming its cause.
     static func exitStatus(reporting error: Error) -> Int32 {
-        if let e = error as? TesseraError {
+        if var e = error as? TesseraError {
+            e.message = oneLine(e.message)
             StandardError.write("tessera: error: \(e)\n")
             return 2
         }
@@ -62,6 +63,13 @@ struct Tessera: ParsableCommand {
     }
 }
 
+
+/// A message on one line: a library's multi-line text (a YAML parser's excerpt with its caret
+/// line) joined with spaces, the lines holding only a marker left out.
+func oneLine(_ message: String) -> String {
+    message.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+        .filter { !$0.isEmpty && $0 != "^" }.joined(separator: " ")
+}
 
 /// When `main` began, for start-up times.
 let processStart = Date()

@@ -38,6 +38,19 @@ import Testing
     #expect(r.stderr.hasPrefix("tessera: error: \(out): cannot create its folder") && r.stderr.contains("Not a directory"), "\(r.stderr)")
 }
 
+/// A library's multi-line message (the YAML parser's excerpt of the bad line and its caret)
+/// still makes one line on stderr, as the contract has every failure.
+@Test func aMultiLineLibraryMessageIsPrintedOnOneLine() throws {
+    let scratch = try TemporaryFolder("cli-yaml")
+    let copy = try scratch.copy(Fixtures.path("tiny/dist_zarr_tp1pp1_bf16"))
+    let config = copy + "/model_config.yaml"
+    try (try String(contentsOfFile: config, encoding: .utf8) + "garbage: [\n").write(toFile: config, atomically: true, encoding: .utf8)
+    let r = try run(["inspect", copy])
+    #expect(r.status == 2)
+    #expect(r.stderr.hasPrefix("tessera: error: \(config): not valid YAML: "), "\(r.stderr)")
+    #expect(r.stderr.split(separator: "\n").count == 1 && r.stderr.hasSuffix(" [corrupt]\n"), "\(r.stderr)")
+}
+
 @Test func inspectJSONFollowsTheContract() throws {
     let path = try legacyFixture()
     let r = try run(["inspect", "--json", "--digests", path])
