@@ -65,9 +65,16 @@ extension Catalogue {
             } else if let top = config.expectedShape(topLevelTensor: t.name) {
                 (expected, columns) = top
             }
-            let fits = expected.map { $0 == t.shape } ?? columns.map { t.shape.count == 2 && t.shape[1] == $0 } ?? true
-            guard !fits else { continue }
-            let want = expected.map { "\($0)" } ?? "[rows, \(columns!)]"
+            let want: String
+            if let expected {
+                guard expected != t.shape else { continue }
+                want = "\(expected)"
+            } else if let columns {
+                guard t.shape.count != 2 || t.shape[1] != columns else { continue }
+                want = "[rows, \(columns)]"
+            } else {
+                continue
+            }
             throw TesseraError(.inconsistent, "has shape \(t.shape), but the model config implies \(want) (\(config.shapeReason(t.name)))",
                                file: container.describe("model_config.yaml"), tensor: t.name)
         }
