@@ -34,6 +34,11 @@ public struct ModelConfig: Sendable, Equatable, Codable {
     /// The tokenizer file inside the checkpoint, with the `nemo:` prefix removed.
     public var tokenizerModel: String?
     public var distCkptFormat: String?
+    /// Settings the config has that change the model's arithmetic from the plain GPT the engine
+    /// runs (`rotary_interleaved: true`, a `seq_len_interpolation_factor`, `qk_layernorm`, ...),
+    /// as "key: value" for a message; empty for Nemotron and the other models the engine runs.
+    /// Conversions carry them through; the engine refuses a model that has any.
+    public var unrunSettings: [String] = []
 
     /// True when fc1 holds a gate and an up projection (`*glu` activations).
     public var gatedLinearUnit: Bool { activation.hasSuffix("glu") }
@@ -100,6 +105,7 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         rewardOutputs = f.rewardOutputs
         tokenizerModel = f.tokenizerModel
         distCkptFormat = f.string("dist_ckpt_format")
+        unrunSettings = f.unrunSettings(activation: activation)
     }
 
     /// The MLP activations the engine runs (NeMo's spellings).
@@ -213,6 +219,27 @@ private struct ConfigFields {
     func require(_ k: String) throws(TesseraError) -> Int {
         guard let v = int(k) else { throw TesseraError(.missing, "model config has no integer '\(k)'", file: file) }
         return v
+    }
+
+    /// Whether `k` is present with a value other than null.
+    func isSet(_ k: String) -> Bool { root[k].map { !($0 is NSNull) } ?? false }
+
+    /// The settings, among those megatron-core and NeMo read, that change the arithmetic from
+    /// the defaults the engine implements (see ModelConfig.unrunSettings).
+    func unrunSettings(activation: String) -> [String] {
+        var found: [String] = []
+        func add(_ k: String) { found.append("\(k): \(root[k].map { "\($0)" } ?? "")") }
+        if bool("rotary_interleaved") == true { add("rotary_interleaved") }
+        if let factor = double("seq_len_interpolation_factor"), factor != 1 { add("seq_len_interpolation_factor") }
+        if bool("scale_positional_embedding") == true { add("scale_positional_embedding") }
+        if bool("normalize_attention_scores") == false { add("normalize_attention_scores") }
+        if let block = string("transformer_block_type"), block != "pre_ln" { add("transformer_block_type") }
+        if bool("headscale") == true { add("headscale") }
+        if bool("qk_layernorm") == true { add("qk_layernorm") }
+        if isSet("window_size") { add("window_size") }
+        if let experts = int("num_moe_experts"), experts > 0 { add("num_moe_experts") }
+        if bool("openai_gelu") == true, activation.contains("gelu") { add("openai_gelu") }
+        return found
     }
 
     /// `regression.num_attributes`: the outputs of a reward head.

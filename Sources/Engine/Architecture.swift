@@ -45,6 +45,10 @@ struct Architecture: Sendable {
 
     /// The architecture of `config`; a spelling the engine does not run is refused, naming the key.
     init(_ config: ModelConfig, file: String?) throws(TesseraError) {
+        guard config.unrunSettings.isEmpty else {
+            throw TesseraError(.unsupported, "the engine does not run a model with \(config.unrunSettings.joined(separator: ", ")) "
+                + "(its arithmetic differs from the GPT it runs); convert and verify --weights-only read it", file: file)
+        }
         activation = try Self.parse(config.activation, key: "activation", file: file)
         normalization = try Self.parse(config.normalization.lowercased(), key: "normalization", file: file)
         positionEmbedding = try Self.parse(config.positionEmbeddingType, key: "position_embedding_type", file: file)

@@ -91,6 +91,10 @@ public final class Model: Sendable {
         try chosen.path.requireSupported()
         self.kernels = chosen
         architecture = try Architecture(config, file: catalogue.container.displayPath)
+        if let norm = catalogue.tensors.first(where: { $0.name.hasSuffix("_attention.q_layernorm.weight") || $0.name.hasSuffix("_attention.k_layernorm.weight") }) {
+            throw TesseraError(.unsupported, "the engine does not run query/key layer norms (qk_layernorm)", file: catalogue.container.displayPath,
+                               tensor: norm.name)
+        }
         guard architecture.positionEmbedding == .rope || catalogue.tensor("embedding.position_embeddings.weight") != nil else {
             throw TesseraError(.missing, "learned absolute position embeddings without embedding.position_embeddings.weight",
                                file: catalogue.container.displayPath)

@@ -67,6 +67,7 @@ public struct Verifier {
         ("rotary_base", { "\($0.rotaryBase)" }),
         ("share_embeddings_and_output_weights", { "\($0.shareEmbeddingsAndOutputWeights)" }),
         ("reward_outputs", { $0.rewardOutputs.map(String.init) ?? "none" }),
+        ("settings the engine does not run", { $0.unrunSettings.isEmpty ? "none" : $0.unrunSettings.joined(separator: ", ") }),
     ]
 
     /// Conversations (NeMo-Aligner JSONL objects) to score through the scoring path, with the
