@@ -226,10 +226,14 @@ public indirect enum JSONValue: Sendable, Equatable {
                     case UInt8(ascii: "f"): scalars.append("\u{0C}")
                     case UInt8(ascii: "u"):
                         var v = try hex4()
+                        // A high surrogate takes the next escape only when that is a low one;
+                        // otherwise each stands alone (a lone surrogate becomes U+FFFD, which a
+                        // Swift string can hold where Python's keeps the code point).
                         if (0xD800..<0xDC00).contains(v), pos + 6 <= bytes.count, bytes[pos] == UInt8(ascii: "\\"), bytes[pos + 1] == UInt8(ascii: "u") {
+                            let next = pos
                             pos += 2
                             let lo = try hex4()
-                            v = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00)
+                            if (0xDC00..<0xE000).contains(lo) { v = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00) } else { pos = next }
                         }
                         scalars.append(Unicode.Scalar(v) ?? "\u{FFFD}")
                     default: scalars.append(Unicode.Scalar(e))

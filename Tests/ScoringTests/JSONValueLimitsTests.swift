@@ -18,3 +18,13 @@ import Testing
         }
     }
 }
+
+/// A high surrogate escape takes the next escape only when that is a low surrogate (found by
+/// Tools/fuzz.sh: `\uD88B\uD88B` subtracted past zero and trapped, ending `score` with SIGILL);
+/// a surrogate that pairs with nothing becomes U+FFFD, the characters after it are kept.
+@Test(arguments: [(#""\uD83D\uDE00""#, "\u{1F600}"), (#""\uD88B\uD88B""#, "\u{FFFD}\u{FFFD}"),
+                  (#""a\uD88B\u0041b""#, "a\u{FFFD}Ab"), (#""\uDC00x""#, "\u{FFFD}x"), (#""\uD800""#, "\u{FFFD}"),
+                  (#""\uD800\uE000""#, "\u{FFFD}\u{E000}")])
+func surrogateEscapesPairOnlyWithTheirOtherHalf(_ json: String, _ expected: String) throws {
+    #expect(try JSONValue.parse(json) == .string(expected))
+}
