@@ -98,6 +98,7 @@ struct InspectReport: Encodable {
             out.append("            \(c.normalization), rope \(c.rotaryPercentage) base \(Int(c.rotaryBase)), " +
                        "vocab \(c.paddedVocabSize.map(String.init) ?? "?") (padded), " +
                        (c.rewardOutputs.map { "reward head \($0) outputs" } ?? "no reward head"))
+            if !c.unrunSettings.isEmpty { out.append("            not run by the engine: \(c.unrunSettings.joined(separator: ", "))") }
         } else {
             out.append("model       (no model_config.yaml)")
         }
