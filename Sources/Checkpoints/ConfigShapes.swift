@@ -75,8 +75,11 @@ extension Catalogue {
             } else {
                 continue
             }
+            // The file the config came from: NeMo's YAML, a Hugging Face config.json, else the
+            // checkpoint itself (an HDF5 store's attribute, a model_weights/ folder's parent).
+            let source = ["model_config.yaml", "config.json"].first(where: container.isFile).map(container.describe) ?? container.displayPath
             throw TesseraError(.inconsistent, "has shape \(t.shape), but the model config implies \(want) (\(config.shapeReason(t.name)))",
-                               file: container.describe("model_config.yaml"), tensor: t.name)
+                               file: source, tensor: t.name)
         }
     }
 }
