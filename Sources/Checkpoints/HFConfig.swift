@@ -79,6 +79,14 @@ public enum HFConfig {
         let heads = try require("num_attention_heads"), hidden = try require("hidden_size")
         let act = (j["hidden_act"] as? String) ?? "relu2"
         guard act == "relu2" else { throw TesseraError(.unsupported, "hidden_act '\(act)' is not relu2", file: file) }
+        // Scaled RoPE (linear, dynamic, yarn, llama3) is another positional arithmetic.
+        for key in ["rope_scaling", "rope_parameters"] {
+            guard let rope = j[key] as? [String: Any] else { continue }
+            let kind = (rope["rope_type"] as? String) ?? (rope["type"] as? String) ?? "default"
+            guard kind == "default" else {
+                throw TesseraError(.unsupported, "\(key) has rope_type '\(kind)': only the default RoPE is read", file: file)
+            }
+        }
         let bias = (j["attention_bias"] as? Bool) ?? false
         let dtype = (j["torch_dtype"] as? String) ?? (j["dtype"] as? String) ?? "bfloat16"
         var lines = [

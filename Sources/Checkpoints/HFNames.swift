@@ -86,6 +86,7 @@ public enum HFNames {
         }
         if c.positionEmbeddingType != "rope" { problems.append("position embedding '\(c.positionEmbeddingType)' (Nemotron uses RoPE)") }
         if !["squared-relu", "relu2"].contains(c.activation) { problems.append("activation '\(c.activation)' (Nemotron uses relu2)") }
+        if !c.unrunSettings.isEmpty { problems.append(c.unrunSettings.joined(separator: ", ")) }
         guard problems.isEmpty else {
             throw TesseraError(.unsupported, "transformers' Nemotron cannot express: " + problems.joined(separator: "; "), file: file)
         }

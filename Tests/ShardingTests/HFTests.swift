@@ -87,3 +87,31 @@ private func tinyExport(in scratch: TemporaryFolder, cache: MappingCache) throws
     let written = try FileManager.default.contentsOfDirectory(atPath: nemo)
     #expect(written.contains("model_config.yaml") && written.allSatisfy { !$0.contains("tokenizer") }, "\(written)")
 }
+
+/// A config.json with scaled RoPE (linear, dynamic, yarn, llama3) is refused naming the rope
+/// type (it read as default RoPE); the default one, under either key, is read.
+@Test func scaledRopeInConfigJSONIsRefused() throws {
+    let s = try TemporaryFolder("hf")
+    let hf = try tinyExport(in: s, cache: MappingCache())
+    try FileManager.default.removeItem(atPath: hf + "/nemo_model_config.yaml") // the config then comes from config.json alone
+    let path = hf + "/config.json"
+    let original = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+    let cases = try requireCases([("rope_scaling", ["rope_type": "linear", "factor": 4.0], "linear"),
+                                  ("rope_parameters", ["rope_type": "yarn", "factor": 2.0, "rope_theta": 10000.0], "yarn"),
+                                  ("rope_scaling", ["type": "dynamic", "factor": 2.0], "dynamic")], "rope settings")
+    for (key, value, kind) in cases {
+        var j = original
+        j[key] = value
+        try JSONSerialization.data(withJSONObject: j).write(to: URL(fileURLWithPath: path))
+        #expect {
+            _ = try Checkpoint.open(hf)
+        } throws: { error in
+            let e = error as? TesseraError
+            return e?.code == .unsupported && e?.message.contains("rope_type '\(kind)'") == true
+        }
+    }
+    var j = original
+    j["rope_scaling"] = NSNull()
+    try JSONSerialization.data(withJSONObject: j).write(to: URL(fileURLWithPath: path))
+    _ = try Checkpoint.open(hf)
+}
