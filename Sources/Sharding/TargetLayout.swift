@@ -59,9 +59,17 @@ public struct TargetLayout: Sendable, Equatable {
         }
         guard pp >= 1, layers % pp == 0 else {
             throw TesseraError(.invalidArgument,
-                "pipeline-parallel size \(pp) does not divide the \(layers) layers (give first/last stage sizes for an uneven split)")
+                "pipeline-parallel size \(pp) does not divide the \(layers) layers (\(Self.unevenHint(layers, pp)))")
         }
         return Array(repeating: layers / pp, count: pp)
+    }
+
+    /// How `layers` could be split into `pp` stages, for a message: `--stage-layers` with an
+    /// example (the remainder on the first stages), or why no split exists.
+    static func unevenHint(_ layers: Int, _ pp: Int) -> String {
+        guard pp >= 1, layers >= pp else { return "\(layers) layers cannot fill \(pp) stages" }
+        let example = (0..<pp).map { String(layers / pp + ($0 < layers % pp ? 1 : 0)) }.joined(separator: ",")
+        return "an uneven split takes --stage-layers, e.g. \(example)"
     }
 
     /// Checks that the model can be cut this way, as megatron-core's `TransformerConfig` and

@@ -104,3 +104,22 @@ func badCompressionSpecsAreRefused(_ text: String) {
         } catch { #expect(error.message.contains(what), "\(error.message)") }
     }
 }
+
+/// A pipeline size that does not divide the layers is refused with the option that splits them
+/// unevenly and a split that works, or why none can.
+@Test func anIndivisiblePipelineNamesTheUnevenSplit() throws {
+    let cases = try requireCases([(4, 3, "an uneven split takes --stage-layers, e.g. 2,1,1"), (96, 5, "e.g. 20,19,19,19,19"),
+                                  (4, 5, "4 layers cannot fill 5 stages")], "pipeline sizes")
+    for (layers, pp, hint) in cases {
+        do {
+            _ = try TargetLayout(tp: 1, pp: pp, format: .nemo).stages(layers: layers)
+            Issue.record("\(layers) layers into \(pp) stages")
+        } catch {
+            #expect(error.code == .invalidArgument && error.message.contains(hint), "\(error.message)")
+        }
+        if layers >= pp {
+            let example = hint.split(separator: " ").last.map(String.init)!.split(separator: ",").map { Int($0)! }
+            #expect(try TargetLayout(tp: 1, pp: pp, format: .nemo, stageLayers: example).stages(layers: layers) == example)
+        }
+    }
+}
