@@ -81,16 +81,22 @@ public struct TargetLayout: Sendable, Equatable {
     /// checked per tensor (`PartitionRule`).
     public func validate(_ c: ModelConfig) throws(TesseraError) {
         guard tp >= 1, pp >= 1 else { throw TesseraError(.invalidArgument, "TP and PP must be at least 1") }
-        let checks: [(String, Int)] = [("attention heads", c.numAttentionHeads), ("ffn hidden size", c.ffnHiddenSize)]
-        for (what, n) in checks where n % tp != 0 {
-            throw TesseraError(.invalidArgument, "tensor-parallel size \(tp) does not divide the \(n) \(what)")
-        }
-        let groups = c.numQueryGroups
-        guard groups % tp == 0 || tp % groups == 0 else {
-            throw TesseraError(.invalidArgument,
-                               "tensor-parallel size \(tp) neither divides the \(groups) query groups nor is a multiple of them")
+        if let problem = Self.tensorParallelProblem(tp, c) {
+            let valid = (1...c.numAttentionHeads).filter { Self.tensorParallelProblem($0, c) == nil }.map(String.init)
+            throw TesseraError(.invalidArgument, "\(problem) (this model takes TP \(valid.joined(separator: ", ")))")
         }
         _ = try stages(layers: c.numLayers)
+    }
+
+    /// Why tensor-parallel size `tp` cannot split the model of `c`, or nil when it can.
+    static func tensorParallelProblem(_ tp: Int, _ c: ModelConfig) -> String? {
+        let checks: [(String, Int)] = [("attention heads", c.numAttentionHeads), ("ffn hidden size", c.ffnHiddenSize)]
+        for (what, n) in checks where n % tp != 0 { return "tensor-parallel size \(tp) does not divide the \(n) \(what)" }
+        let groups = c.numQueryGroups
+        guard groups % tp == 0 || tp % groups == 0 else {
+            return "tensor-parallel size \(tp) neither divides the \(groups) query groups nor is a multiple of them"
+        }
+        return nil
     }
 
     /// What a reader of the written layout needs to know, beyond the layout itself.

@@ -93,9 +93,10 @@ func badCompressionSpecsAreRefused(_ text: String) {
         try layout.validate(c)
         #expect(layout.notes(c).count == notes, "TP\(tp): \(layout.notes(c))")
     }
-    let refused: [(Int, ModelConfig, String)] = [(3, try config(heads: 8, groups: 4, ffn: 258), "8 attention heads"),
-                                                 (8, try config(heads: 8, groups: 4, ffn: 260), "260 ffn hidden size"),
-                                                 (2, try config(heads: 12, groups: 3, ffn: 256), "3 query groups")]
+    // Each refusal names what does not split and the sizes that would.
+    let refused: [(Int, ModelConfig, String)] = [(3, try config(heads: 8, groups: 4, ffn: 258), "8 attention heads (this model takes TP 1, 2)"),
+                                                 (8, try config(heads: 8, groups: 4, ffn: 260), "260 ffn hidden size (this model takes TP 1, 2, 4)"),
+                                                 (2, try config(heads: 12, groups: 3, ffn: 256), "3 query groups nor is a multiple of them (this model takes TP 1)")]
     #expect(!refused.isEmpty)
     for (tp, c, what) in refused {
         do {
