@@ -113,10 +113,16 @@ public final class ResumableOutput: ScoringSink {
     public let existing: [UInt8]
     private var file: OutputFile?
 
-    /// Opens (or creates) `path` for appending after its whole records.
+    /// Opens (or creates) `path` for appending after its whole records. An existing path must
+    /// be a regular file: a resume reads it back and cuts it (standard output or a pipe would
+    /// wait on itself).
     public init(path: String) throws(TesseraError) {
         var kept: [UInt8] = []
         if FileManager.default.fileExists(atPath: path) {
+            do { try ReadOnlyFile.requireRegularFile(path) } catch {
+                throw TesseraError(.invalidArgument, "the output must be a regular file (it is read back to resume a run); "
+                                   + "write to a file and read that", file: path)
+            }
             let bytes = try WholeFile.read(path)
             if let lastNewline = bytes.lastIndex(of: 0x0A) { kept = Array(bytes[...lastNewline]) }
         }

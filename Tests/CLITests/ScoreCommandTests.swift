@@ -189,3 +189,21 @@ func shardedPairwiseMergesToTheSingleHostResult(shards: Int) throws {
     #expect(blocked.stderr.hasPrefix("tessera: error: \(dir.file("plain/out.jsonl")): cannot create its folder \(dir.file("plain")): Not a directory"),
             "\(blocked.stderr)")
 }
+
+/// Standard output, a pipe, as the score output is refused at once (a resume reads the output
+/// back: it waited on itself until killed).
+@Test func scoreOutputMustBeAFile() throws {
+    let input = Fixtures.path("tiny/reference/conversations.jsonl")
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/sh")
+    p.arguments = ["-c", "\"$0\" score \"$1\" --input \"$2\" --output /dev/stdout | cat >/dev/null", tessera, checkpoint, input]
+    let err = Pipe()
+    p.standardError = err
+    try p.run()
+    let deadline = Date().addingTimeInterval(20)
+    while p.isRunning, Date() < deadline { usleep(50_000) }
+    if p.isRunning { p.terminate() }
+    let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    #expect(message.hasPrefix("tessera: error: /dev/stdout: the output must be a regular file"), "\(message)")
+}
