@@ -92,3 +92,22 @@ import Testing
     #expect { _ = try WholeFile.read(root.path) } throws: { ($0 as? TesseraError)?.errorNumber == EISDIR }
     #expect { _ = try WholeFile.read(root.file("missing")) } throws: { ($0 as? TesseraError)?.code == .missing }
 }
+
+/// --force replaces a file or a folder, never a device or a pipe (`/dev/stdout` would have been
+/// removed and a file renamed into its place).
+@Test func forceReplacesOnlyFilesAndFolders() throws {
+    let root = try TemporaryFolder("force")
+    let fifo = root.file("pipe")
+    #expect(mkfifo(fifo, 0o600) == 0)
+    for path in [fifo, "/dev/null"] {
+        #expect {
+            _ = try AtomicDestination(path, force: true)
+        } throws: { error in
+            (error as? TesseraError)?.message.contains("will not replace something that is not a file or folder") == true
+        }
+    }
+    #expect(FileManager.default.fileExists(atPath: "/dev/null") && FileManager.default.fileExists(atPath: fifo))
+    #expect(FileManager.default.createFile(atPath: root.file("old"), contents: Data([1])))
+    let replacing = try AtomicDestination(root.file("old"), force: true)
+    replacing.abandon()
+}
