@@ -221,3 +221,21 @@ import Testing
     #expect(r.status == 2)
     #expect(r.stderr.contains(shard), "\(r.stderr)")
 }
+
+/// Two checkpoints with the same weights whose configs differ in a setting that changes the
+/// arithmetic (interleaved RoPE) are not the same model: verify says so, even weights-only.
+@Test func verifyComparesTheSettingsTheEngineDoesNotRun() throws {
+    let scratch = try TemporaryFolder("cli-unrun")
+    let source = Fixtures.path("tiny/dist_zarr_tp1pp1_bf16")
+    let copy = try scratch.copy(source)
+    let config = copy + "/model_config.yaml"
+    let text = try String(contentsOfFile: config, encoding: .utf8)
+    #expect(text.contains("rotary_interleaved: false\n"))
+    try text.replacingOccurrences(of: "rotary_interleaved: false\n", with: "rotary_interleaved: true\n")
+        .write(toFile: config, atomically: true, encoding: .utf8)
+    let r = try run(["verify", source, copy, "--weights-only"])
+    #expect(r.status == 1, "\(r.stderr)")
+    #expect(r.stdout.contains("settings the engine does not run: none vs rotary_interleaved: true"), "\(r.stdout)")
+    let forward = try run(["forward", copy, "--tokens", "1,2,3"])
+    #expect(forward.status == 2 && forward.stderr.contains("does not run a model with rotary_interleaved: true"), "\(forward.stderr)")
+}
