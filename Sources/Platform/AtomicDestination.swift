@@ -33,11 +33,10 @@ public struct AtomicDestination: Sendable {
     public init(_ path: String, force: Bool) throws(TesseraError) {
         var p = path
         while p.count > 1, p.hasSuffix("/") { p.removeLast() }
-        if FileManager.default.fileExists(atPath: p) {
+        var info = stat()
+        if stat(p, &info) == 0 {
             guard force else { throw TesseraError(.invalidArgument, "destination exists (use --force to replace it)", file: p) }
-            var info = stat()
-            let kind = stat(p, &info) == 0 ? info.st_mode & S_IFMT : 0
-            guard kind == S_IFREG || kind == S_IFDIR else {
+            guard info.st_mode & S_IFMT == S_IFREG || info.st_mode & S_IFMT == S_IFDIR else {
                 throw TesseraError(.invalidArgument, "will not replace something that is not a file or folder (a device, pipe or socket)", file: p)
             }
         }
