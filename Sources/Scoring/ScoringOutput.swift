@@ -2,38 +2,48 @@ import Codecs
 import Foundation
 import Platform
 
-/// A conversation JSONL file read whole: its bytes, its SHA-256 and where each non-empty line
-/// is, numbered from 1 as in the file (an empty line keeps its number but is not a record).
+/// A conversation JSONL file: its SHA-256 and where each non-empty line is, numbered from 1
+/// as in the file (an empty line keeps its number but is not a record). The file is read
+/// through once to find its lines, then each line is read when it is asked for: an input
+/// of any size takes memory for its line table, not its bytes (a pipe's bytes are held).
 public struct ConversationInput: Sendable {
     /// One non-empty line: its number in the file (from 1) and its bytes' range.
-    public struct Line: Sendable, Equatable {
-        public var number: Int
-        public var range: Range<Int>
-    }
+    public typealias Line = TextLine
 
-    public let path: String
-    public let bytes: [UInt8]
+    public var path: String { file.path }
     public let sha256: String
     public let lines: [Line]
+    private let file: InputFile
 
-    /// Reads `path`; a file that cannot be read is an error naming it.
+    /// Reads `path` through; a file that cannot be read is an error naming it.
     public init(path: String) throws(TesseraError) {
-        self.init(path: path, bytes: try WholeFile.read(path))
+        try self.init(InputFile(path: path))
     }
 
     /// The input held in `bytes`, named `path` in messages.
     public init(path: String, bytes: [UInt8]) {
-        self.path = path
-        self.bytes = bytes
-        self.lines = JSONLines.split(bytes)
+        file = InputFile(path: path, bytes: bytes)
+        lines = JSONLines.split(bytes)
         var digest = SHA256Stream()
         bytes.withUnsafeBytes { digest.update($0) }
         sha256 = digest.finalizeHex()
     }
 
-    /// The text of `line`.
-    public func text(_ line: Line) -> String {
-        String(decoding: bytes[line.range], as: UTF8.self)
+    private init(_ file: InputFile) throws(TesseraError) {
+        var digest = SHA256Stream()
+        lines = try file.lines { digest.update($0) }
+        sha256 = digest.finalizeHex()
+        self.file = file
+    }
+
+    /// The bytes of `line`, read now (an error names the file if it changed since).
+    public func bytes(_ line: Line) throws(TesseraError) -> [UInt8] {
+        try file.read(line.range)
+    }
+
+    /// The text of `line`, read now (an error names the file if it changed since).
+    public func text(_ line: Line) throws(TesseraError) -> String {
+        String(decoding: try bytes(line), as: UTF8.self)
     }
 }
 
@@ -42,19 +52,7 @@ public enum JSONLines {
     /// The non-empty lines of `bytes` with their numbers from 1 (a last line without a
     /// newline counts; a carriage return before the newline is part of the line).
     public static func split(_ bytes: [UInt8]) -> [ConversationInput.Line] {
-        var lines: [ConversationInput.Line] = []
-        bytes.withUnsafeBytes { all in
-            guard let base = all.baseAddress else { return }
-            var start = 0, number = 0
-            while start < all.count {
-                var end = all.count
-                if let p = memchr(base + start, 0x0A, all.count - start) { end = base.distance(to: UnsafeRawPointer(p)) }
-                number += 1
-                if end > start { lines.append(.init(number: number, range: start..<end)) }
-                start = end + 1
-            }
-        }
-        return lines
+        bytes.withUnsafeBytes { LineSplitter.lines($0) }
     }
 }
 
@@ -66,7 +64,7 @@ extension JSONLines {
         var texts: [String] = []
         texts.reserveCapacity(input.lines.count)
         for line in input.lines {
-            let bytes = input.bytes[line.range]
+            let bytes = try input.bytes(line)[...]
             guard let text = String(validating: bytes, as: UTF8.self) else {
                 throw TesseraError(.corrupt, "line \(line.number) is not UTF-8", file: input.path)
             }
@@ -90,45 +88,59 @@ extension JSONLines {
 public protocol ScoringSink: AnyObject {
     /// Names the output in messages.
     var path: String { get }
-    /// The whole records already there, which a run resumes from (empty for a new stream).
-    var existing: [UInt8] { get }
+    /// Bytes of whole records already there, which a run resumes from (0 for a new stream).
+    var existingBytes: Int { get }
+    /// Calls `body` with each record line already there, in order (without its newline).
+    func forEachExistingLine(_ body: (UnsafeRawBufferPointer) throws(TesseraError) -> Void) throws(TesseraError)
     /// Appends `lines` and makes sure they reached the file (a full disk is reported here).
     func append(_ lines: [UInt8]) throws(TesseraError)
 }
 
 extension ScoringSink {
-    /// The lines of ``existing``.
-    public var existingLines: [ArraySlice<UInt8>] {
-        let bytes = existing
-        return JSONLines.split(bytes).map { bytes[$0.range] }
+    /// The record lines already there (for tests and small outputs).
+    public func existingLines() throws(TesseraError) -> [[UInt8]] {
+        var lines: [[UInt8]] = []
+        try forEachExistingLine { lines.append(Array($0)) }
+        return lines
     }
 }
 
 /// A JSONL output that a run appends to and a later run resumes from. Only whole records
 /// count: an incomplete last line (a run killed mid-write, a disk that filled up) is cut off
-/// before anything is appended, so the file is always a run of whole records.
+/// before anything is appended, so the file is always a run of whole records. The records
+/// already there are read back a chunk at a time, never whole.
 public final class ResumableOutput: ScoringSink {
     public let path: String
-    /// The whole records already in the file when it was opened.
-    public let existing: [UInt8]
+    /// Bytes of the whole records in the file when it was opened.
+    public let existingBytes: Int
+    /// The file as it was opened, to read its records back.
+    private let previous: InputFile?
     private var file: OutputFile?
 
     /// Opens (or creates) `path` for appending after its whole records. An existing path must
     /// be a regular file: a resume reads it back and cuts it (standard output or a pipe would
     /// wait on itself).
     public init(path: String) throws(TesseraError) {
-        var kept: [UInt8] = []
+        var kept = 0
         if FileManager.default.fileExists(atPath: path) {
             do { try ReadOnlyFile.requireRegularFile(path) } catch {
                 throw TesseraError(.invalidArgument, "the output must be a regular file (it is read back to resume a run); "
                                    + "write to a file and read that", file: path)
             }
-            let bytes = try WholeFile.read(path)
-            if let lastNewline = bytes.lastIndex(of: 0x0A) { kept = Array(bytes[...lastNewline]) }
+            let old = try InputFile(path: path)
+            kept = try old.lastIndex(of: 0x0A).map { $0 + 1 } ?? 0
+            previous = old
+        } else {
+            previous = nil
         }
         self.path = path
-        existing = kept
-        file = try OutputFile(appending: path, keeping: kept.count)
+        existingBytes = kept
+        file = try OutputFile(appending: path, keeping: kept)
+    }
+
+    public func forEachExistingLine(_ body: (UnsafeRawBufferPointer) throws(TesseraError) -> Void) throws(TesseraError) {
+        guard let previous, existingBytes > 0 else { return }
+        try previous.forEachLine(upTo: existingBytes) { (_, bytes) throws(TesseraError) in try body(bytes) }
     }
 
     public func append(_ lines: [UInt8]) throws(TesseraError) {

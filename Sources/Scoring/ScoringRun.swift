@@ -49,29 +49,30 @@ public struct ScoringRun {
     /// empty); a plain output's records are taken as attribute_annotate.py takes them.
     func done(in output: some ScoringSink, header: ShardHeader?) throws(TesseraError) -> Done {
         var done = Done()
-        let lines = output.existingLines
-        if let header {
-            guard let first = lines.first else { return done }
-            let expected = header.line
-            guard Array(first) + [0x0A] == expected else {
-                throw TesseraError(.inconsistent, "the output was written for another input, checkpoint, options or shard: "
-                    + "it begins \(String(decoding: first.prefix(400), as: UTF8.self)); this run writes "
-                    + String(decoding: expected.dropLast(), as: UTF8.self), file: output.path)
-            }
-            for (k, line) in lines.enumerated().dropFirst() {
-                guard let r = ShardRecord.decode(line) else {
-                    throw TesseraError(.corrupt, "line \(k + 1) is not a shard record", file: output.path)
+        var k = 0
+        try output.forEachExistingLine { (line) throws(TesseraError) in
+            k += 1
+            if let header {
+                if k == 1 {
+                    let expected = header.line
+                    guard line.count + 1 == expected.count, line.elementsEqual(expected.dropLast()) else {
+                        throw TesseraError(.inconsistent, "the output was written for another input, checkpoint, options or shard: "
+                            + "it begins \(String(decoding: line.prefix(400), as: UTF8.self)); this run writes "
+                            + String(decoding: expected.dropLast(), as: UTF8.self), file: output.path)
+                    }
+                    return
+                }
+                guard let r = ShardRecord.decode(Array(line)[...]) else {
+                    throw TesseraError(.corrupt, "line \(k) is not a shard record", file: output.path)
                 }
                 done.lines.insert(r.line)
+                return
             }
-            return done
-        }
-        if let first = lines.first, (try? ShardHeader(parsing: first, file: output.path)) != nil {
-            throw TesseraError(.inconsistent, "is a shard output (its first line is a shard header): resume it with its --shard I/N",
-                               file: output.path)
-        }
-        for line in lines {
-            guard let o = try? JSONValue.parse(String(decoding: line, as: UTF8.self)) else { continue }
+            if k == 1, (try? ShardHeader(parsing: Array(line)[...], file: output.path)) != nil {
+                throw TesseraError(.inconsistent, "is a shard output (its first line is a shard header): resume it with its --shard I/N",
+                                   file: output.path)
+            }
+            guard let o = try? JSONValue.parse(String(decoding: line, as: UTF8.self)) else { return }
             if o["conversations"] == nil, o["error"] != nil, case .number(let n)? = o["line"], let number = Int(n) {
                 done.errorLines.insert(number)
             } else {
@@ -87,7 +88,7 @@ public struct ScoringRun {
     public func run(_ input: ConversationInput, lines: [ConversationInput.Line], into output: some ScoringSink,
                     header: ShardHeader? = nil, progress: (Int) -> Void = { _ in }) throws(TesseraError) -> Summary {
         var done = try done(in: output, header: header)
-        if let header, output.existing.isEmpty { try output.append(header.line) }
+        if let header, output.existingBytes == 0 { try output.append(header.line) }
         var summary = Summary()
         var pending: [(line: Int, obj: JSONValue)] = []
         func flush() throws(TesseraError) {
@@ -111,9 +112,9 @@ public struct ScoringRun {
             pending.removeAll()
         }
         for line in lines {
-            let obj: JSONValue
+            let obj: JSONValue, text = try input.text(line)
             do throws(TesseraError) {
-                obj = try JSONValue.parse(input.text(line))
+                obj = try JSONValue.parse(text)
                 try Annotator.validate(obj)
             } catch {
                 let e = TesseraError(.corrupt, "line \(line.number): \(error.message)", file: input.path)
@@ -141,14 +142,14 @@ public struct ScoringRun {
     public func runPairs(_ input: ConversationInput, lines: [ConversationInput.Line], into output: some ScoringSink,
                          header: ShardHeader, progress: (Int) -> Void = { _ in }) throws(TesseraError) -> Summary {
         let done = try done(in: output, header: header)
-        if output.existing.isEmpty { try output.append(header.line) }
+        if output.existingBytes == 0 { try output.append(header.line) }
         var summary = Summary()
         for line in lines {
             progress(1)
             if done.lines.contains(line.number) { summary.skipped += 1; continue }
-            let start = Date()
+            let start = Date(), text = try input.text(line)
             let outcome: PairOutcome
-            do throws(TesseraError) { outcome = try annotator.pair(try JSONValue.parse(input.text(line)), line.number) } catch {
+            do throws(TesseraError) { outcome = try annotator.pair(try JSONValue.parse(text), line.number) } catch {
                 throw TesseraError(.corrupt, "line \(line.number): \(error.message)", file: input.path)
             }
             let ms = Int(Date().timeIntervalSince(start) * 1000)

@@ -6,12 +6,12 @@ import Platform
 /// checking that they are complete and belong together: every input line exactly once, every
 /// shard of one partition of this input, made with one checkpoint and the same options.
 public struct ShardMerge {
-    /// One shard output, read.
+    /// One shard output, indexed: its records are read from the file when they are written.
     public struct Shard {
         public var file: String
         public var header: ShardHeader
-        var bytes: [UInt8]
-        /// (input line, range of its single-host record in `bytes`).
+        let bytes: InputFile
+        /// (input line, byte range of its single-host record in the file).
         var records: [(line: Int, record: Range<Int>)] = []
         public var tokens = 0
         public var milliseconds = 0
@@ -33,27 +33,33 @@ public struct ShardMerge {
 
     /// Reads one shard output: its header (of this input) and its records.
     static func read(_ file: String, input: ConversationInput) throws(TesseraError) -> Shard {
-        let bytes = try WholeFile.read(file)
-        let lines = JSONLines.split(bytes)
-        guard let first = lines.first else { throw TesseraError(.corrupt, "empty: not a shard output (expected a header line written by score --shard)", file: file) }
-        let header = try ShardHeader(parsing: bytes[first.range], file: file)
-        guard header.inputSHA256 == input.sha256 else {
-            throw TesseraError(.inconsistent, "shard \(header.shard) of another input: its input's SHA-256 is \(header.inputSHA256), "
-                + "\(input.path)'s is \(input.sha256)", file: file)
-        }
-        var shard = Shard(file: file, header: header, bytes: bytes)
-        if bytes.last != 0x0A {
-            throw TesseraError(.inconsistent, "shard \(header.shard) ends in an incomplete record (its run was interrupted): "
-                + "resume it with the same score --shard command", file: file)
-        }
-        for line in lines.dropFirst() {
-            guard let r = ShardRecord.decode(bytes[line.range]) else {
+        let bytes = try InputFile(path: file)
+        var shard: Shard?
+        try bytes.forEachLine { (line, text) throws(TesseraError) in
+            let slice = Array(text)[...]
+            guard var s = shard else {
+                let header = try ShardHeader(parsing: slice, file: file)
+                guard header.inputSHA256 == input.sha256 else {
+                    throw TesseraError(.inconsistent, "shard \(header.shard) of another input: its input's SHA-256 is \(header.inputSHA256), "
+                        + "\(input.path)'s is \(input.sha256)", file: file)
+                }
+                guard try bytes.read((bytes.count - 1)..<bytes.count) == [0x0A] else {
+                    throw TesseraError(.inconsistent, "shard \(header.shard) ends in an incomplete record (its run was interrupted): "
+                        + "resume it with the same score --shard command", file: file)
+                }
+                shard = Shard(file: file, header: header, bytes: bytes)
+                return
+            }
+            guard let r = ShardRecord.decode(slice) else {
                 throw TesseraError(.corrupt, "line \(line.number) is not a shard record (expected {\"line\": N, ...})", file: "\(file):\(line.number)")
             }
-            shard.records.append((r.line, r.record))
-            shard.tokens += r.tokens
-            shard.milliseconds += r.ms
+            shard = nil // one owner of the records while they grow
+            s.records.append((r.line, (line.range.lowerBound + r.record.lowerBound)..<(line.range.lowerBound + r.record.upperBound)))
+            s.tokens += r.tokens
+            s.milliseconds += r.ms
+            shard = s
         }
+        guard let shard else { throw TesseraError(.corrupt, "empty: not a shard output (expected a header line written by score --shard)", file: file) }
         return shard
     }
 
@@ -118,7 +124,8 @@ public struct ShardMerge {
         var byLine: [Int: PairOutcome] = [:]
         for s in shards {
             for r in s.records {
-                guard let v = try? JSONValue.parse(String(decoding: s.bytes[r.record], as: UTF8.self)), let o = PairOutcome(v) else {
+                let bytes = try s.bytes.read(r.record)
+                guard let v = try? JSONValue.parse(String(decoding: bytes, as: UTF8.self)), let o = PairOutcome(v) else {
                     throw TesseraError(.corrupt, "the record of input line \(r.line) is not a pair outcome", file: s.file)
                 }
                 byLine[r.line] = o
@@ -144,11 +151,8 @@ public struct ShardMerge {
         let newline: [UInt8] = [0x0A]
         for line in input.lines {
             let (k, range) = at[line.number]
-            try withBytes(shards[k].bytes) { (all) throws(TesseraError) in
-                let record = UnsafeRawBufferPointer(rebasing: all[range])
-                digest.update(record)
-                try output.write(record)
-            }
+            let record = try shards[k].bytes.read(range)
+            try withBytes(record) { (b) throws(TesseraError) in digest.update(b); try output.write(b) }
             try withBytes(newline) { (b) throws(TesseraError) in digest.update(b); try output.write(b) }
         }
         return digest.finalizeHex()
@@ -159,8 +163,8 @@ public struct ShardMerge {
     /// and shards on one path, but may differ between paths (AVX2 against AVX512-BF16).
     public var kernelPaths: [String?] {
         shards.map { s in
-            guard let first = s.records.first,
-                  let record = try? JSONValue.parse(String(decoding: s.bytes[first.record], as: UTF8.self)) else { return nil }
+            guard let first = s.records.first, let bytes = try? s.bytes.read(first.record),
+                  let record = try? JSONValue.parse(String(decoding: bytes, as: UTF8.self)) else { return nil }
             return record["kernel_path"]?.string
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Platform
+import Synchronization
 
 /// `--shard I/N`: shard I (from 0) of N.
 public struct ShardSpec: Sendable, Equatable, CustomStringConvertible {
@@ -189,8 +190,8 @@ extension ScoringRun {
     /// tokenised to weigh it (a bad line weighs 1); `checkpoint` is the model's
     /// ``CheckpointIdentity``; `pairs` for an input of `pairwise`.
     public func plan(_ input: ConversationInput, shard: ShardSpec, balance: ShardBalance,
-                     checkpoint: String, pairs: Bool = false) -> (lines: [ConversationInput.Line], header: ShardHeader) {
-        let costs = weigh(input, pairs: pairs)
+                     checkpoint: String, pairs: Bool = false) throws(TesseraError) -> (lines: [ConversationInput.Line], header: ShardHeader) {
+        let costs = try weigh(input, pairs: pairs)
         let assignment = balance == .lines ? ShardPartition.byCount(costs.count, shards: shard.count)
             : ShardPartition.byCost(costs, shards: shard.count)
         let mine = input.lines.indices.filter { assignment[$0] == shard.index }
@@ -203,16 +204,21 @@ extension ScoringRun {
 
     /// The tokens of every line of `input` (a bad line weighs 1), on every core: with a large
     /// input each shard tokenises all of it.
-    func weigh(_ input: ConversationInput, pairs: Bool) -> [Int] {
+    func weigh(_ input: ConversationInput, pairs: Bool) throws(TesseraError) -> [Int] {
         let count = input.lines.count, workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, count))
         let costs = UncheckedSendable(UnsafeMutableBufferPointer<Int>.allocate(capacity: count))
         defer { costs.value.deallocate() }
+        let failure = Mutex<TesseraError?>(nil)
         // The annotator's tokenizer is used from several threads, as `tokenize --threads` does.
         let annotator = UncheckedSendable(self.annotator)
         DispatchQueue.concurrentPerform(iterations: workers) { w in
             for i in stride(from: w, to: count, by: workers) {
-                let cost: Int
-                if let obj = try? JSONValue.parse(input.text(input.lines[i])) {
+                let cost: Int, text: String
+                do throws(TesseraError) { text = try input.text(input.lines[i]) } catch {
+                    failure.withLock { $0 = $0 ?? error }
+                    return
+                }
+                if let obj = try? JSONValue.parse(text) {
                     cost = pairs ? annotator.value.pairCost(obj) : (try? Annotator.validate(obj)) != nil ? annotator.value.cost(obj) : 1
                 } else {
                     cost = 1
@@ -220,6 +226,7 @@ extension ScoringRun {
                 costs.value[i] = cost
             }
         }
+        if let error = failure.withLock({ $0 }) { throw error }
         return Array(costs.value)
     }
 }

@@ -63,7 +63,7 @@ struct Score: ParsableCommand {
             var lines = conversations.lines
             var header: ShardHeader? = nil
             if let shardSpec {
-                (lines, header) = scoring.plan(conversations, shard: shardSpec, balance: balanceMode, checkpoint: try CheckpointIdentity.of(cat))
+                (lines, header) = try scoring.plan(conversations, shard: shardSpec, balance: balanceMode, checkpoint: try CheckpointIdentity.of(cat))
             }
             let out = try ResumableOutput(path: output)
             let bar = Progress(total: lines.count, label: "score", enabled: true)
@@ -126,7 +126,7 @@ struct Pairwise: ParsableCommand {
     /// Scores one shard of the pairs into `--output`.
     func runShard(_ spec: ShardSpec, _ scoring: ScoringRun, _ file: ConversationInput, _ cat: Catalogue) throws(TesseraError) {
         guard let output else { throw TesseraError(.invalidArgument, "--shard needs --output (the shard's output file)") }
-        let (lines, header) = scoring.plan(file, shard: spec, balance: try ShardBalance(parsing: balance), checkpoint: try CheckpointIdentity.of(cat), pairs: true)
+        let (lines, header) = try scoring.plan(file, shard: spec, balance: try ShardBalance(parsing: balance), checkpoint: try CheckpointIdentity.of(cat), pairs: true)
         let out = try ResumableOutput(path: output)
         let bar = Progress(total: lines.count, label: "pairs", enabled: true)
         let s = try scoring.runPairs(file, lines: lines, into: out, header: header) { bar.advance($0) }

@@ -10,7 +10,7 @@ func score(_ run: ScoringRun, _ input: ConversationInput, to output: String, sha
     let out = try ResumableOutput(path: output)
     var lines = input.lines
     var header: ShardHeader? = nil
-    if let shard { (lines, header) = run.plan(input, shard: shard, balance: balance, checkpoint: "sha256:test") }
+    if let shard { (lines, header) = try run.plan(input, shard: shard, balance: balance, checkpoint: "sha256:test") }
     let s = try run.run(input, lines: lines, into: out, header: header)
     try out.close()
     return s
@@ -23,8 +23,8 @@ func bytes(_ path: String) throws -> [UInt8] { [UInt8](try #require(FileManager.
     let path = dir.path + "/out.jsonl"
     try Data("{\"a\": 1}\n{\"b\": 2}\n{\"c\": ".utf8).write(to: URL(fileURLWithPath: path))
     let out = try ResumableOutput(path: path)
-    #expect(out.existingLines.count == 2)
-    #expect(String(decoding: out.existing, as: UTF8.self) == "{\"a\": 1}\n{\"b\": 2}\n")
+    #expect(out.existingBytes == 18)
+    #expect(try out.existingLines().map { String(decoding: $0, as: UTF8.self) } == ["{\"a\": 1}", "{\"b\": 2}"])
     try out.append(Array("{\"c\": 3}\n".utf8))
     try out.close()
     #expect(String(decoding: try bytes(path), as: UTF8.self) == "{\"a\": 1}\n{\"b\": 2}\n{\"c\": 3}\n")
@@ -119,4 +119,30 @@ func mergedShardsEqualASingleHostRun(shards: Int) throws {
         #expect(manifest["shards"]?.array?.count == shards)
         #expect(manifest["output_sha256"]?.string == digest)
     }
+}
+
+/// An input file read line by line that is cut short during the run stops it with an error
+/// naming the file, even with --skip-bad-lines: a line that can no longer be read is not a
+/// bad line, and nothing is written for it.
+@Test func anInputCutShortDuringTheRunStopsItNamingTheFile() throws {
+    let dir = try TemporaryFolder("scoring")
+    var run = ScoringRun(annotator: try setup())
+    run.batch = 2
+    run.skipBadLines = true
+    let path = dir.path + "/in.jsonl", text = Array(try variedConversations(6).utf8)
+    #expect(FileManager.default.createFile(atPath: path, contents: Data(text)))
+    let input = try ConversationInput(path: path)
+    try #require(input.lines.count == 7)
+    #expect(truncate(path, off_t(input.lines[3].range.lowerBound)) == 0)
+    let output = dir.path + "/out.jsonl"
+    do {
+        _ = try score(run, input, to: output)
+        Issue.record("a run over a file cut short finished")
+    } catch let error as TesseraError {
+        #expect(error.code == .inconsistent)
+        #expect(error.description.contains(path) && error.description.contains("changed while it was read"))
+    }
+    let written = try ResumableOutput(path: output).existingLines()
+    #expect(written.count <= 3)
+    #expect(!written.contains { String(decoding: $0, as: UTF8.self).contains("\"error\"") })
 }

@@ -1,0 +1,208 @@
+import Glibc
+
+/// One non-empty line of a text file: its number in the file (from 1) and its bytes' range,
+/// without the newline (an empty line keeps its number but is not a line here).
+public struct TextLine: Sendable, Equatable {
+    public var number: Int
+    public var range: Range<Int>
+
+    public init(number: Int, range: Range<Int>) {
+        self.number = number
+        self.range = range
+    }
+}
+
+/// Finds the lines of a text given in consecutive chunks: newline-separated, numbered from 1,
+/// a last line without a newline counted, a carriage return before a newline kept in its line.
+public struct LineSplitter: Sendable {
+    /// Where the line being read began (one past the last newline seen).
+    public private(set) var lineStart = 0
+    private var number = 0
+    private var end = 0
+
+    public init() {}
+
+    /// Takes the next chunk (it begins where the last one ended) and calls `emit` with each
+    /// non-empty line that ends in it.
+    public mutating func feed<E: Error>(_ chunk: UnsafeRawBufferPointer, _ emit: (TextLine) throws(E) -> Void) throws(E) {
+        let offset = end
+        end += chunk.count
+        guard let base = chunk.baseAddress else { return }
+        var start = 0
+        while start < chunk.count, let p = memchr(base + start, 0x0A, chunk.count - start) {
+            let newline = offset + base.distance(to: UnsafeRawPointer(p))
+            number += 1
+            if newline > lineStart { try emit(TextLine(number: number, range: lineStart..<newline)) }
+            lineStart = newline + 1
+            start = lineStart - offset
+        }
+    }
+
+    /// Ends the text, calling `emit` with a last line that has no newline.
+    public mutating func finish<E: Error>(_ emit: (TextLine) throws(E) -> Void) throws(E) {
+        guard end > lineStart else { return }
+        number += 1
+        try emit(TextLine(number: number, range: lineStart..<end))
+        lineStart = end
+    }
+
+    /// The non-empty lines of `bytes`.
+    public static func lines(_ bytes: UnsafeRawBufferPointer) -> [TextLine] {
+        var splitter = LineSplitter(), lines: [TextLine] = []
+        splitter.feed(bytes) { lines.append($0) }
+        splitter.finish { lines.append($0) }
+        return lines
+    }
+}
+
+/// An input read in order and then by position, without being held: a regular file is read
+/// in chunks each time it is asked for (only the chunk in hand is in memory), a pipe
+/// (`--input <(zcat conversations.jsonl.gz)`) is read whole once, bounded by half the
+/// machine's memory. A regular file cut short while it is read is an error naming it.
+public final class InputFile: Sendable {
+    /// Names the input in messages.
+    public let path: String
+    /// Its length in bytes when it was opened (a pipe: all it gave).
+    public let count: Int
+    /// The open regular file, or -1 when the bytes are held.
+    private let fd: Int32
+    private let held: [UInt8]
+
+    /// Opens `path`: a missing file is code `missing`, a folder is refused.
+    public init(path: String) throws(TesseraError) {
+        let (fd, st) = try WholeFile.open(path)
+        self.path = path
+        if st.st_mode & S_IFMT == S_IFREG {
+            self.fd = fd
+            count = Int(st.st_size)
+            held = []
+        } else {
+            defer { close(fd) }
+            held = try WholeFile.readAll(fd, path: path, isRegular: false, size: 0)
+            self.fd = -1
+            count = held.count
+        }
+    }
+
+    /// An input of `bytes`, named `path` in messages.
+    public init(path: String, bytes: [UInt8]) {
+        self.path = path
+        fd = -1
+        held = bytes
+        count = bytes.count
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    /// The bytes of `range`, read now.
+    public func read(_ range: Range<Int>) throws(TesseraError) -> [UInt8] {
+        guard range.lowerBound >= 0, range.upperBound <= count else {
+            throw TesseraError(.outOfBounds, "byte range \(range) lies outside the input (\(count) bytes)", file: path)
+        }
+        if fd < 0 { return Array(held[range]) }
+        var out = [UInt8](repeating: 0, count: range.count), failure: TesseraError?
+        out.withUnsafeMutableBytes { buffer in
+            do throws(TesseraError) { try read(into: buffer, at: range.lowerBound) } catch { failure = error }
+        }
+        if let failure { throw failure }
+        return out
+    }
+
+    /// Fills `buffer` from `offset` of the open file.
+    private func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(TesseraError) {
+        var done = 0
+        while done < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+            if n < 0, errno == EINTR { continue }
+            guard n >= 0 else { throw .system("cannot read at byte \(offset + done)", file: path, errorNumber: errno) }
+            guard n > 0 else {
+                throw TesseraError(.inconsistent, "ends at byte \(offset + done), but held \(count) bytes when it was opened: "
+                                   + "it changed while it was read", file: path)
+            }
+            done += n
+        }
+    }
+
+    /// Calls `body` with the bytes of `range` (by default all) in order, in chunks of at most
+    /// `chunk` bytes.
+    public func forEachChunk(_ range: Range<Int>? = nil, chunk: Int = 1 << 20,
+                             _ body: (UnsafeRawBufferPointer) throws(TesseraError) -> Void) throws(TesseraError) {
+        let range = range ?? 0..<count
+        guard range.lowerBound >= 0, range.upperBound <= count else {
+            throw TesseraError(.outOfBounds, "byte range \(range) lies outside the input (\(count) bytes)", file: path)
+        }
+        if fd < 0 {
+            try withBytes(held) { (all) throws(TesseraError) in try body(UnsafeRawBufferPointer(rebasing: all[range])) }
+            return
+        }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, min(chunk, range.count)), alignment: 64)
+        defer { buffer.deallocate() }
+        var at = range.lowerBound
+        while at < range.upperBound {
+            let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[..<min(buffer.count, range.upperBound - at)])
+            try read(into: piece, at: at)
+            try body(UnsafeRawBufferPointer(piece))
+            at += piece.count
+        }
+    }
+
+    /// The non-empty lines of the first `end` bytes (by default all), read through once;
+    /// `observe` sees every chunk in order (for a digest of the input).
+    public func lines(upTo end: Int? = nil, chunk: Int = 1 << 20,
+                      observe: (UnsafeRawBufferPointer) -> Void = { _ in }) throws(TesseraError) -> [TextLine] {
+        var splitter = LineSplitter(), lines: [TextLine] = []
+        try forEachChunk(0..<(end ?? count), chunk: chunk) { chunk in
+            observe(chunk)
+            splitter.feed(chunk) { lines.append($0) }
+        }
+        splitter.finish { lines.append($0) }
+        return lines
+    }
+
+    /// Calls `body` with each non-empty line of the first `end` bytes (by default all), in
+    /// order, with its bytes (without the newline). A line longer than half the machine's
+    /// memory is an error.
+    public func forEachLine(upTo end: Int? = nil, chunk: Int = 1 << 20,
+                            _ body: (TextLine, UnsafeRawBufferPointer) throws(TesseraError) -> Void) throws(TesseraError) {
+        var splitter = LineSplitter()
+        var carry: [UInt8] = [], carryStart = 0, offset = 0
+        let limit = WholeFile.limit
+        func emit(_ line: TextLine, _ chunk: UnsafeRawBufferPointer, _ chunkStart: Int) throws(TesseraError) {
+            if line.range.lowerBound >= chunkStart {
+                try body(line, UnsafeRawBufferPointer(rebasing: chunk[(line.range.lowerBound - chunkStart)..<(line.range.upperBound - chunkStart)]))
+                return
+            }
+            // The line began in an earlier chunk: its first bytes are carried.
+            var whole = Array(carry[(line.range.lowerBound - carryStart)...])
+            whole.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[..<(line.range.upperBound - chunkStart)]))
+            try withBytes(whole) { (b) throws(TesseraError) in try body(line, b) }
+        }
+        try forEachChunk(0..<(end ?? count), chunk: chunk) { (chunk) throws(TesseraError) in
+            let chunkStart = offset
+            try splitter.feed(chunk) { (line) throws(TesseraError) in try emit(line, chunk, chunkStart) }
+            offset += chunk.count
+            if splitter.lineStart >= chunkStart {
+                carry = Array(UnsafeRawBufferPointer(rebasing: chunk[(splitter.lineStart - chunkStart)...]))
+                carryStart = splitter.lineStart
+            } else {
+                carry.append(contentsOf: chunk)
+            }
+            guard carry.count <= limit else { throw WholeFile.tooLarge(carry.count, "a line too long to hold", file: path) }
+        }
+        try withBytes(carry) { (rest) throws(TesseraError) in
+            try splitter.finish { (line) throws(TesseraError) in try body(line, UnsafeRawBufferPointer(rebasing: rest[(line.range.lowerBound - carryStart)...])) }
+        }
+    }
+
+    /// Where the last byte equal to `byte` is, searching back from the end (nil when none).
+    public func lastIndex(of byte: UInt8, chunk: Int = 1 << 16) throws(TesseraError) -> Int? {
+        var end = count
+        while end > 0 {
+            let start = max(0, end - chunk)
+            let bytes = try read(start..<end)
+            if let i = bytes.lastIndex(of: byte) { return start + i }
+            end = start
+        }
+        return nil
+    }
+}
