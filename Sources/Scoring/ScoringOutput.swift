@@ -41,6 +41,18 @@ public struct ConversationInput: Sendable {
         try file.read(line.range)
     }
 
+    /// The lines in consecutive runs of about `bytes` bytes each (at least one line), for
+    /// working through a large input a piece at a time in order.
+    public func pieces(ofAbout bytes: Int) -> [ArraySlice<Line>] {
+        var pieces: [ArraySlice<Line>] = [], start = 0, size = 0
+        for (i, line) in lines.enumerated() {
+            size += line.range.count + 1
+            if size >= bytes { pieces.append(lines[start...i]); start = i + 1; size = 0 }
+        }
+        if start < lines.count { pieces.append(lines[start...]) }
+        return pieces
+    }
+
     /// The text of `line`, read now (an error names the file if it changed since).
     public func text(_ line: Line) throws(TesseraError) -> String {
         String(decoding: try bytes(line), as: UTF8.self)
@@ -60,10 +72,15 @@ extension JSONLines {
     /// The texts of a file of JSON strings, one a line (empty lines skipped). A line that is
     /// a quoted string without escapes is taken as it is; any other is parsed as JSON.
     public static func strings(_ input: ConversationInput) throws(TesseraError) -> [String] {
+        try strings(input, input.lines[...])
+    }
+
+    /// The texts of `lines` of a file of JSON strings, as ``strings(_:)`` takes them.
+    public static func strings(_ input: ConversationInput, _ lines: ArraySlice<ConversationInput.Line>) throws(TesseraError) -> [String] {
         let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
         var texts: [String] = []
-        texts.reserveCapacity(input.lines.count)
-        for line in input.lines {
+        texts.reserveCapacity(lines.count)
+        for line in lines {
             let bytes = try input.bytes(line)[...]
             guard let text = String(validating: bytes, as: UTF8.self) else {
                 throw TesseraError(.corrupt, "line \(line.number) is not UTF-8", file: input.path)

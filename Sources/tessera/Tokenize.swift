@@ -18,26 +18,28 @@ struct Tokenize: ParsableCommand {
     func run() throws {
         do {
             let sp = try SentencePieceModel(path: tokenizer)
-            var texts: [String] = []
-            if let text { texts.append(text) }
-            if let input {
-                texts += try JSONLines.strings(ConversationInput(path: input))
-            }
-            guard !texts.isEmpty else { throw TesseraError(.invalidArgument, "give --text or --input") }
+            let file = try input.map { (path) throws(TesseraError) in try ConversationInput(path: path) }
+            guard text != nil || file?.lines.isEmpty == false else { throw TesseraError(.invalidArgument, "give --text or --input") }
             if benchmark {
+                var texts = text.map { [$0] } ?? []
+                if let file { texts += try JSONLines.strings(file) }
                 let b = EncodingBenchmark(sp, texts: texts, threads: threads), mb = Double(b.bytes) / 1e6
                 StandardError.write("\(b.texts) texts, \(String(format: "%.2f", mb)) MB, \(b.tokens) tokens in \(String(format: "%.3f", b.seconds)) s "
                                     + "on \(b.threads) threads: \(String(format: "%.1f", mb / b.seconds)) MB/s\n")
                 return
             }
             let spellings = PieceSpellings(sp, json: json), json = self.json
-            let lines = sp.encodeIDs(texts, threads: threads) { spellings.line($0, json: json) }
-            var out: [UInt8] = []
-            for line in lines {
-                out += line
-                if out.count >= 1 << 20 { try OutputSink.standardOutput.write(out); out.removeAll(keepingCapacity: true) }
+            func encode(_ texts: [String]) throws(TesseraError) {
+                var out: [UInt8] = []
+                for line in sp.encodeIDs(texts, threads: threads, { spellings.line($0, json: json) }) {
+                    out += line
+                    if out.count >= 1 << 20 { try OutputSink.standardOutput.write(out); out.removeAll(keepingCapacity: true) }
+                }
+                try OutputSink.standardOutput.write(out)
             }
-            try OutputSink.standardOutput.write(out)
+            if let text { try encode([text]) }
+            // A file is encoded a piece at a time, so its size is not bounded by memory.
+            if let file { for piece in file.pieces(ofAbout: 16 << 20) { try encode(try JSONLines.strings(file, piece)) } }
         }
     }
 }

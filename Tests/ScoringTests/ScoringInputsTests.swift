@@ -112,3 +112,18 @@ private struct TwoShards {
     #expect(try String(contentsOfFile: output, encoding: .utf8) == s.records.joined(separator: "\n") + "\n")
     #expect(FileManager.default.fileExists(atPath: manifest))
 }
+
+/// An input cut into pieces of about N bytes: every line once, in order, each piece at least
+/// one line and no more than one line past N bytes.
+@Test(arguments: [1, 10, 40, 1000])
+func piecesOfAnInputCoverEveryLineInOrder(bytes: Int) throws {
+    let text = (0..<25).map { String(repeating: "x", count: $0 % 7) }.joined(separator: "\n")
+    let input = ConversationInput(path: "in.jsonl", bytes: Array(text.utf8))
+    let pieces = input.pieces(ofAbout: bytes)
+    try #require(!pieces.isEmpty)
+    #expect(pieces.flatMap { Array($0) } == input.lines)
+    for piece in pieces {
+        #expect(!piece.isEmpty)
+        #expect(piece.dropLast().reduce(0) { $0 + $1.range.count + 1 } < bytes)
+    }
+}
