@@ -67,11 +67,17 @@ public final class InputFile: Sendable {
     /// The open regular file, or -1 when the bytes are held.
     private let fd: Int32
     private let held: [UInt8]
+    /// The file's modification time when it was opened (seconds, nanoseconds), nil when
+    /// changes are not looked for.
+    private let modified: (Int, Int)?
 
-    /// Opens `path`: a missing file is code `missing`, a folder is refused.
-    public init(path: String) throws(TesseraError) {
+    /// Opens `path`: a missing file is code `missing`, a folder is refused. Unless
+    /// `appendedByCaller` (a file this process appends to, whose first `count` bytes stay as
+    /// they were), reading it after its length or modification time changed is an error.
+    public init(path: String, appendedByCaller: Bool = false) throws(TesseraError) {
         let (fd, st) = try WholeFile.open(path)
         self.path = path
+        modified = appendedByCaller ? nil : (st.st_mtim.tv_sec, st.st_mtim.tv_nsec)
         if st.st_mode & S_IFMT == S_IFREG {
             self.fd = fd
             count = Int(st.st_size)
@@ -90,6 +96,7 @@ public final class InputFile: Sendable {
         fd = -1
         held = bytes
         count = bytes.count
+        modified = nil
     }
 
     deinit { if fd >= 0 { close(fd) } }
@@ -105,7 +112,20 @@ public final class InputFile: Sendable {
             do throws(TesseraError) { try read(into: buffer, at: range.lowerBound) } catch { failure = error }
         }
         if let failure { throw failure }
+        try checkUnchanged()
         return out
+    }
+
+    /// Throws when the open file's length or modification time is no longer what it was
+    /// when it was opened: what was read of it (a line table, a digest) no longer describes it.
+    public func checkUnchanged() throws(TesseraError) {
+        guard fd >= 0, let modified else { return }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw .system("cannot stat", file: path, errorNumber: errno) }
+        guard Int(st.st_size) == count, st.st_mtim.tv_sec == modified.0, st.st_mtim.tv_nsec == modified.1 else {
+            throw TesseraError(.inconsistent, "was \(count) bytes when it was opened and is now \(st.st_size), modified since: "
+                               + "it changed while it was read", file: path)
+        }
     }
 
     /// Fills `buffer` from `offset` of the open file.
@@ -144,6 +164,7 @@ public final class InputFile: Sendable {
             try body(UnsafeRawBufferPointer(piece))
             at += piece.count
         }
+        try checkUnchanged()
     }
 
     /// The non-empty lines of the first `end` bytes (by default all), read through once;

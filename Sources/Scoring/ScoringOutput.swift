@@ -144,7 +144,8 @@ public final class ResumableOutput: ScoringSink {
                 throw TesseraError(.invalidArgument, "the output must be a regular file (it is read back to resume a run); "
                                    + "write to a file and read that", file: path)
             }
-            let old = try InputFile(path: path)
+            // Cut to its whole records and appended to, by this run alone.
+            let old = try InputFile(path: path, appendedByCaller: true)
             kept = try old.lastIndex(of: 0x0A).map { $0 + 1 } ?? 0
             previous = old
         } else {

@@ -79,6 +79,37 @@ private func plainLines(_ bytes: [UInt8]) -> [(Int, [UInt8])] {
     #expect(throws: TesseraError.self) { _ = try file.lines() }
 }
 
+/// A file rewritten in place (same length, new content) after it was opened is an error
+/// when it is read again: its line table and digest no longer describe it. A file replaced
+/// by another (written aside and renamed over it) is still read as the one opened.
+@Test func aFileRewrittenInPlaceIsAnErrorWhenReadAgain() throws {
+    let dir = try TemporaryFolder("input-file")
+    let path = dir.file("in.jsonl")
+    #expect(FileManager.default.createFile(atPath: path, contents: Data("{\"a\": 1}\n{\"a\": 2}\n".utf8)))
+    let file = try InputFile(path: path)
+    #expect(try file.read(0..<8) == Array("{\"a\": 1}".utf8))
+    try Data("{\"a\": 5}\n{\"a\": 6}\n".utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+    #expect(try file.read(0..<8) == Array("{\"a\": 1}".utf8))
+
+    let inPlace = dir.file("in-place.jsonl")
+    #expect(FileManager.default.createFile(atPath: inPlace, contents: Data("{\"a\": 1}\n{\"a\": 2}\n".utf8)))
+    let file2 = try InputFile(path: inPlace)
+    let handle = try #require(FileHandle(forWritingAtPath: inPlace))
+    try handle.write(contentsOf: Data("{\"a\": 3}".utf8))
+    try handle.close()
+    // The kernel's timestamps are coarse: a rewrite within the same tick is dated explicitly.
+    try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: 5)], ofItemAtPath: inPlace)
+    for read in [{ _ = try file2.read(0..<8) }, { _ = try file2.lines() }] as [() throws -> Void] {
+        do {
+            try read()
+            Issue.record("read a rewritten file as if it were the one opened")
+        } catch let error as TesseraError {
+            #expect(error.code == .inconsistent)
+            #expect(error.description.contains("changed while it was read"))
+        }
+    }
+}
+
 /// A pipe is read whole once and then read by position like a file.
 @Test func aPipeIsHeldAndReadLikeAFile() throws {
     var fds: [Int32] = [0, 0]
