@@ -155,10 +155,12 @@ private struct ConfigFields {
 
     /// Parses `text`; `file` names it in errors.
     init(yaml text: String, file: String) throws(TesseraError) {
+        try YAMLBounds.checkNesting(text, file: file)
         let node: Node?
         do { node = try Yams.compose(yaml: text) } catch {
             throw TesseraError(.corrupt, "not valid YAML: \(error)", file: file)
         }
+        if let node { try YAMLBounds.checkSize(node, file: file) }
         // Yams turns a mapping into a dictionary by forcing every key to a string, which traps
         // on a key that is itself a mapping or a list (`? [a]: b`): such keys are refused first.
         if let key = node.flatMap(Self.firstNonScalarKey) {

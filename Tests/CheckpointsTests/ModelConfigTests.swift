@@ -83,6 +83,39 @@ func nonScalarKeysAreRefusedNotTrappedOn(_ yaml: String) {
     }
 }
 
+/// Configs that took the process down before any error could be printed: nesting thousands of
+/// levels deep overflowed the stack (exit 139, flow and block forms), and aliases of aliases ten
+/// deep expanded to 10^9 values while memory grew. Each is a named error now, found before the
+/// YAML library recurses or expands.
+private let deepFlow: String = "a: " + String(repeating: "[", count: 5000) + String(repeating: "]", count: 5000)
+private let deepBlock: String = "a:\n" + String(repeating: "- ", count: 5000) + "x"
+private let deepIndent: String = "a:\n" + (0..<300).map { (i: Int) -> String in String(repeating: " ", count: i) + "k\(i):\n" }.joined() + "  x"
+private let aliasBomb: String = "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n" + (1..<10).map { (i: Int) -> String in
+    "l\(i): &l\(i) [" + Array(repeating: "*l\(i - 1)", count: 10).joined(separator: ", ") + "]\n"
+}.joined()
+
+@Test(arguments: [(deepFlow, "may nest 5003 levels deep"), (deepBlock, "may nest 5002 levels deep"), (deepIndent, "levels deep"),
+                  (aliasBomb, "more than 1000000 values once its aliases are expanded")])
+func configsThatWouldExhaustTheStackOrMemoryAreRefused(_ yaml: String, _ expected: String) {
+    do {
+        _ = try ModelConfig(yaml: yaml, file: "m/model_config.yaml")
+        Issue.record("expected an error")
+    } catch {
+        #expect(error.code == .corrupt)
+        #expect(error.message.contains(expected), "\(error.message)")
+        #expect(error.file == "m/model_config.yaml")
+    }
+}
+
+/// A real config's nesting bound is far below the limit, and a config that uses anchors and
+/// aliases a few times is read as written.
+@Test func configsWithModestNestingAndAliasesAreRead() throws {
+    let yaml = body + "\noptim:\n  sched: &s {name: CosineAnnealing, warmup_steps: [[1, 2], {a: [3]}]}\n  again: *s\n"
+        + "data:\n  - - - {x: 'quoted [[[[ # not a comment', y: \"esc \\\" [[\"}\n"
+    let c = try ModelConfig(yaml: yaml, file: "model_config.yaml")
+    #expect(c.numLayers == 96)
+}
+
 @Test func acceptsEveryKnownActivationAndNormalization() throws {
     #expect(ModelConfig.activations.count == 7 && ModelConfig.normalizations.count == 3)
     for a in ModelConfig.activations {
