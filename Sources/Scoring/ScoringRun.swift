@@ -91,6 +91,10 @@ public struct ScoringRun {
         if let header, output.existingBytes == 0 { try output.append(header.line) }
         var summary = Summary()
         var pending: [(line: Int, obj: JSONValue)] = []
+        // Error records not yet written: they go out with the next batch (or at 1 MiB, or at the
+        // end), in input order. A run stopped before they are written leaves them undone, and
+        // its resume writes the same records.
+        var unwritten: [UInt8] = []
         func flush() throws(TesseraError) {
             guard !pending.isEmpty else { return }
             let start = Date()
@@ -99,13 +103,14 @@ public struct ScoringRun {
                 throw error.inFile("\(input.path):\(pending[0].line)-\(pending.last!.line)")
             }
             let total = max(tokens.reduce(0, +), 1), ms = Int(Date().timeIntervalSince(start) * 1000)
-            var out: [UInt8] = []
+            var out = unwritten
             for (k, s) in scored.enumerated() {
                 let text = s.python
                 out += header == nil ? Array((text + "\n").utf8)
                     : ShardRecord.encode(line: pending[k].line, tokens: tokens[k], ms: ms * tokens[k] / total, record: text)
             }
             try output.append(out)
+            unwritten.removeAll()
             summary.tokens += total
             summary.written += scored.count
             progress(scored.count)
@@ -124,8 +129,8 @@ public struct ScoringRun {
                 progress(1)
                 if done.take(line.number, key: nil, shard: header != nil) { summary.skipped += 1; continue }
                 let record = JSONValue.object([("error", .string(e.message)), ("line", .number(String(line.number)))]).python
-                try output.append(header == nil ? Array((record + "\n").utf8)
-                                  : ShardRecord.encode(line: line.number, tokens: 0, ms: 0, record: record))
+                unwritten += header == nil ? Array((record + "\n").utf8) : ShardRecord.encode(line: line.number, tokens: 0, ms: 0, record: record)
+                if unwritten.count >= 1 << 20 { try output.append(unwritten); unwritten.removeAll() }
                 summary.bad += 1
                 continue
             }
@@ -134,6 +139,7 @@ public struct ScoringRun {
             if pending.count >= max(batch, 1) { try flush() }
         }
         try flush()
+        if !unwritten.isEmpty { try output.append(unwritten) }
         return summary
     }
 
