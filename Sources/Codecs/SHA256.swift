@@ -25,12 +25,15 @@ public struct SHA256Stream {
         tessera_sha256_update2(&first.state, pa, a.count, &second.state, pb, b.count)
     }
 
-    /// The digest as lowercase hex.
-    public mutating func finalizeHex() -> String {
+    /// The digest's 32 bytes.
+    public mutating func finalize() -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
         tessera_sha256_final(&state, &out)
-        return hex(out)
+        return out
     }
+
+    /// The digest as lowercase hex.
+    public mutating func finalizeHex() -> String { hex(finalize()) }
 }
 
 /// Lowercase hex of `bytes`.

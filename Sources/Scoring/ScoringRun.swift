@@ -1,3 +1,4 @@
+import Codecs
 import Foundation
 import Platform
 
@@ -28,9 +29,11 @@ public struct ScoringRun {
 
     /// What the output already holds: the lines to skip.
     struct Done {
-        /// Plain outputs: conversation records by `Annotator.key`, counted (duplicates in the
-        /// input are each written, so each is skipped once), and error records by line.
-        var keys: [String: Int] = [:]
+        /// Plain outputs: conversation records by the digest of their `Annotator.key`, counted
+        /// (duplicates in the input are each written, so each is skipped once), and error
+        /// records by line. The key is every turn's text: kept whole, the set held the text of
+        /// everything already scored.
+        var keys: [KeyDigest: Int] = [:]
         var errorLines: Set<Int> = []
         /// Shard outputs: the input lines whose records are there.
         var lines: Set<Int> = []
@@ -39,9 +42,25 @@ public struct ScoringRun {
         mutating func take(_ line: Int, key: String?, shard: Bool) -> Bool {
             if shard { return lines.contains(line) }
             guard let key else { return errorLines.contains(line) }
-            guard let n = keys[key], n > 0 else { return false }
-            keys[key] = n - 1
+            let digest = KeyDigest(key)
+            guard let n = keys[digest], n > 0 else { return false }
+            keys[digest] = n - 1
             return true
+        }
+    }
+
+    /// 128 bits of the SHA-256 of a conversation's key: equal keys give equal digests, and two
+    /// different keys the same one with odds of 2^-128 per pair.
+    struct KeyDigest: Hashable {
+        let high: UInt64, low: UInt64
+
+        init(_ key: String) {
+            var digest = SHA256Stream()
+            var text = key
+            text.withUTF8 { digest.update(UnsafeRawBufferPointer($0)) }
+            let bytes = digest.finalize()
+            high = bytes[0..<8].reduce(0) { $0 << 8 | UInt64($1) }
+            low = bytes[8..<16].reduce(0) { $0 << 8 | UInt64($1) }
         }
     }
 
@@ -76,7 +95,7 @@ public struct ScoringRun {
             if o["conversations"] == nil, o["error"] != nil, case .number(let n)? = o["line"], let number = Int(n) {
                 done.errorLines.insert(number)
             } else {
-                done.keys[Annotator.key(o), default: 0] += 1
+                done.keys[KeyDigest(Annotator.key(o)), default: 0] += 1
             }
         }
         return done
