@@ -34,33 +34,33 @@ public struct ShardMerge {
     /// Reads one shard output: its header (of this input) and its records.
     static func read(_ file: String, input: ConversationInput) throws(TesseraError) -> Shard {
         let bytes = try InputFile(path: file)
-        var shard: Shard?
+        var header: ShardHeader?
+        var records: [(line: Int, record: Range<Int>)] = [], tokens = 0, milliseconds = 0
         try bytes.forEachLine { (line, text) throws(TesseraError) in
             let slice = Array(text)[...]
-            guard var s = shard else {
-                let header = try ShardHeader(parsing: slice, file: file)
-                guard header.inputSHA256 == input.sha256 else {
-                    throw TesseraError(.inconsistent, "shard \(header.shard) of another input: its input's SHA-256 is \(header.inputSHA256), "
+            guard header != nil else {
+                let h = try ShardHeader(parsing: slice, file: file)
+                guard h.inputSHA256 == input.sha256 else {
+                    throw TesseraError(.inconsistent, "shard \(h.shard) of another input: its input's SHA-256 is \(h.inputSHA256), "
                         + "\(input.path)'s is \(input.sha256)", file: file)
                 }
                 guard try bytes.read((bytes.count - 1)..<bytes.count) == [0x0A] else {
-                    throw TesseraError(.inconsistent, "shard \(header.shard) ends in an incomplete record (its run was interrupted): "
+                    throw TesseraError(.inconsistent, "shard \(h.shard) ends in an incomplete record (its run was interrupted): "
                         + "resume it with the same score --shard command", file: file)
                 }
-                shard = Shard(file: file, header: header, bytes: bytes)
+                header = h
                 return
             }
             guard let r = ShardRecord.decode(slice) else {
                 throw TesseraError(.corrupt, "line \(line.number) is not a shard record (expected {\"line\": N, ...})", file: "\(file):\(line.number)")
             }
-            shard = nil // one owner of the records while they grow
-            s.records.append((r.line, (line.range.lowerBound + r.record.lowerBound)..<(line.range.lowerBound + r.record.upperBound)))
-            s.tokens += r.tokens
-            s.milliseconds += r.ms
-            shard = s
+            let start = line.range.lowerBound
+            records.append((r.line, (start + r.record.lowerBound)..<(start + r.record.upperBound)))
+            tokens += r.tokens
+            milliseconds += r.ms
         }
-        guard let shard else { throw TesseraError(.corrupt, "empty: not a shard output (expected a header line written by score --shard)", file: file) }
-        return shard
+        guard let header else { throw TesseraError(.corrupt, "empty: not a shard output (expected a header line written by score --shard)", file: file) }
+        return Shard(file: file, header: header, bytes: bytes, records: records, tokens: tokens, milliseconds: milliseconds)
     }
 
     /// Every shard of one partition, each once, made the same way.
