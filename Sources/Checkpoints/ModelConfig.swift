@@ -14,6 +14,8 @@ public struct ModelConfig: Sendable, Equatable, Codable {
     /// Set from the embedding's row count when the weights are read.
     public var paddedVocabSize: Int?
     public var makeVocabSizeDivisibleBy: Int
+    /// The largest `make_vocab_size_divisible_by` read.
+    public static let largestVocabMultiple = 1 << 16
     /// `override_vocab_size`: when set, NeMo builds the vocabulary from it, not from the tokenizer.
     public var overrideVocabSize: Int?
     public var seqLength: Int?
@@ -76,6 +78,12 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         }
         if makeVocabSizeDivisibleBy <= 0 {
             throw TesseraError(.corrupt, "make_vocab_size_divisible_by must be positive, not \(makeVocabSizeDivisibleBy)", file: file)
+        }
+        // Padding adds up to this many rows per tensor-parallel rank: a huge value made convert
+        // write terabytes of zero rows (NeMo's configs use 128 to 512).
+        guard makeVocabSizeDivisibleBy <= Self.largestVocabMultiple else {
+            throw TesseraError(.corrupt, "make_vocab_size_divisible_by \(makeVocabSizeDivisibleBy) is more than \(Self.largestVocabMultiple): "
+                + "the vocabulary would be padded with up to that many zero rows per tensor-parallel rank", file: file)
         }
         seqLength = f.int("encoder_seq_length") ?? f.int("seq_length") ?? f.int("max_position_embeddings")
         activation = f.string("activation") ?? "gelu"

@@ -59,6 +59,16 @@ public struct ConversionPlan: Sendable {
         guard targetRows % layout.tp == 0 else {
             throw TesseraError(.invalidArgument, "tensor-parallel size \(layout.tp) does not divide the padded vocabulary \(targetRows)")
         }
+        // Padding adds fewer rows than one multiple; an override may add what it names. More
+        // zero rows than the source's own and a multiple's is a config that does not describe
+        // this checkpoint (override_vocab_size 10^12 had convert writing terabytes of zeros).
+        let multiple = config.makeVocabSizeDivisibleBy * layout.tp
+        guard targetRows - sourceRows <= max(sourceRows, multiple) else {
+            throw TesseraError(.inconsistent, "the vocabulary would grow from the embedding's \(sourceRows) rows to \(targetRows) "
+                + "(override_vocab_size \(config.overrideVocabSize.map(String.init) ?? "not set"), make_vocab_size_divisible_by "
+                + "\(config.makeVocabSizeDivisibleBy) x TP \(layout.tp)): more zero rows than the checkpoint's own; the config does "
+                + "not describe this checkpoint", file: source.container.displayPath)
+        }
         var cfg = config
         cfg.paddedVocabSize = targetRows
         if cfg.overrideVocabSize != nil { cfg.overrideVocabSize = targetRows }

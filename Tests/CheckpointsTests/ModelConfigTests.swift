@@ -63,7 +63,7 @@ tokenizer:
 /// What the engine cannot run is refused when the config is read (an unknown activation used
 /// to run silently as SiLU), and sizes that drive allocations are bounded.
 @Test(arguments: ["activation: swish-ish\n", "normalization: batchnorm\n", "num_layers: 0\n", "hidden_size: -8\n",
-                  "num_attention_heads: 100000000\n", "ffn_hidden_size: 999999999999\n"])
+                  "num_attention_heads: 100000000\n", "ffn_hidden_size: 999999999999\n", "make_vocab_size_divisible_by: 1000000000000\n"])
 func refusesWhatTheEngineCannotRun(_ line: String) throws {
     let yaml = "num_layers: 2\nhidden_size: 8\nnum_attention_heads: 2\n" + line
     #expect(throws: TesseraError.self) { try ModelConfig(yaml: yaml, file: "m") }

@@ -145,3 +145,21 @@ func overrideVocabSizeKeepsEveryRow(_ format: OutputFormat) throws {
     #expect(try embeddingDigest(keptCheckpoint, cache: cache).rows == 512)
     #expect(keptCheckpoint.config?.overrideVocabSize == 512)
 }
+
+/// An override far beyond the embedding (10^12 rows over 512) had convert writing zero rows for
+/// minutes on end (terabytes, as holes); it is refused before anything is written, naming the
+/// sizes. An override a few rows above the embedding still pads (the test above).
+@Test func anOverrideFarBeyondTheEmbeddingIsRefused() throws {
+    let scratch = try TemporaryFolder("vocab")
+    let cache = MappingCache()
+    let source = try Checkpoint.open(try smallTokenizerModel(in: scratch, override: 1_000_000_000_000), cache: cache)
+    let dst = scratch.path + "/out"
+    do {
+        try Converter.convert(source, to: dst, layout: TargetLayout(tp: 1, pp: 1, format: .nemo), force: false, cache: cache)
+        Issue.record("padded 512 rows to 10^12")
+    } catch {
+        #expect(error.code == .inconsistent)
+        #expect(error.message.contains("from the embedding's 512 rows to 1000000000000"), "\(error.message)")
+    }
+    #expect(!FileManager.default.fileExists(atPath: dst))
+}
