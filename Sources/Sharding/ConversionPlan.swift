@@ -64,10 +64,11 @@ public struct ConversionPlan: Sendable {
         // this checkpoint (override_vocab_size 10^12 had convert writing terabytes of zeros).
         let multiple = config.makeVocabSizeDivisibleBy * layout.tp
         guard targetRows - sourceRows <= max(sourceRows, multiple) else {
+            let vocabulary = source.trueVocabulary(cache: cache).map { "\($0)" } ?? "unknown"
             throw TesseraError(.inconsistent, "the vocabulary would grow from the embedding's \(sourceRows) rows to \(targetRows) "
-                + "(override_vocab_size \(config.overrideVocabSize.map(String.init) ?? "not set"), make_vocab_size_divisible_by "
-                + "\(config.makeVocabSizeDivisibleBy) x TP \(layout.tp)): more zero rows than the checkpoint's own; the config does "
-                + "not describe this checkpoint", file: source.container.displayPath)
+                + "(true vocabulary \(vocabulary): override_vocab_size \(config.overrideVocabSize.map(String.init) ?? "not set"), "
+                + "else the tokenizer's; make_vocab_size_divisible_by \(config.makeVocabSizeDivisibleBy) x TP \(layout.tp)): more zero "
+                + "rows than the checkpoint's own; the config or tokenizer does not describe this checkpoint", file: source.container.displayPath)
         }
         var cfg = config
         cfg.paddedVocabSize = targetRows
