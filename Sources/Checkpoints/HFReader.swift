@@ -25,6 +25,21 @@ public enum HFReader {
     /// The catalogue of the HF folder `c` (TP=1/PP=1, canonical names): the reward head's bias
     /// from ``HFNames/scoreBiasFile`` when present; without `lm_head` (a classification-only
     /// save) the model has no output layer.
+    /// The sizes `config.json` states that transformers checks against the weights when it
+    /// loads them: `vocab_size` against the embedding's rows, and the labels (`num_labels`, else
+    /// `id2label`'s count) against the score layer's rows when there is one.
+    static func checkSizes(_ json: [String: Any], vocabRows: Int?, labels: Int?, file: String) throws(TesseraError) {
+        if let rows = vocabRows, let stated = (json["vocab_size"] as? NSNumber)?.intValue, stated != rows {
+            throw TesseraError(.inconsistent, "vocab_size is \(stated), but the embedding has \(rows) rows", file: file,
+                               tensor: "model.embed_tokens.weight")
+        }
+        let stated = (json["num_labels"] as? NSNumber)?.intValue ?? (json["id2label"] as? [String: Any])?.count
+        if let labels, let stated, stated != labels {
+            throw TesseraError(.inconsistent, "states \(stated) labels (num_labels or id2label), but the score layer has \(labels) rows",
+                               file: file, tensor: "score.weight")
+        }
+    }
+
     public static func read(_ c: any Container, cache: MappingCache) throws(TesseraError) -> Catalogue {
         let json = try object(c, "config.json")
         let files = try weightFiles(c)
@@ -72,6 +87,7 @@ public enum HFReader {
         }
         let tensors = try builder.finish()
         if let emb = tensors.first(where: { $0.name == "embedding.word_embeddings.weight" }) { config.paddedVocabSize = emb.shape[0] }
+        try checkSizes(json, vocabRows: config.paddedVocabSize, labels: labels, file: c.describe("config.json"))
         var artifacts: [(String, String)] = []
         if c.isFile("tokenizer.model") {
             artifacts.append((config.tokenizerModel ?? "tokenizer.model", "tokenizer.model"))

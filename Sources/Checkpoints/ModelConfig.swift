@@ -86,6 +86,10 @@ public struct ModelConfig: Sendable, Equatable, Codable {
                 + "the vocabulary would be padded with up to that many zero rows per tensor-parallel rank", file: file)
         }
         seqLength = f.int("encoder_seq_length") ?? f.int("seq_length") ?? f.int("max_position_embeddings")
+        if let n = seqLength, n <= 0 {
+            throw TesseraError(.corrupt, "the sequence length (encoder_seq_length, seq_length or max_position_embeddings) must be "
+                               + "positive, not \(n)", file: file)
+        }
         activation = f.string("activation") ?? "gelu"
         normalization = f.string("normalization") ?? "layernorm"
         guard Self.activations.contains(activation) else {

@@ -115,3 +115,40 @@ private func tinyExport(in scratch: TemporaryFolder, cache: MappingCache) throws
     try JSONSerialization.data(withJSONObject: j).write(to: URL(fileURLWithPath: path))
     _ = try Checkpoint.open(hf)
 }
+
+/// Sizes config.json states that transformers checks against the weights are checked too: a
+/// `vocab_size`, `num_labels` or `id2label` that does not match the embedding or the score layer
+/// was ignored (the folder read, though transformers refuses to load it), and a non-positive
+/// `max_position_embeddings` ran as a sequence length.
+@Test func configJSONSizesThatDoNotMatchTheWeightsAreRefused() throws {
+    let s = try TemporaryFolder("hf")
+    let hf = try tinyExport(in: s, cache: MappingCache())
+    let path = hf + "/config.json"
+    let original = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+    let labels = try #require(original["id2label"] as? [String: Any]).count
+    let cases: [(String, Any?, String)] = try requireCases([
+        ("vocab_size", 1_000_000_000_000_000, "vocab_size is 1000000000000000, but the embedding has"),
+        ("num_labels", labels + 1, "states \(labels + 1) labels"),
+        ("num_labels", nil, ""), // id2label alone says how many: it matches
+        ("max_position_embeddings", -5, "must be positive, not -5"),
+    ], "config.json sizes")
+    for (key, value, expected) in cases {
+        var j = original
+        j[key] = value
+        try JSONSerialization.data(withJSONObject: j).write(to: URL(fileURLWithPath: path))
+        if expected.isEmpty {
+            _ = try Checkpoint.open(hf)
+            continue
+        }
+        #expect {
+            _ = try Checkpoint.open(hf)
+        } throws: { error in
+            (error as? TesseraError)?.message.contains(expected) == true
+        }
+    }
+    var j = original
+    j.removeValue(forKey: "num_labels")
+    j["id2label"] = Dictionary(uniqueKeysWithValues: (0..<(labels + 3)).map { ("\($0)", "x\($0)") })
+    try JSONSerialization.data(withJSONObject: j).write(to: URL(fileURLWithPath: path))
+    #expect(throws: TesseraError.self) { _ = try Checkpoint.open(hf) }
+}
