@@ -116,6 +116,15 @@ public final class InputFile: Sendable {
         return out
     }
 
+    /// True when `path` names this very file (the same device and inode), e.g. an output
+    /// named the same as the input, or reached through a link.
+    public func isFile(at path: String) -> Bool {
+        guard fd >= 0 else { return false }
+        var mine = stat(), other = stat()
+        guard fstat(fd, &mine) == 0, stat(path, &other) == 0 else { return false }
+        return mine.st_dev == other.st_dev && mine.st_ino == other.st_ino
+    }
+
     /// Throws when the open file's length or modification time is no longer what it was
     /// when it was opened: what was read of it (a line table, a digest) no longer describes it.
     public func checkUnchanged() throws(TesseraError) {

@@ -36,6 +36,13 @@ public struct ConversationInput: Sendable {
         self.file = file
     }
 
+    /// Refuses `output` when it is this input's file: the run would read its own output as
+    /// conversations already scored.
+    public func checkNotInput(_ output: String) throws(TesseraError) {
+        guard file.isFile(at: output) else { return }
+        throw TesseraError(.invalidArgument, "the output is the input file \(path): write the scores to another file", file: output)
+    }
+
     /// The bytes of `line`, read now (an error names the file if it changed since).
     public func bytes(_ line: Line) throws(TesseraError) -> [UInt8] {
         try file.read(line.range)

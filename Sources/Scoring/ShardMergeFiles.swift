@@ -6,6 +6,7 @@ extension ShardMerge {
     /// only with `force`), then its manifest to `manifest` (by default `OUTPUT.manifest.json`);
     /// returns where the manifest went.
     public func write(output: String, force: Bool, manifest: String?) throws(TesseraError) -> String {
+        try input.checkNotInput(output)
         let digest = try Self.writeAtomically(output, force: force) { (file) throws(TesseraError) in try write(to: &file) }
         let manifestPath = manifest ?? output + ".manifest.json"
         let text = Array((self.manifest(output: output, outputSHA256: digest).python + "\n").utf8)

@@ -65,6 +65,7 @@ struct Score: ParsableCommand {
             if let shardSpec {
                 (lines, header) = try scoring.plan(conversations, shard: shardSpec, balance: balanceMode, checkpoint: try CheckpointIdentity.of(cat))
             }
+            try conversations.checkNotInput(output)
             let out = try ResumableOutput(path: output)
             let bar = Progress(total: lines.count, label: "score", enabled: true)
             let start = Date()
@@ -126,6 +127,7 @@ struct Pairwise: ParsableCommand {
     /// Scores one shard of the pairs into `--output`.
     func runShard(_ spec: ShardSpec, _ scoring: ScoringRun, _ file: ConversationInput, _ cat: Catalogue) throws(TesseraError) {
         guard let output else { throw TesseraError(.invalidArgument, "--shard needs --output (the shard's output file)") }
+        try file.checkNotInput(output)
         let (lines, header) = try scoring.plan(file, shard: spec, balance: try ShardBalance(parsing: balance), checkpoint: try CheckpointIdentity.of(cat), pairs: true)
         let out = try ResumableOutput(path: output)
         let bar = Progress(total: lines.count, label: "pairs", enabled: true)

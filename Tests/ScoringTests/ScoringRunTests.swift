@@ -146,3 +146,19 @@ func mergedShardsEqualASingleHostRun(shards: Int) throws {
     #expect(written.count <= 3)
     #expect(!written.contains { String(decoding: $0, as: UTF8.self).contains("\"error\"") })
 }
+
+/// An output that is the input file (by name or through a link) is refused before anything is
+/// opened for writing: the run read the input back as records already scored and, after its
+/// own truncation, failed with "it changed while it was read".
+@Test func anOutputThatIsTheInputIsRefused() throws {
+    let dir = try TemporaryFolder("scoring")
+    let path = dir.path + "/in.jsonl", text = Array(try variedConversations(2).utf8)
+    #expect(FileManager.default.createFile(atPath: path, contents: Data(text)))
+    try FileManager.default.createSymbolicLink(atPath: dir.path + "/link.jsonl", withDestinationPath: path)
+    let input = try ConversationInput(path: path)
+    for output in [path, dir.path + "/link.jsonl", dir.path + "/./in.jsonl"] {
+        #expect { try input.checkNotInput(output) } throws: { ($0 as? TesseraError)?.message.contains("the output is the input file") == true }
+    }
+    try input.checkNotInput(dir.path + "/out.jsonl")
+    #expect(try bytes(path) == text)
+}
