@@ -58,7 +58,8 @@ public struct LineSplitter: Sendable {
 /// An input read in order and then by position, without being held: a regular file is read
 /// in chunks each time it is asked for (only the chunk in hand is in memory), a pipe
 /// (`--input <(zcat conversations.jsonl.gz)`) is read whole once, bounded by half the
-/// machine's memory. A regular file cut short while it is read is an error naming it.
+/// machine's memory. A regular file cut short or rewritten in place after it was opened is an
+/// error naming it when it is next read (one replaced by a rename is read on as opened).
 public final class InputFile: Sendable {
     /// Names the input in messages.
     public let path: String

@@ -1,7 +1,8 @@
 import Foundation
 import Glibc
 
-/// Small inputs read whole: token files, shard outputs, prompts.
+/// Small inputs read whole: token sequence files (`forward --input`, one batch) and prompt files;
+/// conversation files and shard outputs go through ``InputFile`` instead.
 public enum WholeFile {
     /// The bytes of `path`, a regular file or a pipe (`--input <(zcat conversations.jsonl.gz)`,
     /// read to its end). Failures name the file and the system's reason, a missing file with
