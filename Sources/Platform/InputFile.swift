@@ -55,6 +55,20 @@ public struct LineSplitter: Sendable {
     }
 }
 
+/// What tells a regular file's content apart when it is opened again: its device and inode,
+/// length and modification time.
+public struct FileIdentity: Sendable, Equatable {
+    public let device: UInt64, inode: UInt64, size: Int, seconds: Int, nanoseconds: Int
+
+    init(_ st: stat) {
+        device = UInt64(st.st_dev)
+        inode = UInt64(st.st_ino)
+        size = Int(st.st_size)
+        seconds = st.st_mtim.tv_sec
+        nanoseconds = st.st_mtim.tv_nsec
+    }
+}
+
 /// An input read in order and then by position, without being held: a regular file is read
 /// in chunks each time it is asked for (only the chunk in hand is in memory), a pipe
 /// (`--input <(zcat conversations.jsonl.gz)`) is read whole once, bounded by half the
@@ -68,9 +82,10 @@ public final class InputFile: Sendable {
     /// The open regular file, or -1 when the bytes are held.
     private let fd: Int32
     private let held: [UInt8]
-    /// The file's modification time when it was opened (seconds, nanoseconds), nil when
-    /// changes are not looked for.
-    private let modified: (Int, Int)?
+    /// The regular file as it was opened (nil for held bytes).
+    public let identity: FileIdentity?
+    /// Whether reading looks for changes since the file was opened.
+    private let watched: Bool
 
     /// Opens `path`: a missing file is code `missing`, a folder is refused. Unless
     /// `appendedByCaller` (a file this process appends to, whose first `count` bytes stay as
@@ -78,16 +93,28 @@ public final class InputFile: Sendable {
     public init(path: String, appendedByCaller: Bool = false) throws(TesseraError) {
         let (fd, st) = try WholeFile.open(path)
         self.path = path
-        modified = appendedByCaller ? nil : (st.st_mtim.tv_sec, st.st_mtim.tv_nsec)
+        watched = !appendedByCaller
         if st.st_mode & S_IFMT == S_IFREG {
             self.fd = fd
             count = Int(st.st_size)
             held = []
+            identity = FileIdentity(st)
         } else {
             defer { close(fd) }
             held = try WholeFile.readAll(fd, path: path, isRegular: false, size: 0)
             self.fd = -1
             count = held.count
+            identity = nil
+        }
+    }
+
+    /// Opens `path` again, which must still be the file `identity` describes (an error naming
+    /// it otherwise): for inputs too many to keep open at once.
+    public convenience init(reopening path: String, as identity: FileIdentity) throws(TesseraError) {
+        try self.init(path: path)
+        guard self.identity == identity else {
+            throw TesseraError(.inconsistent, "is no longer the file read earlier in this run (\(identity.size) bytes then, "
+                               + "\(count) now, or another file or modification time): it changed while it was read", file: path)
         }
     }
 
@@ -97,7 +124,8 @@ public final class InputFile: Sendable {
         fd = -1
         held = bytes
         count = bytes.count
-        modified = nil
+        identity = nil
+        watched = false
     }
 
     deinit { if fd >= 0 { close(fd) } }
@@ -129,10 +157,10 @@ public final class InputFile: Sendable {
     /// Throws when the open file's length or modification time is no longer what it was
     /// when it was opened: what was read of it (a line table, a digest) no longer describes it.
     public func checkUnchanged() throws(TesseraError) {
-        guard fd >= 0, let modified else { return }
+        guard fd >= 0, watched, let identity else { return }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw .system("cannot stat", file: path, errorNumber: errno) }
-        guard Int(st.st_size) == count, st.st_mtim.tv_sec == modified.0, st.st_mtim.tv_nsec == modified.1 else {
+        guard FileIdentity(st) == identity else {
             throw TesseraError(.inconsistent, "was \(count) bytes when it was opened and is now \(st.st_size), modified since: "
                                + "it changed while it was read", file: path)
         }

@@ -250,6 +250,16 @@ public struct ReadOnlyFile: ~Copyable, Sendable {
     deinit { close(fd) }
 }
 
+/// Process-wide limits.
+public enum ProcessLimits {
+    /// How many files this process may have open (the soft `ulimit -n`; 1024 when unknown).
+    public static var openFiles: Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max else { return 1024 }
+        return Int(clamping: limit.rlim_cur)
+    }
+}
+
 /// Process-wide memory settings.
 public enum ProcessMemory {
     /// Serve large allocations from the heap and keep freed memory for reuse (glibc): the

@@ -10,7 +10,11 @@ public struct ShardMerge {
     public struct Shard {
         public var file: String
         public var header: ShardHeader
-        let bytes: InputFile
+        /// Where the records are read from again: the file as it was indexed (opened again
+        /// when needed, so thousands of shards never hold thousands of open files), or the
+        /// bytes of a pipe.
+        let source: Source
+        enum Source { case file(FileIdentity), held(InputFile) }
         /// (input line, byte range of its single-host record in the file).
         var records: [(line: Int, record: Range<Int>)] = []
         public var tokens = 0
@@ -19,6 +23,8 @@ public struct ShardMerge {
 
     public let input: ConversationInput
     public private(set) var shards: [Shard] = []
+    /// Shard files kept open at once while the output is written.
+    var openShardFiles = ShardReaders.defaultCapacity
 
     /// Reads and checks every shard output against `input`. Errors name the shard file and
     /// what was expected: a missing, duplicated, foreign (another input), stale (another
@@ -60,7 +66,8 @@ public struct ShardMerge {
             milliseconds += r.ms
         }
         guard let header else { throw TesseraError(.corrupt, "empty: not a shard output (expected a header line written by score --shard)", file: file) }
-        return Shard(file: file, header: header, bytes: bytes, records: records, tokens: tokens, milliseconds: milliseconds)
+        return Shard(file: file, header: header, source: bytes.identity.map { .file($0) } ?? .held(bytes), records: records,
+                     tokens: tokens, milliseconds: milliseconds)
     }
 
     /// Every shard of one partition, each once, made the same way.
@@ -68,9 +75,11 @@ public struct ShardMerge {
         // The reference is the way most shards were made (ties: the lowest shard's).
         let made = shards.map { "\($0.header.command) \($0.header.checkpoint) \($0.header.options) \($0.header.balance) \($0.header.shard.count)" }
         let ranked = shards.indices.sorted { shards[$0].header.shard.index < shards[$1].header.shard.index }
-        let ref = ranked.max { a, b in made.filter { $0 == made[a] }.count < made.filter { $0 == made[b] }.count }!
+        var count: [String: Int] = [:]
+        for m in made { count[m, default: 0] += 1 }
+        let ref = ranked.max { a, b in count[made[a]]! < count[made[b]]! }!
         let r = shards[ref].header
-        for s in shards where made[shards.firstIndex { $0.file == s.file }!] != made[ref] {
+        for (k, s) in shards.enumerated() where made[k] != made[ref] {
             let h = s.header, what: String
             if h.checkpoint != r.checkpoint { what = "made by another checkpoint (\(h.checkpoint)) than \(shards[ref].file) (\(r.checkpoint))" }
             else if h.options != r.options || h.command != r.command {
@@ -121,10 +130,10 @@ public struct ShardMerge {
 
     /// The pairwise result of `pairwise` shards, counted in input order.
     public func pairwiseResult() throws(TesseraError) -> PairwiseResult {
-        var byLine: [Int: PairOutcome] = [:]
+        var byLine: [Int: PairOutcome] = [:], readers = ShardReaders(capacity: openShardFiles)
         for s in shards {
             for r in s.records {
-                let bytes = try s.bytes.read(r.record)
+                let bytes = try readers.read(r.record, of: s)
                 guard let v = try? JSONValue.parse(String(decoding: bytes, as: UTF8.self)), let o = PairOutcome(v) else {
                     throw TesseraError(.corrupt, "the record of input line \(r.line) is not a pair outcome", file: s.file)
                 }
@@ -147,11 +156,11 @@ public struct ShardMerge {
         }
         var at = [(shard: Int, record: Range<Int>)](repeating: (0, 0..<0), count: (input.lines.last?.number ?? 0) + 1)
         for (k, s) in shards.enumerated() { for r in s.records { at[r.line] = (k, r.record) } }
-        var digest = SHA256Stream()
+        var digest = SHA256Stream(), readers = ShardReaders(capacity: openShardFiles)
         let newline: [UInt8] = [0x0A]
         for line in input.lines {
             let (k, range) = at[line.number]
-            let record = try shards[k].bytes.read(range)
+            let record = try readers.read(range, of: shards[k])
             try withBytes(record) { (b) throws(TesseraError) in digest.update(b); try output.write(b) }
             try withBytes(newline) { (b) throws(TesseraError) in digest.update(b); try output.write(b) }
         }
@@ -163,7 +172,8 @@ public struct ShardMerge {
     /// and shards on one path, but may differ between paths (AVX2 against AVX512-BF16).
     public var kernelPaths: [String?] {
         shards.map { s in
-            guard let first = s.records.first, let bytes = try? s.bytes.read(first.record),
+            var readers = ShardReaders()
+            guard let first = s.records.first, let bytes = try? readers.read(first.record, of: s),
                   let record = try? JSONValue.parse(String(decoding: bytes, as: UTF8.self)) else { return nil }
             return record["kernel_path"]?.string
         }
@@ -180,8 +190,8 @@ public struct ShardMerge {
 
     /// The manifest of the merged output (`Schemas/merge-manifest.schema.json`).
     public func manifest(output: String, outputSHA256: String) -> JSONValue {
-        let sorted = shards.sorted { $0.header.shard.index < $1.header.shard.index }
-        let h = sorted[0].header
+        let order = shards.indices.sorted { shards[$0].header.shard.index < shards[$1].header.shard.index }
+        let h = shards[order[0]].header, paths = kernelPaths
         return .object([
             ("tool", .string("tessera")), ("tool_version", .string(TesseraVersion.string)), ("command", .string(h.command)),
             ("input", .string(input.path)), ("input_sha256", .string(input.sha256)),
@@ -189,14 +199,42 @@ public struct ShardMerge {
             ("checkpoint", .string(h.checkpoint)), ("options", .string(h.options)), ("balance", .string(h.balance.rawValue)),
             ("output", .string(output)), ("output_sha256", .string(outputSHA256)),
             ("shard_count", .number("\(h.shard.count)")),
-            ("shards", .array(sorted.map { s in
-                .object([("shard", .string(s.header.shard.description)), ("file", .string(s.file)),
+            ("shards", .array(order.map { k in
+                let s = shards[k]
+                return .object([("shard", .string(s.header.shard.description)), ("file", .string(s.file)),
                          ("tool_version", .string(s.header.toolVersion)),
                          ("lines", .number("\(s.records.count)")), ("tokens", .number("\(s.tokens)")),
                          ("planned_tokens", .number("\(s.header.tokens)")),
-                         ("kernel_path", kernelPaths[shards.firstIndex { $0.file == s.file }!].map { .string($0) } ?? .null),
+                         ("kernel_path", paths[k].map { .string($0) } ?? .null),
                          ("seconds", .double(Double(s.milliseconds) / 1000))])
             })),
         ])
+    }
+}
+
+/// The shard files open while records are copied out of them: at most ``capacity`` at once
+/// (a merge of thousands of Slurm tasks' outputs stays far below `ulimit -n`), each opened
+/// again when needed and checked to be the file indexed.
+struct ShardReaders {
+    /// A quarter of the open files this process may have, at most 128.
+    static var defaultCapacity: Int { max(4, min(128, ProcessLimits.openFiles / 4)) }
+    let capacity: Int
+    private var open: [String: InputFile] = [:]
+    private var order: [String] = []
+
+    init(capacity: Int = defaultCapacity) { self.capacity = max(1, capacity) }
+
+    /// The bytes of `range` of `shard`'s file.
+    mutating func read(_ range: Range<Int>, of shard: ShardMerge.Shard) throws(TesseraError) -> [UInt8] {
+        if let f = open[shard.file] { return try f.read(range) }
+        let f: InputFile
+        switch shard.source {
+        case .held(let bytes): f = bytes
+        case .file(let identity): f = try InputFile(reopening: shard.file, as: identity)
+        }
+        if open.count >= capacity { open[order.removeFirst()] = nil }
+        open[shard.file] = f
+        order.append(shard.file)
+        return try f.read(range)
     }
 }

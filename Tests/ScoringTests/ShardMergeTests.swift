@@ -121,3 +121,34 @@ private struct Shards {
     let warning = try #require(mixed.mixedKernelPathsWarning)
     #expect(warning.contains(path) && warning.contains(other), "\(warning)")
 }
+
+/// The shard files are opened again as records are copied, a few at a time (a merge of 1,100
+/// Slurm outputs failed with "Too many open files" under `ulimit -n 1024` while every shard was
+/// kept open): one open at a time gives the same bytes, and a shard rewritten in place after it
+/// was indexed is an error naming it.
+@Test func shardsReopenedOneAtATimeMergeTheSameAndChangesAreCaught() throws {
+    let s = try Shards()
+    func merged(_ merge: ShardMerge, _ name: String) throws -> [UInt8] {
+        var out = try OutputFile(creating: s.dir.path + "/" + name)
+        _ = try merge.write(to: &out)
+        try out.close()
+        return try bytes(s.dir.path + "/" + name)
+    }
+    var merge = try ShardMerge(input: s.input, shardFiles: s.files)
+    let whole = try merged(merge, "all-open.jsonl")
+    merge.openShardFiles = 1
+    #expect(whole.count > 0)
+    #expect(try merged(merge, "one-open.jsonl") == whole)
+
+    let handle = try #require(FileHandle(forWritingAtPath: s.files[1]))
+    try handle.seekToEnd()
+    try handle.write(contentsOf: Data(" ".utf8))
+    try handle.close()
+    do {
+        _ = try merged(merge, "after-change.jsonl")
+        Issue.record("merged a shard that changed after it was indexed")
+    } catch let error as TesseraError {
+        #expect(error.code == .inconsistent)
+        #expect(error.description.contains(s.files[1]) && error.description.contains("changed while it was read"), "\(error)")
+    }
+}
