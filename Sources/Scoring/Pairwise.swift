@@ -41,22 +41,26 @@ extension Annotator {
         }
     }
 
-    /// The outcome of one `{prompt, chosen, rejected[, subset]}` object (`n` from 1, for messages).
-    public func pair(_ item: JSONValue, _ n: Int, weights: [Double] = SteerLMTemplate.modelCardWeights) throws(TesseraError) -> PairOutcome {
+    /// The outcome of one `{prompt, chosen, rejected[, subset]}` object.
+    public func pair(_ item: JSONValue, weights: [Double] = SteerLMTemplate.modelCardWeights) throws(TesseraError) -> PairOutcome {
         guard let prompt = item["prompt"]?.string, let chosen = item["chosen"]?.string, let rejected = item["rejected"]?.string else {
-            throw TesseraError(.corrupt, "item \(n) lacks prompt, chosen or rejected")
+            throw TesseraError(.corrupt, "expected an object with the strings 'prompt', 'chosen' and 'rejected'")
         }
         return PairOutcome(subset: item["subset"]?.string ?? "all",
                            chosen: try scalarReward(prompt: prompt, response: chosen, weights: weights),
                            rejected: try scalarReward(prompt: prompt, response: rejected, weights: weights))
     }
 
-    /// Scores every `{prompt, chosen, rejected[, subset]}` object.
-    public func pairwise(_ items: [JSONValue], weights: [Double] = SteerLMTemplate.modelCardWeights,
+    /// Scores every `{prompt, chosen, rejected[, subset]}` line of `input`, a line at a time;
+    /// `progress` is told how many are done. A bad line is an error naming the file and line.
+    public func pairwise(_ input: ConversationInput, weights: [Double] = SteerLMTemplate.modelCardWeights,
                          progress: (Int) -> Void = { _ in }) throws(TesseraError) -> PairwiseResult {
         var outcomes: [PairOutcome] = []
-        for (n, item) in items.enumerated() {
-            outcomes.append(try pair(item, n + 1, weights: weights))
+        for (n, line) in input.lines.enumerated() {
+            let text = try input.text(line)
+            do throws(TesseraError) { outcomes.append(try pair(try JSONValue.parse(text), weights: weights)) } catch {
+                throw TesseraError(.corrupt, "line \(line.number): \(error.message)", file: input.path)
+            }
             progress(n + 1)
         }
         return PairwiseResult(outcomes)

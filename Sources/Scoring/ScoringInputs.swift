@@ -21,16 +21,3 @@ extension ScoringOptions {
         self.init(maxLength: maxLength ?? catalogue.config?.seqLength ?? 4096)
     }
 }
-
-extension ConversationInput {
-    /// Every record parsed as JSON; a line that is not JSON is an error naming its number.
-    public func values() throws(TesseraError) -> [JSONValue] {
-        var items: [JSONValue] = []
-        for line in lines {
-            do throws(TesseraError) { items.append(try JSONValue.parse(text(line))) } catch {
-                throw TesseraError(.corrupt, "line \(line.number): \(error.message)", file: path)
-            }
-        }
-        return items
-    }
-}

@@ -174,7 +174,7 @@ public struct ScoringRun {
             if done.lines.contains(line.number) { summary.skipped += 1; continue }
             let start = Date(), text = try input.text(line)
             let outcome: PairOutcome
-            do throws(TesseraError) { outcome = try annotator.pair(try JSONValue.parse(text), line.number) } catch {
+            do throws(TesseraError) { outcome = try annotator.pair(try JSONValue.parse(text)) } catch {
                 throw TesseraError(.corrupt, "line \(line.number): \(error.message)", file: input.path)
             }
             let ms = Int(Date().timeIntervalSince(start) * 1000)

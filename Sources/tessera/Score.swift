@@ -110,10 +110,9 @@ struct Pairwise: ParsableCommand {
                                           tokenizer: try SentencePieceModel.forScoring(path: tokenizer, catalogue: cat), options: options)
             let file = try ConversationInput(path: input)
             if let shard { return try runShard(try ShardSpec(parsing: shard), ScoringRun(annotator: annotator), file, cat) }
-            let items = try file.values()
-            let bar = Progress(total: items.count, label: "pairs", enabled: !json)
+            let bar = Progress(total: file.lines.count, label: "pairs", enabled: !json)
             var last = 0
-            let r = try annotator.pairwise(items) { n in bar.advance(n - last); last = n }
+            let r = try annotator.pairwise(file) { n in bar.advance(n - last); last = n }
             bar.finish()
             if json {
                 try OutputSink.standardOutput.writeLine(r.json.python)

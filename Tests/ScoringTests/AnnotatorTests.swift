@@ -75,14 +75,19 @@ private func rewards(_ turn: JSONValue) throws -> [Double] {
     let r1 = try a.scalarReward(prompt: "Hi", response: "Hello!", weights: SteerLMTemplate.modelCardWeights)
     let r2 = try a.scalarReward(prompt: "Hi", response: "Go away.", weights: SteerLMTemplate.modelCardWeights)
     let better = r1 > r2 ? "Hello!" : "Go away.", worse = r1 > r2 ? "Go away." : "Hello!"
-    let items = [try JSONValue.parse(same),
-                 try JSONValue.parse(#"{"prompt": "Hi", "chosen": "\#(better)", "rejected": "\#(worse)", "subset": "chat"}"#),
-                 try JSONValue.parse(#"{"prompt": "Hi", "chosen": "\#(worse)", "rejected": "\#(better)", "subset": "chat"}"#)]
-    let r = try a.pairwise(items)
+    let items = [same, #"{"prompt": "Hi", "chosen": "\#(better)", "rejected": "\#(worse)", "subset": "chat"}"#,
+                 #"{"prompt": "Hi", "chosen": "\#(worse)", "rejected": "\#(better)", "subset": "chat"}"#]
+    let r = try a.pairwise(ConversationInput(path: "pairs.jsonl", bytes: Array(items.joined(separator: "\n").utf8)))
     #expect(r.pairs == 3)
     #expect(r.wins == 1)   // a tie is not a win
     #expect(r.subsets.map(\.name) == ["ties", "chat"])
     #expect(r.subsets[1].wins == 1 && r.subsets[1].pairs == 2)
+
+    // A bad line names the file and its line (blank lines counted), not the item's index.
+    let bad = ConversationInput(path: "pairs.jsonl", bytes: Array((same + "\n\n" + #"{"prompt": 5, "chosen": "a", "rejected": "b"}"#).utf8))
+    #expect { _ = try a.pairwise(bad) } throws: { error in
+        (error as? TesseraError)?.description == "pairs.jsonl: line 3: expected an object with the strings 'prompt', 'chosen' and 'rejected' [corrupt]"
+    }
 }
 
 /// Conversations scored together give what each gives alone.

@@ -51,19 +51,6 @@ private func bare(config: ModelConfig?, root: String = tinyFixtures) -> Catalogu
     #expect(defaults.precision == ScoringOptions(maxLength: 77).precision && defaults.prefixReuse && !defaults.keepEnd)
 }
 
-@Test func recordsAreParsedAndABadOneIsNamedByItsLine() throws {
-    let good = ConversationInput(path: "in.jsonl", bytes: Array("{\"a\": 1}\n\n[2]\n".utf8))
-    let values = try good.values()
-    #expect(values.count == 2 && values[0]["a"] == .number("1"))
-    let bad = ConversationInput(path: "in.jsonl", bytes: Array("{\"a\": 1}\n\n{oops\n".utf8))
-    do throws(TesseraError) {
-        _ = try bad.values()
-        Issue.record("a bad line was accepted")
-    } catch {
-        #expect(error.code == .corrupt && error.message.hasPrefix("line 3: ") && error.file == "in.jsonl", "\(error)")
-    }
-}
-
 /// Two shard outputs of a two-line input, made by hand, in a temporary folder.
 private struct TwoShards {
     let temporary: TemporaryFolder
