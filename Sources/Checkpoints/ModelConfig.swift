@@ -76,20 +76,8 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         if let v = overrideVocabSize, v <= 0 {
             throw TesseraError(.corrupt, "override_vocab_size must be positive, not \(v)", file: file)
         }
-        if makeVocabSizeDivisibleBy <= 0 {
-            throw TesseraError(.corrupt, "make_vocab_size_divisible_by must be positive, not \(makeVocabSizeDivisibleBy)", file: file)
-        }
-        // Padding adds up to this many rows per tensor-parallel rank: a huge value made convert
-        // write terabytes of zero rows (NeMo's configs use 128 to 512).
-        guard makeVocabSizeDivisibleBy <= Self.largestVocabMultiple else {
-            throw TesseraError(.corrupt, "make_vocab_size_divisible_by \(makeVocabSizeDivisibleBy) is more than \(Self.largestVocabMultiple): "
-                + "the vocabulary would be padded with up to that many zero rows per tensor-parallel rank", file: file)
-        }
-        seqLength = f.int("encoder_seq_length") ?? f.int("seq_length") ?? f.int("max_position_embeddings")
-        if let n = seqLength, n <= 0 {
-            throw TesseraError(.corrupt, "the sequence length (encoder_seq_length, seq_length or max_position_embeddings) must be "
-                               + "positive, not \(n)", file: file)
-        }
+        let seqKey = ["encoder_seq_length", "seq_length", "max_position_embeddings"].first { f.int($0) != nil }
+        seqLength = seqKey.flatMap(f.int)
         activation = f.string("activation") ?? "gelu"
         normalization = f.string("normalization") ?? "layernorm"
         guard Self.activations.contains(activation) else {
@@ -101,7 +89,10 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         }
         try Self.checkSizes([("num_layers", numLayers, 1 << 16), ("hidden_size", hiddenSize, 1 << 20),
                              ("num_attention_heads", numAttentionHeads, 1 << 16), ("ffn_hidden_size", ffnHiddenSize, 1 << 22),
-                             ("num_query_groups", numQueryGroups, 1 << 16), ("kv_channels", kvChannels, 1 << 16)], file: file)
+                             ("num_query_groups", numQueryGroups, 1 << 16), ("kv_channels", kvChannels, 1 << 16),
+                             // Padding adds up to this many zero rows per tensor-parallel rank (NeMo's configs use 128 to 512).
+                             ("make_vocab_size_divisible_by", makeVocabSizeDivisibleBy, Self.largestVocabMultiple),
+                             (seqKey ?? "seq_length", seqLength ?? 1, 1 << 30)], file: file)
         layernormZeroCenteredGamma = f.bool("layernorm_zero_centered_gamma") ?? (normalization == "layernorm1p")
         layernormEpsilon = f.double("layernorm_epsilon") ?? 1e-5
         bias = f.bool("bias") ?? true

@@ -136,11 +136,7 @@ public final class InputFile: Sendable {
             throw TesseraError(.outOfBounds, "byte range \(range) lies outside the input (\(count) bytes)", file: path)
         }
         if fd < 0 { return Array(held[range]) }
-        var out = [UInt8](repeating: 0, count: range.count), failure: TesseraError?
-        out.withUnsafeMutableBytes { buffer in
-            do throws(TesseraError) { try read(into: buffer, at: range.lowerBound) } catch { failure = error }
-        }
-        if let failure { throw failure }
+        let out = try readBytes(fd, at: range.lowerBound, count: range.count, path: path, size: count)
         try checkUnchanged()
         return out
     }
@@ -148,10 +144,10 @@ public final class InputFile: Sendable {
     /// True when `path` names this very file (the same device and inode), e.g. an output
     /// named the same as the input, or reached through a link.
     public func isFile(at path: String) -> Bool {
-        guard fd >= 0 else { return false }
-        var mine = stat(), other = stat()
-        guard fstat(fd, &mine) == 0, stat(path, &other) == 0 else { return false }
-        return mine.st_dev == other.st_dev && mine.st_ino == other.st_ino
+        var other = stat()
+        guard let identity, stat(path, &other) == 0 else { return false }
+        let theirs = FileIdentity(other)
+        return theirs.device == identity.device && theirs.inode == identity.inode
     }
 
     /// Throws when the open file's length or modification time is no longer what it was
@@ -163,21 +159,6 @@ public final class InputFile: Sendable {
         guard FileIdentity(st) == identity else {
             throw TesseraError(.inconsistent, "was \(count) bytes when it was opened and is now \(st.st_size), modified since: "
                                + "it changed while it was read", file: path)
-        }
-    }
-
-    /// Fills `buffer` from `offset` of the open file.
-    private func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(TesseraError) {
-        var done = 0
-        while done < buffer.count {
-            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
-            if n < 0, errno == EINTR { continue }
-            guard n >= 0 else { throw .system("cannot read at byte \(offset + done)", file: path, errorNumber: errno) }
-            guard n > 0 else {
-                throw TesseraError(.inconsistent, "ends at byte \(offset + done), but held \(count) bytes when it was opened: "
-                                   + "it changed while it was read", file: path)
-            }
-            done += n
         }
     }
 
@@ -198,7 +179,7 @@ public final class InputFile: Sendable {
         var at = range.lowerBound
         while at < range.upperBound {
             let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[..<min(buffer.count, range.upperBound - at)])
-            try read(into: piece, at: at)
+            try readFully(fd, into: piece, at: at, path: path, size: count)
             try body(UnsafeRawBufferPointer(piece))
             at += piece.count
         }

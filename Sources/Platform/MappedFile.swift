@@ -236,18 +236,36 @@ public struct ReadOnlyFile: ~Copyable, Sendable {
         guard offset >= 0, count >= 0, offset <= size, count <= size - offset else {
             throw TesseraError(.outOfBounds, "byte range \(offset)..<\(offset + count) lies outside the file (\(size) bytes)", file: path)
         }
-        var out = [UInt8](repeating: 0, count: count)
-        var done = 0
-        while done < count {
-            let n = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, count - done, off_t(offset + done)) }
-            if n < 0, errno == EINTR { continue }
-            guard n > 0 else { throw TesseraError.system("read failed at \(offset + done)", file: path, errorNumber: errno) }
-            done += n
-        }
-        return out
+        return try readBytes(fd, at: offset, count: count, path: path, size: size)
     }
 
     deinit { close(fd) }
+}
+
+/// Fills `buffer` from `offset` of the open file `fd` (named `path` in errors), which held
+/// `size` bytes when it was opened: one that ends before the buffer is full has changed since.
+func readFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, path: String, size: Int) throws(TesseraError) {
+    var done = 0
+    while done < buffer.count {
+        let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+        if n < 0, errno == EINTR { continue }
+        guard n >= 0 else { throw .system("cannot read at byte \(offset + done)", file: path, errorNumber: errno) }
+        guard n > 0 else {
+            throw TesseraError(.inconsistent, "ends at byte \(offset + done), but held \(size) bytes when it was opened: "
+                               + "it changed while it was read", file: path)
+        }
+        done += n
+    }
+}
+
+/// `count` bytes at `offset` of the open file `fd`, read as ``readFully(_:into:at:path:size:)`` reads.
+func readBytes(_ fd: Int32, at offset: Int, count: Int, path: String, size: Int) throws(TesseraError) -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: count), failure: TesseraError?
+    out.withUnsafeMutableBytes { buffer in
+        do throws(TesseraError) { try readFully(fd, into: buffer, at: offset, path: path, size: size) } catch { failure = error }
+    }
+    if let failure { throw failure }
+    return out
 }
 
 /// Process-wide limits.

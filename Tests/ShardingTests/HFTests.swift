@@ -130,7 +130,7 @@ private func tinyExport(in scratch: TemporaryFolder, cache: MappingCache) throws
         ("vocab_size", 1_000_000_000_000_000, "vocab_size is 1000000000000000, but the embedding has"),
         ("num_labels", labels + 1, "states \(labels + 1) labels"),
         ("num_labels", nil, ""), // id2label alone says how many: it matches
-        ("max_position_embeddings", -5, "must be positive, not -5"),
+        ("max_position_embeddings", -5, "'encoder_seq_length' is -5, outside 1...1073741824"),
     ], "config.json sizes")
     for (key, value, expected) in cases {
         var j = original
