@@ -39,9 +39,11 @@ public struct ScoringRun {
         var lines: Set<Int> = []
 
         /// Takes `line` (with `key`, nil for a bad line) off what is done; true if it was.
-        mutating func take(_ line: Int, key: String?, shard: Bool) -> Bool {
+        /// The key is built only when records are there to match it (not on a fresh run).
+        mutating func take(_ line: Int, key: @autoclosure () -> String?, shard: Bool) -> Bool {
             if shard { return lines.contains(line) }
-            guard let key else { return errorLines.contains(line) }
+            if keys.isEmpty && errorLines.isEmpty { return false }
+            guard let key = key() else { return errorLines.contains(line) }
             let digest = KeyDigest(key)
             guard let n = keys[digest], n > 0 else { return false }
             keys[digest] = n - 1
